@@ -1,0 +1,30 @@
+# Every target works on a fresh Debian/Ubuntu machine with Python 3.11+, make and apt.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: test demo bench venv system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Debian packages the tests and the demo run for real: Pebble (Let's Encrypt's test CA), BIND 9, lego.
+system-deps:
+	@scripts/install-system-deps.sh
+
+test: venv system-deps
+	$(PY) -m pytest -q
+
+demo: venv system-deps
+	$(PY) -m keyvault_acme.demo
+
+bench: venv system-deps
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

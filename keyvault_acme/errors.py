@@ -1,0 +1,122 @@
+"""Errors as classes: each says what went wrong, in whose words, and what to do about it.
+
+No error text may carry private key material or secret values; callers may log ``str(error)``.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class KeyVaultAcmeError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    retryable: bool = False
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} ({self.hint})" if self.hint and self.hint not in text else text
+
+
+class SpecError(KeyVaultAcmeError, ValueError):
+    """Bad input, found before anything is created. Names the field and the fix."""
+
+    def __init__(self, field: str, problem: str, fix: str = "") -> None:
+        self.field, self.problem, self.fix = field, problem, fix
+        super().__init__(f"{field}: {problem}" + (f"; {fix}" if fix else ""))
+
+
+class NameNotAuthorized(SpecError):
+    """A DNS name outside the workload's allowlist."""
+
+
+class PreflightError(KeyVaultAcmeError):
+    """A check that needs the network failed before any order: CAA, zone access, delegation, CA directory."""
+
+
+class CaaForbidsCa(PreflightError):
+    pass
+
+
+class DnsError(KeyVaultAcmeError):
+    retryable = True
+
+
+class PropagationTimeout(DnsError):
+    """The challenge record was not served by every authoritative server before the deadline."""
+
+
+class KeyVaultError(KeyVaultAcmeError):
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        self.status, self.code = status, code
+        super().__init__(message)
+
+
+class KeyVaultReadOnly(KeyVaultError):
+    """The vault rejects writes during a regional failover; retry later."""
+
+    retryable = True
+    hint = "the vault is read-only during a regional failover; retry in a few minutes"
+
+
+class KeyVaultForbidden(KeyVaultError):
+    hint = "grant the identity the role named in README's permissions table on this vault"
+
+
+class CertificateMismatch(KeyVaultAcmeError):
+    """Key Vault's CSR or an existing certificate does not match the spec (names, key)."""
+
+
+class AcmeError(KeyVaultAcmeError):
+    """An ACME problem document (RFC 8555 6.7), with the CA's own words."""
+
+    problem_type: str = "urn:ietf:params:acme:error:serverInternal"
+
+    def __init__(self, detail: str, *, problem_type: str | None = None, identifier: str | None = None,
+                 status: int | None = None) -> None:
+        self.detail, self.identifier, self.status = detail, identifier, status
+        if problem_type:
+            self.problem_type = problem_type
+        where = f" for {identifier}" if identifier else ""
+        super().__init__(f"ACME {self.problem_type.rsplit(':', 1)[-1]}{where}: {detail}")
+
+
+class RateLimited(AcmeError):
+    retryable = True
+
+    def __init__(self, detail: str, *, retry_after: datetime | None = None, **kw) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail, **kw)
+        when = f" after {retry_after.isoformat()}" if retry_after else " later"
+        self.hint = f"the CA's rate limit was hit; retry{when}; renewals with ARI 'replaces' are exempt"
+
+
+class AcmeUnauthorized(AcmeError):
+    hint = "the CA refused the account or authorization; check the account and that the challenge record was served"
+
+
+class AcmeDnsProblem(AcmeError):
+    retryable = True
+    hint = "the CA could not look up the challenge record; check NS delegation and that the zone is public"
+
+
+class AcmeCaaProblem(AcmeError):
+    hint = "a CAA record forbids this CA; add issue/issuewild for the CA's identity"
+
+
+class RejectedIdentifier(AcmeError):
+    hint = "the CA will not issue for this name; remove it from dns_names"
+
+
+class BadCsr(AcmeError):
+    hint = "Key Vault's CSR was refused; check key type and names against the CA's profile"
+
+
+class OrderFailed(AcmeError):
+    retryable = True
+
+
+class Deadline(KeyVaultAcmeError):
+    """A wait ran past its deadline (polling an order, propagation, Key Vault retries)."""
+
+    retryable = True

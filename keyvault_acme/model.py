@@ -1,0 +1,228 @@
+"""Typed, immutable specs and results of the lifecycle engine.
+
+Everything the CLI, the Pulumi provider and the component hand to the engine is one of these frozen
+dataclasses; everything the engine hands back is a public fact. No type here can hold a certificate
+private key, and secrets (ACME account key, EAB HMAC, TSIG key) appear only as *references* to Key
+Vault secrets, never as values.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Mapping, Union
+
+from .errors import SpecError
+
+RSA_SIZES = (2048, 3072, 4096)
+EC_CURVES = ("P-256", "P-384")
+
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+REVOCATION_REASONS = MappingProxyType(
+    {  # RFC 5280 CRLReason codes that ACME (RFC 8555 7.6) and Let's Encrypt accept.
+        "unspecified": 0,
+        "keyCompromise": 1,
+        "affiliationChanged": 3,
+        "superseded": 4,
+        "cessationOfOperation": 5,
+    }
+)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """The key pair Key Vault generates for the certificate. It never leaves Key Vault unless exportable."""
+
+    kty: str = "EC"  # "EC" or "RSA"
+    size: int | None = None  # RSA only: 2048, 3072, 4096
+    curve: str | None = None  # EC only: "P-256", "P-384"
+    exportable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kty == "RSA":
+            object.__setattr__(self, "size", self.size or 2048)
+            if self.size not in RSA_SIZES:
+                raise SpecError("key.size", f"RSA key size {self.size} is not supported", f"use one of {RSA_SIZES}")
+            if self.curve is not None:
+                raise SpecError("key.curve", "an RSA key has no curve", "remove key.curve or set key.kty to EC")
+        elif self.kty == "EC":
+            object.__setattr__(self, "curve", self.curve or "P-256")
+            if self.curve not in EC_CURVES:
+                raise SpecError("key.curve", f"EC curve {self.curve!r} is not supported", f"use one of {EC_CURVES}")
+            if self.size is not None:
+                raise SpecError("key.size", "an EC key has no size", "remove key.size or set key.kty to RSA")
+        else:
+            raise SpecError("key.kty", f"unknown key type {self.kty!r}", "use 'EC' (P-256, P-384) or 'RSA' (2048-4096)")
+
+    @property
+    def label(self) -> str:
+        return f"RSA {self.size}" if self.kty == "RSA" else f"EC {self.curve}"
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A reference to a Key Vault secret: ``https://<vault>.vault.azure.net/secrets/<name>[/<version>]``."""
+
+    secret_id: str
+
+    _PATTERN = re.compile(r"^https://[a-z0-9-]+\.vault\.azure\.net/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?/?$")
+
+    def __post_init__(self) -> None:
+        if not self._PATTERN.match(self.secret_id or ""):
+            raise SpecError(
+                "secret reference",
+                f"{self.secret_id!r} is not a Key Vault secret id",
+                "write it as https://<vault>.vault.azure.net/secrets/<name>; never put a secret value in config",
+            )
+
+    @property
+    def vault_url(self) -> str:
+        return self.secret_id.split("/secrets/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.secret_id.split("/secrets/")[1].strip("/").split("/")[0]
+
+    @property
+    def version(self) -> str | None:
+        parts = self.secret_id.split("/secrets/")[1].strip("/").split("/")
+        return parts[1] if len(parts) > 1 else None
+
+
+@dataclass(frozen=True)
+class AzureDnsZone:
+    """An Azure DNS zone, by ARM resource id, so zones in any subscription and resource group work."""
+
+    resource_id: str
+
+    _PATTERN = re.compile(
+        r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/]+)"
+        r"/providers/Microsoft\.Network/dns[zZ]ones/(?P<zone>[^/]+)$",
+        re.IGNORECASE,
+    )
+
+    def __post_init__(self) -> None:
+        if not self._PATTERN.match(self.resource_id or ""):
+            raise SpecError(
+                "zones[].resource_id",
+                f"{self.resource_id!r} is not an Azure DNS zone resource id",
+                "use /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/dnszones/<zone>",
+            )
+
+    def _part(self, name: str) -> str:
+        m = self._PATTERN.match(self.resource_id)
+        assert m
+        return m.group(name)
+
+    @property
+    def name(self) -> str:
+        return self._part("zone").lower().rstrip(".")
+
+    @property
+    def subscription_id(self) -> str:
+        return self._part("sub")
+
+    @property
+    def resource_group(self) -> str:
+        return self._part("rg")
+
+
+@dataclass(frozen=True)
+class Rfc2136Zone:
+    """A zone on an RFC 2136 server (BIND, PowerDNS, Windows DNS) updated with TSIG."""
+
+    zone: str
+    server: str  # "host" or "host:port"
+    tsig_key_name: str
+    tsig_secret: SecretRef  # the base64 TSIG secret, stored in Key Vault
+    tsig_algorithm: str = "hmac-sha256"
+
+    @property
+    def name(self) -> str:
+        return self.zone.lower().rstrip(".")
+
+
+Zone = Union[AzureDnsZone, Rfc2136Zone]
+
+
+@dataclass(frozen=True)
+class AcmeAccount:
+    """Which CA, and which account at it. The account key is a Key Vault secret created on first use."""
+
+    directory_url: str = LETS_ENCRYPT
+    account_key_secret: str = "acme-account-key"  # secret name in the certificate's vault
+    contact: tuple[str, ...] = ()  # e-mail addresses, without "mailto:"
+    eab_kid: str | None = None
+    eab_hmac: SecretRef | None = None
+
+
+@dataclass(frozen=True)
+class RenewalPolicy:
+    """When a certificate becomes due. Exactly one of the two may be set; default: 1/3 of lifetime left."""
+
+    days_before_expiry: float | None = None
+    fraction_remaining: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.days_before_expiry is not None and self.fraction_remaining is not None:
+            raise SpecError("renewal", "both days_before_expiry and fraction_remaining are set", "set only one of them")
+        if self.days_before_expiry is not None and self.days_before_expiry <= 0:
+            raise SpecError("renewal.days_before_expiry", "must be positive", "e.g. 30 for a 90-day certificate")
+        if self.fraction_remaining is not None and not 0 < self.fraction_remaining < 1:
+            raise SpecError("renewal.fraction_remaining", "must be between 0 and 1", "e.g. 0.33 renews with a third left")
+
+
+@dataclass(frozen=True)
+class CertificateSpec:
+    """Everything needed to issue, renew or revoke one Key Vault certificate."""
+
+    vault_url: str
+    name: str
+    dns_names: tuple[str, ...]
+    zones: tuple[Zone, ...]
+    acme: AcmeAccount = AcmeAccount()
+    key: KeySpec = KeySpec()
+    profile: str | None = None
+    preferred_chain: str | None = None
+    renewal: RenewalPolicy = RenewalPolicy()
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Resolvers to check propagation with instead of the zone's authoritative servers ("host" or "host:port").
+    resolvers: tuple[str, ...] = ()
+    propagation_timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dns_names", tuple(self.dns_names))
+        object.__setattr__(self, "zones", tuple(self.zones))
+        object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """Public facts about one Key Vault certificate version. Safe for Pulumi state, logs and output."""
+
+    id: str  # versionless: https://<vault>.vault.azure.net/certificates/<name>
+    versioned_id: str
+    secret_id: str  # versionless: what App Gateway, Front Door and App Service should reference
+    versioned_secret_id: str
+    version: str
+    thumbprint: str  # SHA-1 of the DER certificate, upper-case hex, as the Azure portal shows it
+    serial: str  # lower-case hex
+    not_before: datetime
+    not_after: datetime
+    issuer: str
+    names: tuple[str, ...]
+    pem_chain: str  # leaf first, public certificates only
+    enabled: bool = True
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    revoked_reason: str | None = None  # set when we revoked it (recorded in tags)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
+
+    @property
+    def lifetime_s(self) -> float:
+        return (self.not_after - self.not_before).total_seconds()
