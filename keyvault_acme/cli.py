@@ -1,0 +1,507 @@
+"""``keyvault-acme``: the operator's command line over the same engine and stack files as the Pulumi program.
+
+Every decision (is it due, what is valid, how to issue) is the engine's; this module only parses
+arguments, picks certificates out of a stack file, calls :class:`keyvault_acme.lifecycle.Engine` and
+prints. Exit codes: 0 success, 1 an operation failed, 2 bad usage or configuration, 3 ``status
+--fail-within`` found a certificate that needs attention.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TextIO
+
+from .errors import KeyVaultAcmeError, SpecError
+from .model import REVOCATION_REASONS
+
+if TYPE_CHECKING:  # imported lazily at run time: `--help` and usage errors stay fast
+    from .lifecycle import Engine
+    from .model import CertificateFacts, CertificateSpec
+
+PROG = "keyvault-acme"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
+
+DESCRIPTION = """\
+Issue, renew, revoke and inspect ACME certificates whose private keys are generated inside
+Azure Key Vault, using the same stack files as the Pulumi program (stacks/Pulumi.<stack>.yaml).
+Azure credentials come from the environment (workload identity, managed identity, Azure CLI)."""
+
+EPILOG = """\
+exit codes:
+  0  success
+  1  an operation failed (the message says what to do)
+  2  bad usage or configuration
+  3  status --fail-within: a certificate is missing, revoked, disabled or expires too soon
+
+examples:
+  keyvault-acme --stack web-prod status
+  keyvault-acme --stack web-prod status --fail-within 14     # for cron and pipelines
+  keyvault-acme --stack web-prod check                       # preflight, issues nothing
+  keyvault-acme --stack web-prod renew --due                 # renew what is due, nothing else
+  keyvault-acme --config my-stack.yaml revoke www --reason superseded"""
+
+
+class UsageError(Exception):
+    """Bad flags, a missing stack file or unusable configuration: one line, exit code 2."""
+
+
+# -- argument parsing ---------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints the whole usage block on errors; operators asked for one line they can act on."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _common_options(suppress: bool) -> argparse.ArgumentParser:
+    # The same options are accepted before and after the subcommand. Defaults live on the top-level
+    # parser only, so a subcommand's unset option does not overwrite a value given before it.
+    default = argparse.SUPPRESS if suppress else None
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_mutually_exclusive_group()
+    where.add_argument("--stack", metavar="NAME", default=default,
+                       help="read stacks/Pulumi.NAME.yaml of the project in or above the current directory")
+    where.add_argument("--config", metavar="FILE", default=default, type=Path,
+                       help="read this stack file instead")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="show every step, also when the output is not a terminal")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="show no progress, only results and errors")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, parents=[_common_options(False)],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    common = _common_options(True)
+
+    def command(name: str, summary: str, details: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=f"{summary}\n\n{details}", parents=[common],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    status = command(
+        "status", "show every certificate of the stack: version, expiry, when it renews, state",
+        "Reads Key Vault only; changes nothing. State is 'valid', 'due' (renewal is due: run 'renew --due'\n"
+        "or 'pulumi up'), 'missing', 'revoked', 'disabled' or 'expired'.")
+    status.add_argument("names", nargs="*", metavar="NAME", help="only these certificates (default: all)")
+    status.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    status.add_argument("--fail-within", type=_days, metavar="DAYS",
+                        help="exit 3 when a certificate is missing, revoked, disabled or expires within DAYS days")
+    status.set_defaults(run=cmd_status)
+
+    issue = command(
+        "issue", "issue a certificate (adopts a matching one already in the vault)",
+        "Key Vault creates the key pair and the CSR; the CA validates every name over DNS-01; the chain is\n"
+        "merged back into Key Vault. The private key never leaves Key Vault.")
+    issue.add_argument("name", metavar="NAME", help="certificate name from the stack file")
+    issue.set_defaults(run=cmd_issue)
+
+    renew = command(
+        "renew", "renew one certificate now, or every certificate that is due",
+        "Creates a new version of the same Key Vault certificate: consumers that reference the versionless\n"
+        "secret id (App Gateway, Front Door, App Service) pick it up. With --due, a certificate renews only\n"
+        "when its renewal is due (the same rule 'pulumi up --refresh' applies), and a missing one is issued:\n"
+        "the fallback for a scheduler when nobody runs 'pulumi up'.")
+    which = renew.add_mutually_exclusive_group(required=True)
+    which.add_argument("name", nargs="?", metavar="NAME", help="certificate name from the stack file")
+    which.add_argument("--due", action="store_true", help="renew every certificate of the stack that is due")
+    renew.set_defaults(run=cmd_renew)
+
+    revoke = command(
+        "revoke", "revoke a certificate at the CA and mark it in Key Vault",
+        "Revokes the current version at the CA with an RFC 5280 reason, records the reason in the\n"
+        "certificate's tags and disables that version. Issue a replacement first ('renew NAME') unless the\n"
+        "key is compromised: consumers keep serving the revoked certificate until they get a new one.")
+    revoke.add_argument("name", metavar="NAME", help="certificate name from the stack file")
+    revoke.add_argument("--reason", required=True, choices=sorted(REVOCATION_REASONS, key=REVOCATION_REASONS.get),
+                        metavar="REASON", help=f"one of: {', '.join(sorted(REVOCATION_REASONS, key=REVOCATION_REASONS.get))}")
+    revoke.add_argument("--keep-enabled", action="store_true",
+                        help="leave the revoked version enabled in Key Vault (default: disable it)")
+    revoke.set_defaults(run=cmd_revoke)
+
+    check = command(
+        "check", "preflight every certificate without issuing anything",
+        "Checks the spec (names, zones, key), Azure credentials, that the vault is reachable and permits\n"
+        "this identity, that the zones are writable, NS delegation, CAA records against the CA's identities,\n"
+        "and the CA's directory and profile. Creates nothing in Key Vault, DNS or at the CA.")
+    check.add_argument("names", nargs="*", metavar="NAME", help="only these certificates (default: all)")
+    check.set_defaults(run=cmd_check)
+    return parser
+
+
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if days < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return days
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("keyvault-acme")
+    except Exception:  # noqa: BLE001 - running from a source tree without metadata
+        return "unknown"
+
+
+# -- stack files --------------------------------------------------------------------------------------
+
+
+def stack_path(stack: str | None, config: Path | None, cwd: Path | None = None) -> Path:
+    """The stack file to read: ``--config FILE`` as given, or ``--stack NAME`` in the project's stacks dir."""
+    if config is not None:
+        if not config.is_file():
+            raise UsageError(f"stack file {config} not found")
+        return config
+    if not stack:
+        raise UsageError("no stack given: pass --stack NAME (reads stacks/Pulumi.NAME.yaml) or --config FILE")
+    stacks = _stacks_dir(cwd or Path.cwd())
+    path = stacks / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks.glob("Pulumi.*.yaml"))
+        hint = f"known stacks: {', '.join(known)}" if known else "no stack files there"
+        raise UsageError(f"stack {stack!r} not found: no {path} ({hint})")
+    return path
+
+
+def _stacks_dir(cwd: Path) -> Path:
+    # Like the pulumi CLI: the project is the nearest directory with a Pulumi.yaml, and its
+    # stackConfigDir (default: the project directory itself) holds the stack files.
+    for directory in (cwd, *cwd.parents):
+        project = directory / "Pulumi.yaml"
+        if project.is_file():
+            import yaml
+            try:
+                settings = yaml.safe_load(project.read_text()) or {}
+            except yaml.YAMLError as e:
+                raise UsageError(f"{project} is not valid YAML: {_one_line(e)}") from None
+            return directory / str(settings.get("stackConfigDir") or ".")
+    return cwd / "stacks"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The certificates of one stack file, by the names an operator types."""
+
+    path: Path
+    certificates: dict[str, "CertificateSpec"]
+
+    def select(self, names: Iterable[str]) -> list[tuple[str, "CertificateSpec"]]:
+        names = list(names)
+        unknown = [n for n in names if n not in self.certificates]
+        if unknown:
+            known = ", ".join(self.certificates) or "none"
+            raise UsageError(f"no certificate {unknown[0]!r} in {self.path} (certificates: {known})")
+        return [(n, self.certificates[n]) for n in (names or self.certificates)]
+
+
+def load_stack(path: Path) -> Stack:
+    from .workload import load_stack_file
+    try:
+        workload = load_stack_file(path)
+    except SpecError as e:
+        raise UsageError(f"{path}: {e}") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:  # YAML errors and other malformed content
+        raise UsageError(f"{path}: {_one_line(e)}") from None
+    return Stack(path, _certificates_of(workload))
+
+
+def _certificates_of(workload: Any) -> dict[str, "CertificateSpec"]:
+    certificates = workload.certificates
+    if isinstance(certificates, dict):
+        return dict(certificates)
+    return {spec.name: spec for spec in certificates}
+
+
+# -- output -------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """Progress lines on stderr for long steps. Quiet when stderr is not a terminal, unless --verbose."""
+
+    def __init__(self, stream: TextIO, *, enabled: bool) -> None:
+        self.stream, self.enabled = stream, enabled
+        self._start = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            self.stream.write(f"[{time.monotonic() - self._start:6.2f}s] {message}\n")
+            self.stream.flush()
+
+    def handler(self) -> logging.Handler:
+        """A logging handler that shows the engine's INFO steps (propagation, validation, ...) as progress."""
+        progress = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                try:
+                    progress(record.getMessage())
+                except Exception:  # noqa: BLE001 - progress must never break an operation
+                    self.handleError(record)
+
+        handler = _Handler(logging.INFO if self.enabled else logging.WARNING)
+        return handler
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One certificate's status, computed by the engine's renewal rules."""
+
+    name: str
+    spec: "CertificateSpec"
+    facts: "CertificateFacts | None"
+    state: str
+    reason: str
+    renew_after: datetime | None
+    now: datetime
+
+    @property
+    def days_left(self) -> float | None:
+        return None if self.facts is None else (self.facts.not_after - self.now).total_seconds() / 86400
+
+    def needs_attention(self, within_days: float) -> bool:
+        if self.state in ("missing", "revoked", "disabled", "expired"):
+            return True
+        return self.days_left is not None and self.days_left < within_days
+
+    def as_json(self) -> dict[str, Any]:
+        f = self.facts
+        return {
+            "name": self.name, "certificate": self.spec.name, "vault_url": self.spec.vault_url,
+            "dns_names": list(self.spec.dns_names), "state": self.state, "reason": self.reason,
+            "version": f.version if f else None, "not_before": f.not_before.isoformat() if f else None,
+            "not_after": f.not_after.isoformat() if f else None,
+            "days_left": round(self.days_left, 3) if self.days_left is not None else None,
+            "renew_after": self.renew_after.isoformat() if self.renew_after else None,
+            "issuer": f.issuer if f else None, "serial": f.serial if f else None,
+            "thumbprint": f.thumbprint if f else None, "id": f.id if f else None,
+            "secret_id": f.secret_id if f else None, "enabled": f.enabled if f else None,
+            "revoked_reason": f.revoked_reason if f else None,
+        }
+
+
+def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | None", now: datetime) -> Row:
+    from .renewal import renew_after, renewal_decision
+    decision = renewal_decision(facts, spec, now)
+    when = renew_after(facts.not_before, facts.not_after, spec.renewal) if facts else None
+    if facts is None:
+        state = "missing"
+    elif facts.revoked_reason:
+        state = "revoked"
+    elif not facts.enabled:
+        state = "disabled"
+    elif now >= facts.not_after:
+        state = "expired"
+    elif decision.reissue:
+        state = "due"
+    else:
+        state = "valid"
+    return Row(name, spec, facts, state, decision.message if decision.reissue else "", when, now)
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    header = ("NAME", "DNS NAMES", "VERSION", "NOT AFTER", "DAYS LEFT", "RENEW AFTER", "ISSUER", "STATE")
+    lines = [header]
+    for r in rows:
+        f = r.facts
+        names = ",".join(r.spec.dns_names)
+        lines.append((
+            r.name, names if len(names) <= 40 else names[:37] + "...",
+            f.version[:8] if f else "-", _utc(f.not_after) if f else "-",
+            f"{r.days_left:.2f}" if r.days_left is not None else "-",
+            _utc(r.renew_after) if r.renew_after else "-",
+            _short_issuer(f.issuer) if f else "-", r.state + (f" ({r.reason})" if r.reason and r.state == "due" else ""),
+        ))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _short_issuer(issuer: str) -> str:
+    # "CN=R11, O=Let's Encrypt, C=US" -> "R11"; anything else as given.
+    for part in issuer.split(","):
+        key, _, value = part.strip().partition("=")
+        if key.upper() == "CN" and value:
+            return value
+    return issuer
+
+
+# -- commands -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    stack: Stack
+    engine: "Engine"
+    progress: Progress
+    out: TextIO
+    now: Callable[[], datetime]
+
+
+def cmd_status(ctx: Context) -> int:
+    rows = []
+    for name, spec in ctx.stack.select(ctx.args.names):
+        ctx.progress(f"{name}: reading {spec.vault_url}/certificates/{spec.name}")
+        rows.append(status_row(name, spec, ctx.engine.inspect(spec.vault_url, spec.name), ctx.now()))
+    if ctx.args.json:
+        ctx.out.write(json.dumps([r.as_json() for r in rows], indent=2) + "\n")
+    else:
+        ctx.out.write(format_table(rows) + "\n")
+    if ctx.args.fail_within is not None:
+        bad = [r for r in rows if r.needs_attention(ctx.args.fail_within)]
+        if bad:
+            print(f"{PROG}: {len(bad)} certificate(s) need attention within {ctx.args.fail_within:g} days: "
+                  + ", ".join(f"{r.name} ({r.state})" for r in bad), file=sys.stderr)
+            return EXIT_ATTENTION
+    return EXIT_OK
+
+
+def _report(ctx: Context, verb: str, name: str, facts: "CertificateFacts") -> None:
+    ctx.out.write(f"{verb} {name}: version {facts.version}, serial {facts.serial}, "
+                  f"valid until {_utc(facts.not_after)}\n  secret id: {facts.secret_id}\n")
+
+
+def cmd_issue(ctx: Context) -> int:
+    [(name, spec)] = ctx.stack.select([ctx.args.name])
+    ctx.progress(f"{name}: issuing for {', '.join(spec.dns_names)}")
+    _report(ctx, "issued", name, ctx.engine.issue(spec))
+    return EXIT_OK
+
+
+def cmd_renew(ctx: Context) -> int:
+    if not ctx.args.due:
+        [(name, spec)] = ctx.stack.select([ctx.args.name])
+        ctx.progress(f"{name}: renewing")
+        _report(ctx, "renewed", name, ctx.engine.renew(spec))
+        return EXIT_OK
+    from .renewal import renewal_decision
+    failed = 0
+    for name, spec in ctx.stack.select([]):
+        facts = ctx.engine.inspect(spec.vault_url, spec.name)
+        decision = renewal_decision(facts, spec, ctx.now())
+        if not decision.reissue:
+            ctx.out.write(f"{name}: not due ({decision.message})\n")
+            continue
+        ctx.progress(f"{name}: due: {decision.message}")
+        try:
+            if facts is None:
+                _report(ctx, "issued", name, ctx.engine.issue(spec))
+            else:
+                _report(ctx, "renewed", name, ctx.engine.renew(spec))
+        except KeyVaultAcmeError as e:  # one failure must not stop the others from renewing
+            failed += 1
+            print(f"{PROG}: error: {name}: {_one_line(e)}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_revoke(ctx: Context) -> int:
+    [(name, spec)] = ctx.stack.select([ctx.args.name])
+    ctx.progress(f"{name}: revoking ({ctx.args.reason})")
+    facts = ctx.engine.revoke(spec, ctx.args.reason, disable=not ctx.args.keep_enabled)
+    ctx.out.write(f"revoked {name}: serial {facts.serial} ({ctx.args.reason})"
+                  f"{'' if ctx.args.keep_enabled else ', version disabled in Key Vault'}\n")
+    return EXIT_OK
+
+
+def cmd_check(ctx: Context) -> int:
+    failed = 0
+    for name, spec in ctx.stack.select(ctx.args.names):
+        try:
+            ctx.engine.check_spec(spec)
+            ctx.progress(f"{name}: checking credentials, vault, zones, delegation, CAA and the CA")
+            ctx.engine.preflight(spec)
+        except KeyVaultAcmeError as e:
+            failed += 1
+            ctx.out.write(f"FAIL {name}: {_one_line(e)}\n")
+        else:
+            ctx.out.write(f"ok   {name}: {', '.join(spec.dns_names)} can be issued by {spec.acme.directory_url}\n")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# -- entry point --------------------------------------------------------------------------------------
+
+
+def _explain(error: BaseException) -> str:
+    """One line saying what failed and what to do, for errors raised outside the engine's own classes."""
+    kind = type(error).__name__
+    if kind in ("ClientAuthenticationError", "CredentialUnavailableError"):
+        return ("no Azure credentials: sign in with 'az login', or run with a managed identity, or set "
+                "AZURE_CLIENT_ID/AZURE_TENANT_ID with workload identity federation "
+                f"({_one_line(error)})")
+    if kind == "ServiceRequestError":
+        return f"cannot reach Azure: {_one_line(error)}; check the network, proxy and vault URL"
+    return f"{_one_line(error)} ({kind}; rerun with --verbose for details)"
+
+
+def main(argv: Sequence[str] | None = None, *, engine: "Engine | None" = None,
+         now: Callable[[], datetime] | None = None) -> int:
+    """Run the CLI; returns the exit code. ``engine`` lets a caller (the demo) share one engine."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.stack and args.config:  # given on both sides of the subcommand, so argparse cannot see it
+        parser.error("argument --config: not allowed with argument --stack")
+    out, err = sys.stdout, sys.stderr
+    verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
+    progress = Progress(err, enabled=not quiet and (verbose or err.isatty()))
+    log = logging.getLogger("keyvault_acme")
+    handler = progress.handler()
+    log.addHandler(handler)
+    previous_level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        stack = load_stack(stack_path(args.stack, args.config))
+        if engine is None:
+            from .lifecycle import Engine
+            engine = Engine(logger=log)
+        ctx = Context(args, stack, engine, progress, out, now or (lambda: datetime.now(timezone.utc)))
+        return args.run(ctx)
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=err)
+        return EXIT_USAGE
+    except SpecError as e:
+        print(f"{PROG}: error: {e}", file=err)
+        return EXIT_USAGE
+    except KeyVaultAcmeError as e:
+        print(f"{PROG}: error: {_one_line(e)}", file=err)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=err)
+        return 130
+    except Exception as e:  # noqa: BLE001 - an operator gets one actionable line, not a traceback
+        if verbose:
+            import traceback
+            traceback.print_exc(file=err)
+        print(f"{PROG}: error: {_explain(e)}", file=err)
+        return EXIT_FAILED
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
