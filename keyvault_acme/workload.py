@@ -1,0 +1,602 @@
+"""The workload's stack config, typed and validated in one place.
+
+A stack (one workload in one environment) is described by the ``keyvault-acme:*`` values of its stack
+file. :func:`parse_workload_config` turns those plain values into frozen dataclasses, or raises a
+:class:`SpecError` naming the key and the fix before any resource is registered. The Pulumi component,
+the CLI and the tests all read stack files through this module, so a key means the same everywhere.
+
+No Pulumi imports: the component hands in ``pulumi.Config`` values as a plain mapping.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from . import authorization
+from .authorization import Allowlist
+from .config import acme_from_dict, certificate_spec_from_dict, spec_to_dict, zone_from_dict
+from .errors import SpecError
+from .model import REVOCATION_REASONS, AzureDnsZone, CertificateSpec, Rfc2136Zone
+
+NAMESPACE = "keyvault-acme"
+
+KEYS = (
+    "workload", "environment", "production", "location", "subscription_id", "tenant_id", "resource_group",
+    "vault", "monitoring", "zones", "issuer", "consumers", "grant_roles", "alerts", "allowlist", "acme",
+    "certificates", "tags",
+)
+PRODUCTION_ENVIRONMENTS = ("prod", "production")
+CHALLENGE_SCOPES = ("record_set", "zone")
+CHALLENGE_LABEL = "_acme-challenge"
+# Keys of a certificate entry that steer the Pulumi resource, not the certificate itself.
+_RESOURCE_KEYS = ("revoke_on_delete", "revoke_reason", "purge_on_delete")
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_WORKLOAD = re.compile(r"^[a-z][a-z0-9]{1,11}$")
+_ENVIRONMENT = re.compile(r"^[a-z][a-z0-9]{1,7}$")
+_VAULT_NAME = re.compile(r"^[a-zA-Z](?!.*--)[a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$")
+_CERT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+_RG_ID = re.compile(r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/]+)$", re.IGNORECASE)
+_VAULT_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/]+)"
+    r"/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/]+)$", re.IGNORECASE)
+_ARM_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/[^/]+/.+$", re.IGNORECASE)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+# ---------------------------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class ResourceGroupConfig:
+    name: str
+    existing_id: str | None = None  # set: use it, create nothing
+
+    @property
+    def existing(self) -> bool:
+        return self.existing_id is not None
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    name: str
+    url: str
+    existing_id: str | None = None
+    sku: str = "standard"
+    soft_delete_retention_days: int = 90
+    purge_protection: bool = False
+    private_endpoint_subnet_id: str | None = None
+
+    @property
+    def existing(self) -> bool:
+        return self.existing_id is not None
+
+    @property
+    def public_network_access(self) -> str:
+        # A private endpoint is only worth having when the public door is shut.
+        return "Disabled" if self.private_endpoint_subnet_id else "Enabled"
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    enabled: bool = True
+    workspace_id: str | None = None  # an existing Log Analytics workspace; None: create one
+    workspace_name: str = ""
+    retention_days: int = 30
+
+
+@dataclass(frozen=True)
+class DnsZoneConfig:
+    """An Azure DNS zone the workload's names live in: created by the stack or existing (any subscription)."""
+
+    name: str
+    resource_id: str
+    create: bool = False
+    challenge_scope: str = "record_set"  # where the DNS role is assigned: each _acme-challenge record set, or the zone
+
+    @property
+    def azure(self) -> AzureDnsZone:
+        return AzureDnsZone(self.resource_id)
+
+    @property
+    def subscription_id(self) -> str:
+        return self.azure.subscription_id
+
+    @property
+    def resource_group(self) -> str:
+        return self.azure.resource_group
+
+
+@dataclass(frozen=True)
+class ChallengeRecordSet:
+    """The ``_acme-challenge`` TXT record set one or more names are validated through."""
+
+    zone: DnsZoneConfig
+    relative_name: str  # relative to the zone: "_acme-challenge.www" or "_acme-challenge"
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.relative_name}.{self.zone.name}"
+
+    @property
+    def resource_id(self) -> str:
+        return f"{self.zone.resource_id}/TXT/{self.relative_name}"
+
+
+@dataclass(frozen=True)
+class IssuerConfig:
+    """The identity that issues, renews and revokes (the one CI/CD or the scheduled job runs as)."""
+
+    name: str
+    principal_id: str | None = None  # set: an existing identity, create none
+    client_id: str | None = None
+
+    @property
+    def existing(self) -> bool:
+        return self.principal_id is not None
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """An identity that reads certificates as secrets: an app, Application Gateway, Front Door."""
+
+    name: str
+    principal_id: str
+    principal_type: str = "ServicePrincipal"
+
+
+@dataclass(frozen=True)
+class EmailReceiver:
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class WebhookReceiver:
+    name: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class AlertingConfig:
+    emails: tuple[EmailReceiver, ...] = ()
+    webhooks: tuple[WebhookReceiver, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.emails or self.webhooks)
+
+
+@dataclass(frozen=True)
+class CertificateConfig:
+    spec: CertificateSpec
+    revoke_on_delete: bool = True
+    revoke_reason: str = "cessationOfOperation"
+    purge_on_delete: bool = False
+    challenge_record_sets: tuple[ChallengeRecordSet, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def inputs(self) -> dict[str, Any]:
+        """The provider's inputs: the shared certificate dict shape plus the resource's own switches."""
+        return {**spec_to_dict(self.spec), "revoke_on_delete": self.revoke_on_delete,
+                "revoke_reason": self.revoke_reason, "purge_on_delete": self.purge_on_delete}
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    workload: str
+    environment: str
+    production: bool
+    location: str
+    subscription_id: str
+    tenant_id: str | None
+    resource_group: ResourceGroupConfig
+    vault: VaultConfig
+    monitoring: MonitoringConfig
+    zones: tuple[DnsZoneConfig, ...]
+    rfc2136_zones: tuple[Rfc2136Zone, ...]
+    issuer: IssuerConfig
+    consumers: tuple[Consumer, ...]
+    grant_roles: bool
+    alerting: AlertingConfig
+    allowlist: Allowlist
+    certificates: tuple[CertificateConfig, ...]
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
+
+    @property
+    def stack_name(self) -> str:
+        return f"{self.workload}-{self.environment}"
+
+    @property
+    def challenge_record_sets(self) -> tuple[ChallengeRecordSet, ...]:
+        """Every ``_acme-challenge`` record set of every certificate, once, in config order."""
+        seen: dict[str, ChallengeRecordSet] = {}
+        for cert in self.certificates:
+            for rs in cert.challenge_record_sets:
+                seen.setdefault(rs.resource_id.lower(), rs)
+        return tuple(seen.values())
+
+    def name_for(self, purpose: str) -> str:
+        """A deterministic GUID for resources Azure names by GUID (role assignments, role definitions)."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"keyvault-acme/{self.subscription_id}/{self.stack_name}/{purpose}"))
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _str(value: Any, fld: str, fix: str, *, required: bool = True) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise SpecError(fld, "is required", fix)
+        return None
+    if isinstance(value, (Mapping, list, tuple)):
+        raise SpecError(fld, f"must be a string, got {type(value).__name__}", fix)
+    return str(value)
+
+
+def _bool(value: Any, fld: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise SpecError(fld, f"{value!r} is not true or false", f"write {fld}: true or {fld}: false")
+
+
+def _int(value: Any, fld: str, default: int, lo: int, hi: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(float(value))
+    except (TypeError, ValueError):
+        raise SpecError(fld, f"{value!r} is not a number", f"write {fld} as a whole number from {lo} to {hi}") from None
+    if not lo <= number <= hi or number != float(value):
+        raise SpecError(fld, f"{value!r} is out of range", f"use a whole number from {lo} to {hi}")
+    return number
+
+
+def _mapping(value: Any, fld: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(fld, f"must be a mapping, got {type(value).__name__}", f"write {fld} with keys {', '.join(allowed)}")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise SpecError(f"{fld}.{unknown[0]}", "unknown setting", f"use only {', '.join(allowed)}")
+    return value
+
+
+def _list(value: Any, fld: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
+        raise SpecError(fld, f"must be a list, got {type(value).__name__}", f"write {fld} as a YAML list")
+    return list(value)
+
+
+def _uuid(value: Any, fld: str, what: str) -> str:
+    text = _str(value, fld, f"give the {what} (a GUID)")
+    assert text is not None
+    if not _UUID.match(text):
+        raise SpecError(fld, f"{text!r} is not a GUID", f"give the {what} as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")
+    return text.lower()
+
+
+# ---------------------------------------------------------------------------------------------- parts
+
+
+def _resource_group(data: Any, workload: str, environment: str, subscription_id: str) -> ResourceGroupConfig:
+    d = _mapping(data, "resource_group", ("name", "resource_id"))
+    if d.get("resource_id"):
+        rid = str(d["resource_id"])
+        m = _RG_ID.match(rid)
+        if not m:
+            raise SpecError("resource_group.resource_id", f"{rid!r} is not a resource group id",
+                            "use /subscriptions/<id>/resourceGroups/<name>")
+        if m.group("sub").lower() != subscription_id:
+            raise SpecError("resource_group.resource_id", "is in another subscription than subscription_id",
+                            "deploy the stack into the resource group's subscription")
+        return ResourceGroupConfig(name=m.group("rg"), existing_id=rid)
+    name = _str(d.get("name"), "resource_group.name", "", required=False) or f"rg-{workload}-{environment}"
+    return ResourceGroupConfig(name=name)
+
+
+def _vault(data: Any, workload: str, environment: str, production: bool) -> VaultConfig:
+    d = _mapping(data, "vault", ("name", "resource_id", "url", "sku", "soft_delete_retention_days",
+                                 "purge_protection", "private_endpoint_subnet_id"))
+    existing_id = _str(d.get("resource_id"), "vault.resource_id", "", required=False)
+    if existing_id:
+        m = _VAULT_ID.match(existing_id)
+        if not m:
+            raise SpecError("vault.resource_id", f"{existing_id!r} is not a Key Vault resource id",
+                            "use /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>")
+        name = m.group("name")
+    else:
+        name = _str(d.get("name"), "vault.name", "", required=False) or f"kv-{workload}-{environment}"
+    if not _VAULT_NAME.match(name):
+        raise SpecError("vault.name", f"{name!r} is not a valid Key Vault name",
+                        "use 3-24 letters, digits and single hyphens, starting with a letter")
+    url = (_str(d.get("url"), "vault.url", "", required=False) or f"https://{name.lower()}.vault.azure.net").rstrip("/")
+    if not url.startswith("https://"):
+        raise SpecError("vault.url", f"{url!r} is not an https URL", "use https://<vault>.vault.azure.net")
+    sku = str(d.get("sku") or "standard").lower()
+    if sku not in ("standard", "premium"):
+        raise SpecError("vault.sku", f"{sku!r} is not a Key Vault SKU", "use standard or premium (HSM-backed keys)")
+    purge = _bool(d.get("purge_protection"), "vault.purge_protection", production)
+    if production and not purge:
+        raise SpecError("vault.purge_protection", "must be true in a production environment",
+                        "remove vault.purge_protection or set it to true")
+    subnet = _str(d.get("private_endpoint_subnet_id"), "vault.private_endpoint_subnet_id", "", required=False)
+    if subnet and "/subnets/" not in subnet.lower():
+        raise SpecError("vault.private_endpoint_subnet_id", f"{subnet!r} is not a subnet id",
+                        "use /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>")
+    return VaultConfig(
+        name=name, url=url, existing_id=existing_id, sku=sku,
+        soft_delete_retention_days=_int(d.get("soft_delete_retention_days"), "vault.soft_delete_retention_days", 90, 7, 90),
+        purge_protection=purge, private_endpoint_subnet_id=subnet,
+    )
+
+
+def _monitoring(data: Any, workload: str, environment: str, production: bool) -> MonitoringConfig:
+    d = _mapping(data, "monitoring", ("enabled", "workspace_id", "workspace_name", "retention_days"))
+    enabled = _bool(d.get("enabled"), "monitoring.enabled", True)
+    if production and not enabled:
+        raise SpecError("monitoring.enabled", "must be true in a production environment",
+                        "remove monitoring.enabled; production vaults keep diagnostic logs")
+    workspace_id = _str(d.get("workspace_id"), "monitoring.workspace_id", "", required=False)
+    if workspace_id and not _ARM_ID.match(workspace_id):
+        raise SpecError("monitoring.workspace_id", f"{workspace_id!r} is not a resource id",
+                        "use the Log Analytics workspace's resource id, or omit it to create one")
+    return MonitoringConfig(
+        enabled=enabled, workspace_id=workspace_id,
+        workspace_name=_str(d.get("workspace_name"), "monitoring.workspace_name", "", required=False)
+        or f"log-{workload}-{environment}",
+        retention_days=_int(d.get("retention_days"), "monitoring.retention_days", 30, 30, 730),
+    )
+
+
+def _zones(data: Any, subscription_id: str, resource_group: str) -> tuple[tuple[DnsZoneConfig, ...], tuple[Rfc2136Zone, ...]]:
+    azure: list[DnsZoneConfig] = []
+    rfc: list[Rfc2136Zone] = []
+    for i, entry in enumerate(_list(data, "zones")):
+        fld = f"zones[{i}]"
+        if not isinstance(entry, Mapping):
+            raise SpecError(fld, "must be a mapping", "give name (a new zone), resource_id (existing) or zone/server/tsig_* (RFC 2136)")
+        scope = str(entry.get("challenge_scope") or "record_set")
+        if scope not in CHALLENGE_SCOPES:
+            raise SpecError(f"{fld}.challenge_scope", f"{scope!r} is not a scope", "use record_set (default) or zone")
+        rest = {k: v for k, v in entry.items() if k != "challenge_scope"}
+        if "name" in rest:
+            extra = sorted(set(rest) - {"name"})
+            if extra:
+                raise SpecError(f"{fld}.{extra[0]}", "does not go with name", "name creates a zone; use resource_id for an existing one")
+            name = authorization.normalize(str(rest["name"]))
+            rid = f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Network/dnszones/{name}"
+            azure.append(DnsZoneConfig(name=name, resource_id=rid, create=True, challenge_scope=scope))
+            continue
+        zone = zone_from_dict(rest, fld)
+        if isinstance(zone, AzureDnsZone):
+            azure.append(DnsZoneConfig(name=zone.name, resource_id=zone.resource_id, challenge_scope=scope))
+        else:
+            if "challenge_scope" in entry:
+                raise SpecError(f"{fld}.challenge_scope", "applies to Azure DNS zones only", "remove it from the RFC 2136 zone")
+            rfc.append(zone)
+    names = [z.name for z in azure] + [z.name for z in rfc]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SpecError("zones", f"zone {dupes[0]} is listed twice", "list each zone once")
+    return tuple(azure), tuple(rfc)
+
+
+def _issuer(data: Any, workload: str, environment: str) -> IssuerConfig:
+    d = _mapping(data, "issuer", ("name", "principal_id", "client_id"))
+    name = _str(d.get("name"), "issuer.name", "", required=False) or f"id-{workload}-{environment}-issuer"
+    if d.get("principal_id"):
+        return IssuerConfig(name=name, principal_id=_uuid(d["principal_id"], "issuer.principal_id", "identity's object id"),
+                            client_id=_uuid(d.get("client_id"), "issuer.client_id", "identity's client id"))
+    if d.get("client_id"):
+        raise SpecError("issuer.client_id", "needs issuer.principal_id", "give both ids of an existing identity, or neither")
+    return IssuerConfig(name=name)
+
+
+def _consumers(data: Any) -> tuple[Consumer, ...]:
+    out: list[Consumer] = []
+    for i, entry in enumerate(_list(data, "consumers")):
+        fld = f"consumers[{i}]"
+        d = _mapping(entry, fld, ("name", "principal_id", "principal_type"))
+        name = _str(d.get("name"), f"{fld}.name", "name the consumer, e.g. appgw")
+        ptype = str(d.get("principal_type") or "ServicePrincipal")
+        if ptype not in ("ServicePrincipal", "User", "Group"):
+            raise SpecError(f"{fld}.principal_type", f"{ptype!r} is not a principal type", "use ServicePrincipal, User or Group")
+        out.append(Consumer(name=str(name), principal_id=_uuid(d.get("principal_id"), f"{fld}.principal_id",
+                                                                "identity's object (principal) id"), principal_type=ptype))
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise SpecError("consumers", "two consumers share a name", "give each consumer its own name")
+    return tuple(out)
+
+
+def _alerting(data: Any) -> AlertingConfig:
+    d = _mapping(data, "alerts", ("emails", "webhooks"))
+    emails: list[EmailReceiver] = []
+    for i, e in enumerate(_list(d.get("emails"), "alerts.emails")):
+        fld = f"alerts.emails[{i}]"
+        if isinstance(e, str):
+            e = {"name": e.split("@")[0], "address": e}
+        e = _mapping(e, fld, ("name", "address"))
+        address = str(_str(e.get("address"), f"{fld}.address", "give an e-mail address"))
+        if not _EMAIL.match(address):
+            raise SpecError(f"{fld}.address", f"{address!r} is not an e-mail address", "write name@example.com")
+        emails.append(EmailReceiver(name=str(e.get("name") or address.split("@")[0]), address=address))
+    hooks: list[WebhookReceiver] = []
+    for i, w in enumerate(_list(d.get("webhooks"), "alerts.webhooks")):
+        fld = f"alerts.webhooks[{i}]"
+        w = _mapping(w, fld, ("name", "uri"))
+        uri = str(_str(w.get("uri"), f"{fld}.uri", "give the webhook's https URL"))
+        if not uri.startswith("https://"):
+            raise SpecError(f"{fld}.uri", f"{uri!r} is not an https URL", "alerts leave Azure over https only")
+        hooks.append(WebhookReceiver(name=str(_str(w.get("name"), f"{fld}.name", "name the webhook, e.g. teams")), uri=uri))
+    return AlertingConfig(emails=tuple(emails), webhooks=tuple(hooks))
+
+
+def _zone_for(name: str, zones: tuple[DnsZoneConfig | Rfc2136Zone, ...]) -> DnsZoneConfig | Rfc2136Zone | None:
+    base = authorization.normalize(name).removeprefix("*.")
+    candidates = [z for z in zones if base == z.name or base.endswith("." + z.name)]
+    return max(candidates, key=lambda z: len(z.name), default=None)
+
+
+def _challenge_record_set(name: str, zone: DnsZoneConfig) -> ChallengeRecordSet:
+    # A wildcard is validated at the name it covers: *.example.com -> _acme-challenge.example.com.
+    base = authorization.normalize(name).removeprefix("*.")
+    relative = base[: -len(zone.name)].rstrip(".")
+    return ChallengeRecordSet(zone=zone, relative_name=f"{CHALLENGE_LABEL}.{relative}" if relative else CHALLENGE_LABEL)
+
+
+def _certificates(data: Any, *, vault_url: str, zones: tuple[DnsZoneConfig, ...], rfc: tuple[Rfc2136Zone, ...],
+                  acme: Mapping[str, Any], tags: Mapping[str, str], allowlist: Allowlist, owner: str) -> tuple[CertificateConfig, ...]:
+    zone_dicts = [{"resource_id": z.resource_id} for z in zones] + [
+        {"zone": z.zone, "server": z.server, "tsig_key_name": z.tsig_key_name,
+         "tsig_secret": z.tsig_secret.secret_id, "tsig_algorithm": z.tsig_algorithm} for z in rfc]
+    entries = _list(data, "certificates")
+    if entries and allowlist.empty:
+        raise SpecError("allowlist", "is empty, so no certificate may be issued",
+                        "list the DNS names this workload may hold under allowlist.suffixes / allowlist.names")
+    out: list[CertificateConfig] = []
+    for i, entry in enumerate(entries):
+        fld = f"certificates[{i}]"
+        if not isinstance(entry, Mapping):
+            raise SpecError(fld, "must be a mapping", "give at least name and dns_names")
+        if "vault_url" in entry:
+            raise SpecError(f"{fld}.vault_url", "is set by the workload", "remove it; certificates go into the workload's vault")
+        body = {k: v for k, v in entry.items() if k not in _RESOURCE_KEYS}
+        cert_tags = body.get("tags") or {}
+        if not isinstance(cert_tags, Mapping):
+            raise SpecError(f"{fld}.tags", "must be a mapping of strings", "write tags: {team: web}")
+        body["tags"] = {**tags, **{str(k): str(v) for k, v in cert_tags.items()}}
+        defaults = {"vault_url": vault_url, "zones": zone_dicts, "acme": dict(acme)}
+        try:
+            spec = certificate_spec_from_dict(body, defaults=defaults)
+        except SpecError as e:
+            raise SpecError(f"{fld}.{e.field}", e.problem, e.fix) from None
+        if not _CERT_NAME.match(spec.name):
+            raise SpecError(f"{fld}.name", f"{spec.name!r} is not a Key Vault certificate name", "use letters, digits and hyphens")
+        authorization.check_names(spec.dns_names, allowlist, field=f"{fld}.dns_names", owner=owner)
+        record_sets: list[ChallengeRecordSet] = []
+        for name in spec.dns_names:
+            zone = _zone_for(name, tuple(zones) + tuple(rfc))
+            if zone is None:
+                raise SpecError(f"{fld}.dns_names", f"{name} is in none of the workload's zones",
+                                "add the zone that holds it under zones (a new name, an existing resource_id or RFC 2136)")
+            if isinstance(zone, DnsZoneConfig):
+                rs = _challenge_record_set(name, zone)
+                if rs not in record_sets:
+                    record_sets.append(rs)
+        reason = str(entry.get("revoke_reason") or "cessationOfOperation")
+        if reason not in REVOCATION_REASONS:
+            raise SpecError(f"{fld}.revoke_reason", f"{reason!r} is not a revocation reason", f"use one of {', '.join(REVOCATION_REASONS)}")
+        out.append(CertificateConfig(
+            spec=spec,
+            revoke_on_delete=_bool(entry.get("revoke_on_delete"), f"{fld}.revoke_on_delete", True),
+            revoke_reason=reason,
+            purge_on_delete=_bool(entry.get("purge_on_delete"), f"{fld}.purge_on_delete", False),
+            challenge_record_sets=tuple(record_sets),
+        ))
+    names = [c.name.lower() for c in out]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SpecError("certificates", f"two certificates are named {dupes[0]}", "a Key Vault certificate name is used once per vault")
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+
+
+def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
+    """Parse the ``keyvault-acme:*`` values (prefix stripped) of one stack into a :class:`WorkloadConfig`."""
+    if not isinstance(values, Mapping):
+        raise SpecError("config", "must be a mapping of keyvault-acme:* keys", "see docs/configuration.md")
+    unknown = sorted(set(values) - set(KEYS))
+    if unknown:
+        raise SpecError(f"{NAMESPACE}:{unknown[0]}", "unknown config key", f"use only {', '.join(KEYS)} (docs/configuration.md)")
+    for key, value in values.items():
+        if isinstance(value, Mapping) and set(value) == {"secure"}:
+            raise SpecError(f"{NAMESPACE}:{key}", "is a secret",
+                            "workload config holds no secrets; keep them in Key Vault and refer to them by secret id")
+
+    workload = str(_str(values.get("workload"), "workload", "set keyvault-acme:workload, e.g. shop"))
+    if not _WORKLOAD.match(workload):
+        raise SpecError("workload", f"{workload!r} is not a workload name", "use 2-12 lower-case letters and digits, starting with a letter")
+    environment = str(_str(values.get("environment"), "environment", "set keyvault-acme:environment, e.g. dev or prod"))
+    if not _ENVIRONMENT.match(environment):
+        raise SpecError("environment", f"{environment!r} is not an environment name", "use 2-8 lower-case letters and digits, e.g. dev or prod")
+    production = _bool(values.get("production"), "production", environment in PRODUCTION_ENVIRONMENTS)
+    if environment in PRODUCTION_ENVIRONMENTS and not production:
+        raise SpecError("production", f"cannot be false for environment {environment!r}", "remove keyvault-acme:production")
+    location = str(_str(values.get("location"), "location", "set keyvault-acme:location, e.g. westeurope"))
+    subscription_id = _uuid(values.get("subscription_id"), "subscription_id", "subscription the stack deploys into")
+
+    rg = _resource_group(values.get("resource_group"), workload, environment, subscription_id)
+    vault = _vault(values.get("vault"), workload, environment, production)
+    tenant_id = None
+    if values.get("tenant_id") or not vault.existing:
+        tenant_id = _uuid(values.get("tenant_id"), "tenant_id", "Entra ID tenant the new vault trusts")
+    monitoring = _monitoring(values.get("monitoring"), workload, environment, production)
+    zones, rfc = _zones(values.get("zones"), subscription_id, rg.name)
+    issuer = _issuer(values.get("issuer"), workload, environment)
+    consumers = _consumers(values.get("consumers"))
+    grant_roles = _bool(values.get("grant_roles"), "grant_roles", True)
+    alerting = _alerting(values.get("alerts"))
+    if production and not alerting.enabled:
+        raise SpecError("alerts", "has no receiver in a production environment",
+                        "add alerts.emails or alerts.webhooks so someone hears of expiring certificates")
+    allowlist = authorization.allowlist_from_dict(values.get("allowlist"))
+    acme = _mapping(values.get("acme"), "acme", ("directory_url", "account_key_secret", "contact", "eab_kid", "eab_hmac"))
+    try:
+        acme_from_dict(acme)
+    except SpecError as e:
+        raise SpecError(e.field, e.problem, e.fix) from None
+    extra_tags = values.get("tags") or {}
+    if not isinstance(extra_tags, Mapping):
+        raise SpecError("tags", "must be a mapping of strings", "write keyvault-acme:tags: {cost-center: web}")
+    tags = {"workload": workload, "environment": environment, "managed-by": "pulumi-keyvault-acme",
+            **{str(k): str(v) for k, v in extra_tags.items()}}
+    certificates = _certificates(values.get("certificates"), vault_url=vault.url, zones=zones, rfc=rfc, acme=acme,
+                                 tags=tags, allowlist=allowlist, owner=f"workload {workload}")
+    return WorkloadConfig(
+        workload=workload, environment=environment, production=production, location=location,
+        subscription_id=subscription_id, tenant_id=tenant_id, resource_group=rg, vault=vault, monitoring=monitoring,
+        zones=zones, rfc2136_zones=rfc, issuer=issuer, consumers=consumers, grant_roles=grant_roles,
+        alerting=alerting, allowlist=allowlist, certificates=certificates, tags=tags,
+    )
+
+
+def stack_config_values(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``keyvault-acme:*`` values of a parsed stack file, prefix stripped; other namespaces are ignored."""
+    config = (document or {}).get("config") or {}
+    prefix = NAMESPACE + ":"
+    return {k[len(prefix):]: v for k, v in config.items() if isinstance(k, str) and k.startswith(prefix)}
+
+
+def load_stack_file(path: str | Path) -> WorkloadConfig:
+    """Read ``stacks/Pulumi.<stack>.yaml`` and parse its workload config."""
+    import yaml  # only the file-reading edge needs it
+
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as e:
+        raise SpecError(str(path), f"cannot be read ({e.strerror})", "check the stack name and stacks/ directory") from None
+    except yaml.YAMLError as e:
+        raise SpecError(str(path), f"is not valid YAML ({e})", "fix the stack file's syntax") from None
+    return parse_workload_config(stack_config_values(document))
