@@ -1,0 +1,186 @@
+"""Should this certificate be (re-)issued now? A chain of small pure policies, cert-manager style.
+
+Each policy looks at the public facts of the current certificate, the desired spec and the clock
+(passed in, never read here) and either stays silent or returns a :class:`Decision` whose ``reason``
+is a short CamelCase word for machines and ``message`` a sentence for people. The first policy that
+speaks wins. The engine records what it issued with in tags (:func:`issued_with_tags`), so a change
+of CA, profile or key settings is seen even though a certificate does not carry them.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable, Optional, Sequence
+
+from .model import CertificateFacts, CertificateSpec, RenewalPolicy
+from .names import normalize_names
+
+DEFAULT_FRACTION_REMAINING = 1 / 3
+
+TAG_DIRECTORY = "acme-directory"
+TAG_PROFILE = "acme-profile"
+TAG_KEY = "acme-key"
+TAG_REVOKED = "acme-revoked"  # the reason, when we revoked this version
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict: ``reissue`` or not, why (``reason``), in words (``message``), and when renewal is due."""
+
+    reissue: bool
+    reason: str
+    message: str
+    renew_at: Optional[datetime] = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    facts: Optional[CertificateFacts]
+    spec: CertificateSpec
+    now: datetime
+    ari_window: Optional[tuple[datetime, datetime]] = None
+
+
+Policy = Callable[[Inputs], Optional[Decision]]
+
+
+def renew_after(not_before: datetime, not_after: datetime, policy: RenewalPolicy = RenewalPolicy()) -> datetime:
+    """When a certificate valid from ``not_before`` to ``not_after`` becomes due.
+
+    Default: when a third of its lifetime is left (day 60 of 90, day 30 of 45, day 4 of 6). A
+    ``days_before_expiry`` as long as the whole lifetime would renew at once, forever; then the
+    default applies instead (as cert-manager does), so one policy is safe for 6-day and 90-day certs.
+    """
+    lifetime = not_after - not_before
+    if policy.days_before_expiry is not None:
+        before = timedelta(days=policy.days_before_expiry)
+        if before < lifetime:
+            return not_after - before
+        return not_after - lifetime * DEFAULT_FRACTION_REMAINING
+    fraction = policy.fraction_remaining if policy.fraction_remaining is not None else DEFAULT_FRACTION_REMAINING
+    return not_after - lifetime * fraction
+
+
+def ari_renewal_time(window: tuple[datetime, datetime], serial: str) -> datetime:
+    """A point inside the CA's suggested window (RFC 9773), stable per certificate.
+
+    The RFC asks for a random point so renewals spread out; deriving it from the serial spreads them
+    the same way while every run (preview, refresh, update) agrees on the same moment.
+    """
+    start, end = window
+    if end <= start:
+        return start
+    fraction = int.from_bytes(hashlib.sha256(serial.encode()).digest()[:8], "big") / 2**64
+    return start + (end - start) * fraction
+
+
+def due_at(facts: CertificateFacts, spec: CertificateSpec,
+           ari_window: Optional[tuple[datetime, datetime]] = None) -> datetime:
+    """The renewal moment: inside the ARI window when the CA gave one, else from the spec's policy."""
+    if ari_window is not None:
+        return ari_renewal_time(ari_window, facts.serial)
+    return renew_after(facts.not_before, facts.not_after, spec.renewal)
+
+
+def issued_with_tags(spec: CertificateSpec) -> dict[str, str]:
+    """Tags the engine writes on each version it issues, read back by the policies below."""
+    return {TAG_DIRECTORY: spec.acme.directory_url, TAG_PROFILE: spec.profile or "", TAG_KEY: key_label(spec)}
+
+
+def key_label(spec: CertificateSpec) -> str:
+    return spec.key.label + (" exportable" if spec.key.exportable else "")
+
+
+# -- the policies, in the order they are asked -------------------------------------------------------
+def certificate_missing(i: Inputs) -> Optional[Decision]:
+    if i.facts is None:
+        return Decision(True, "DoesNotExist", "Issuing: the certificate does not exist in Key Vault")
+    return None
+
+
+def revoked(i: Inputs) -> Optional[Decision]:
+    assert i.facts is not None
+    reason = i.facts.revoked_reason or i.facts.tags.get(TAG_REVOKED)
+    if reason:
+        return Decision(True, "Revoked", f"Re-issuing: the current version was revoked ({reason})")
+    return None
+
+
+def disabled(i: Inputs) -> Optional[Decision]:
+    assert i.facts is not None
+    if not i.facts.enabled:
+        return Decision(True, "Disabled", "Re-issuing: the current version is disabled in Key Vault")
+    return None
+
+
+def names_changed(i: Inputs) -> Optional[Decision]:
+    assert i.facts is not None
+    want = set(normalize_names(i.spec.dns_names))
+    have = {n.lower().rstrip(".") for n in i.facts.names}
+    if want != have:
+        parts = []
+        if want - have:
+            parts.append("adding " + ", ".join(sorted(want - have)))
+        if have - want:
+            parts.append("removing " + ", ".join(sorted(have - want)))
+        return Decision(True, "NamesChanged", "Re-issuing: DNS names changed (" + "; ".join(parts) + ")")
+    return None
+
+
+def _recorded_differs(i: Inputs, tag: str, want: str, reason: str, what: str) -> Optional[Decision]:
+    assert i.facts is not None
+    have = i.facts.tags.get(tag)
+    # No tag: a certificate we did not issue (adopted); there is nothing to compare with.
+    if have is not None and have != want:
+        return Decision(True, reason, f"Re-issuing: {what} changed from {have or 'none'!r} to {want or 'none'!r}")
+    return None
+
+
+def key_changed(i: Inputs) -> Optional[Decision]:
+    return _recorded_differs(i, TAG_KEY, key_label(i.spec), "KeyChanged", "key settings")
+
+
+def ca_changed(i: Inputs) -> Optional[Decision]:
+    return _recorded_differs(i, TAG_DIRECTORY, i.spec.acme.directory_url, "IssuerChanged", "ACME directory")
+
+
+def profile_changed(i: Inputs) -> Optional[Decision]:
+    return _recorded_differs(i, TAG_PROFILE, i.spec.profile or "", "ProfileChanged", "ACME profile")
+
+
+def expired(i: Inputs) -> Optional[Decision]:
+    assert i.facts is not None
+    if i.now >= i.facts.not_after:
+        return Decision(True, "Expired", f"Renewing: the certificate expired at {i.facts.not_after.isoformat()}",
+                        renew_at=due_at(i.facts, i.spec, i.ari_window))
+    return None
+
+
+def due(i: Inputs) -> Optional[Decision]:
+    assert i.facts is not None
+    when = due_at(i.facts, i.spec, i.ari_window)
+    source = "the CA's renewal window" if i.ari_window else "the renewal policy"
+    if i.now >= when:
+        return Decision(True, "Renewing", f"Renewing: {source} made it due at {when.isoformat()}", renew_at=when)
+    return Decision(False, "UpToDate", f"Up to date: renewal due at {when.isoformat()} ({source})", renew_at=when)
+
+
+DEFAULT_CHAIN: Sequence[Policy] = (certificate_missing, revoked, disabled, names_changed, key_changed, ca_changed,
+                                   profile_changed, expired, due)
+
+
+def renewal_decision(facts: Optional[CertificateFacts], spec: CertificateSpec, now: datetime, *,
+                     ari_window: Optional[tuple[datetime, datetime]] = None,
+                     chain: Sequence[Policy] = DEFAULT_CHAIN) -> Decision:
+    """Evaluate the policy chain; the first policy that has an opinion decides.
+
+    ``now`` must be timezone-aware like the facts' dates. ``ari_window`` is the CA's suggested
+    renewal window (start, end) when it offers ARI; without it the spec's renewal policy decides.
+    """
+    inputs = Inputs(facts, spec, now, ari_window)
+    for policy in chain:
+        decision = policy(inputs)
+        if decision is not None:
+            return decision
+    return Decision(False, "UpToDate", "Up to date")

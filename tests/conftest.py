@@ -1,0 +1,48 @@
+"""Session-wide real services: BIND 9 and Pebble start once per test session and always stop.
+
+Adding the Azure emulator is a small change here: an ``emulator`` fixture, then override
+``dns_forwards`` (its zones -> its DNS address) and ``extra_ca_paths`` (add its CA bundle).
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests import services
+
+
+@pytest.fixture(scope="session")
+def dns_forwards() -> dict[str, tuple[str, int]]:
+    """Zones BIND forwards to another DNS world (the emulator's Azure DNS), so Pebble sees them."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def bind(dns_forwards):
+    with services.bind_server(forward_zones=dns_forwards) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pebble(bind):
+    with services.pebble_server(bind) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def extra_ca_paths(pebble) -> list[str]:
+    """TLS CAs of the local services that HTTPS clients must trust."""
+    return [pebble.tls_ca_pem_path]
+
+
+@pytest.fixture(scope="session")
+def ca_bundle(tmp_path_factory, extra_ca_paths) -> str:
+    return services.write_ca_bundle(tmp_path_factory.mktemp("ca") / "bundle.pem", extra_ca_paths)
+
+
+@pytest.fixture(scope="session")
+def loopback_env(ca_bundle):
+    """Point every HTTPS client at the combined CA bundle and keep loopback off proxies, for the session."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in services.loopback_env(ca_bundle).items():
+            mp.setenv(key, value)
+        yield

@@ -1,0 +1,110 @@
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from keyvault_acme.model import AcmeAccount, CertificateFacts, CertificateSpec, KeySpec, RenewalPolicy
+from keyvault_acme.renewal import (TAG_REVOKED, ari_renewal_time, issued_with_tags, renew_after,
+                                   renewal_decision)
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+DAY = timedelta(days=1)
+
+
+def spec(**kw) -> CertificateSpec:
+    base = dict(vault_url="https://kv.vault.azure.net", name="web", dns_names=("www.example.com", "example.com"),
+                zones=(), acme=AcmeAccount(directory_url="https://ca.test/dir"))
+    base.update(kw)
+    return CertificateSpec(**base)
+
+
+def facts(days: float, *, names=("example.com", "www.example.com"), s: CertificateSpec | None = None, **kw):
+    tags = issued_with_tags(s or spec())
+    tags.update(kw.pop("tags", {}))
+    return CertificateFacts(
+        id="https://kv.vault.azure.net/certificates/web", versioned_id="v", secret_id="s", versioned_secret_id="vs",
+        version="1" * 32, thumbprint="AB", serial="0badc0de", not_before=T0, not_after=T0 + days * DAY,
+        issuer="CN=test", names=names, pem_chain="", tags=tags, **kw)
+
+
+@pytest.mark.parametrize("days, due_day", [(6, 4), (45, 30), (90, 60)])
+def test_default_renews_with_a_third_of_the_lifetime_left(days, due_day):
+    assert renew_after(T0, T0 + days * DAY, RenewalPolicy()) == T0 + due_day * DAY
+    just_before, at_due = T0 + due_day * DAY - timedelta(seconds=1), T0 + due_day * DAY
+    assert not renewal_decision(facts(days), spec(), just_before).reissue
+    decision = renewal_decision(facts(days), spec(), at_due)
+    assert decision.reissue and decision.reason == "Renewing"
+    assert decision.renew_at == at_due
+
+
+@pytest.mark.parametrize("days, expected_day", [(90, 60), (45, 15), (6, 4)])
+def test_days_before_expiry_falls_back_to_a_third_when_longer_than_the_lifetime(days, expected_day):
+    assert renew_after(T0, T0 + days * DAY, RenewalPolicy(days_before_expiry=30)) == T0 + expected_day * DAY
+
+
+@pytest.mark.parametrize("days, fraction, expected", [(90, 0.5, 45), (6, 0.5, 3), (45, 0.2, 36)])
+def test_fraction_remaining(days, fraction, expected):
+    assert renew_after(T0, T0 + days * DAY, RenewalPolicy(fraction_remaining=fraction)) == T0 + expected * DAY
+
+
+def test_up_to_date_says_when_it_will_be_due():
+    d = renewal_decision(facts(90), spec(), T0 + DAY)
+    assert (d.reissue, d.reason, d.renew_at) == (False, "UpToDate", T0 + 60 * DAY)
+    assert (T0 + 60 * DAY).isoformat() in d.message
+
+
+def test_expired_has_its_own_reason():
+    d = renewal_decision(facts(6), spec(), T0 + 7 * DAY)
+    assert d.reissue and d.reason == "Expired"
+
+
+def test_missing_certificate():
+    d = renewal_decision(None, spec(), T0)
+    assert d.reissue and d.reason == "DoesNotExist"
+
+
+def test_revoked_marker_from_facts_or_tag():
+    assert renewal_decision(facts(90, revoked_reason="keyCompromise"), spec(), T0).reason == "Revoked"
+    d = renewal_decision(facts(90, tags={TAG_REVOKED: "superseded"}), spec(), T0)
+    assert d.reason == "Revoked" and "superseded" in d.message
+
+
+def test_disabled():
+    assert renewal_decision(facts(90, enabled=False), spec(), T0).reason == "Disabled"
+
+
+def test_names_changed_lists_what_changes():
+    d = renewal_decision(facts(90), spec(dns_names=("example.com", "API.example.com")), T0 + DAY)
+    assert d.reason == "NamesChanged"
+    assert "adding api.example.com" in d.message and "removing www.example.com" in d.message
+
+
+def test_name_order_and_case_do_not_count_as_a_change():
+    assert not renewal_decision(facts(90), spec(dns_names=("Example.com.", "www.example.com")), T0 + DAY).reissue
+
+
+@pytest.mark.parametrize("changed, reason", [
+    (dict(key=KeySpec(kty="RSA", size=3072)), "KeyChanged"),
+    (dict(key=KeySpec(exportable=True)), "KeyChanged"),
+    (dict(acme=AcmeAccount(directory_url="https://other-ca.test/dir")), "IssuerChanged"),
+    (dict(profile="shortlived"), "ProfileChanged"),
+])
+def test_settings_recorded_at_issuance_trigger_reissue_when_changed(changed, reason):
+    d = renewal_decision(facts(90), spec(**changed), T0 + DAY)
+    assert d.reissue and d.reason == reason
+
+
+def test_certificate_without_recorded_settings_is_not_reissued_for_them():
+    adopted = replace(facts(90), tags={})
+    assert not renewal_decision(adopted, spec(profile="tlsserver"), T0 + DAY).reissue
+
+
+def test_ari_window_overrides_the_policy_with_a_stable_point_inside_it():
+    window = (T0 + 10 * DAY, T0 + 12 * DAY)
+    point = ari_renewal_time(window, "0badc0de")
+    assert window[0] <= point <= window[1]
+    assert point == ari_renewal_time(window, "0badc0de")
+    assert ari_renewal_time(window, "0badc0df") != point
+    assert not renewal_decision(facts(90), spec(), point - timedelta(seconds=1), ari_window=window).reissue
+    d = renewal_decision(facts(90), spec(), point, ari_window=window)
+    assert d.reissue and "renewal window" in d.message

@@ -1,0 +1,56 @@
+"""The real local services the integration tests run against, as context managers.
+
+One DNS world for Pebble: Pebble resolves through exactly one server, so it resolves through our
+BIND 9, and BIND forwards the zones of any other world (the Azure emulator's authoritative DNS) to
+that world's server (``forward_zones``). One Pebble per test session then validates names in both
+worlds. The emulator's zones must be known when BIND starts, so start the emulator first.
+
+Tests never talk to the internet: clients find Pebble's (and the emulator's) TLS CA through
+``REQUESTS_CA_BUNDLE`` pointing at :func:`write_ca_bundle`'s file, and ``NO_PROXY`` keeps loopback
+off any proxy.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+import certifi
+
+from emulator.bind import Bind
+from emulator.pebble import Pebble
+
+# Zones BIND 9 serves (RFC 2136 + TSIG). The second one is a CNAME-delegation target.
+BIND_ZONE = "rfc2136.test"
+DELEGATION_ZONE = "delegated.test"
+BIND_ZONES = (BIND_ZONE, DELEGATION_ZONE)
+
+
+@contextlib.contextmanager
+def bind_server(zones: Iterable[str] = BIND_ZONES,
+                forward_zones: Mapping[str, tuple[str, int]] | None = None) -> Iterator[Bind]:
+    with Bind(zones=zones, forward_zones=forward_zones) as bind:
+        yield bind
+
+
+@contextlib.contextmanager
+def pebble_server(bind: Bind, **kwargs) -> Iterator[Pebble]:
+    """Pebble validating DNS-01 through ``bind`` (and whatever BIND forwards)."""
+    with Pebble(dns_server=bind.address, **kwargs) as pebble:
+        yield pebble
+
+
+def write_ca_bundle(path: Path, extra_ca_paths: Iterable[str]) -> str:
+    """The public roots (certifi) plus the local services' TLS CAs, as one PEM file for REQUESTS_CA_BUNDLE."""
+    parts = [Path(certifi.where()).read_text()]
+    parts += [Path(p).read_text() for p in extra_ca_paths]
+    path.write_text("\n".join(part.strip() + "\n" for part in parts))
+    return str(path)
+
+
+def loopback_env(ca_bundle: str) -> dict[str, str]:
+    """Environment that makes every HTTPS client trust the local CAs and reach loopback directly."""
+    no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY", ""), "127.0.0.1", "localhost", "::1"]))
+    return {"REQUESTS_CA_BUNDLE": ca_bundle, "SSL_CERT_FILE": ca_bundle, "NO_PROXY": no_proxy,
+            "no_proxy": no_proxy}
