@@ -63,6 +63,17 @@ class KeyVaultForbidden(KeyVaultError):
     hint = "grant the identity the role named in README's permissions table on this vault"
 
 
+class CertificateDeletedButRecoverable(KeyVaultError):
+    """The name is held by a soft-deleted certificate (409 ObjectIsDeletedButRecoverable)."""
+
+    hint = ("a soft-deleted certificate holds this name: recover it (az keyvault certificate recover) to keep it, "
+            "or purge it (az keyvault certificate purge), then retry")
+
+
+class CertificateNotFound(KeyVaultError):
+    """The Key Vault certificate does not exist (or has no issued version yet)."""
+
+
 class CertificateMismatch(KeyVaultAcmeError):
     """Key Vault's CSR or an existing certificate does not match the spec (names, key)."""
 

@@ -1,0 +1,463 @@
+"""Key Vault, as the engine needs it: a certificate whose key pair Key Vault generates (issuer ``Unknown``),
+its pending CSR, the merge of the CA's chain, public facts about versions, and a few secrets.
+
+What this module never does: read a certificate's secret. That secret holds the private key when the
+key is exportable, so no code path here asks for it. The public PEM chain (leaf + intermediates) is
+needed as an output, and Key Vault keeps the intermediates only inside that secret; so when we merge a
+chain we also store the *public* chain in a companion secret ``<certificate>-chain`` (content type
+``application/x-pem-file``, tagged with the certificate version it belongs to). Reading facts takes the
+leaf from the certificate's ``cer`` and the intermediates from that companion, falling back to the leaf
+alone when the companion is missing or belongs to another version (e.g. a version merged by hand).
+
+Errors: every call goes through :func:`keyvault_acme.retry.retry_call` (429 and 5xx retried with a
+backoff that starts short and honours Retry-After, until the caller's deadline) and is mapped to the
+engine's error classes, naming the vault, the object and what to do.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.keyvault.certificates import (
+    CertificateClient,
+    CertificateContentType,
+    CertificatePolicy,
+    KeyCurveName,
+    KeyType,
+    KeyVaultCertificate,
+)
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.secrets import SecretClient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtensionOID
+
+from .errors import (
+    CertificateDeletedButRecoverable,
+    KeyVaultError,
+    KeyVaultForbidden,
+    KeyVaultReadOnly,
+)
+from .model import CertificateFacts, KeySpec
+from .retry import retry_call
+
+log = logging.getLogger("keyvault_acme.keyvault")
+
+T = TypeVar("T")
+
+MANAGED_BY_TAG = "managed-by"
+MANAGED_BY = "keyvault-acme"
+REVOKED_REASON_TAG = "revoked-reason"
+CHAIN_SUFFIX = "-chain"
+PEM_CONTENT_TYPE = "application/x-pem-file"
+_CHAIN_VERSION_TAG = "certificate-version"
+
+# Statuses Key Vault documents as transient (throttling, service trouble).
+_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_READ_ONLY_MARKERS = ("read-only", "read only", "readonly")
+
+
+# -- pure helpers ------------------------------------------------------------------------------------------
+
+
+def thumbprint(der: bytes) -> str:
+    """SHA-1 of the DER certificate in upper-case hex, as the Azure portal and ``x5t`` show it."""
+    return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - an identifier, not a security decision
+
+
+def dns_names_of(cert_or_csr: x509.Certificate | x509.CertificateSigningRequest) -> tuple[str, ...]:
+    try:
+        san = cert_or_csr.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(san.get_values_for_type(x509.DNSName))
+
+
+def key_label(public_key: Any) -> str:
+    """``RSA 2048`` / ``EC P-256``: the same label as :attr:`KeySpec.label`, from a public key."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"RSA {public_key.key_size}"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return {"secp256r1": "EC P-256", "secp384r1": "EC P-384", "secp521r1": "EC P-521"}.get(
+            public_key.curve.name, f"EC {public_key.curve.name}")
+    return type(public_key).__name__
+
+
+def same_public_key(a: Any, b: Any) -> bool:
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return a.public_bytes(*fmt) == b.public_bytes(*fmt)
+
+
+def pem_of(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def split_pem_chain(pem_chain: str) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(pem_chain.encode("ascii"))
+
+
+def policy_for(key: KeySpec, dns_names: Sequence[str]) -> CertificatePolicy:
+    """Key Vault generates the key and a CSR for these names; we bring the CA (issuer ``Unknown``)."""
+    # Key Vault wants a subject. CAs copy at most one SAN into the CN and only if it fits 64 characters;
+    # profiles without a CN ignore it, so any SAN that fits will do.
+    cn = next((n for n in dns_names if len(n) <= 64), dns_names[0][:64])
+    kwargs: dict[str, Any] = {}
+    if key.kty == "RSA":
+        kwargs.update(key_type=KeyType.rsa, key_size=key.size)
+    else:
+        kwargs.update(key_type=KeyType.ec, key_curve_name=KeyCurveName(key.curve))
+    return CertificatePolicy(
+        issuer_name="Unknown",
+        subject=f"CN={cn}",
+        san_dns_names=list(dns_names),
+        exportable=key.exportable,
+        reuse_key=False,  # a renewal is a new key pair
+        content_type=CertificateContentType.pem,
+        **kwargs,
+    )
+
+
+def public_key_from_jwk(jwk: Any) -> Any:
+    """A cryptography public key from Key Vault's JsonWebKey (only n/e or crv/x/y are read)."""
+    kty = str(jwk.kty)
+    if kty.startswith("RSA"):
+        n, e = (int.from_bytes(bytes(v), "big") for v in (jwk.n, jwk.e))
+        return rsa.RSAPublicNumbers(e, n).public_key()
+    curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}[str(jwk.crv)]
+    x, y = (int.from_bytes(bytes(v), "big") for v in (jwk.x, jwk.y))
+    return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
+
+
+# -- error mapping -----------------------------------------------------------------------------------------
+
+
+def _status(error: BaseException) -> int | None:
+    return getattr(error, "status_code", None) or getattr(getattr(error, "response", None), "status_code", None)
+
+
+def _code(error: BaseException) -> str:
+    err = getattr(error, "error", None)
+    return str(getattr(err, "code", "") or "")
+
+
+def _message(error: BaseException) -> str:
+    err = getattr(error, "error", None)
+    message = getattr(err, "message", None)
+    return str(message or getattr(error, "message", None) or error).splitlines()[0]
+
+
+def is_read_only(error: BaseException) -> bool:
+    text = f"{_code(error)} {_message(error)}".lower()
+    return any(marker in text for marker in _READ_ONLY_MARKERS)
+
+
+def retry_verdict(error: BaseException) -> float | bool:
+    """For :func:`retry_call`: True / seconds to retry (throttling, 5xx, connection trouble), False to raise."""
+    if isinstance(error, (ServiceRequestError, ServiceResponseError)):
+        return True
+    if not isinstance(error, HttpResponseError) or is_read_only(error):
+        return False  # read-only lasts minutes: the caller decides, not a tight loop here
+    if _status(error) not in _RETRYABLE_STATUS:
+        return False
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    from .retry import parse_retry_after
+
+    after = parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
+    return after if after is not None else True
+
+
+def map_error(error: BaseException, what: str) -> KeyVaultError:
+    """The engine's error for an SDK error; the text names the operation and never echoes a request body."""
+    status, code, message = _status(error), _code(error), _message(error)
+    detail = f"{what}: {message}" + (f" [{status} {code}]" if status or code else "")
+    if is_read_only(error):
+        return KeyVaultReadOnly(detail, status=status, code=code)
+    if status == 403:
+        return KeyVaultForbidden(detail, status=status, code=code)
+    if status == 409 and "deletedbutrecoverable" in code.lower():
+        return CertificateDeletedButRecoverable(detail, status=status, code=code)
+    mapped = KeyVaultError(detail, status=status, code=code)
+    mapped.retryable = status in _RETRYABLE_STATUS or isinstance(error, (ServiceRequestError, ServiceResponseError))
+    return mapped
+
+
+# -- the adapter -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingCsr:
+    """Key Vault's pending operation for a certificate: the CSR it wants signed (public, DER)."""
+
+    name: str
+    csr_der: bytes
+    status: str
+
+    @property
+    def csr(self) -> x509.CertificateSigningRequest:
+        return x509.load_der_x509_csr(self.csr_der)
+
+
+class KeyVault:
+    """One vault. Thread-safe: the SDK clients are, and they share one HTTP session (one connection pool,
+    one cached Key Vault challenge per client)."""
+
+    def __init__(self, vault_url: str, credential: Any, *, client_kwargs: Mapping[str, Any] | None = None,
+                 timeout_s: float = 120.0) -> None:
+        self.vault_url = vault_url.rstrip("/")
+        self._credential = credential
+        self._kwargs = dict(client_kwargs or {})
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._certs: CertificateClient | None = None
+        self._secrets: SecretClient | None = None
+        self._keys: KeyClient | None = None
+
+    # SDK clients are built on first use: a vault we only read certificates from never builds a KeyClient.
+    @property
+    def certificates(self) -> CertificateClient:
+        with self._lock:
+            if self._certs is None:
+                self._certs = CertificateClient(self.vault_url, self._credential, **self._kwargs)
+            return self._certs
+
+    @property
+    def secrets(self) -> SecretClient:
+        with self._lock:
+            if self._secrets is None:
+                self._secrets = SecretClient(self.vault_url, self._credential, **self._kwargs)
+            return self._secrets
+
+    @property
+    def keys(self) -> KeyClient:
+        with self._lock:
+            if self._keys is None:
+                self._keys = KeyClient(self.vault_url, self._credential, **self._kwargs)
+            return self._keys
+
+    def _call(self, what: str, fn: Callable[[], T], *, deadline: float | None = None,
+              missing_ok: bool = False) -> T | None:
+        """Run one SDK call with retries until the deadline; map its errors; None for 404 when ``missing_ok``."""
+        what = f"Key Vault {self.vault_url}: {what}"
+        try:
+            return retry_call(fn, what=what, retry_after=retry_verdict, deadline=deadline,
+                              timeout=None if deadline is not None else self.timeout_s)
+        except ResourceNotFoundError as e:
+            if missing_ok:
+                return None
+            raise map_error(e, what) from None
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as e:
+            raise map_error(e, what) from None
+
+    # -- pending operation -------------------------------------------------------------------------------
+
+    def create_pending(self, name: str, key: KeySpec, dns_names: Sequence[str], tags: Mapping[str, str],
+                       *, deadline: float | None = None) -> PendingCsr:
+        """Start a new version: Key Vault generates the key pair and returns its CSR. Nothing is signed yet."""
+        policy = policy_for(key, dns_names)
+
+        def create():
+            poller = self.certificates.begin_create_certificate(name, policy, tags=dict(tags))
+            return poller.result()  # issuer Unknown: the poller is done at once with the operation (no polling)
+
+        op = self._call(f"create certificate {name!r} ({key.label}, {len(dns_names)} names)", create,
+                        deadline=deadline)
+        log.debug("created pending operation for %s/%s", self.vault_url, name)
+        return PendingCsr(name, bytes(op.csr), str(op.status))
+
+    def pending(self, name: str, *, deadline: float | None = None) -> PendingCsr | None:
+        op = self._call(f"get pending operation of {name!r}",
+                        lambda: self.certificates.get_certificate_operation(name), deadline=deadline, missing_ok=True)
+        if op is None or not op.csr:
+            return None
+        return PendingCsr(name, bytes(op.csr), str(op.status))
+
+    def discard_pending(self, name: str, *, deadline: float | None = None) -> None:
+        """Cancel and delete a pending operation (crash leftovers, failed orders). Gone is not an error."""
+        self._call(f"cancel pending operation of {name!r}",
+                   lambda: self.certificates.cancel_certificate_operation(name), deadline=deadline, missing_ok=True)
+        self._call(f"delete pending operation of {name!r}",
+                   lambda: self.certificates.delete_certificate_operation(name), deadline=deadline, missing_ok=True)
+        log.info("discarded pending operation of %s/%s", self.vault_url, name)
+
+    def merge(self, name: str, chain: Sequence[x509.Certificate], *, deadline: float | None = None) -> CertificateFacts:
+        """Merge leaf + intermediates into the pending version, store the public chain, return the facts."""
+        ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+        merged = self._call(f"merge certificate {name!r}",
+                            lambda: self.certificates.merge_certificate(name, ders), deadline=deadline)
+        pem_chain = "".join(pem_of(c) for c in chain)
+        self._store_chain(name, merged.properties.version, thumbprint(ders[0]), pem_chain, deadline=deadline)
+        return self._facts(merged, pem_chain)
+
+    # -- certificates ----------------------------------------------------------------------------------------
+
+    def certificate(self, name: str, version: str | None = None, *,
+                    deadline: float | None = None) -> CertificateFacts | None:
+        """Public facts of the current (or a given) version; None when there is no issued certificate."""
+        if version:
+            cert = self._call(f"get certificate {name!r} version {version}",
+                              lambda: self.certificates.get_certificate_version(name, version),
+                              deadline=deadline, missing_ok=True)
+        else:
+            cert = self._call(f"get certificate {name!r}", lambda: self.certificates.get_certificate(name),
+                              deadline=deadline, missing_ok=True)
+        if cert is None or not cert.cer:
+            return None  # only a pending operation exists: nothing issued yet
+        return self._facts(cert, self._chain_for(name, cert, deadline=deadline))
+
+    def update(self, name: str, version: str | None = None, *, tags: Mapping[str, str] | None = None,
+               enabled: bool | None = None, deadline: float | None = None) -> None:
+        kwargs: dict[str, Any] = {}
+        if tags is not None:
+            kwargs["tags"] = dict(tags)
+        if enabled is not None:
+            kwargs["enabled"] = enabled
+        self._call(f"update certificate {name!r}",
+                   lambda: self.certificates.update_certificate_properties(name, version or "", **kwargs),
+                   deadline=deadline)
+
+    def public_key(self, name: str, version: str | None = None, *, deadline: float | None = None) -> Any:
+        """The public half of the certificate's Key Vault key (keys/get), for checks; never the private part."""
+        key = self._call(f"get key {name!r}", lambda: self.keys.get_key(name, version), deadline=deadline)
+        return public_key_from_jwk(key.key)
+
+    def delete(self, name: str, *, purge: bool = False, deadline: float | None = None) -> bool:
+        """Soft-delete the certificate and its companion chain; purge both when asked. False when already gone."""
+        deadline = deadline if deadline is not None else time.monotonic() + self.timeout_s
+        gone = self._call(f"delete certificate {name!r}",
+                          lambda: self.certificates.begin_delete_certificate(name), deadline=deadline,
+                          missing_ok=True) is None
+        chain = f"{name}{CHAIN_SUFFIX}"
+        self._call(f"delete secret {chain!r}", lambda: self.secrets.begin_delete_secret(chain),
+                   deadline=deadline, missing_ok=True)
+        if purge:
+            self._purge(f"certificate {name!r}", lambda: self.certificates.get_deleted_certificate(name),
+                        lambda: self.certificates.purge_deleted_certificate(name), deadline)
+            self._purge(f"secret {chain!r}", lambda: self.secrets.get_deleted_secret(chain),
+                        lambda: self.secrets.purge_deleted_secret(chain), deadline)
+        log.info("deleted %s/%s%s", self.vault_url, name, " and purged it" if purge else "")
+        return not gone
+
+    def _purge(self, what: str, get_deleted: Callable[[], Any], purge: Callable[[], Any], deadline: float) -> None:
+        # Deletion completes asynchronously: wait (short backoff, deadline) until the deleted object is listed.
+        def deleted_now():
+            if self._call(f"get deleted {what}", get_deleted, deadline=deadline, missing_ok=True) is None:
+                raise _NotYet()
+
+        try:
+            retry_call(deleted_now, what=f"waiting for {what} to be deleted", deadline=deadline,
+                       retry_after=lambda e: isinstance(e, _NotYet))
+        except _NotYet:  # pragma: no cover - retry_call ends in Deadline
+            return
+        self._call(f"purge {what}", purge, deadline=deadline, missing_ok=True)
+
+    # -- secrets (account key, TSIG key, public chains) ------------------------------------------------------
+
+    def get_secret(self, name: str, version: str | None = None, *, deadline: float | None = None) -> str | None:
+        secret = self._call(f"get secret {name!r}", lambda: self.secrets.get_secret(name, version),
+                            deadline=deadline, missing_ok=True)
+        return None if secret is None else secret.value
+
+    def secret_versions(self, name: str, *, deadline: float | None = None) -> list[Any]:
+        """Properties of every version, oldest first (the SDK pages; we read them all)."""
+        props = self._call(f"list versions of secret {name!r}",
+                           lambda: list(self.secrets.list_properties_of_secret_versions(name)),
+                           deadline=deadline, missing_ok=True) or []
+        return sorted(props, key=lambda p: p.created_on)
+
+    def set_secret(self, name: str, value: str, *, content_type: str | None = None,
+                   tags: Mapping[str, str] | None = None, deadline: float | None = None) -> str:
+        """Store a new version; returns the version. The value never appears in logs or errors."""
+        secret = self._call(f"set secret {name!r}",
+                            lambda: self.secrets.set_secret(name, value, content_type=content_type,
+                                                            tags=dict(tags or {})), deadline=deadline)
+        return secret.properties.version
+
+    def disable_secret_version(self, name: str, version: str, *, deadline: float | None = None) -> None:
+        self._call(f"disable secret {name!r} version {version}",
+                   lambda: self.secrets.update_secret_properties(name, version, enabled=False), deadline=deadline)
+
+    def _store_chain(self, name: str, version: str, thumb: str, pem_chain: str, *, deadline: float | None) -> None:
+        self.set_secret(f"{name}{CHAIN_SUFFIX}", pem_chain, content_type=PEM_CONTENT_TYPE, deadline=deadline,
+                        tags={MANAGED_BY_TAG: MANAGED_BY, _CHAIN_VERSION_TAG: version, "thumbprint": thumb})
+
+    def _chain_for(self, name: str, cert: KeyVaultCertificate, *, deadline: float | None) -> str:
+        leaf_pem = pem_of(x509.load_der_x509_certificate(bytes(cert.cer)))
+        chain_name = f"{name}{CHAIN_SUFFIX}"
+        secret = self._call(f"get secret {chain_name!r}", lambda: self.secrets.get_secret(chain_name),
+                            deadline=deadline, missing_ok=True)
+        if secret is not None and (secret.properties.tags or {}).get(_CHAIN_VERSION_TAG) != cert.properties.version:
+            # An older version asked for, or a version merged outside the engine: look for its own chain.
+            want = cert.properties.version
+            match = next((p for p in self.secret_versions(chain_name, deadline=deadline)
+                          if (p.tags or {}).get(_CHAIN_VERSION_TAG) == want), None)
+            secret = None if match is None else self._call(
+                f"get secret {chain_name!r} version {match.version}",
+                lambda: self.secrets.get_secret(chain_name, match.version), deadline=deadline, missing_ok=True)
+        if secret is None or not secret.value or not secret.value.startswith(leaf_pem):
+            return leaf_pem
+        return secret.value
+
+    def _facts(self, cert: KeyVaultCertificate, pem_chain: str) -> CertificateFacts:
+        der = bytes(cert.cer)
+        leaf = x509.load_der_x509_certificate(der)
+        props = cert.properties
+        tags = dict(props.tags or {})
+        return CertificateFacts(
+            id=f"{self.vault_url}/certificates/{props.name}",
+            versioned_id=f"{self.vault_url}/certificates/{props.name}/{props.version}",
+            secret_id=f"{self.vault_url}/secrets/{props.name}",
+            versioned_secret_id=cert.secret_id or f"{self.vault_url}/secrets/{props.name}/{props.version}",
+            version=props.version,
+            thumbprint=thumbprint(der),
+            serial=format(leaf.serial_number, "x"),
+            not_before=leaf.not_valid_before_utc,
+            not_after=leaf.not_valid_after_utc,
+            issuer=leaf.issuer.rfc4514_string(),
+            names=dns_names_of(leaf),
+            pem_chain=pem_chain,
+            enabled=bool(props.enabled) if props.enabled is not None else True,
+            tags=tags,
+            revoked_reason=tags.get(REVOKED_REASON_TAG),
+        )
+
+
+class _NotYet(Exception):
+    pass
+
+
+def sdk_client_kwargs(session: Any | None = None) -> dict[str, Any]:
+    """Keyword arguments for every Azure SDK client the engine builds.
+
+    One ``requests`` session shared by all clients (connections to the vault, ARM and the identity endpoint
+    are reused; the environment's proxy and CA bundle apply as usual); the SDK's own retry is off because
+    :mod:`keyvault_acme.retry` retries with our deadline and a backoff that starts short.
+    """
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+
+    session = session or requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=64)
+    session.mount("https://", adapter)
+    transport = RequestsTransport(session=session, session_owner=False, connection_timeout=15, read_timeout=60)
+    return {"transport": transport, "retry_total": 0}
+
+
+def tags_match(actual: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    return all(actual.get(k) == v for k, v in wanted.items())
+
+
+def names_key(names: Iterable[str]) -> tuple[str, ...]:
+    """Names as a comparable set: lower case, sorted, no duplicates."""
+    return tuple(sorted({n.lower().rstrip(".") for n in names}))
