@@ -1,0 +1,112 @@
+"""The CI/CD templates users copy: valid for their platforms' schemas, and wired the way README promises."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+GITHUB = ROOT / "pipelines" / "github" / "certificates.yml"
+AZDO_DIR = ROOT / "pipelines" / "azure-devops"
+AZDO = AZDO_DIR / "azure-pipelines.yml"
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+
+
+def check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess:
+    # The Azure Pipelines schema uses regex syntax the default (ECMA) engine rejects; Python's accepts it.
+    return subprocess.run([str(CHECK_JSONSCHEMA), "--regex-variant", "python", "--builtin-schema", schema, str(path)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def every_string(node) -> list[str]:
+    if isinstance(node, dict):
+        return [s for k, v in node.items() for s in every_string(k) + every_string(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in every_string(v)]
+    return [node] if isinstance(node, str) else []
+
+
+@pytest.mark.parametrize("schema,path", [
+    ("vendor.github-workflows", GITHUB),
+    *[("vendor.azure-pipelines", p) for p in sorted(AZDO_DIR.glob("*.yml"))],
+], ids=lambda v: v.name if isinstance(v, Path) else v)
+def test_template_is_valid_for_its_platform(schema, path):
+    result = check_jsonschema(schema, path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_check_catches_a_broken_workflow(tmp_path):
+    broken = load(GITHUB)
+    del broken["jobs"]["up"]["runs-on"]
+    path = tmp_path / "broken.yml"
+    path.write_text(yaml.safe_dump(broken))
+    assert check_jsonschema("vendor.github-workflows", path).returncode != 0
+
+
+def test_github_preview_on_pr_up_on_main_with_approval_and_renewal_every_6_hours():
+    wf = load(GITHUB)
+    on = wf[True]  # YAML 1.1 reads the key `on` as a boolean
+    assert set(on) >= {"pull_request", "push", "schedule"}
+    assert on["push"]["branches"] == ["main"]
+    [cron] = [entry["cron"] for entry in on["schedule"]]
+    assert cron.split()[1] == "*/6"
+
+    jobs = wf["jobs"]
+    pulumi = {name: [s["with"] for s in job["steps"] if str(s.get("uses", "")).startswith("pulumi/actions")]
+              for name, job in jobs.items()}
+    assert "pull_request" in jobs["preview"]["if"] and [w["command"] for w in pulumi["preview"]] == ["preview"]
+    assert "push" in jobs["up"]["if"] and [w["command"] for w in pulumi["up"]] == ["up"]
+    assert jobs["up"]["environment"]  # reviewers approve it
+    assert "schedule" in jobs["renew"]["if"]
+    assert [(w["command"], w["refresh"]) for w in pulumi["renew"]] == [("up", True)]
+    assert any("status --fail-within" in s.get("run", "") for s in jobs["renew"]["steps"])
+
+
+def test_github_logs_in_by_workload_identity_federation_without_stored_secrets():
+    wf = load(GITHUB)
+    assert wf["permissions"]["id-token"] == "write"
+    for name, job in wf["jobs"].items():
+        assert job.get("permissions", wf["permissions"])["id-token"] == "write", name
+        logins = [s["with"] for s in job["steps"] if str(s.get("uses", "")).startswith("azure/login")]
+        assert len(logins) == 1, name
+        assert set(logins[0]) == {"client-id", "tenant-id", "subscription-id"}, name  # no creds, no client secret
+    assert not [s for s in every_string(wf) if "secrets." in s]
+
+
+def test_azure_devops_preview_up_with_approval_and_scheduled_refresh():
+    p = load(AZDO)
+    [schedule] = p["schedules"]
+    assert schedule["cron"].split()[1] == "*/6" and schedule["always"] in (True, "true")
+    stages = {s["stage"]: s for s in p["stages"]}
+    assert "PullRequest" in stages["preview"]["condition"]
+    assert "Schedule" in stages["renew"]["condition"]
+    [deployment] = stages["up"]["jobs"]
+    assert deployment["deployment"] and deployment["environment"]  # approvals are checks on the environment
+
+    def scripts(stage):
+        return "\n".join(s["inputs"].get("inlineScript", "") for job in stage["jobs"]
+                         for s in job.get("steps") or job["strategy"]["runOnce"]["deploy"]["steps"]
+                         if s.get("task") == "AzureCLI@2")
+
+    assert "pulumi preview" in scripts(stages["preview"])
+    assert "pulumi up" in scripts(stages["up"])
+    assert "pulumi up" in scripts(stages["renew"]) and "--refresh" in scripts(stages["renew"])
+    assert "status --fail-within" in scripts(stages["renew"])
+    every_task = [s for s in every_string(p) if "secret" in s.lower()]
+    assert not every_task  # the service connection federates; nothing secret is referenced
+
+
+def test_templates_reference_only_files_that_exist():
+    p = load(AZDO)
+    referenced = {s["template"] for st in p["stages"] for job in st["jobs"]
+                  for s in job.get("steps") or job["strategy"]["runOnce"]["deploy"]["steps"] if "template" in s}
+    assert referenced and all((AZDO_DIR / t).is_file() for t in referenced)
+    assert (AZDO_DIR / "oidc-env.sh").is_file()
+    assert all("pipelines/azure-devops/oidc-env.sh" in s for s in every_string(p) if "oidc-env.sh" in s)
