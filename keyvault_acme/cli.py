@@ -24,6 +24,7 @@ from .model import REVOCATION_REASONS
 if TYPE_CHECKING:  # imported lazily at run time: `--help` and usage errors stay fast
     from .lifecycle import Engine
     from .model import CertificateFacts, CertificateSpec
+    from .workload import WorkloadConfig
 
 PROG = "keyvault-acme"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
@@ -93,8 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = command(
         "status", "show every certificate of the stack: version, expiry, when it renews, state",
-        "Reads Key Vault only; changes nothing. State is 'valid', 'due' (renewal is due: run 'renew --due'\n"
-        "or 'pulumi up'), 'missing', 'revoked', 'disabled' or 'expired'.")
+        "Reads Key Vault only; changes nothing. State is one of:\n"
+        "  valid     up to date; RENEW AFTER says when it becomes due\n"
+        "  due       renewal is due: 'pulumi up --refresh' or 'keyvault-acme renew --due' renews it\n"
+        "  outdated  names, key, CA or profile in the stack file changed since it was issued\n"
+        "  missing, revoked, disabled, expired: re-issued by the next 'pulumi up' or 'renew --due'")
     status.add_argument("names", nargs="*", metavar="NAME", help="only these certificates (default: all)")
     status.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     status.add_argument("--fail-within", type=_days, metavar="DAYS",
@@ -215,7 +219,8 @@ def load_stack(path: Path) -> Stack:
     try:
         workload = load_stack_file(path)
     except SpecError as e:
-        raise UsageError(f"{path}: {e}") from None
+        text = _one_line(e)  # YAML errors span lines; an operator gets one
+        raise UsageError(text if text.startswith(str(path)) else f"{path}: {text}") from None
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
     except ValueError as e:  # YAML errors and other malformed content
@@ -223,11 +228,9 @@ def load_stack(path: Path) -> Stack:
     return Stack(path, _certificates_of(workload))
 
 
-def _certificates_of(workload: Any) -> dict[str, "CertificateSpec"]:
-    certificates = workload.certificates
-    if isinstance(certificates, dict):
-        return dict(certificates)
-    return {spec.name: spec for spec in certificates}
+def _certificates_of(workload: "WorkloadConfig") -> dict[str, "CertificateSpec"]:
+    # Operators name a certificate by its Key Vault name, the same name the stack file gives it.
+    return {certificate.name: certificate.spec for certificate in workload.certificates}
 
 
 # -- output -------------------------------------------------------------------------------------------
@@ -285,7 +288,7 @@ class Row:
         return None if self.facts is None else (self.facts.not_after - self.now).total_seconds() / 86400
 
     def needs_attention(self, within_days: float) -> bool:
-        if self.state in ("missing", "revoked", "disabled", "expired"):
+        if self.state in ATTENTION:
             return True
         return self.days_left is not None and self.days_left < within_days
 
@@ -305,23 +308,18 @@ class Row:
         }
 
 
+# The renewal chain's reason, as the one word the status table shows.
+_STATE = {"DoesNotExist": "missing", "Revoked": "revoked", "Disabled": "disabled", "Expired": "expired",
+          "Renewing": "due", "UpToDate": "valid"}  # anything else: the spec changed since it was issued
+ATTENTION = ("missing", "revoked", "disabled", "expired")
+
+
 def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | None", now: datetime) -> Row:
-    from .renewal import renew_after, renewal_decision
+    from .renewal import due_at, renewal_decision
     decision = renewal_decision(facts, spec, now)
-    when = renew_after(facts.not_before, facts.not_after, spec.renewal) if facts else None
-    if facts is None:
-        state = "missing"
-    elif facts.revoked_reason:
-        state = "revoked"
-    elif not facts.enabled:
-        state = "disabled"
-    elif now >= facts.not_after:
-        state = "expired"
-    elif decision.reissue:
-        state = "due"
-    else:
-        state = "valid"
-    return Row(name, spec, facts, state, decision.message if decision.reissue else "", when, now)
+    state = _STATE.get(decision.reason, "outdated")
+    return Row(name, spec, facts, state, decision.message if decision.reissue else "",
+               due_at(facts, spec) if facts else None, now)
 
 
 def format_table(rows: Sequence[Row]) -> str:
@@ -335,7 +333,7 @@ def format_table(rows: Sequence[Row]) -> str:
             f.version[:8] if f else "-", _utc(f.not_after) if f else "-",
             f"{r.days_left:.2f}" if r.days_left is not None else "-",
             _utc(r.renew_after) if r.renew_after else "-",
-            _short_issuer(f.issuer) if f else "-", r.state + (f" ({r.reason})" if r.reason and r.state == "due" else ""),
+            _short_issuer(f.issuer) if f else "-", r.state,
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
@@ -353,19 +351,27 @@ def _short_issuer(issuer: str) -> str:
 # -- commands -----------------------------------------------------------------------------------------
 
 
-@dataclass
 class Context:
-    args: argparse.Namespace
-    stack: Stack
-    engine: "Engine"
-    progress: Progress
-    out: TextIO
-    now: Callable[[], datetime]
+    """What a command needs. The engine is built on first use, so usage errors never wait for Azure SDKs."""
+
+    def __init__(self, args: argparse.Namespace, stack: Stack, progress: Progress, out: TextIO,
+                 now: Callable[[], datetime], engine: "Engine | None" = None,
+                 logger: logging.Logger | None = None) -> None:
+        self.args, self.stack, self.progress, self.out, self.now = args, stack, progress, out, now
+        self._engine, self._logger = engine, logger
+
+    @property
+    def engine(self) -> "Engine":
+        if self._engine is None:
+            from .lifecycle import Engine
+            self._engine = Engine(logger=self._logger)
+        return self._engine
 
 
 def cmd_status(ctx: Context) -> int:
     rows = []
-    for name, spec in ctx.stack.select(ctx.args.names):
+    selected = ctx.stack.select(ctx.args.names)
+    for name, spec in selected:
         ctx.progress(f"{name}: reading {spec.vault_url}/certificates/{spec.name}")
         rows.append(status_row(name, spec, ctx.engine.inspect(spec.vault_url, spec.name), ctx.now()))
     if ctx.args.json:
@@ -430,7 +436,8 @@ def cmd_revoke(ctx: Context) -> int:
 
 def cmd_check(ctx: Context) -> int:
     failed = 0
-    for name, spec in ctx.stack.select(ctx.args.names):
+    selected = ctx.stack.select(ctx.args.names)
+    for name, spec in selected:
         try:
             ctx.engine.check_spec(spec)
             ctx.progress(f"{name}: checking credentials, vault, zones, delegation, CAA and the CA")
@@ -475,10 +482,7 @@ def main(argv: Sequence[str] | None = None, *, engine: "Engine | None" = None,
     log.setLevel(logging.INFO)
     try:
         stack = load_stack(stack_path(args.stack, args.config))
-        if engine is None:
-            from .lifecycle import Engine
-            engine = Engine(logger=log)
-        ctx = Context(args, stack, engine, progress, out, now or (lambda: datetime.now(timezone.utc)))
+        ctx = Context(args, stack, progress, out, now or (lambda: datetime.now(timezone.utc)), engine, log)
         return args.run(ctx)
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=err)

@@ -1,0 +1,134 @@
+"""The CLI's contract before it touches Azure: help, one-line usage errors with exit code 2, stack files."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keyvault_acme import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = Path(sys.executable).parent / "keyvault-acme"  # the console script pyproject.toml declares
+DEV_STACK = ROOT / "stacks" / "Pulumi.shop-dev.yaml"
+
+
+def run(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPT), *argv], capture_output=True, text=True, cwd=cwd, timeout=60)
+
+
+def run_main(capsys, *argv: str, cwd: Path | None = None, monkeypatch=None) -> tuple[int, str, str]:
+    if cwd is not None:
+        monkeypatch.chdir(cwd)
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", ["status", "issue", "renew", "revoke", "check"])
+def test_every_subcommand_has_help(command):
+    result = run(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: keyvault-acme {command}")
+    assert "--stack NAME" in result.stdout and "--config FILE" in result.stdout
+
+
+def test_top_level_help_lists_commands_and_exit_codes():
+    result = run("--help")
+    assert result.returncode == 0
+    for word in ("status", "issue", "renew", "revoke", "check", "exit codes", "--fail-within"):
+        assert word in result.stdout
+
+
+@pytest.mark.parametrize("argv,expected", [
+    ([], "the following arguments are required: COMMAND"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["status", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["renew"], "one of the arguments NAME --due is required"),
+    (["renew", "www", "--due"], "not allowed with argument"),
+    (["revoke", "www"], "the following arguments are required: --reason"),
+    (["revoke", "www", "--reason", "because"], "invalid choice: 'because'"),
+    (["status", "--fail-within", "soon"], "'soon' is not a number of days"),
+    (["status", "--fail-within", "-1"], "must not be negative"),
+    (["--stack", "shop-dev", "status", "--config", "x.yaml"], "not allowed with argument --stack"),
+])
+def test_bad_usage_is_one_line_and_exit_2(argv, expected):
+    result = run(*argv)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("keyvault-acme: error: ") and expected in line
+
+
+def test_missing_stack_choice_is_one_line_and_exit_2():
+    result = run("status")
+    assert result.returncode == 2
+    assert result.stderr == ("keyvault-acme: error: no stack given: pass --stack NAME "
+                             "(reads stacks/Pulumi.NAME.yaml) or --config FILE\n")
+
+
+def test_unknown_stack_names_the_file_and_the_known_stacks():
+    result = run("--stack", "nope", "status")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert "Pulumi.nope.yaml" in line and "shop-dev" in line and "shop-prod" in line
+
+
+def test_missing_config_file(tmp_path):
+    result = run("--config", str(tmp_path / "absent.yaml"), "status")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"keyvault-acme: error: stack file {tmp_path / 'absent.yaml'} not found"]
+
+
+@pytest.mark.parametrize("content,names", [
+    ("config: [unclosed\n", ["is not valid YAML"]),
+    ("config:\n  keyvault-acme:workload: shop\n", ["environment", "is required"]),
+    ("config:\n  keyvault-acme:colour: blue\n", ["keyvault-acme:colour", "unknown config key"]),
+])
+def test_bad_stack_file_is_one_line_naming_the_problem(tmp_path, content, names):
+    path = tmp_path / "Pulumi.bad.yaml"
+    path.write_text(content)
+    result = run("--config", str(path), "status")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"keyvault-acme: error: {path}: ")
+    assert all(n in line for n in names), line
+
+
+def test_a_bad_certificate_entry_names_its_field(tmp_path):
+    text = DEV_STACK.read_text().replace("kty: RSA", "kty: DSA")
+    path = tmp_path / "Pulumi.dsa.yaml"
+    path.write_text(text)
+    result = run("--config", str(path), "status")
+    assert result.returncode == 2
+    assert "certificates[1].key.kty" in result.stderr and "'DSA'" in result.stderr
+
+
+def test_unknown_certificate_name_lists_the_known_ones(capsys):
+    code, out, err = run_main(capsys, "--config", str(DEV_STACK), "issue", "nope")
+    assert code == 2
+    assert err == f"keyvault-acme: error: no certificate 'nope' in {DEV_STACK} (certificates: www-dev, wildcard-dev)\n"
+
+
+def test_stack_is_found_from_a_subdirectory_through_stack_config_dir(tmp_path, capsys, monkeypatch):
+    (tmp_path / "Pulumi.yaml").write_text("name: p\nruntime: python\nstackConfigDir: envs\n")
+    (tmp_path / "envs").mkdir()
+    shutil.copy(DEV_STACK, tmp_path / "envs" / "Pulumi.shop-dev.yaml")
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    stack = cli.load_stack(cli.stack_path("shop-dev", None, cwd=tmp_path / "deep" / "er"))
+    assert stack.path == tmp_path / "envs" / "Pulumi.shop-dev.yaml"
+    assert list(stack.certificates) == ["www-dev", "wildcard-dev"]
+    assert stack.certificates["wildcard-dev"].dns_names == ("*.dev.shop.example.com",)
+    # and the same lookup fails with the directory it looked in
+    with pytest.raises(cli.UsageError, match=r"envs/Pulumi\.shop-qa\.yaml"):
+        cli.stack_path("shop-qa", None, cwd=tmp_path / "deep")
+
+
+def test_options_work_before_and_after_the_subcommand(tmp_path):
+    parser = cli.build_parser()
+    before = parser.parse_args(["--stack", "a", "-v", "status", "--json"])
+    after = parser.parse_args(["status", "--stack", "a", "-v", "--json"])
+    assert (before.stack, before.verbose, before.json) == (after.stack, after.verbose, after.json) == ("a", True, True)
+    assert parser.parse_args(["--stack", "a", "status"]).stack == "a"  # not overwritten by the subcommand's default
