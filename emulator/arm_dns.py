@@ -363,6 +363,8 @@ class ArmDns:
         if isinstance(body, Response):
             return body
         tags = body.get("tags") or {}
+        if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+            return _rp_error(400, "BadRequest", "'tags' must be an object of string values")
         if method == "PUT" and zone is None:
             try:
                 zone = self.store.create_zone(route.subscription_id, route.resource_group, route.zone, tags=tags)
@@ -374,7 +376,9 @@ class ArmDns:
         if zone is None:
             return _arm_error(404, "ResourceNotFound", f"The Resource '{PROVIDER}/{ZONES}/{route.zone}' under resource "
                                                        f"group '{route.resource_group}' was not found.")
-        return _rp_error(400, "BadRequest", "updating an existing zone is not supported by the emulator")
+        # Only tags are writable on a public zone the emulator serves (no private-zone networks here).
+        zone = self.store.set_zone_tags(zone.key, tags if "tags" in body else zone.tags)
+        return Response.of_json(200, zone_json(zone, route.subscription_id, route.resource_group), {"ETag": zone.etag})
 
     def _record_set_list(self, request: Request, route: _Route) -> Response:
         assert route.resource_group is not None and route.zone is not None and route.collection is not None

@@ -215,6 +215,12 @@ class ZoneStore:
             self._groups.add((key.subscription_id, key.resource_group))
             return zone
 
+    def set_zone_tags(self, key: ZoneKey, tags: Mapping[str, str]) -> Zone:
+        with self._lock:
+            zone = replace(self._require(key), tags=MappingProxyType(dict(tags)), etag=new_etag())
+            self._zones[key] = zone
+            return zone
+
     def delete_zone(self, subscription_id: str, resource_group: str, name: str) -> bool:
         with self._lock:
             return self._zones.pop(ZoneKey.of(subscription_id, resource_group, name), None) is not None

@@ -239,3 +239,19 @@ def test_admin_zones_create_list_get_delete(arm: ArmDns) -> None:
                                                            "Microsoft.Network/dnszones/NS"}
     assert admin(arm, "DELETE", "/admin/zones/contoso.test").status == 204
     assert admin(arm, "GET", "/admin/zones/contoso.test").status == 404
+
+
+def test_zone_put_creates_in_a_known_group_and_updates_tags(arm: ArmDns) -> None:
+    path = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/dnsZones/new.test"
+    created = call(arm, "PUT", path, {"location": "global", "tags": {"env": "dev"}})
+    assert created.status == 201 and js(created)["tags"] == {"env": "dev"}
+    updated = call(arm, "PATCH", path, {"tags": {"env": "prod"}})
+    assert updated.status == 200 and js(updated)["tags"] == {"env": "prod"}
+    assert js(updated)["etag"] != js(created)["etag"]
+    assert call(arm, "GET", f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/dnsZones").status == 200
+    listed = js(call(arm, "GET", f"/subscriptions/{SUB}/providers/Microsoft.Network/dnszones"))["value"]
+    assert sorted(z["name"] for z in listed) == ["example.com", "new.test"]
+    elsewhere = f"/subscriptions/{SUB}/resourceGroups/rg-unknown/providers/Microsoft.Network/dnsZones/other.test"
+    assert js(call(arm, "PUT", elsewhere, {"location": "global"}))["error"]["code"] == "ResourceGroupNotFound"
+    assert call(arm, "DELETE", path).status == 200
+    assert call(arm, "GET", path).status == 404
