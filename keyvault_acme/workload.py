@@ -20,6 +20,7 @@ from . import authorization
 from .authorization import Allowlist
 from .config import acme_from_dict, certificate_spec_from_dict, spec_to_dict, zone_from_dict
 from .errors import SpecError
+from .names import base_name, challenge_name
 from .model import REVOCATION_REASONS, AzureDnsZone, CertificateSpec, Rfc2136Zone
 
 NAMESPACE = "keyvault-acme"
@@ -31,7 +32,6 @@ KEYS = (
 )
 PRODUCTION_ENVIRONMENTS = ("prod", "production")
 CHALLENGE_SCOPES = ("record_set", "zone")
-CHALLENGE_LABEL = "_acme-challenge"
 # Keys of a certificate entry that steer the Pulumi resource, not the certificate itself.
 _RESOURCE_KEYS = ("revoke_on_delete", "revoke_reason", "purge_on_delete")
 
@@ -451,16 +451,14 @@ def _alerting(data: Any) -> AlertingConfig:
 
 
 def _zone_for(name: str, zones: tuple[DnsZoneConfig | Rfc2136Zone, ...]) -> DnsZoneConfig | Rfc2136Zone | None:
-    base = authorization.normalize(name).removeprefix("*.")
+    base = base_name(authorization.normalize(name))
     candidates = [z for z in zones if base == z.name or base.endswith("." + z.name)]
     return max(candidates, key=lambda z: len(z.name), default=None)
 
 
 def _challenge_record_set(name: str, zone: DnsZoneConfig) -> ChallengeRecordSet:
-    # A wildcard is validated at the name it covers: *.example.com -> _acme-challenge.example.com.
-    base = authorization.normalize(name).removeprefix("*.")
-    relative = base[: -len(zone.name)].rstrip(".")
-    return ChallengeRecordSet(zone=zone, relative_name=f"{CHALLENGE_LABEL}.{relative}" if relative else CHALLENGE_LABEL)
+    fqdn = challenge_name(authorization.normalize(name))
+    return ChallengeRecordSet(zone=zone, relative_name=fqdn[: -len(zone.name) - 1])
 
 
 def _certificates(data: Any, *, vault_url: str, zones: tuple[DnsZoneConfig, ...], rfc: tuple[Rfc2136Zone, ...],
