@@ -1,0 +1,59 @@
+"""The whole DNS-provider contract, lego style: put a TXT value up, take it down, say how long to wait.
+
+Everything else (CNAME delegation, propagation checks, grouping, always cleaning up) lives once in
+:mod:`.challenges` and :mod:`.propagation`, so a provider stays a few dozen lines.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+DEFAULT_PROPAGATION_TIMEOUT = 120.0
+
+Server = tuple[str, int]  # (host or address, port)
+
+
+@runtime_checkable
+class DnsProvider(Protocol):
+    """Writes DNS-01 TXT records in one zone.
+
+    Several values may live at one name at once (``example.com`` and ``*.example.com`` share
+    ``_acme-challenge.example.com``): ``present`` adds its value to the record set and keeps the others,
+    ``cleanup`` removes only its own value and must not fail when it is already gone. ``fqdn`` is
+    absolute, lower-case, without trailing dot. Providers may also offer
+    ``authoritative_servers(zone) -> list[(host, port)]``: servers that answer for the zone, used to
+    check propagation when no resolvers are configured (see :func:`authoritative_hint`).
+    """
+
+    propagation_timeout: float
+
+    def present(self, fqdn: str, value: str) -> None: ...
+
+    def cleanup(self, fqdn: str, value: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One DNS-01 validation to publish: the order's identifier (maybe ``*.x``) and the TXT value."""
+
+    identifier: str
+    value: str
+
+
+def authoritative_hint(provider: DnsProvider, zone: str) -> list[Server] | None:
+    """The provider's own idea of the zone's authoritative servers, when it has one."""
+    hint = getattr(provider, "authoritative_servers", None)
+    return list(hint(zone)) if callable(hint) else None
+
+
+def parse_server(text: str, default_port: int = 53) -> Server:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest.lstrip(":") or default_port)
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, default_port
+

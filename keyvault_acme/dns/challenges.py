@@ -1,0 +1,108 @@
+"""Publish every DNS-01 record of an order, wait until all are live, and always take them down again.
+
+Given ``(identifier, value)`` pairs and the providers of the configured zones, :class:`DnsSolver`
+follows ``_acme-challenge`` CNAME delegations, groups values per record name (``example.com`` and
+``*.example.com`` share one record set), presents them, waits for propagation of all records at once,
+and on leaving the ``with`` block (success, failure or interrupt) removes exactly what it presented.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
+
+from ..errors import DnsError, SpecError
+from ..names import challenge_name, zone_for
+from .base import DEFAULT_PROPAGATION_TIMEOUT, Challenge, DnsProvider
+from .propagation import Expectation, Nameserver, follow_cnames, servers_for_zone, wait_for_propagation
+
+log = logging.getLogger("keyvault_acme.dns.challenges")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one challenge value goes: ``record`` in ``zone`` (after CNAME delegation)."""
+
+    identifier: str
+    value: str
+    record: str
+    zone: str
+
+
+class DnsSolver:
+    """DNS-01 over the providers of the configured zones (zone name -> provider).
+
+    ``resolvers`` (``host[:port]``) replace the authoritative servers for propagation checks;
+    ``propagation_timeout`` defaults to the longest timeout of the providers involved.
+    """
+
+    def __init__(self, providers: Mapping[str, DnsProvider], *, resolvers: Sequence[str] = (),
+                 propagation_timeout: float | None = None, follow_cname: bool = True) -> None:
+        self.providers = {zone.lower().rstrip("."): p for zone, p in providers.items()}
+        self.resolvers = tuple(resolvers)
+        self.propagation_timeout = propagation_timeout
+        self.follow_cname = follow_cname
+        self._servers: dict[str, list[Nameserver]] = {}
+
+    def zone_of(self, name: str) -> str:
+        try:
+            return zone_for(name, self.providers)
+        except SpecError as e:
+            raise SpecError("zones", e.problem, e.fix) from None
+
+    def servers(self, zone: str) -> list[Nameserver]:
+        if zone not in self._servers:  # cached: NS discovery is a network round trip
+            self._servers[zone] = servers_for_zone(zone, self.providers.get(zone), self.resolvers)
+        return self._servers[zone]
+
+    def place(self, challenges: Sequence[Challenge]) -> list[Placement]:
+        """Decide where each value goes, following ``_acme-challenge`` CNAMEs into configured zones."""
+        targets: dict[str, str] = {}
+        placements = []
+        for c in challenges:
+            name = challenge_name(c.identifier)
+            if name not in targets:
+                target = name
+                if self.follow_cname:
+                    target = follow_cnames(name, lambda n: self.servers(self._cname_zone(name, n)))
+                targets[name] = target
+            placements.append(Placement(c.identifier, c.value, targets[name], self.zone_of(targets[name])))
+        return placements
+
+    def _cname_zone(self, origin: str, name: str) -> str:
+        try:
+            return zone_for(name, self.providers)
+        except SpecError:
+            raise DnsError(f"{origin} is delegated by CNAME to {name}, which is in no configured zone; "
+                           f"add that zone to zones so the challenge record can be written there") from None
+
+    @contextlib.contextmanager
+    def published(self, challenges: Sequence[Challenge], *, deadline: float | None = None) -> Iterator[list[Placement]]:
+        """Present all values, wait until every authoritative server serves them, yield, then clean up."""
+        placements = self.place(challenges)
+        presented: list[Placement] = []
+        try:
+            for p in placements:
+                presented.append(p)  # before present: a half-done write is still cleaned up
+                self.providers[p.zone].present(p.record, p.value)
+            started = time.monotonic()
+            timeout = self.propagation_timeout or max(
+                getattr(self.providers[z], "propagation_timeout", DEFAULT_PROPAGATION_TIMEOUT)
+                for z in {p.zone for p in placements})
+            wait_for_propagation(
+                [Expectation(p.record, p.value, tuple(self.servers(p.zone))) for p in placements],
+                timeout=timeout, deadline=deadline)
+            log.debug("%d challenge records live after %.3f s", len(placements), time.monotonic() - started)
+            yield placements
+        finally:
+            self._cleanup(presented)
+
+    def _cleanup(self, presented: Sequence[Placement]) -> None:
+        # Every record gets its chance; a failing cleanup is logged, never hides the original outcome.
+        for p in presented:
+            try:
+                self.providers[p.zone].cleanup(p.record, p.value)
+            except Exception as e:  # noqa: BLE001
+                log.warning("could not remove the challenge record %s in %s: %s", p.record, p.zone, e)

@@ -1,0 +1,179 @@
+"""Is the challenge record live? Ask the servers that answer for the zone, never sleep a fixed time.
+
+Which servers: the configured resolvers when there are any (queried recursively); else the provider's
+own hint (an RFC 2136 primary knows it is authoritative); else the zone's NS set, each name server
+queried directly on port 53 without recursion. A record counts as propagated when EVERY one of them
+serves the value, because the CA may ask any of them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from ..errors import Deadline, DnsError, PropagationTimeout
+from ..retry import Backoff, Waiter
+from .base import DnsProvider, Server, authoritative_hint, parse_server
+
+log = logging.getLogger("keyvault_acme.dns.propagation")
+
+QUERY_TIMEOUT = 2.0
+MAX_CNAME_HOPS = 8
+PROPAGATION_BACKOFF = Backoff(initial=0.01, factor=1.6, cap=5.0)
+
+
+@dataclass(frozen=True)
+class Nameserver:
+    """A server to ask: authoritative (no recursion) or a configured resolver (recursive)."""
+
+    host: str
+    port: int = 53
+    recursive: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}" + (" (resolver)" if self.recursive else "")
+
+
+def servers_for_zone(zone: str, provider: DnsProvider | None, resolvers: Sequence[str] = ()) -> list[Nameserver]:
+    """The servers whose answers count for ``zone`` (see the module docstring for the order of choice)."""
+    if resolvers:
+        return [Nameserver(*parse_server(r), recursive=True) for r in resolvers]
+    hint = authoritative_hint(provider, zone) if provider is not None else None
+    if hint:
+        return [Nameserver(host, port) for host, port in hint]
+    return _ns_addresses(zone)
+
+
+def _ns_addresses(zone: str) -> list[Nameserver]:
+    try:
+        ns_names = sorted(str(r.target).rstrip(".") for r in dns.resolver.resolve(zone, "NS"))
+    except dns.exception.DNSException as e:
+        raise DnsError(f"cannot find the name servers of {zone}: {e}; configure resolvers if the zone is private")
+    servers: list[Nameserver] = []
+    for ns in ns_names:
+        for rdtype in ("A", "AAAA"):
+            try:
+                servers += [Nameserver(r.address) for r in dns.resolver.resolve(ns, rdtype)]
+            except dns.exception.DNSException:
+                continue
+    if not servers:
+        raise DnsError(f"the name servers of {zone} ({', '.join(ns_names)}) have no addresses")
+    return servers
+
+
+def query(name: str, rdtype: str, server: Nameserver, timeout: float = QUERY_TIMEOUT) -> dns.message.Message:
+    """One question to one server: UDP, falling back to TCP when the answer is truncated."""
+    q = dns.message.make_query(name, rdtype)
+    if not server.recursive:
+        q.flags &= ~dns.flags.RD
+    response, _ = dns.query.udp_with_fallback(q, server.host, port=server.port, timeout=timeout)
+    return response
+
+
+def txt_values(response: dns.message.Message, name: str) -> set[str]:
+    """TXT strings served at exactly ``name`` in a response (chunks joined, as the CA reads them)."""
+    target = dns.name.from_text(name)
+    return {b"".join(rd.strings).decode(errors="replace") for rrset in response.answer
+            if rrset.rdtype == dns.rdatatype.TXT and rrset.name == target for rd in rrset}
+
+
+def cname_target(name: str, server: Nameserver) -> str | None:
+    """Where ``name`` is a CNAME to, per ``server``; None when it is not one."""
+    response = query(name, "CNAME", server)
+    if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        raise DnsError(f"{server} answered {dns.rcode.to_text(response.rcode())} for {name} CNAME")
+    owner = dns.name.from_text(name)
+    for rrset in response.answer:
+        if rrset.rdtype == dns.rdatatype.CNAME and rrset.name == owner:
+            return str(rrset[0].target).rstrip(".").lower()
+    return None
+
+
+def follow_cnames(name: str, servers_for_name: Callable[[str], Sequence[Nameserver]]) -> str:
+    """The name at the end of ``name``'s CNAME chain (``name`` itself when it is not a CNAME).
+
+    Each hop is asked of the servers answering for that hop's zone; ``servers_for_name`` raises when a
+    hop leaves the configured zones, because we could not write the record there.
+    """
+    seen = [name]
+    current = name
+    for _ in range(MAX_CNAME_HOPS):
+        # One server suffices to learn the delegation; propagation checks every server later.
+        target = cname_target(current, servers_for_name(current)[0])
+        if target is None:
+            return current
+        if target in seen:
+            raise DnsError(f"CNAME loop: {' -> '.join(seen + [target])}")
+        seen.append(target)
+        current = target
+    raise DnsError(f"CNAME chain longer than {MAX_CNAME_HOPS} hops: {' -> '.join(seen)}")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """``value`` must be served at ``record`` by every one of ``servers``."""
+
+    record: str
+    value: str
+    servers: tuple[Nameserver, ...]
+
+
+def wait_for_propagation(expectations: Iterable[Expectation], *, timeout: float | None = None,
+                         deadline: float | None = None, backoff: Backoff = PROPAGATION_BACKOFF,
+                         clock: Callable[[], float] = time.monotonic,
+                         sleep: Callable[[float], None] = time.sleep) -> None:
+    """Return once every (record, server) pair serves all its values; PropagationTimeout otherwise.
+
+    All records are checked in the same rounds (not one after the other), each round asks only the
+    pairs still missing something, in parallel when there are several.
+    """
+    pending: dict[tuple[str, Nameserver], set[str]] = {}
+    for e in expectations:
+        for server in e.servers:
+            pending.setdefault((e.record, server), set()).add(e.value)
+    if not pending:
+        return
+    waiter = Waiter("DNS propagation", timeout=timeout, deadline=deadline, backoff=backoff, clock=clock, sleep=sleep)
+    last_seen: dict[tuple[str, Nameserver], str] = {}
+    with ThreadPoolExecutor(max_workers=min(16, len(pending))) as pool:
+        while True:
+            keys = list(pending)
+            # A silent server must not hold a round past the deadline.
+            limit = max(0.05, min(QUERY_TIMEOUT, waiter.remaining))
+            results = list(pool.map(lambda k: _check(k, pending[k], limit), keys)) if len(keys) > 1 \
+                else [_check(keys[0], pending[keys[0]], limit)]
+            for key, (done, seen) in zip(keys, results):
+                if done:
+                    del pending[key]
+                else:
+                    last_seen[key] = seen
+            if not pending:
+                return
+            try:
+                waiter.sleep()
+            except Deadline:
+                (record, server), values = next(iter(pending.items()))
+                more = f" (and {len(pending) - 1} more record/server pairs)" if len(pending) > 1 else ""
+                raise PropagationTimeout(
+                    f"{server} did not serve TXT {record} = {sorted(values)} within the propagation timeout; "
+                    f"it served {last_seen.get((record, server), 'nothing')}{more}") from None
+
+
+def _check(key: tuple[str, Nameserver], values: set[str], timeout: float) -> tuple[bool, str]:
+    record, server = key
+    try:
+        served = txt_values(query(record, "TXT", server, timeout), record)
+    except (dns.exception.DNSException, OSError) as e:
+        return False, f"an error ({type(e).__name__})"
+    return values <= served, (", ".join(sorted(served)) or "no value")

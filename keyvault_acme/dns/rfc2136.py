@@ -1,0 +1,110 @@
+"""RFC 2136 dynamic updates signed with TSIG: BIND, PowerDNS, Knot, Windows DNS.
+
+The TSIG secret is handed in as a value by the caller, who reads it from Key Vault; it is never read
+from config here and never appears in errors or logs.
+"""
+from __future__ import annotations
+
+import logging
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+
+from ..errors import DnsError
+from ..model import Rfc2136Zone
+from ..retry import retry_call
+from .base import DEFAULT_PROPAGATION_TIMEOUT, Server, parse_server
+
+log = logging.getLogger("keyvault_acme.dns.rfc2136")
+
+TXT_TTL = 60
+
+_REFUSALS = {
+    dns.rcode.REFUSED: "the server refused the update; the TSIG key may not write TXT records here "
+                       "(BIND: update-policy { grant <key> zonesub TXT; })",
+    dns.rcode.NOTAUTH: "the server rejected the TSIG signature or is not authoritative for the zone; "
+                       "check the key name, algorithm and secret",
+    dns.rcode.NOTZONE: "the name is outside the zone; check the zone name",
+}
+
+
+class Rfc2136Provider:
+    """DNS-01 TXT records in one zone on an RFC 2136 server."""
+
+    def __init__(self, zone: str, server: str | Server, key_name: str, secret_b64: str, *,
+                 algorithm: str = "hmac-sha256", ttl: int = TXT_TTL, timeout: float = 10.0,
+                 propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT) -> None:
+        self.zone = zone.lower().rstrip(".")
+        self.server = parse_server(server) if isinstance(server, str) else tuple(server)
+        self.ttl = ttl
+        self.timeout = timeout
+        self.propagation_timeout = propagation_timeout
+        self._key_name = key_name
+        self._algorithm = algorithm
+        self._keyring = dns.tsigkeyring.from_text({key_name: secret_b64})
+
+    @classmethod
+    def from_zone(cls, zone: Rfc2136Zone, secret_b64: str, **kwargs) -> "Rfc2136Provider":
+        """Build from the spec's zone and the TSIG secret the caller fetched from Key Vault."""
+        return cls(zone.name, zone.server, zone.tsig_key_name, secret_b64, algorithm=zone.tsig_algorithm, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Rfc2136Provider({self.zone} at {self.server[0]}:{self.server[1]}, key {self._key_name})"
+
+    def authoritative_servers(self, zone: str) -> list[Server]:
+        """The primary we update answers for the zone; configure resolvers to also check secondaries."""
+        return [self.server]
+
+    def present(self, fqdn: str, value: str) -> None:
+        update = self._update()
+        update.add(self._name(fqdn), self.ttl, _txt(value))  # RFC 2136 add: joins the RRset, keeps other values
+        self._send(update, f"add TXT {fqdn}")
+
+    def cleanup(self, fqdn: str, value: str) -> None:
+        update = self._update()
+        update.delete(self._name(fqdn), _txt(value))  # only this value; deleting a missing RR is not an error
+        self._send(update, f"remove TXT {fqdn}")
+
+    def _name(self, fqdn: str) -> dns.name.Name:
+        name = dns.name.from_text(fqdn)
+        if not name.is_subdomain(dns.name.from_text(self.zone)):
+            raise DnsError(f"{fqdn} is not in the zone {self.zone} served by {self.server[0]}:{self.server[1]}")
+        return name
+
+    def _update(self) -> dns.update.UpdateMessage:
+        return dns.update.UpdateMessage(self.zone + ".", keyring=self._keyring, keyname=self._key_name,
+                                        keyalgorithm=self._algorithm)
+
+    def _send(self, update: dns.update.UpdateMessage, what: str) -> None:
+        host, port = self.server
+
+        def attempt() -> dns.message.Message:
+            return dns.query.tcp(update, host, port=port, timeout=self.timeout)
+
+        try:
+            response = retry_call(attempt, what=f"{what} at {host}:{port}", timeout=self.timeout * 3,
+                                  retry_after=lambda e: isinstance(e, (dns.exception.Timeout, OSError)))
+        except dns.tsig.PeerError as e:
+            raise DnsError(f"{what} at {host}:{port}: TSIG rejected ({type(e).__name__}); "
+                           f"check the key name, algorithm and secret") from None
+        except (dns.exception.DNSException, OSError) as e:
+            raise DnsError(f"{what} at {host}:{port}: {e}") from e
+        rcode = response.rcode()
+        if rcode != dns.rcode.NOERROR:
+            hint = _REFUSALS.get(rcode, "")
+            raise DnsError(f"{what} at {host}:{port}: {dns.rcode.to_text(rcode)}" + (f"; {hint}" if hint else ""))
+        log.debug("%s at %s:%s: done", what, host, port)
+
+
+def _txt(value: str) -> dns.rdtypes.ANY.TXT.TXT:
+    # Built from bytes, not zone-file text, so a value needs no quoting rules.
+    return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, [value.encode()])
