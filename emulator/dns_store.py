@@ -318,7 +318,8 @@ class ZoneStore:
     # -- persistence ---------------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        zones = list(self._zones.values())
+        with self._lock:
+            zones, groups = list(self._zones.values()), sorted([list(g) for g in self._groups])
         return {
             "zones": [
                 {
@@ -337,7 +338,7 @@ class ZoneStore:
                 }
                 for z in zones
             ],
-            "resourceGroups": sorted([list(g) for g in self._groups]),
+            "resourceGroups": groups,
         }
 
     def load_dict(self, data: Mapping[str, Any]) -> None:
