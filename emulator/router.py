@@ -1,0 +1,65 @@
+"""Which emulated service answers a request that arrived through the proxy's TLS tunnel."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from .entra import LOGIN_HOST, Entra, InvalidToken
+from .faults import FaultInjector
+from .keyvault import VAULT_SUFFIX, KeyVault
+from .wire import Request, Response
+
+ARM_HOST = "management.azure.com"
+ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
+_DNS_PROVIDER = "/providers/microsoft.network/dnszones"
+
+Handler = Callable[[Request], Response]
+
+
+def serves(host: str) -> bool:
+    """The hosts whose TLS the proxy terminates; anything else is refused."""
+    host = host.lower()
+    return host in (LOGIN_HOST, ARM_HOST) or (host.endswith(VAULT_SUFFIX) and host.count(".") == 3)
+
+
+def _arm_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response.of_json(status, {"error": {"code": code, "message": message}}, headers)
+
+
+class Router:
+    def __init__(self, entra: Entra, keyvault: KeyVault, faults: FaultInjector, dns: Handler | None,
+                 on_write: Callable[[], None]) -> None:
+        self._entra, self._kv, self._faults, self._dns, self._on_write = entra, keyvault, faults, dns, on_write
+
+    def __call__(self, request: Request) -> Response:
+        forced = self._faults.apply(request)
+        if forced is not None:
+            return forced
+        if request.host == LOGIN_HOST:
+            return self._entra.handle(request)
+        if request.host.endswith(VAULT_SUFFIX):
+            response = self._kv.handle(request)
+        elif request.host == ARM_HOST:
+            response = self._arm(request)
+        else:
+            return _arm_error(404, "NotFound", f"{request.host} is not served by the emulator")
+        if request.method not in ("GET", "HEAD") and response.status < 300:
+            self._on_write()
+        return response
+
+    def _arm(self, request: Request) -> Response:
+        authorization = request.headers.get("authorization")
+        try:
+            principal = self._entra.validate(authorization, ARM_AUDIENCES)
+        except InvalidToken as exc:
+            if not authorization:
+                code, message = "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+            else:
+                code, message = "InvalidAuthenticationToken", f"The access token is invalid: {exc}"
+            return _arm_error(401, code, message, {
+                "WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", '
+                                    f'error="invalid_token", error_description="{message}"'})
+        if self._dns is not None and _DNS_PROVIDER in request.path.lower():
+            return self._dns(dataclasses.replace(request, principal=principal))
+        return _arm_error(404, "InvalidResourceType",
+                          f"The resource type for '{request.path}' is not served by the emulator.")
