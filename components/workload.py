@@ -202,8 +202,12 @@ class CertificateWorkload(pulumi.ComponentResource):
                 zone_resources[zone.resource_id] = z
                 self.zone_name_servers[zone.name] = z.name_servers
 
+        # The empty _acme-challenge record sets exist to carry the DNS role assignment (they are its scope);
+        # when the stack grants no roles, or grants them on the zone, the engine creates the records itself.
+        self.role_grants = role_plan(cfg)
+        scoped_record_sets = [g.target for g in self.role_grants if g.scope_kind == "record_set"] if cfg.grant_roles else []
         record_sets: dict[str, dns.RecordSet] = {}
-        for rs in cfg.challenge_record_sets:
+        for rs in scoped_record_sets:
             zone_res = zone_resources.get(rs.zone.resource_id)
             # The engine writes and empties the TXT values; the stack owns only the (empty) record set, which
             # must outlive every challenge because a role assignment hangs on it.
@@ -227,7 +231,6 @@ class CertificateWorkload(pulumi.ComponentResource):
             self.issuer_client_id = identity.client_id
 
         # ------------------------------------------------------------------ roles
-        self.role_grants = role_plan(cfg)
         self.role_assignments: dict[str, authorization.RoleAssignment] = {}
         if cfg.grant_roles:
             dns_roles: dict[str, authorization.RoleDefinition] = {}
@@ -311,7 +314,7 @@ class CertificateWorkload(pulumi.ComponentResource):
         for cert in cfg.certificates:
             needs = [self.role_assignments[g.key] for g in grants_for_certificate(self.role_grants, cert.challenge_record_sets)
                      if g.key in self.role_assignments]
-            needs += [record_sets[rs.resource_id] for rs in cert.challenge_record_sets]
+            needs += [record_sets[rs.resource_id] for rs in cert.challenge_record_sets if rs.resource_id in record_sets]
             self.certificates[cert.name] = Certificate(
                 f"{name}-cert-{cert.name}", **cert.inputs(), opts=pulumi.ResourceOptions(parent=self, depends_on=needs))
 

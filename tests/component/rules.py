@@ -1,0 +1,72 @@
+"""The least-privilege rules, as a check over what a program registered (shared by the graph tests)."""
+from __future__ import annotations
+
+import re
+
+from components.workload import (
+    DNS_TXT_ACTIONS,
+    KEY_VAULT_CERTIFICATES_OFFICER,
+    KEY_VAULT_CRYPTO_USER,
+    KEY_VAULT_SECRETS_USER,
+)
+
+from .harness import Run
+
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+USER_ACCESS_ADMINISTRATOR = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
+ISSUER_VAULT_ROLES = {KEY_VAULT_CERTIFICATES_OFFICER, KEY_VAULT_CRYPTO_USER}
+
+_SUBSCRIPTION_WIDE = re.compile(r"^/subscriptions/[^/]+/?$", re.I)
+_GROUP_WIDE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/?$", re.I)
+_VAULT = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.KeyVault/vaults/[^/]+$", re.I)
+_CHALLENGE_RECORD_SET = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/dnszones/[^/]+/TXT/_acme-challenge(\.[^/]+)?$", re.I)
+_ZONE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/dnszones/[^/]+$", re.I)
+
+
+class TooBroad(AssertionError):
+    pass
+
+
+def role_guid(role_definition_id: str) -> str:
+    return role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def check_least_privilege(run: Run, *, vault_id: str, issuer: str, consumers: set[str], zone_scoped: set[str] = frozenset()) -> None:
+    """Raise :class:`TooBroad` if any registered assignment is wider than the workload rules allow.
+
+    issuer -> Certificates Officer + Crypto User on this vault only, and the TXT-only custom role on an
+    ``_acme-challenge`` record set (or on a zone listed in ``zone_scoped``); consumers -> Secrets User on
+    this vault. Never Owner, Contributor, User Access Administrator, a subscription or resource group scope.
+    """
+    custom = {r.id.lower(): r for r in run.of_type("azure-native:authorization:RoleDefinition")}
+    for d in custom.values():
+        perms = d.inputs["permissions"]
+        if len(perms) != 1 or sorted(perms[0].get("actions", [])) != sorted(DNS_TXT_ACTIONS) or any(
+                perms[0].get(k) for k in ("dataActions", "notActions", "notDataActions")):
+            raise TooBroad(f"custom role {d.inputs['roleName']} grants {perms}, not only TXT writes and zone read")
+        for scope in d.inputs["assignableScopes"]:
+            if _SUBSCRIPTION_WIDE.match(scope):
+                raise TooBroad(f"custom role {d.inputs['roleName']} is assignable subscription-wide ({scope})")
+    for a in run.of_type("azure-native:authorization:RoleAssignment"):
+        role, scope, who = a.inputs["roleDefinitionId"], a.inputs["scope"], a.inputs["principalId"]
+        guid = role_guid(role)
+        where = f"assignment {a.name} ({role} on {scope} for {who})"
+        if guid in (OWNER, CONTRIBUTOR, USER_ACCESS_ADMINISTRATOR):
+            raise TooBroad(f"{where}: built-in admin role")
+        if _SUBSCRIPTION_WIDE.match(scope) or _GROUP_WIDE.match(scope):
+            raise TooBroad(f"{where}: subscription- or resource-group-wide")
+        if role.lower() in custom:
+            if who != issuer:
+                raise TooBroad(f"{where}: the DNS role belongs to the issuer only")
+            if not (_CHALLENGE_RECORD_SET.match(scope) or (_ZONE.match(scope) and scope.lower() in zone_scoped)):
+                raise TooBroad(f"{where}: DNS role outside an _acme-challenge record set")
+        elif guid in ISSUER_VAULT_ROLES:
+            if who != issuer or scope.lower() != vault_id.lower():
+                raise TooBroad(f"{where}: issuer vault roles go to the issuer on this vault only")
+        elif guid == KEY_VAULT_SECRETS_USER:
+            if who not in consumers or scope.lower() != vault_id.lower() or not _VAULT.match(scope):
+                raise TooBroad(f"{where}: Secrets User goes to a consumer on this vault only")
+        else:
+            raise TooBroad(f"{where}: role not in the workload's rules")

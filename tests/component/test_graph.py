@@ -1,0 +1,334 @@
+"""The resource graph CertificateWorkload registers for the example dev and prod stacks (under set_mocks)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from components import CertificateWorkload
+from components.workload import (
+    EXPIRY_EVENTS,
+    KEY_VAULT_CERTIFICATES_OFFICER,
+    KEY_VAULT_CRYPTO_USER,
+    KEY_VAULT_SECRETS_USER,
+    RENEWAL_EVENTS,
+)
+from keyvault_acme.authorization import Allowlist
+from keyvault_acme.errors import NameNotAuthorized
+from keyvault_acme.workload import load_stack_file
+
+from . import harness, rules
+from .harness import STACKS
+
+T = "azure-native:"
+CERT = "pulumi-python:dynamic/keyvault_acme:Certificate"
+TAGGED = {f"{T}resources:ResourceGroup", f"{T}keyvault:Vault", f"{T}dns:Zone", f"{T}managedidentity:UserAssignedIdentity",
+          f"{T}operationalinsights:Workspace", f"{T}monitor:ActionGroup", f"{T}eventgrid:SystemTopic",
+          f"{T}monitor:ScheduledQueryRule", f"{T}network:PrivateEndpoint"}
+
+
+def deploy(stack: str, cfg=None) -> tuple[harness.Run, object]:
+    cfg = cfg or load_stack_file(STACKS / f"Pulumi.{stack}.yaml")
+    run = harness.run(lambda: CertificateWorkload(cfg.stack_name, cfg).outputs, stack=stack, config={},
+                      subscription_id=cfg.subscription_id)
+    return run, cfg
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return deploy("shop-dev")
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return deploy("shop-prod")
+
+
+def role_id(cfg, guid: str) -> str:
+    return f"/subscriptions/{cfg.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+
+
+# ------------------------------------------------------------------------------------------ types, names, tags
+
+
+def test_dev_registers_exactly_the_workload_resources(dev):
+    run, _ = dev
+    assert sorted((r.type, r.name) for r in run.registered) == sorted([
+        ("keyvault-acme:index:CertificateWorkload", "shop-dev"),
+        (f"{T}resources:ResourceGroup", "shop-dev-rg"),
+        (f"{T}operationalinsights:Workspace", "shop-dev-logs"),
+        (f"{T}keyvault:Vault", "shop-dev-vault"),
+        (f"{T}monitor:DiagnosticSetting", "shop-dev-vault-diagnostics"),
+        (f"{T}dns:Zone", "shop-dev-zone-dev.shop.example.com"),
+        (f"{T}dns:RecordSet", "shop-dev-challenge-_acme-challenge.www.dev.shop.example.com"),
+        (f"{T}dns:RecordSet", "shop-dev-challenge-_acme-challenge.dev.shop.example.com"),
+        (f"{T}managedidentity:UserAssignedIdentity", "shop-dev-issuer"),
+        (f"{T}authorization:RoleDefinition", "shop-dev-dns-txt-role-11111111-1111-1111-1111-111111111111"),
+        (f"{T}authorization:RoleAssignment", "shop-dev-issuer-certificates-officer"),
+        (f"{T}authorization:RoleAssignment", "shop-dev-issuer-crypto-user"),
+        (f"{T}authorization:RoleAssignment", "shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge.www"),
+        (f"{T}authorization:RoleAssignment", "shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge"),
+        (f"{T}authorization:RoleAssignment", "shop-dev-consumer-app-secrets-user"),
+        (f"{T}monitor:ActionGroup", "shop-dev-alerts"),
+        (f"{T}eventgrid:SystemTopic", "shop-dev-vault-events"),
+        (f"{T}eventgrid:SystemTopicEventSubscription", "shop-dev-vault-events-expiry"),
+        (f"{T}eventgrid:SystemTopicEventSubscription", "shop-dev-vault-events-renewed"),
+        (f"{T}monitor:ScheduledQueryRule", "shop-dev-renewal-failed"),
+        (CERT, "shop-dev-cert-www-dev"),
+        (CERT, "shop-dev-cert-wildcard-dev"),
+    ])
+
+
+@pytest.mark.parametrize("which", ["dev", "prod"])
+def test_every_resource_is_a_tagged_child_of_the_component(which, request):
+    run, cfg = request.getfixturevalue(which)
+    component = run.one("keyvault-acme:index:CertificateWorkload")
+    for r in run.registered:
+        if r is component or r.type == "pulumi:providers:azure-native":
+            continue
+        assert r.parent == component.urn, r.name
+        if r.type in TAGGED:
+            assert r.inputs["tags"] == {"workload": "shop", "environment": cfg.environment,
+                                        "managed-by": "pulumi-keyvault-acme"}, r.name
+
+
+def test_azure_names_follow_the_workload_and_environment(dev, prod):
+    run, _ = dev
+    assert run.one(f"{T}resources:ResourceGroup").inputs["resourceGroupName"] == "rg-shop-dev"
+    assert run.one(f"{T}keyvault:Vault").inputs["vaultName"] == "kv-shop-dev"
+    assert run.one(f"{T}managedidentity:UserAssignedIdentity").inputs["resourceName"] == "id-shop-dev-issuer"
+    run, _ = prod
+    assert run.one(f"{T}keyvault:Vault").inputs["vaultName"] == "kv-shop-prod-weu"  # override from the stack file
+    assert not run.of_type(f"{T}operationalinsights:Workspace")  # prod uses the platform's workspace
+
+
+# ------------------------------------------------------------------------------------------ Key Vault
+
+
+def test_dev_vault_is_rbac_soft_delete_public_without_purge_protection(dev):
+    run, cfg = dev
+    props = run.one(f"{T}keyvault:Vault").inputs["properties"]
+    assert props["enableRbacAuthorization"] is True
+    assert props["enableSoftDelete"] is True
+    assert props["softDeleteRetentionInDays"] == 7
+    assert "enablePurgeProtection" not in props
+    assert props["publicNetworkAccess"] == "Enabled"
+    assert props["tenantId"] == cfg.tenant_id
+    assert props["sku"] == {"family": "A", "name": "standard"}
+    assert not run.of_type(f"{T}network:PrivateEndpoint")
+
+
+def test_prod_vault_has_purge_protection_and_only_a_private_endpoint(prod):
+    run, cfg = prod
+    vault = run.one(f"{T}keyvault:Vault")
+    props = vault.inputs["properties"]
+    assert props["enableRbacAuthorization"] is True and props["enableSoftDelete"] is True
+    assert props["enablePurgeProtection"] is True
+    assert props["softDeleteRetentionInDays"] == 90
+    assert props["publicNetworkAccess"] == "Disabled"
+    assert props["networkAcls"] == {"defaultAction": "Deny", "bypass": "AzureServices"}
+    assert props["sku"]["name"] == "premium"
+    pe = run.one(f"{T}network:PrivateEndpoint")
+    assert pe.inputs["subnet"]["id"] == cfg.vault.private_endpoint_subnet_id
+    (conn,) = pe.inputs["privateLinkServiceConnections"]
+    assert conn["privateLinkServiceId"] == vault.id and conn["groupIds"] == ["vault"]
+
+
+@pytest.mark.parametrize("which", ["dev", "prod"])
+def test_vault_audit_logs_go_to_the_workspace(which, request):
+    run, cfg = request.getfixturevalue(which)
+    vault = run.one(f"{T}keyvault:Vault")
+    diag = run.one(f"{T}monitor:DiagnosticSetting")
+    assert diag.inputs["resourceUri"] == vault.id
+    workspace = cfg.monitoring.workspace_id or run.one(f"{T}operationalinsights:Workspace").id
+    assert diag.inputs["workspaceId"] == workspace
+    assert diag.inputs["logs"] == [{"categoryGroup": "audit", "enabled": True}]
+
+
+# ------------------------------------------------------------------------------------------ roles
+
+
+def _issuer_principal(run, cfg) -> str:
+    if cfg.issuer.existing:
+        return cfg.issuer.principal_id
+    return run.one(f"{T}managedidentity:UserAssignedIdentity").state["principalId"]
+
+
+def _assignments(run) -> set[tuple[str, str, str]]:
+    return {(a.inputs["principalId"], a.inputs["roleDefinitionId"], a.inputs["scope"])
+            for a in run.of_type(f"{T}authorization:RoleAssignment")}
+
+
+def test_dev_assignments_are_exactly_the_least_privilege_set(dev):
+    run, cfg = dev
+    vault = run.one(f"{T}keyvault:Vault").id
+    issuer = _issuer_principal(run, cfg)
+    dns_role = run.one(f"{T}authorization:RoleDefinition").id
+    record_sets = {r.inputs["relativeRecordSetName"]: r.id for r in run.of_type(f"{T}dns:RecordSet")}
+    assert set(record_sets) == {"_acme-challenge", "_acme-challenge.www"}
+    assert _assignments(run) == {
+        (issuer, role_id(cfg, KEY_VAULT_CERTIFICATES_OFFICER), vault),
+        (issuer, role_id(cfg, KEY_VAULT_CRYPTO_USER), vault),
+        (issuer, dns_role, record_sets["_acme-challenge"]),
+        (issuer, dns_role, record_sets["_acme-challenge.www"]),
+        ("33333333-3333-3333-3333-333333333333", role_id(cfg, KEY_VAULT_SECRETS_USER), vault),
+    }
+    rules.check_least_privilege(run, vault_id=vault, issuer=issuer, consumers={c.principal_id for c in cfg.consumers})
+
+
+def test_prod_assignments_pass_the_rules_with_dns_in_the_dns_teams_subscription(prod):
+    run, cfg = prod
+    vault = run.one(f"{T}keyvault:Vault").id
+    issuer = _issuer_principal(run, cfg)
+    rules.check_least_privilege(run, vault_id=vault, issuer=issuer, consumers={c.principal_id for c in cfg.consumers})
+    consumers = {a.inputs["principalId"] for a in run.of_type(f"{T}authorization:RoleAssignment")
+                 if rules.role_guid(a.inputs["roleDefinitionId"]) == KEY_VAULT_SECRETS_USER}
+    assert consumers == {"66666666-6666-6666-6666-666666666666", "77777777-7777-7777-7777-777777777777"}
+    # The zone lives in subscription 5555...: its record sets, the custom role and its assignments go through a
+    # provider bound to that subscription, and the role is assignable only in the zone's resource group.
+    dns_team = "55555555-5555-5555-5555-555555555555"
+    provider = run.one("pulumi:providers:azure-native")
+    assert provider.inputs["subscriptionId"] == dns_team
+    role = run.one(f"{T}authorization:RoleDefinition")
+    assert role.inputs["scope"] == f"/subscriptions/{dns_team}"
+    assert role.inputs["assignableScopes"] == [f"/subscriptions/{dns_team}/resourceGroups/rg-dns"]
+    assert role.inputs["permissions"] == [{"actions": ["Microsoft.Network/dnszones/TXT/*", "Microsoft.Network/dnszones/read"]}]
+    record_sets = run.of_type(f"{T}dns:RecordSet")
+    assert sorted(r.inputs["relativeRecordSetName"] for r in record_sets) == [
+        "_acme-challenge", "_acme-challenge.api", "_acme-challenge.www"]
+    for r in record_sets:
+        assert r.provider.startswith(provider.urn) and r.inputs["zoneName"] == "shop.example.com"
+        assert r.inputs["resourceGroupName"] == "rg-dns" and r.inputs["recordType"] == "TXT"
+        assert r.inputs["txtRecords"] == [] and r.inputs["ttl"] == 60
+    dns_scopes = {a.inputs["scope"] for a in run.of_type(f"{T}authorization:RoleAssignment")
+                  if a.inputs["roleDefinitionId"] == role.id}
+    assert dns_scopes == {r.id for r in record_sets}
+
+
+def test_zone_scope_on_request_assigns_the_dns_role_on_the_zone_and_creates_no_record_sets():
+    cfg = load_stack_file(STACKS / "Pulumi.shop-prod.yaml")
+    zone = dataclasses.replace(cfg.zones[0], challenge_scope="zone")
+    certs = tuple(dataclasses.replace(c, challenge_record_sets=tuple(dataclasses.replace(rs, zone=zone)
+                                                                     for rs in c.challenge_record_sets))
+                  for c in cfg.certificates)
+    run, cfg = deploy("shop-prod", dataclasses.replace(cfg, zones=(zone,), certificates=certs))
+    assert not run.of_type(f"{T}dns:RecordSet")
+    role = run.one(f"{T}authorization:RoleDefinition")
+    (dns_assignment,) = [a for a in run.of_type(f"{T}authorization:RoleAssignment") if a.inputs["roleDefinitionId"] == role.id]
+    assert dns_assignment.inputs["scope"] == zone.resource_id
+    rules.check_least_privilege(run, vault_id=run.one(f"{T}keyvault:Vault").id, issuer=_issuer_principal(run, cfg),
+                                consumers={c.principal_id for c in cfg.consumers}, zone_scoped={zone.resource_id.lower()})
+
+
+@pytest.mark.parametrize("broaden", ["contributor-on-group", "owner-on-vault", "secrets-user-on-subscription",
+                                     "dns-role-on-zone", "officer-for-consumer", "custom-role-wider"])
+def test_the_rules_check_fails_on_any_broader_assignment(dev, broaden):
+    run, cfg = dev
+    vault = run.one(f"{T}keyvault:Vault").id
+    issuer = _issuer_principal(run, cfg)
+    registered = [dataclasses.replace(r, inputs=dict(r.inputs)) for r in run.registered]
+    assignments = [r for r in registered if r.type == f"{T}authorization:RoleAssignment"]
+    officer = next(a for a in assignments if a.name.endswith("certificates-officer"))
+    consumer = next(a for a in assignments if a.name.endswith("secrets-user"))
+    dns = next(a for a in assignments if "-dns-" in a.name)
+    if broaden == "contributor-on-group":
+        officer.inputs.update(roleDefinitionId=role_id(cfg, rules.CONTRIBUTOR), scope=vault.split("/providers/")[0])
+    elif broaden == "owner-on-vault":
+        officer.inputs["roleDefinitionId"] = role_id(cfg, rules.OWNER)
+    elif broaden == "secrets-user-on-subscription":
+        consumer.inputs["scope"] = f"/subscriptions/{cfg.subscription_id}"
+    elif broaden == "dns-role-on-zone":
+        dns.inputs["scope"] = dns.inputs["scope"].split("/TXT/")[0]
+    elif broaden == "officer-for-consumer":
+        officer.inputs["principalId"] = consumer.inputs["principalId"]
+    elif broaden == "custom-role-wider":
+        role = next(r for r in registered if r.type == f"{T}authorization:RoleDefinition")
+        role.inputs["permissions"] = [{"actions": ["Microsoft.Network/dnszones/*"]}]
+    with pytest.raises(rules.TooBroad):
+        rules.check_least_privilege(harness.Run(registered, None), vault_id=vault, issuer=issuer,
+                                    consumers={c.principal_id for c in cfg.consumers})
+
+
+# ------------------------------------------------------------------------------------------ certificates
+
+
+def test_each_certificate_depends_on_exactly_the_assignments_it_needs(dev):
+    run, cfg = dev
+    by_name = {a.name: a.urn for a in run.of_type(f"{T}authorization:RoleAssignment")}
+    vault_roles = {by_name["shop-dev-issuer-certificates-officer"], by_name["shop-dev-issuer-crypto-user"]}
+    apex = by_name["shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge"]
+    www = by_name["shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge.www"]
+    consumer = by_name["shop-dev-consumer-app-secrets-user"]
+    certs = {c.name: c for c in run.of_type(CERT)}
+    www_deps = set(certs["shop-dev-cert-www-dev"].dependencies)
+    wildcard_deps = set(certs["shop-dev-cert-wildcard-dev"].dependencies)
+    assert vault_roles | {apex, www} <= www_deps
+    assert vault_roles | {apex} <= wildcard_deps  # *.dev.shop.example.com is validated at _acme-challenge
+    assert www not in wildcard_deps and consumer not in www_deps | wildcard_deps
+
+
+def test_certificate_inputs_are_the_shared_dict_shape_with_workload_defaults(dev):
+    run, cfg = dev
+    cert = next(c for c in run.of_type(CERT) if c.name == "shop-dev-cert-wildcard-dev")
+    expected = next(c for c in cfg.certificates if c.name == "wildcard-dev").inputs()
+    inputs = {k: v for k, v in cert.inputs.items() if k in expected}
+    assert inputs == expected
+    assert inputs["vault_url"] == "https://kv-shop-dev.vault.azure.net"
+    assert inputs["zones"] == [{"resource_id": cfg.zones[0].resource_id}]
+    assert inputs["acme"]["directory_url"] == "https://acme-staging-v02.api.letsencrypt.org/directory"
+    assert inputs["purge_on_delete"] is True and inputs["revoke_on_delete"] is True
+    assert inputs["tags"]["workload"] == "shop"
+
+
+def test_a_name_outside_the_allowlist_fails_before_anything_is_registered():
+    cfg = load_stack_file(STACKS / "Pulumi.shop-dev.yaml")
+    narrowed = dataclasses.replace(cfg, allowlist=Allowlist(names=("www.dev.shop.example.com",)))
+    with pytest.raises(NameNotAuthorized) as e:
+        deploy("shop-dev", narrowed)
+    assert "dev.shop.example.com is not allowed" in str(e.value)
+    assert "names www.dev.shop.example.com" in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------ alerts, outputs
+
+
+@pytest.mark.parametrize("which", ["dev", "prod"])
+def test_vault_events_and_failed_renewals_reach_the_action_group(which, request):
+    run, cfg = request.getfixturevalue(which)
+    vault = run.one(f"{T}keyvault:Vault").id
+    group = run.one(f"{T}monitor:ActionGroup")
+    assert [e["emailAddress"] for e in group.inputs["emailReceivers"]] == [e.address for e in cfg.alerting.emails]
+    assert [w["serviceUri"] for w in group.inputs.get("webhookReceivers", [])] == [w.uri for w in cfg.alerting.webhooks]
+    topic = run.one(f"{T}eventgrid:SystemTopic")
+    assert topic.inputs["source"] == vault and topic.inputs["topicType"] == "Microsoft.KeyVault.vaults"
+    subscribed: set[str] = set()
+    for sub in run.of_type(f"{T}eventgrid:SystemTopicEventSubscription"):
+        assert sub.inputs["systemTopicName"] == topic.state["name"]
+        assert sub.inputs["destination"]["endpointType"] == "MonitorAlert"
+        assert sub.inputs["destination"]["actionGroups"] == [group.id]
+        subscribed |= set(sub.inputs["filter"]["includedEventTypes"])
+    assert subscribed == set(EXPIRY_EVENTS + RENEWAL_EVENTS) == {
+        "Microsoft.KeyVault.CertificateNearExpiry", "Microsoft.KeyVault.CertificateExpired",
+        "Microsoft.KeyVault.CertificateNewVersionCreated"}
+    rule = run.one(f"{T}monitor:ScheduledQueryRule")
+    workspace = cfg.monitoring.workspace_id or run.one(f"{T}operationalinsights:Workspace").id
+    assert rule.inputs["scopes"] == [workspace]
+    assert rule.inputs["actions"]["actionGroups"] == [group.id]
+    (condition,) = rule.inputs["criteria"]["allOf"]
+    assert "MICROSOFT.KEYVAULT" in condition["query"] and condition["operator"] == "GreaterThan"
+
+
+def test_outputs(dev):
+    run, cfg = dev
+    identity = run.one(f"{T}managedidentity:UserAssignedIdentity")
+    assert run.result == {
+        "vault_uri": "https://kv-shop-dev.vault.azure.net/",
+        "issuer_client_id": identity.state["clientId"],
+        "zone_name_servers": {"dev.shop.example.com": ["ns1-01.azure-dns.com.", "ns1-02.azure-dns.com."]},
+        "certificates": {
+            "www-dev": {"secret_id": "https://kv-shop-dev.vault.azure.net/secrets/www-dev",
+                        "renew_after": "2027-01-30T00:00:00+00:00"},
+            "wildcard-dev": {"secret_id": "https://kv-shop-dev.vault.azure.net/secrets/wildcard-dev",
+                             "renew_after": "2027-01-30T00:00:00+00:00"},
+        },
+    }
