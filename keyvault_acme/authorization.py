@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .errors import NameNotAuthorized, SpecError
+from .names import normalize_name
 
 
-def normalize(name: str) -> str:
-    return name.strip().lower().rstrip(".")
+def normalize(name: str, field: str = "dns_names") -> str:
+    """The one normal form names and rules are compared in (lower-case A-labels, no trailing dot)."""
+    return normalize_name(name, field)
 
 
 @dataclass(frozen=True)
@@ -24,11 +26,10 @@ class Allowlist:
     names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "suffixes", tuple(normalize(s).lstrip("*.").lstrip(".") for s in self.suffixes))
-        object.__setattr__(self, "names", tuple(normalize(n) for n in self.names))
-        for rule in self.suffixes + self.names:
-            if not rule or " " in rule:
-                raise SpecError("allowlist", f"{rule!r} is not a DNS name", "list DNS names such as example.com")
+        # A suffix rule is written either way: "example.com" or ".example.com" (or "*.example.com").
+        object.__setattr__(self, "suffixes", tuple(
+            normalize(s.strip().removeprefix("*").removeprefix("."), "allowlist.suffixes") for s in self.suffixes))
+        object.__setattr__(self, "names", tuple(normalize(n, "allowlist.names") for n in self.names))
 
     @property
     def empty(self) -> bool:
@@ -82,6 +83,6 @@ def check_names(names: Iterable[str], allowlist: Allowlist, *, field: str = "dns
     for name in unauthorized(names, allowlist):
         raise NameNotAuthorized(
             field,
-            f"{normalize(name)} is not allowed for {owner}: it matches no allowlist rule ({allowlist.describe()})",
+            f"{normalize(name, field)} is not allowed for {owner}: it matches no allowlist rule ({allowlist.describe()})",
             "remove the name, or ask the platform team to add a suffix or name rule covering it",
         )

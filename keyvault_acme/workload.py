@@ -20,7 +20,7 @@ from . import authorization
 from .authorization import Allowlist
 from .config import acme_from_dict, certificate_spec_from_dict, spec_to_dict, zone_from_dict
 from .errors import SpecError
-from .names import base_name, challenge_name
+from .names import challenge_name, normalize_names, zone_for
 from .model import REVOCATION_REASONS, AzureDnsZone, CertificateSpec, Rfc2136Zone
 
 NAMESPACE = "keyvault-acme"
@@ -381,7 +381,7 @@ def _zones(data: Any, subscription_id: str, resource_group: str) -> tuple[tuple[
             extra = sorted(set(rest) - {"name"})
             if extra:
                 raise SpecError(f"{fld}.{extra[0]}", "does not go with name", "name creates a zone; use resource_id for an existing one")
-            name = authorization.normalize(str(rest["name"]))
+            name = authorization.normalize(str(rest["name"]), f"{fld}.name")
             rid = f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Network/dnszones/{name}"
             azure.append(DnsZoneConfig(name=name, resource_id=rid, create=True, challenge_scope=scope))
             continue
@@ -450,14 +450,8 @@ def _alerting(data: Any) -> AlertingConfig:
     return AlertingConfig(emails=tuple(emails), webhooks=tuple(hooks))
 
 
-def _zone_for(name: str, zones: tuple[DnsZoneConfig | Rfc2136Zone, ...]) -> DnsZoneConfig | Rfc2136Zone | None:
-    base = base_name(authorization.normalize(name))
-    candidates = [z for z in zones if base == z.name or base.endswith("." + z.name)]
-    return max(candidates, key=lambda z: len(z.name), default=None)
-
-
 def _challenge_record_set(name: str, zone: DnsZoneConfig) -> ChallengeRecordSet:
-    fqdn = challenge_name(authorization.normalize(name))
+    fqdn = challenge_name(name)
     return ChallengeRecordSet(zone=zone, relative_name=fqdn[: -len(zone.name) - 1])
 
 
@@ -489,13 +483,12 @@ def _certificates(data: Any, *, vault_url: str, zones: tuple[DnsZoneConfig, ...]
             raise SpecError(f"{fld}.{e.field}", e.problem, e.fix) from None
         if not _CERT_NAME.match(spec.name):
             raise SpecError(f"{fld}.name", f"{spec.name!r} is not a Key Vault certificate name", "use letters, digits and hyphens")
-        authorization.check_names(spec.dns_names, allowlist, field=f"{fld}.dns_names", owner=owner)
+        dns_names = normalize_names(spec.dns_names, f"{fld}.dns_names")
+        authorization.check_names(dns_names, allowlist, field=f"{fld}.dns_names", owner=owner)
+        by_name = {z.name: z for z in (*zones, *rfc)}
         record_sets: list[ChallengeRecordSet] = []
-        for name in spec.dns_names:
-            zone = _zone_for(name, tuple(zones) + tuple(rfc))
-            if zone is None:
-                raise SpecError(f"{fld}.dns_names", f"{name} is in none of the workload's zones",
-                                "add the zone that holds it under zones (a new name, an existing resource_id or RFC 2136)")
+        for name in dns_names:
+            zone = by_name[zone_for(name, by_name, f"{fld}.dns_names")]
             if isinstance(zone, DnsZoneConfig):
                 rs = _challenge_record_set(name, zone)
                 if rs not in record_sets:

@@ -155,7 +155,7 @@ def test_existing_resources_by_id():
     ({"certificates": [{"name": "a", "dns_names": ["a.shop.example.com"]}, {"name": "A", "dns_names": ["b.shop.example.com"]}]},
      "certificates", "two certificates are named a"),
     ({"allowlist": {"suffixes": ["example.com"]}, "certificates": [{"name": "a", "dns_names": ["a.example.com"]}]},
-     "certificates[0].dns_names", "in none of the workload's zones"),
+     "certificates[0].dns_names", "is in no configured zone"),
     ({"acme": {"directory_url": "http://ca"}}, "acme.directory_url", "not an https URL"),
     ({"tags": {"secure": "v1:abc"}}, "keyvault-acme:tags", "is a secret"),
 ])
