@@ -111,8 +111,10 @@ class Bind:
         zones += "".join(
             f'zone "{zone}" {{ type forward; forward only; forwarders {{ {host} port {port}; }}; }};\n'
             for zone, (host, port) in self.forward_zones.items())
-        recursion = "yes" if self.forward_zones else "no"
-        allow_recursion = "  allow-recursion { 127.0.0.1; };\n" if self.forward_zones else ""
+        # Recursion (for loopback only) makes BIND chase CNAMEs from one of its zones into another and
+        # into forwarded zones, as a CA's resolver does; Pebble's own DNS client does not chase them.
+        recursion = "yes"
+        allow_recursion = "  allow-recursion { 127.0.0.1; };\n"
         return (
             f'options {{\n  directory "{self._dir}";\n  pid-file "{self._dir}/named.pid";\n'
             f'  session-keyfile "{self._dir}/session.key";\n'

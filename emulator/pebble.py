@@ -13,6 +13,7 @@ fixtures do.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import json
 import shutil
@@ -107,7 +108,7 @@ class Pebble:
 
     @property
     def tls_ca_pem_path(self) -> str:
-        """The CA that signed Pebble's HTTPS certificate (add it to the client's CA bundle)."""
+        """The CA that signed Pebble's HTTPS certificate (one per process, shared by every Pebble)."""
         assert self._dir is not None, "Pebble is not running"
         return str(self._dir / "tls-ca.pem")
 
@@ -141,20 +142,12 @@ class Pebble:
 
     def _write_tls(self) -> None:
         assert self._dir is not None
+        ca_key, ca = _tls_ca()
         now = dt.datetime.now(dt.timezone.utc)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keyvault-acme test Pebble TLS CA")])
-        ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-              .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
-              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-              .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-              .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-              .sign(ca_key, hashes.SHA256()))
         key = ec.generate_private_key(ec.SECP256R1())
         leaf = (x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
                 .add_extension(x509.SubjectAlternativeName([
                     x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
@@ -171,3 +164,19 @@ class Pebble:
         key_path.touch(mode=0o600)
         key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
+
+
+@functools.lru_cache(maxsize=1)
+def _tls_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """One TLS CA per process for every Pebble, so one CA bundle trusts all of them."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keyvault-acme test Pebble TLS CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    return ca_key, ca

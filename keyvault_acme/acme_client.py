@@ -1,0 +1,522 @@
+"""One ACME (RFC 8555) client over certbot's ``acme`` library: account, order, DNS-01, finalize, revoke.
+
+The library supplies the typed protocol messages, JWS signing and nonce handling; this module adds
+what the engine needs on top:
+
+* waits through :mod:`.retry` (starting at a few milliseconds, honouring Retry-After, bounded by a
+  deadline) instead of the library's fixed one-second sleeps;
+* badNonce, 5xx and connection errors retried; problem documents turned into the typed errors of
+  :mod:`.errors` with the CA's own words (rateLimited carries its Retry-After time);
+* thread safety: one client per account, shared by many concurrent orders;
+* the CSR arrives as DER from Key Vault and is sent as-is: no private key is ever seen here.
+
+:meth:`AcmeClient.obtain_chain` composes the whole issuance; the steps are public too
+(:meth:`~AcmeClient.new_order`, :meth:`~AcmeClient.dns_challenges`, :meth:`~AcmeClient.validate`,
+:meth:`~AcmeClient.finalize`) so a caller can persist ``Order.url`` and resume after a crash.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, ContextManager, Iterable, Mapping, Optional, Protocol, Sequence
+
+import josepy as jose
+import requests
+from acme import challenges as acme_challenges
+from acme import client as acme_client
+from acme import errors as acme_errors
+from acme import jws, messages
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from . import errors
+from .dns.base import Challenge
+from .model import REVOCATION_REASONS
+from .retry import DEFAULT_BACKOFF, Backoff, Waiter, parse_retry_after
+
+log = logging.getLogger("keyvault_acme.acme")
+
+USER_AGENT = "keyvault-acme/0.1 (acme-python)"
+DEFAULT_TIMEOUT = 300.0  # whole issuance; production CAs answer in seconds, the rest is headroom
+
+_PROBLEM_ERRORS: Mapping[str, type[errors.AcmeError]] = {
+    "rateLimited": errors.RateLimited,
+    "unauthorized": errors.AcmeUnauthorized,
+    "dns": errors.AcmeDnsProblem,
+    "caa": errors.AcmeCaaProblem,
+    "rejectedIdentifier": errors.RejectedIdentifier,
+    "badCSR": errors.BadCsr,
+}
+
+
+# -- what callers see -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DirectoryInfo:
+    """What the CA says about itself. Optional fields are empty/None when the CA does not offer them."""
+
+    url: str
+    caa_identities: tuple[str, ...] = ()
+    profiles: Mapping[str, str] = field(default_factory=dict)
+    renewal_info: Optional[str] = None  # ARI endpoint (RFC 9773); None when absent (e.g. Pebble 2.4)
+    terms_of_service: Optional[str] = None
+    external_account_required: bool = False
+
+
+@dataclass(frozen=True)
+class Order:
+    """A snapshot of an ACME order. ``url`` is enough to resume it (see :meth:`AcmeClient.resume_order`)."""
+
+    url: str
+    status: str
+    identifiers: tuple[str, ...]
+    authorizations: tuple[str, ...]
+    finalize: str
+    certificate: Optional[str] = None
+    profile: Optional[str] = None
+    expires: Optional[datetime] = None
+
+
+@dataclass(frozen=True)
+class DnsChallenge(Challenge):
+    """A pending DNS-01 challenge: what to publish (identifier, value) and where to answer it."""
+
+    challenge_url: str = ""
+    authorization_url: str = ""
+
+
+@dataclass(frozen=True)
+class IssuedChain:
+    """The issued certificate: leaf and intermediates (PEM, public only), and where they came from."""
+
+    leaf_pem: str
+    intermediates_pem: tuple[str, ...]
+    order_url: str
+    certificate_url: str
+
+    @property
+    def fullchain_pem(self) -> str:
+        return self.leaf_pem + "".join(self.intermediates_pem)
+
+
+class ChallengeSolver(Protocol):
+    """Publishes DNS-01 values until the context ends (see :class:`keyvault_acme.dns.challenges.DnsSolver`)."""
+
+    def published(self, challenges: Sequence[Challenge], *, deadline: Optional[float] = None) -> ContextManager[Any]:
+        ...
+
+
+class _NewOrder(messages.NewOrder):
+    """newOrder with ARI's ``replaces`` (RFC 9773), which the library's message does not carry yet."""
+
+    replaces: Optional[str] = jose.field("replaces", omitempty=True)
+
+
+# -- the network layer ------------------------------------------------------------------------------------
+class _Problem(Exception):
+    """A failed response: the problem document (when there is one), the HTTP status and Retry-After."""
+
+    def __init__(self, problem: Optional[messages.Error], status: int, retry_after: Optional[str],
+                 text: str = "") -> None:
+        self.problem, self.status, self.retry_after = problem, status, retry_after
+        super().__init__(str(problem) if problem else f"HTTP {status}: {text[:200]}")
+
+    @property
+    def code(self) -> Optional[str]:
+        return self.problem.code if self.problem is not None else None
+
+
+class _Network(acme_client.ClientNetwork):
+    """ClientNetwork that keeps the response facts with each error and hands out nonces thread-safely."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._nonce_lock = threading.Lock()
+
+    def _check_response(self, response: requests.Response, content_type: Optional[str] = None) -> requests.Response:
+        try:
+            return super()._check_response(response, content_type=content_type)
+        except messages.Error as problem:
+            # The error response carries a fresh nonce: keep it and save a newNonce round trip.
+            if self.REPLAY_NONCE_HEADER in response.headers:
+                with contextlib.suppress(acme_errors.Error):
+                    self._add_nonce(response)
+            raise _Problem(problem, response.status_code, response.headers.get("Retry-After")) from None
+        except acme_errors.ClientError:
+            if response.ok:
+                raise
+            raise _Problem(None, response.status_code, response.headers.get("Retry-After"), response.text) from None
+
+    def _get_nonce(self, url: str, new_nonce_url: str) -> str:
+        with self._nonce_lock:
+            if self._nonces:
+                return self._nonces.pop()
+        # Pool empty: fetch one for ourselves (the library's check-then-pop races between threads).
+        response = self._check_response(self.head(new_nonce_url or url), content_type=None)
+        nonce = response.headers.get(self.REPLAY_NONCE_HEADER)
+        if not nonce:
+            raise acme_errors.MissingNonce(response)
+        return jws.Header._fields["nonce"].decode(nonce)
+
+
+# -- the client ---------------------------------------------------------------------------------------------
+class AcmeClient:
+    """One ACME account at one CA; thread-safe, shared by all orders of that account.
+
+    ``account_key`` is the account's :class:`josepy.JWK` (EC P-256/P-384 or RSA). ``eab_kid`` and
+    ``eab_hmac_key`` (base64url, as CAs hand it out) bind the account to an external one when the CA
+    requires it. Registration happens lazily on first use: an existing account for the key is looked
+    up first (``onlyReturnExisting``), else one is created with the terms of service agreed.
+    """
+
+    def __init__(self, directory_url: str, account_key: jose.JWK, *, contact: Sequence[str] = (),
+                 eab_kid: Optional[str] = None, eab_hmac_key: Optional[str] = None,
+                 alg: Optional[jose.JWASignature] = None, timeout: float = DEFAULT_TIMEOUT,
+                 backoff: Backoff = DEFAULT_BACKOFF, network_timeout: int = 30, user_agent: str = USER_AGENT) -> None:
+        self.directory_url = directory_url
+        self.timeout = timeout
+        self.backoff = backoff
+        self._key = account_key
+        self._contact = tuple(contact)
+        self._eab = (eab_kid, eab_hmac_key) if eab_kid and eab_hmac_key else None
+        self._net = _Network(key=account_key, alg=alg or _signing_alg(account_key), user_agent=user_agent,
+                             timeout=network_timeout)
+        self._lock = threading.RLock()  # registration reads the directory under the same lock
+        self._directory: Optional[messages.Directory] = None
+        self._account_url: Optional[str] = None
+
+    # -- directory and account ----------------------------------------------------------------------------
+    def _dir(self, deadline: Optional[float] = None) -> messages.Directory:
+        if self._directory is None:
+            with self._lock:
+                if self._directory is None:
+                    self._directory = self._retry("read the ACME directory", lambda: messages.Directory.from_json(
+                        self._net.get(self.directory_url).json()), deadline)
+        return self._directory
+
+    @property
+    def directory(self) -> DirectoryInfo:
+        """The CA's directory metadata (fetched once)."""
+        d = self._dir()
+        meta = d.meta
+        renewal_info = d._jobj.get("renewalInfo")  # absent in CAs without ARI: must degrade cleanly
+        return DirectoryInfo(
+            url=self.directory_url,
+            caa_identities=tuple(meta.caa_identities or ()),
+            profiles=dict(meta.profiles or {}),
+            renewal_info=renewal_info,
+            terms_of_service=meta.terms_of_service,
+            external_account_required=bool(meta.external_account_required),
+        )
+
+    def account_url(self, *, deadline: Optional[float] = None) -> str:
+        """The account's URL (its ``kid``), registering the account on first call."""
+        if self._account_url is None:
+            with self._lock:
+                if self._account_url is None:
+                    self._account_url = self._register(deadline)
+                    self._net.account = messages.RegistrationResource(body=messages.Registration(),
+                                                                      uri=self._account_url)
+        return self._account_url
+
+    def _register(self, deadline: Optional[float]) -> str:
+        d = self._dir(deadline)
+        try:
+            response = self._post(d["newAccount"], messages.NewRegistration(only_return_existing=True),
+                                  "look up the ACME account", deadline)
+            log.debug("ACME account exists at %s", response.headers["Location"])
+            return response.headers["Location"]
+        except errors.AcmeError as e:
+            if e.problem_type.rsplit(":", 1)[-1] != "accountDoesNotExist":
+                raise
+        if self.directory.external_account_required and not self._eab:
+            raise errors.PreflightError(f"the CA at {self.directory_url} requires external account binding; "
+                                        "set acme.eab_kid and acme.eab_hmac (a Key Vault secret reference)")
+        eab = (messages.ExternalAccountBinding.from_data(self._key.public_key(), self._eab[0], self._eab[1], d)
+               if self._eab else None)
+        registration = messages.NewRegistration(
+            contact=tuple(f"mailto:{c}" if ":" not in c else c for c in self._contact),
+            terms_of_service_agreed=True, external_account_binding=eab)
+        response = self._post(d["newAccount"], registration, "register the ACME account", deadline)
+        log.info("registered ACME account %s at %s", response.headers["Location"], self.directory_url)
+        return response.headers["Location"]
+
+    # -- orders -------------------------------------------------------------------------------------------
+    def new_order(self, dns_names: Sequence[str], *, profile: Optional[str] = None, replaces: Optional[str] = None,
+                  deadline: Optional[float] = None) -> Order:
+        """Create an order for ``dns_names``. ``profile`` must be one the directory lists; ``replaces``
+        is the ARI certificate id of the certificate this one renews."""
+        deadline = self._deadline(deadline)
+        if profile and profile not in self.directory.profiles:
+            offered = ", ".join(self.directory.profiles) or "none"
+            raise errors.PreflightError(f"the CA does not offer the profile {profile!r} (offered: {offered}); "
+                                        "fix the certificate's profile")
+        self.account_url(deadline=deadline)
+        body = _NewOrder(identifiers=[messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in dns_names],
+                         profile=profile, replaces=replaces)
+        response = self._post(self._dir()["newOrder"], body, "create the order", deadline)
+        return _order(response.headers["Location"], response.json())
+
+    def resume_order(self, url: str, *, deadline: Optional[float] = None) -> Order:
+        """Fetch an order by URL (e.g. one persisted before a crash)."""
+        self.account_url(deadline=deadline)
+        return _order(url, self._get(url, "read the order", self._deadline(deadline)).json())
+
+    def dns_challenges(self, order: Order, *, deadline: Optional[float] = None) -> list[DnsChallenge]:
+        """The DNS-01 challenges still to solve (authorizations already valid, e.g. reused, need none)."""
+        deadline = self._deadline(deadline)
+        result = []
+        for url in order.authorizations:
+            authz = messages.Authorization.from_json(self._get(url, "read an authorization", deadline).json())
+            if authz.status == messages.STATUS_VALID:
+                continue
+            name = authz.identifier.value
+            identifier = f"*.{name}" if authz.wildcard else name
+            if authz.status != messages.STATUS_PENDING:
+                raise _authz_error(authz, identifier)
+            dns01 = next((c for c in authz.challenges if isinstance(c.chall, acme_challenges.DNS01)), None)
+            if dns01 is None:
+                raise errors.OrderFailed(f"the CA offers no dns-01 challenge for {identifier}", identifier=identifier)
+            result.append(DnsChallenge(identifier=identifier, value=dns01.chall.validation(self._key),
+                                       challenge_url=dns01.uri, authorization_url=url))
+        return result
+
+    def validate(self, order: Order, challenges: Sequence[DnsChallenge], *,
+                 deadline: Optional[float] = None) -> Order:
+        """Tell the CA the records are live, then poll the order until every authorization is done."""
+        deadline = self._deadline(deadline)
+        for c in challenges:
+            self._post(c.challenge_url, acme_challenges.DNS01Response(), f"answer the challenge for {c.identifier}",
+                       deadline)
+        # Polling the order (one request per round) instead of each authorization: it turns "ready"
+        # when all are valid, "invalid" when one failed.
+        order = self._poll(order, {"pending"}, "wait for validation", deadline)
+        if order.status == "invalid":
+            raise self._order_failure(order, deadline)
+        return order
+
+    def finalize(self, order: Order, csr_der: bytes, *, preferred_chain: Optional[str] = None,
+                 deadline: Optional[float] = None) -> IssuedChain:
+        """Send the CSR (DER, e.g. Key Vault's), wait for issuance and download the chain.
+
+        ``preferred_chain`` picks, among the default and alternate chains, the first whose top
+        certificate's issuer common name matches; the default chain when none does.
+        """
+        deadline = self._deadline(deadline)
+        if order.status == "ready":
+            csr = x509.load_der_x509_csr(csr_der)
+            response = self._post(order.finalize, messages.CertificateRequest(csr=csr), "finalize the order", deadline)
+            order = _order(order.url, response.json())
+        order = self._poll(order, {"pending", "ready", "processing"}, "wait for the certificate", deadline)
+        if order.status != "valid" or not order.certificate:
+            raise self._order_failure(order, deadline)
+        response = self._post(order.certificate, None, "download the certificate", deadline)
+        chains = [response.text]
+        if preferred_chain:
+            for url in self._links(response, "alternate"):
+                chains.append(self._post(url, None, "download an alternate chain", deadline).text)
+        chosen = _choose_chain(chains, preferred_chain)
+        certs = x509.load_pem_x509_certificates(chosen.encode())
+        pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in certs]
+        return IssuedChain(leaf_pem=pems[0], intermediates_pem=tuple(pems[1:]), order_url=order.url,
+                           certificate_url=order.certificate)
+
+    def obtain_chain(self, csr_der: bytes, dns_names: Sequence[str], solver: ChallengeSolver, *,
+                     profile: Optional[str] = None, preferred_chain: Optional[str] = None,
+                     replaces: Optional[str] = None, resume_url: Optional[str] = None,
+                     timeout: Optional[float] = None) -> IssuedChain:
+        """The whole issuance: order -> DNS-01 for every pending authorization -> finalize -> chain.
+
+        Records are published through ``solver`` and removed before finalizing, whatever happens.
+        ``resume_url`` continues an order created earlier (after a crash) when it is still usable.
+        """
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        order = None
+        if resume_url:
+            order = self.resume_order(resume_url, deadline=deadline)
+            if order.status == "invalid" or set(order.identifiers) != {n.lower() for n in dns_names}:
+                order = None
+        if order is None:
+            order = self.new_order(dns_names, profile=profile, replaces=replaces, deadline=deadline)
+        if order.status == "pending":
+            challenges = self.dns_challenges(order, deadline=deadline)
+            if challenges:
+                with solver.published(challenges, deadline=deadline):
+                    order = self.validate(order, challenges, deadline=deadline)
+            else:
+                order = self._poll(order, {"pending"}, "wait for the order", deadline)
+        return self.finalize(order, csr_der, preferred_chain=preferred_chain, deadline=deadline)
+
+    # -- revocation and renewal info ------------------------------------------------------------------------
+    def revoke(self, certificate: bytes | str | x509.Certificate, reason: str = "unspecified", *,
+               deadline: Optional[float] = None) -> bool:
+        """Revoke with an RFC 5280 reason name (see ``model.REVOCATION_REASONS``).
+
+        Returns False when the CA says it was already revoked (revoking is idempotent for us).
+        """
+        if reason not in REVOCATION_REASONS:
+            raise errors.SpecError("reason", f"unknown revocation reason {reason!r}",
+                                   f"use one of {', '.join(REVOCATION_REASONS)}")
+        cert = _load_cert(certificate)
+        deadline = self._deadline(deadline)
+        self.account_url(deadline=deadline)
+        try:
+            self._post(self._dir()["revokeCert"], messages.Revocation(certificate=cert, reason=REVOCATION_REASONS[reason]),
+                       f"revoke certificate {cert.serial_number:x}", deadline)
+        except errors.AcmeError as e:
+            if e.problem_type.endswith(":alreadyRevoked"):
+                return False
+            raise
+        return True
+
+    def renewal_window(self, certificate: bytes | str | x509.Certificate, *,
+                       deadline: Optional[float] = None) -> Optional[tuple[datetime, datetime]]:
+        """The CA's suggested renewal window (ARI, RFC 9773), or None when the CA has no ARI."""
+        url = self.directory.renewal_info
+        if not url:
+            return None
+        cert_id = ari_cert_id(_load_cert(certificate))
+        response = self._retry("read renewal info", lambda: self._net.get(f"{url.rstrip('/')}/{cert_id}"),
+                               self._deadline(deadline))
+        window = messages.RenewalInfo.from_json(response.json()).suggested_window
+        return window.start, window.end
+
+    # -- internals ------------------------------------------------------------------------------------------
+    def _deadline(self, deadline: Optional[float]) -> float:
+        return deadline if deadline is not None else time.monotonic() + self.timeout
+
+    def _post(self, url: str, body: Any, what: str, deadline: Optional[float]) -> requests.Response:
+        new_nonce = self._dir(deadline)["newNonce"]
+        return self._retry(what, lambda: self._net.post(url, body, new_nonce_url=new_nonce), deadline)
+
+    def _get(self, url: str, what: str, deadline: Optional[float]) -> requests.Response:
+        return self._post(url, None, what, deadline)  # POST-as-GET (RFC 8555 6.3)
+
+    def _retry(self, what: str, call, deadline: Optional[float]):
+        waiter = Waiter(f"ACME: {what}", deadline=self._deadline(deadline), backoff=self.backoff)
+        while True:
+            try:
+                return call()
+            except _Problem as p:
+                if p.code == "badNonce":
+                    log.debug("badNonce on %s; retrying with a fresh nonce", what)
+                    waiter.sleep(0, last_error=p)  # a fresh nonce came with the error; go again at once
+                elif p.status >= 500:
+                    waiter.sleep(parse_retry_after(p.retry_after), last_error=p)
+                elif p.problem is not None:
+                    raise problem_error(p.problem, status=p.status, retry_after=p.retry_after) from None
+                else:
+                    raise errors.AcmeError(str(p), status=p.status) from None
+            except requests.exceptions.SSLError:
+                raise  # an untrusted CA certificate does not heal by waiting
+            except (requests.ConnectionError, requests.Timeout) as e:
+                waiter.sleep(last_error=e)
+
+    def _poll(self, order: Order, waiting: set[str], what: str, deadline: float) -> Order:
+        waiter = Waiter(f"ACME: {what}", deadline=deadline, backoff=self.backoff)
+        retry_after = None
+        while order.status in waiting:
+            waiter.sleep(retry_after)
+            response = self._get(order.url, what, deadline)
+            # Retry-After on a poll is the CA's pacing request: honour it on the next sleep.
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            order = _order(order.url, response.json())
+        return order
+
+    def _order_failure(self, order: Order, deadline: float) -> errors.AcmeError:
+        for url in order.authorizations:
+            authz = messages.Authorization.from_json(self._get(url, "read an authorization", deadline).json())
+            if authz.status == messages.STATUS_INVALID:
+                name = authz.identifier.value
+                return _authz_error(authz, f"*.{name}" if authz.wildcard else name)
+        raw = self._get(order.url, "read the order", deadline).json()
+        if raw.get("error"):
+            return problem_error(messages.Error.from_json(raw["error"]))
+        return errors.OrderFailed(f"the order ended {order.status} without an error from the CA")
+
+    @staticmethod
+    def _links(response: requests.Response, rel: str) -> list[str]:
+        from requests.utils import parse_header_links
+
+        return [link["url"] for link in parse_header_links(response.headers.get("Link", ""))
+                if link.get("rel") == rel and "url" in link]
+
+
+# -- pure helpers -------------------------------------------------------------------------------------------
+def problem_error(problem: messages.Error, *, status: Optional[int] = None,
+                  retry_after: Optional[str] = None) -> errors.AcmeError:
+    """The typed error for an ACME problem document, keeping the CA's words and the identifier."""
+    code = problem.code or (problem.typ or "").rsplit(":", 1)[-1]
+    identifier = problem.identifier.value if problem.identifier else None
+    detail = problem.detail or problem.title or code
+    for sub in problem.subproblems or ():
+        sub_id = sub.identifier.value if sub.identifier else None
+        identifier = identifier or sub_id
+        code = code if code not in ("", "compound", "malformed") else (sub.code or code)
+        detail += f"; {sub_id or ''}: {sub.detail}"
+    cls = _PROBLEM_ERRORS.get(code or "", errors.AcmeError)
+    kw: dict[str, Any] = dict(problem_type=problem.typ, identifier=identifier, status=status)
+    if cls is errors.RateLimited:
+        seconds = parse_retry_after(retry_after)
+        kw["retry_after"] = (datetime.now(timezone.utc) + timedelta(seconds=seconds)) if seconds is not None else None
+    return cls(detail, **kw)
+
+
+def _authz_error(authz: messages.Authorization, identifier: str) -> errors.AcmeError:
+    for c in authz.challenges:
+        if c.error is not None:
+            err = problem_error(c.error)
+            return replace_identifier(err, identifier)
+    return errors.OrderFailed(f"authorization is {authz.status.name}", identifier=identifier)
+
+
+def replace_identifier(err: errors.AcmeError, identifier: str) -> errors.AcmeError:
+    if err.identifier:
+        return err
+    kw: dict[str, Any] = dict(problem_type=err.problem_type, identifier=identifier, status=err.status)
+    if isinstance(err, errors.RateLimited):
+        kw["retry_after"] = err.retry_after
+    return type(err)(err.detail, **kw)
+
+
+def _order(url: str, body: Mapping[str, Any]) -> Order:
+    o = messages.Order.from_json(dict(body))
+    return Order(url=url, status=o.status.name if o.status else "pending",
+                 identifiers=tuple(i.value for i in (o.identifiers or ())),
+                 authorizations=tuple(o.authorizations or ()), finalize=o.finalize, certificate=o.certificate,
+                 profile=o.profile, expires=o.expires)
+
+
+def _choose_chain(chains: Sequence[str], preferred: Optional[str]) -> str:
+    if preferred:
+        for chain in chains:
+            top = x509.load_pem_x509_certificates(chain.encode())[-1]
+            cns = [a.value for a in top.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+            if preferred in cns:
+                return chain
+    return chains[0]
+
+
+def _load_cert(certificate: bytes | str | x509.Certificate) -> x509.Certificate:
+    if isinstance(certificate, x509.Certificate):
+        return certificate
+    data = certificate.encode() if isinstance(certificate, str) else certificate
+    return x509.load_pem_x509_certificate(data) if data.lstrip().startswith(b"-----") else \
+        x509.load_der_x509_certificate(data)
+
+
+def ari_cert_id(cert: x509.Certificate) -> str:
+    """The ARI certificate identifier (RFC 9773 4.1): base64url(AKI keyIdentifier) '.' base64url(serial)."""
+    return acme_client._renewal_info_path_component(cert)
+
+
+def _signing_alg(key: jose.JWK) -> jose.JWASignature:
+    if isinstance(key, jose.JWKEC):
+        return {256: jose.ES256, 384: jose.ES384, 521: jose.ES512}[key.key.curve.key_size]
+    if isinstance(key, jose.JWKRSA):
+        return jose.RS256
+    raise errors.SpecError("acme.account_key", f"unsupported account key type {type(key).__name__}",
+                           "use an EC P-256/P-384 or RSA key, or pass alg")

@@ -1,0 +1,68 @@
+"""Problem documents (RFC 8555 6.7) -> typed errors, and chain choice: pure, no network."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from acme import messages
+
+from keyvault_acme import errors
+from keyvault_acme.acme_client import _choose_chain, problem_error
+
+
+def problem(code, detail="the CA's words", **kw):
+    return messages.Error(typ=f"urn:ietf:params:acme:error:{code}", detail=detail, **kw)
+
+
+@pytest.mark.parametrize("code, cls", [
+    ("rateLimited", errors.RateLimited), ("unauthorized", errors.AcmeUnauthorized), ("dns", errors.AcmeDnsProblem),
+    ("caa", errors.AcmeCaaProblem), ("rejectedIdentifier", errors.RejectedIdentifier), ("badCSR", errors.BadCsr),
+    ("serverInternal", errors.AcmeError),
+])
+def test_problem_types_map_to_classes_keeping_the_cas_words(code, cls):
+    err = problem_error(problem(code))
+    assert type(err) is cls
+    assert "the CA's words" in str(err) and err.problem_type.endswith(code)
+
+
+def test_rate_limit_carries_the_retry_after_time():
+    before = datetime.now(timezone.utc)
+    err = problem_error(problem("rateLimited"), status=429, retry_after="3600")
+    assert isinstance(err, errors.RateLimited) and err.retryable
+    assert before + timedelta(seconds=3590) < err.retry_after < before + timedelta(seconds=3610)
+    assert "retry after" in str(err)
+
+
+def test_subproblems_name_the_identifier():
+    sub = problem("caa", "CAA record forbids issuance",
+                  identifier=messages.Identifier(typ=messages.IDENTIFIER_FQDN, value="www.example.com"))
+    err = problem_error(messages.Error(typ="urn:ietf:params:acme:error:compound", detail="several problems",
+                                       subproblems=(sub,)))
+    assert isinstance(err, errors.AcmeCaaProblem)
+    assert err.identifier == "www.example.com" and "CAA record forbids" in str(err)
+
+
+def _cert_pem(subject_cn, issuer_cn):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_preferred_chain_is_chosen_by_the_top_certificates_issuer():
+    leaf = _cert_pem("www.example.com", "Intermediate")
+    default = leaf + _cert_pem("Intermediate", "Root X1")
+    alternate = leaf + _cert_pem("Intermediate", "Root X2")
+    assert _choose_chain([default, alternate], "Root X2") == alternate
+    assert _choose_chain([default, alternate], "Root X1") == default
+    assert _choose_chain([default, alternate], "No Such Root") == default
+    assert _choose_chain([default, alternate], None) == default
