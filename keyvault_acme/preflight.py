@@ -1,0 +1,136 @@
+"""Checks before any order: nothing is created in Key Vault, DNS or at the CA when one fails.
+
+* :func:`check_spec` (offline): names valid (IDNA, wildcard rules, no duplicates), at most 100 of
+  them, and every name in a configured zone.
+* :func:`check_caa` (RFC 8659): for each name, the closest CAA RRset up the tree must let one of the
+  CA's ``caaIdentities`` issue (``issuewild`` for wildcards). The decision (:func:`caa_verdict`) is
+  pure; :func:`caa_lookup` is the small DNS edge that feeds it.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional, Sequence
+
+import dns.exception
+import dns.rdatatype
+import dns.resolver
+
+from .dns.challenges import DnsSolver
+from .dns.propagation import query
+from .errors import CaaForbidsCa, SpecError
+from .model import CertificateSpec
+from .names import MAX_NAMES, base_name, is_wildcard, normalize_names, zone_for
+
+log = logging.getLogger("keyvault_acme.preflight")
+
+# RFC 8659 / 8657 / 9495 property tags a CA understands; an unknown tag with the critical flag forbids issuance.
+KNOWN_CAA_TAGS = frozenset({"issue", "issuewild", "iodef", "contactemail", "contactphone", "issuemail", "issuevmc"})
+CRITICAL = 128
+
+
+def check_spec(spec: CertificateSpec, *, max_names: int = MAX_NAMES) -> tuple[str, ...]:
+    """Offline preflight; returns the normalised names. Raises SpecError naming the field and the fix."""
+    names = normalize_names(spec.dns_names, "dns_names", limit=max_names)
+    if not spec.zones:
+        raise SpecError("zones", "no DNS zone is configured", "add the Azure DNS or RFC 2136 zone of your names")
+    zone_names = [z.name for z in spec.zones]
+    duplicates = {z for z in zone_names if zone_names.count(z) > 1}
+    if duplicates:
+        raise SpecError("zones", f"the zone {sorted(duplicates)[0]} is configured twice", "list each zone once")
+    for name in names:
+        zone_for(name, zone_names)
+    return names
+
+
+# -- CAA -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CaaRecord:
+    flags: int
+    tag: str
+    value: str
+
+
+CaaLookup = Callable[[str], Optional[Sequence[CaaRecord]]]  # None: could not tell (lookup failed)
+
+
+def relevant_caa(name: str, lookup: CaaLookup) -> tuple[Optional[str], Sequence[CaaRecord]]:
+    """RFC 8659 tree climbing: the closest ancestor-or-self (wildcard stripped) with a CAA RRset."""
+    labels = base_name(name).split(".")
+    for i in range(len(labels)):
+        owner = ".".join(labels[i:])
+        records = lookup(owner)
+        if records is None:
+            log.debug("CAA lookup for %s failed; leaving the CAA decision to the CA", owner)
+            return None, ()
+        if records:
+            return owner, records
+    return None, ()
+
+
+def caa_verdict(name: str, records: Sequence[CaaRecord], identities: Sequence[str]) -> Optional[str]:
+    """None when ``records`` let a CA with ``identities`` issue for ``name``; otherwise why not.
+
+    Without identities (a CA whose directory lists none, like Pebble 2.4) only an RRset that lets
+    no CA at all issue is reported; anything else is left to the CA.
+    """
+    for r in records:
+        if r.flags & CRITICAL and r.tag.lower() not in KNOWN_CAA_TAGS:
+            return f"critical CAA property {r.tag!r} is unknown to CAs, so no CA may issue"
+    issue = [r for r in records if r.tag.lower() == "issue"]
+    wild = [r for r in records if r.tag.lower() == "issuewild"]
+    relevant, tag = (wild, "issuewild") if is_wildcard(name) and wild else (issue, "issue")
+    if not relevant:
+        return None
+    allowed = {_issuer(r.value) for r in relevant} - {""}
+    if not allowed:
+        return f"CAA {tag} \";\" lets no CA issue"
+    if not identities:
+        return None
+    if allowed & {i.lower() for i in identities}:
+        return None
+    return f"CAA {tag} allows only {', '.join(sorted(allowed))}, not this CA ({', '.join(identities)})"
+
+
+def _issuer(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+def check_caa(names: Iterable[str], identities: Sequence[str], lookup: CaaLookup) -> None:
+    """Raise CaaForbidsCa for the first name whose relevant CAA RRset does not let this CA issue."""
+    for name in names:
+        owner, records = relevant_caa(name, lookup)
+        reason = caa_verdict(name, records, identities) if owner else None
+        if reason:
+            who = identities[0] if identities else "<the CA's identity>"
+            tag = "issuewild" if is_wildcard(name) else "issue"
+            raise CaaForbidsCa(f"CAA at {owner} forbids issuing for {name}: {reason}; add "
+                               f"'0 {tag} \"{who}\"' at {owner} or remove the name")
+
+
+def caa_lookup(solver: DnsSolver, resolver: Optional[dns.resolver.Resolver] = None) -> CaaLookup:
+    """CAA records of a name: asked of its configured zone's servers, or of the resolver above the zones."""
+
+    def lookup(name: str) -> Optional[Sequence[CaaRecord]]:
+        try:
+            zone = zone_for(name, solver.providers)
+        except SpecError:
+            return _resolve(name, resolver)
+        try:
+            response = query(name, "CAA", solver.servers(zone)[0])
+        except (dns.exception.DNSException, OSError):
+            return None
+        return [CaaRecord(rd.flags, rd.tag.decode(), rd.value.decode()) for rrset in response.answer
+                if rrset.rdtype == dns.rdatatype.CAA for rd in rrset]
+
+    return lookup
+
+
+def _resolve(name: str, resolver: Optional[dns.resolver.Resolver]) -> Optional[Sequence[CaaRecord]]:
+    try:
+        answer = (resolver or dns.resolver.get_default_resolver()).resolve(name, "CAA", lifetime=3)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return []
+    except dns.exception.DNSException:
+        return None
+    return [CaaRecord(rd.flags, rd.tag.decode(), rd.value.decode()) for rd in answer]
