@@ -252,7 +252,9 @@ class KeyVault:
 
     def _route(self, request: Request) -> _Route:
         segs = request.path.split("/")[1:]
-        if len(segs) > 2 and segs[-1] == "":
+        if any(seg in (".", "..") for seg in segs):
+            raise _bad(f"The request URI contains an invalid name: {request.path}")
+        if len(segs) > 1 and segs[-1] == "":
             segs = segs[:-1]  # a trailing slash means "the current version"
         m, n = request.method, len(segs)
         col = segs[0].lower() if segs else ""

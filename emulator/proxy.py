@@ -18,10 +18,13 @@ Handler = Callable[[Request], Response]
 TlsContextFor = Callable[[str], "ssl.SSLContext | None"]
 
 MAX_BODY = 1024 * 1024  # Key Vault and ARM reject far smaller bodies; this only protects the emulator.
+_DRAIN_LIMIT = 16 * MAX_BODY  # bodies up to this size are read and dropped so the client sees the 413
 
 
 class _BodyTooLarge(Exception):
-    pass
+    def __init__(self, drained: bool) -> None:
+        super().__init__("body too large")
+        self.drained = drained
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -111,8 +114,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         try:
             request = self._read_request()
-        except _BodyTooLarge:
-            self.close_connection = True
+        except _BodyTooLarge as exc:
+            self.close_connection = not exc.drained
             self._send(_error(413, "RequestEntityTooLarge", f"The request body exceeds {MAX_BODY} bytes."))
             return
         except ValueError as exc:
@@ -160,7 +163,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                     return b"".join(chunks)
                 total += size
                 if total > MAX_BODY:
-                    raise _BodyTooLarge()
+                    raise _BodyTooLarge(drained=False)
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline(1024)
         try:
@@ -170,7 +173,14 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if length < 0:
             raise ValueError("invalid Content-Length")
         if length > MAX_BODY:
-            raise _BodyTooLarge()
+            if length > _DRAIN_LIMIT:
+                raise _BodyTooLarge(drained=False)
+            while length > 0:
+                chunk = self.rfile.read(min(length, 65536))
+                if not chunk:
+                    break
+                length -= len(chunk)
+            raise _BodyTooLarge(drained=True)
         return self.rfile.read(length) if length else b""
 
     def _send(self, response: Response, head: bool = False) -> None:
