@@ -26,3 +26,49 @@ def offline_host(tmp_path_factory):
     with ProviderHost(tmp_path_factory.mktemp("offline-host")) as host:
         host.configure({})
         yield host
+
+
+# -- the live world: Pebble (short-lived certificates), BIND 9 (RFC 2136 zone), the Azure emulator ---------
+
+# Pebble's certificates live this long, and renewal is due with this fraction left: a certificate comes
+# due RENEW_AFTER_S seconds after it was issued, so a test sees "not due" and then "due" in real time.
+VALIDITY_S = 60
+FRACTION_REMAINING = 0.75
+RENEW_AFTER_S = VALIDITY_S * (1 - FRACTION_REMAINING)
+
+
+@pytest.fixture(scope="module")
+def short_pebble(bind):
+    from emulator.pebble import Pebble
+
+    with Pebble(dns_server=bind.address, validity_s=VALIDITY_S) as pebble:
+        yield pebble
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, bind, short_pebble, emulator):
+    """Everything a provider host needs for real work, plus the test's own view of the same world."""
+    from azure.identity import ClientSecretCredential
+    from azure.keyvault.secrets import SecretClient
+
+    from tests import services
+    from tests.provider.world import World
+
+    directory = tmp_path_factory.mktemp("live")
+    bundle = services.write_ca_bundle(directory / "bundle.pem", [short_pebble.tls_ca_pem_path,
+                                                                 emulator.ca_bundle_path])
+    app = emulator.admin.add_root_client(name="pulumi-deployer")
+    env = {**emulator.environ(bundle), "SSL_CERT_FILE": bundle, "AZURE_TENANT_ID": app["tenant_id"],
+           "AZURE_CLIENT_ID": app["client_id"], "AZURE_CLIENT_SECRET": app["secret"]}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        credential = ClientSecretCredential(app["tenant_id"], app["client_id"], app["secret"])
+        world = World(bind=bind, pebble=short_pebble, emulator=emulator, credential=credential,
+                      secrets={"client": app["secret"], "tsig": bind.tsig_secret_b64})
+        for vault in world.vaults:
+            SecretClient(vault, credential).set_secret("tsig", bind.tsig_secret_b64)
+        with ProviderHost(directory / "host", env=env) as host:
+            host.configure({"keyvault-acme:environment": "test"})
+            world.host = host
+            yield world

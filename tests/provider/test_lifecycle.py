@@ -1,0 +1,175 @@
+"""The Certificate resource's whole life through the real provider host, against Pebble, BIND 9 and the emulator.
+
+Each test drives the RPC sequence of a Pulumi command (see ``world.Deployed``) and checks the result
+where it lives: Key Vault (through the emulator, with the SDK), Pebble's view of the serial, and state.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import pytest
+from azure.keyvault.certificates import CertificateClient
+from pulumi.runtime.rpc import UNKNOWN
+
+from tests.provider.conftest import RENEW_AFTER_S
+from tests.provider.world import Deployed
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def deployed(live, serialized_provider):
+    return Deployed(live.host, serialized_provider)
+
+
+def poll(what, condition, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.5)
+
+
+def assert_outputs(outs: dict, inputs: dict) -> None:
+    vault, name = inputs["vault_url"], inputs["name"]
+    assert outs["certificate_id"] == f"{vault}/certificates/{name}"
+    assert outs["secret_id"] == f"{vault}/secrets/{name}"
+    assert outs["versioned_certificate_id"] == f"{vault}/certificates/{name}/{outs['version']}"
+    assert outs["versioned_secret_id"] == f"{vault}/secrets/{name}/{outs['version']}"
+    assert len(outs["thumbprint"]) == 40 and outs["serial"]
+    not_before, not_after = (datetime.fromisoformat(outs[k]) for k in ("not_before", "not_after"))
+    assert not_before < datetime.fromisoformat(outs["renew_after"]) < not_after
+    assert sorted(outs["names"]) == sorted(inputs["dns_names"])
+    assert outs["pem_chain"].startswith("-----BEGIN CERTIFICATE-----") and outs["pem_chain"].count("BEGIN") >= 2
+    assert outs["issuer"] and outs["enabled"] is True
+    for key, value in inputs.items():  # the checked inputs are part of the state
+        assert outs[key] == value, key
+
+
+def test_up_issues_and_a_second_up_changes_nothing(live, deployed):
+    inputs = live.inputs("up-www", ["up-www"])
+    assert deployed.up(inputs) == "create"
+    assert_outputs(deployed.outputs, deployed.inputs)
+    assert deployed.id == deployed.outputs["certificate_id"]
+    assert live.pebble.cert_status(deployed.outputs["serial"]) == "Valid"
+    kv = CertificateClient(inputs["vault_url"], live.credential).get_certificate("up-www")
+    assert kv.properties.version == deployed.outputs["version"]
+    assert live.leaks(deployed.outputs) == []
+
+    assert deployed.up(inputs) == "none"
+
+
+def test_preview_with_unknowns_plans_without_touching_anything(live, deployed):
+    inputs = live.inputs("pv-www", ["pv-www"])
+    deployed.up(inputs)
+    version = deployed.outputs["version"]
+    assert deployed.preview({**inputs, "vault_url": UNKNOWN}) == "replace"
+    assert deployed.preview({**inputs, "dns_names": [UNKNOWN]}) == "update"
+    assert deployed.preview({**inputs, "dns_names": inputs["dns_names"] + ["pv-api.rfc2136.test"]}) == "update"
+    assert deployed.preview(inputs) == "none"
+    assert CertificateClient(inputs["vault_url"], live.credential).get_certificate("pv-www").properties.version == version
+
+
+def test_up_with_refresh_renews_exactly_when_due(live, deployed):
+    inputs = live.inputs("due-www", ["due-www"])
+    deployed.up(inputs)
+    first = dict(deployed.outputs)
+    assert deployed.refresh() == "none"  # refresh: read, then diff; not due yet
+    assert deployed.outputs["version"] == first["version"]
+
+    # `pulumi up --refresh` on a schedule: nothing until the renewal time, then an update that renews.
+    poll("renewal coming due", lambda: deployed.refresh() == "update", timeout=RENEW_AFTER_S + 30)
+    assert datetime.now().astimezone() >= datetime.fromisoformat(first["renew_after"])
+    assert deployed.up(inputs) == "update"
+    renewed = deployed.outputs
+    assert renewed["version"] != first["version"] and renewed["serial"] != first["serial"]
+    assert renewed["certificate_id"] == first["certificate_id"] and renewed["secret_id"] == first["secret_id"]
+    assert_outputs(renewed, deployed.inputs)  # the full outputs, not a partial bag
+    assert live.pebble.cert_status(renewed["serial"]) == "Valid"
+    assert deployed.refresh() == "none"
+
+
+def test_adding_a_domain_updates_in_place(live, deployed):
+    inputs = live.inputs("dom-www", ["dom-www"])
+    deployed.up(inputs)
+    first = dict(deployed.outputs)
+    wider = {**inputs, "dns_names": inputs["dns_names"] + ["dom-api.rfc2136.test"]}
+    assert deployed.up(wider) == "update"
+    assert sorted(deployed.outputs["names"]) == sorted(wider["dns_names"])
+    assert deployed.outputs["version"] != first["version"]
+    assert deployed.outputs["certificate_id"] == first["certificate_id"]
+    assert deployed.up(wider) == "none"
+
+
+def test_renaming_the_vault_replaces_create_before_delete_and_revokes_the_old(live, deployed):
+    inputs = live.inputs("mv-www", ["mv-www"])
+    deployed.up(inputs)
+    old = dict(deployed.outputs)
+    moved = live.inputs("mv-www", ["mv-www"], vault=1)
+    assert deployed.up(moved) == "replace"
+    assert deployed.outputs["certificate_id"].startswith(live.vaults[1])
+    assert live.pebble.cert_status(deployed.outputs["serial"]) == "Valid"
+    assert deployed.deleted == [(old["certificate_id"], old)]
+    assert live.pebble.cert_status(old["serial"]) == "Revoked"
+    old_id, outs = live.host.read(old["certificate_id"], old)
+    assert old_id == "" and set(outs) <= {"__provider"}
+
+
+def test_destroy_revokes_then_deletes_and_tolerates_gone(live, deployed):
+    inputs = live.inputs("rm-www", ["rm-www"], revoke_reason="superseded", purge_on_delete=True)
+    deployed.up(inputs)
+    outs = dict(deployed.outputs)
+    deployed.destroy()
+    status = live.pebble.cert_status_details(outs["serial"])
+    assert status["Status"] == "Revoked"
+    assert live.host.read(outs["certificate_id"], outs)[0] == ""
+    live.host.delete(outs["certificate_id"], outs)  # deleting again (a retried destroy) is fine
+
+
+def test_deleted_out_of_band_refresh_drops_it_and_up_issues_again(live, deployed):
+    inputs = live.inputs("oob-www", ["oob-www"])
+    deployed.up(inputs)
+    first = dict(deployed.outputs)
+    client = CertificateClient(inputs["vault_url"], live.credential)
+    client.begin_delete_certificate("oob-www").wait()
+    client.purge_deleted_certificate("oob-www")
+    assert deployed.refresh() == "gone"
+    assert deployed.up(inputs) == "create"
+    assert deployed.outputs["version"] != first["version"] and deployed.outputs["serial"] != first["serial"]
+
+
+def test_disabled_out_of_band_is_renewed(live, deployed):
+    inputs = live.inputs("dis-www", ["dis-www"])
+    deployed.up(inputs)
+    first = dict(deployed.outputs)
+    CertificateClient(inputs["vault_url"], live.credential).update_certificate_properties(
+        "dis-www", first["version"], enabled=False)
+    assert deployed.refresh() == "update"
+    assert deployed.up(inputs) == "update"
+    assert deployed.outputs["enabled"] is True and deployed.outputs["version"] != first["version"]
+
+
+def test_a_retried_create_adopts_what_a_lost_create_issued(live, serialized_provider):
+    # A create whose result never reached the state (the engine records nothing) is simply retried.
+    first, again = Deployed(live.host, serialized_provider), Deployed(live.host, serialized_provider)
+    inputs = live.inputs("retry-www", ["retry-www"])
+    first.up(inputs)
+    assert again.up(inputs) == "create"
+    assert again.outputs["version"] == first.outputs["version"] and again.outputs["serial"] == first.outputs["serial"]
+
+
+def test_four_certificates_created_concurrently_through_one_host(live, serialized_provider):
+    resources = [Deployed(live.host, serialized_provider) for _ in range(4)]
+    inputs = [live.inputs(f"par-{i}", [f"par-{i}"]) for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        steps = list(pool.map(lambda pair: pair[0].up(pair[1]), zip(resources, inputs)))
+    assert steps == ["create"] * 4
+    assert len({r.outputs["serial"] for r in resources}) == 4
+    for r, i in zip(resources, inputs):
+        assert_outputs(r.outputs, r.inputs)
+        assert live.pebble.cert_status(r.outputs["serial"]) == "Valid"
+        assert live.leaks(r.outputs) == []
