@@ -36,6 +36,13 @@ BUILTIN_ROLE_NAMES = {
 }
 # The custom DNS-01 role: write TXT record sets and read the zone. No other record type, no zone changes.
 DNS_TXT_ACTIONS = ("Microsoft.Network/dnszones/TXT/*", "Microsoft.Network/dnszones/read")
+# An assignment on a record set does not cover its zone, yet the engine reads the zone (its name servers are
+# where propagation is checked). So record-set-scoped writers also get this read-only role on the zone.
+DNS_ZONE_READ_ACTIONS = ("Microsoft.Network/dnszones/read",)
+CUSTOM_ROLES = {  # key -> (role name prefix, actions)
+    "dns-txt": ("ACME DNS-01 TXT writer", DNS_TXT_ACTIONS),
+    "dns-zone-read": ("ACME DNS zone reader", DNS_ZONE_READ_ACTIONS),
+}
 
 # What Key Vault tells Event Grid about certificates; NearExpiry fires 30 days before expiry by default.
 EXPIRY_EVENTS = ("Microsoft.KeyVault.CertificateNearExpiry", "Microsoft.KeyVault.CertificateExpired")
@@ -55,7 +62,7 @@ class RoleGrant:
     """One role assignment the workload needs, before Azure ids are known.
 
     ``scope_kind`` is ``vault``, ``record_set`` or ``zone``; ``target`` is the record set or zone it is on.
-    ``role`` is a built-in role GUID or ``dns-txt`` (the workload's custom role in ``subscription_id``).
+    ``role`` is a built-in role GUID or a key of :data:`CUSTOM_ROLES` (defined in the zone's subscription).
     """
 
     key: str  # stable, unique: also the Pulumi resource name suffix and the seed of the assignment GUID
@@ -66,7 +73,14 @@ class RoleGrant:
 
     @property
     def role_name(self) -> str:
-        return BUILTIN_ROLE_NAMES.get(self.role, "DNS TXT writer (custom)")
+        return BUILTIN_ROLE_NAMES.get(self.role) or CUSTOM_ROLES[self.role][0]
+
+    @property
+    def subscription_id(self) -> str | None:
+        """Where a DNS grant's custom role must be defined (the zone's subscription)."""
+        if isinstance(self.target, DnsZoneConfig):
+            return self.target.subscription_id
+        return self.target.zone.subscription_id if self.target is not None else None
 
 
 def role_plan(cfg: WorkloadConfig) -> tuple[RoleGrant, ...]:
@@ -75,15 +89,16 @@ def role_plan(cfg: WorkloadConfig) -> tuple[RoleGrant, ...]:
         RoleGrant("issuer-certificates-officer", "issuer", KEY_VAULT_CERTIFICATES_OFFICER, "vault"),
         RoleGrant("issuer-crypto-user", "issuer", KEY_VAULT_CRYPTO_USER, "vault"),
     ]
-    zone_scoped = {z.resource_id for z in cfg.zones if z.challenge_scope == "zone"}
-    used_zones: dict[str, DnsZoneConfig] = {}
+    writes_on_zone: dict[str, DnsZoneConfig] = {}
+    reads_zone: dict[str, DnsZoneConfig] = {}
     for rs in cfg.challenge_record_sets:
-        if rs.zone.resource_id in zone_scoped:
-            used_zones.setdefault(rs.zone.resource_id, rs.zone)
+        if rs.zone.challenge_scope == "zone":
+            writes_on_zone.setdefault(rs.zone.resource_id, rs.zone)
         else:
             grants.append(RoleGrant(f"issuer-dns-{rs.zone.name}-{rs.relative_name}", "issuer", "dns-txt", "record_set", rs))
-    for zone in used_zones.values():
-        grants.append(RoleGrant(f"issuer-dns-{zone.name}", "issuer", "dns-txt", "zone", zone))
+            reads_zone.setdefault(rs.zone.resource_id, rs.zone)
+    grants += [RoleGrant(f"issuer-dns-read-{z.name}", "issuer", "dns-zone-read", "zone", z) for z in reads_zone.values()]
+    grants += [RoleGrant(f"issuer-dns-{z.name}", "issuer", "dns-txt", "zone", z) for z in writes_on_zone.values()]
     for consumer in cfg.consumers:
         grants.append(RoleGrant(f"consumer-{consumer.name}-secrets-user", f"consumer:{consumer.name}",
                                 KEY_VAULT_SECRETS_USER, "vault"))
@@ -233,32 +248,33 @@ class CertificateWorkload(pulumi.ComponentResource):
         # ------------------------------------------------------------------ roles
         self.role_assignments: dict[str, authorization.RoleAssignment] = {}
         if cfg.grant_roles:
-            dns_roles: dict[str, authorization.RoleDefinition] = {}
-            for sub in sorted({g.target.subscription_id if isinstance(g.target, DnsZoneConfig) else g.target.zone.subscription_id
-                               for g in self.role_grants if g.role == "dns-txt"}):
+            custom_roles: dict[tuple[str, str], authorization.RoleDefinition] = {}
+            for role, sub in sorted({(g.role, g.subscription_id) for g in self.role_grants if g.role in CUSTOM_ROLES}):
+                title, actions = CUSTOM_ROLES[role]
                 zones_here = [z for z in cfg.zones if z.subscription_id == sub]
-                dns_roles[sub] = authorization.RoleDefinition(
-                    f"{name}-dns-txt-role-{sub}",
-                    role_definition_id=cfg.name_for(f"role/dns-txt/{sub}"),
-                    role_name=f"ACME DNS-01 TXT writer ({cfg.stack_name})",
-                    description="Write TXT record sets (ACME DNS-01 challenges) and read the zone; nothing else.",
+                custom_roles[(role, sub)] = authorization.RoleDefinition(
+                    f"{name}-{role}-role-{sub}",
+                    role_definition_id=cfg.name_for(f"role/{role}/{sub}"),
+                    # Role names are unique per tenant: one stack may define its roles in several subscriptions.
+                    role_name=f"{title} ({cfg.stack_name})" if sub == cfg.subscription_id
+                    else f"{title} ({cfg.stack_name}, {sub})",
+                    description=f"keyvault-acme: {', '.join(actions)}; nothing else.",
                     role_type="CustomRole",
                     scope=f"/subscriptions/{sub}",
                     # Assignable only where the workload's zones live, never subscription-wide.
                     assignable_scopes=sorted({f"/subscriptions/{sub}/resourceGroups/{z.resource_group}" for z in zones_here}),
-                    permissions=[authorization.PermissionArgs(actions=list(DNS_TXT_ACTIONS))],
+                    permissions=[authorization.PermissionArgs(actions=list(actions))],
                     opts=in_subscription(sub))
             consumers = {f"consumer:{c.name}": c for c in cfg.consumers}
             for g in self.role_grants:
-                if g.role == "dns-txt":
-                    sub = g.target.subscription_id if isinstance(g.target, DnsZoneConfig) else g.target.zone.subscription_id
-                    role_id: pulumi.Input[str] = dns_roles[sub].id
+                if g.role in CUSTOM_ROLES:
+                    role_id: pulumi.Input[str] = custom_roles[(g.role, g.subscription_id)].id
                     if g.scope_kind == "record_set":
                         scope: pulumi.Input[str] = record_sets[g.target.resource_id].id
                     else:
                         z = zone_resources.get(g.target.resource_id)
                         scope = z.id if z else g.target.resource_id
-                    extra_opts = in_subscription(sub)
+                    extra_opts = in_subscription(g.subscription_id)
                 else:
                     role_id = f"/subscriptions/{cfg.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{g.role}"
                     scope = vault_id

@@ -5,6 +5,7 @@ import re
 
 from components.workload import (
     DNS_TXT_ACTIONS,
+    DNS_ZONE_READ_ACTIONS,
     KEY_VAULT_CERTIFICATES_OFFICER,
     KEY_VAULT_CRYPTO_USER,
     KEY_VAULT_SECRETS_USER,
@@ -36,16 +37,22 @@ def role_guid(role_definition_id: str) -> str:
 def check_least_privilege(run: Run, *, vault_id: str, issuer: str, consumers: set[str], zone_scoped: set[str] = frozenset()) -> None:
     """Raise :class:`TooBroad` if any registered assignment is wider than the workload rules allow.
 
-    issuer -> Certificates Officer + Crypto User on this vault only, and the TXT-only custom role on an
-    ``_acme-challenge`` record set (or on a zone listed in ``zone_scoped``); consumers -> Secrets User on
-    this vault. Never Owner, Contributor, User Access Administrator, a subscription or resource group scope.
+    issuer -> Certificates Officer + Crypto User on this vault only, the TXT-only custom role on an
+    ``_acme-challenge`` record set (or on a zone listed in ``zone_scoped``) and the zone-read-only role on
+    a zone; consumers -> Secrets User on this vault. Never Owner, Contributor, User Access Administrator, a subscription or resource group scope.
     """
-    custom = {r.id.lower(): r for r in run.of_type("azure-native:authorization:RoleDefinition")}
-    for d in custom.values():
+    writers, readers = {}, {}
+    for d in run.of_type("azure-native:authorization:RoleDefinition"):
         perms = d.inputs["permissions"]
-        if len(perms) != 1 or sorted(perms[0].get("actions", [])) != sorted(DNS_TXT_ACTIONS) or any(
-                perms[0].get(k) for k in ("dataActions", "notActions", "notDataActions")):
-            raise TooBroad(f"custom role {d.inputs['roleName']} grants {perms}, not only TXT writes and zone read")
+        actions = sorted(perms[0].get("actions", [])) if len(perms) == 1 else None
+        if any(perms[0].get(k) for k in ("dataActions", "notActions", "notDataActions")):
+            actions = None
+        if actions == sorted(DNS_TXT_ACTIONS):
+            writers[d.id.lower()] = d
+        elif actions == sorted(DNS_ZONE_READ_ACTIONS):
+            readers[d.id.lower()] = d
+        else:
+            raise TooBroad(f"custom role {d.inputs['roleName']} grants {perms}, not only TXT writes / zone read")
         for scope in d.inputs["assignableScopes"]:
             if _SUBSCRIPTION_WIDE.match(scope):
                 raise TooBroad(f"custom role {d.inputs['roleName']} is assignable subscription-wide ({scope})")
@@ -57,11 +64,14 @@ def check_least_privilege(run: Run, *, vault_id: str, issuer: str, consumers: se
             raise TooBroad(f"{where}: built-in admin role")
         if _SUBSCRIPTION_WIDE.match(scope) or _GROUP_WIDE.match(scope):
             raise TooBroad(f"{where}: subscription- or resource-group-wide")
-        if role.lower() in custom:
+        if role.lower() in writers:
             if who != issuer:
                 raise TooBroad(f"{where}: the DNS role belongs to the issuer only")
             if not (_CHALLENGE_RECORD_SET.match(scope) or (_ZONE.match(scope) and scope.lower() in zone_scoped)):
                 raise TooBroad(f"{where}: DNS role outside an _acme-challenge record set")
+        elif role.lower() in readers:
+            if who != issuer or not _ZONE.match(scope):
+                raise TooBroad(f"{where}: the zone reader role goes to the issuer on a zone only")
         elif guid in ISSUER_VAULT_ROLES:
             if who != issuer or scope.lower() != vault_id.lower():
                 raise TooBroad(f"{where}: issuer vault roles go to the issuer on this vault only")

@@ -64,6 +64,8 @@ def test_dev_registers_exactly_the_workload_resources(dev):
         (f"{T}dns:RecordSet", "shop-dev-challenge-_acme-challenge.dev.shop.example.com"),
         (f"{T}managedidentity:UserAssignedIdentity", "shop-dev-issuer"),
         (f"{T}authorization:RoleDefinition", "shop-dev-dns-txt-role-11111111-1111-1111-1111-111111111111"),
+        (f"{T}authorization:RoleDefinition", "shop-dev-dns-zone-read-role-11111111-1111-1111-1111-111111111111"),
+        (f"{T}authorization:RoleAssignment", "shop-dev-issuer-dns-read-dev.shop.example.com"),
         (f"{T}authorization:RoleAssignment", "shop-dev-issuer-certificates-officer"),
         (f"{T}authorization:RoleAssignment", "shop-dev-issuer-crypto-user"),
         (f"{T}authorization:RoleAssignment", "shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge.www"),
@@ -163,7 +165,10 @@ def test_dev_assignments_are_exactly_the_least_privilege_set(dev):
     run, cfg = dev
     vault = run.one(f"{T}keyvault:Vault").id
     issuer = _issuer_principal(run, cfg)
-    dns_role = run.one(f"{T}authorization:RoleDefinition").id
+    roles = {r.inputs["roleName"]: r for r in run.of_type(f"{T}authorization:RoleDefinition")}
+    dns_role = roles["ACME DNS-01 TXT writer (shop-dev)"].id
+    zone_reader = roles["ACME DNS zone reader (shop-dev)"].id
+    zone = run.one(f"{T}dns:Zone").id
     record_sets = {r.inputs["relativeRecordSetName"]: r.id for r in run.of_type(f"{T}dns:RecordSet")}
     assert set(record_sets) == {"_acme-challenge", "_acme-challenge.www"}
     assert _assignments(run) == {
@@ -171,6 +176,7 @@ def test_dev_assignments_are_exactly_the_least_privilege_set(dev):
         (issuer, role_id(cfg, KEY_VAULT_CRYPTO_USER), vault),
         (issuer, dns_role, record_sets["_acme-challenge"]),
         (issuer, dns_role, record_sets["_acme-challenge.www"]),
+        (issuer, zone_reader, zone),  # a record-set assignment does not cover the zone the engine reads
         ("33333333-3333-3333-3333-333333333333", role_id(cfg, KEY_VAULT_SECRETS_USER), vault),
     }
     rules.check_least_privilege(run, vault_id=vault, issuer=issuer, consumers={c.principal_id for c in cfg.consumers})
@@ -189,10 +195,16 @@ def test_prod_assignments_pass_the_rules_with_dns_in_the_dns_teams_subscription(
     dns_team = "55555555-5555-5555-5555-555555555555"
     provider = run.one("pulumi:providers:azure-native")
     assert provider.inputs["subscriptionId"] == dns_team
-    role = run.one(f"{T}authorization:RoleDefinition")
-    assert role.inputs["scope"] == f"/subscriptions/{dns_team}"
-    assert role.inputs["assignableScopes"] == [f"/subscriptions/{dns_team}/resourceGroups/rg-dns"]
+    roles = {r.inputs["roleName"]: r for r in run.of_type(f"{T}authorization:RoleDefinition")}
+    role = roles[f"ACME DNS-01 TXT writer (shop-prod, {dns_team})"]
+    reader = roles[f"ACME DNS zone reader (shop-prod, {dns_team})"]
+    for r in (role, reader):
+        assert r.inputs["scope"] == f"/subscriptions/{dns_team}" and r.provider.startswith(provider.urn)
+        assert r.inputs["assignableScopes"] == [f"/subscriptions/{dns_team}/resourceGroups/rg-dns"]
     assert role.inputs["permissions"] == [{"actions": ["Microsoft.Network/dnszones/TXT/*", "Microsoft.Network/dnszones/read"]}]
+    assert reader.inputs["permissions"] == [{"actions": ["Microsoft.Network/dnszones/read"]}]
+    (read,) = [a for a in run.of_type(f"{T}authorization:RoleAssignment") if a.inputs["roleDefinitionId"] == reader.id]
+    assert read.inputs["scope"] == cfg.zones[0].resource_id
     record_sets = run.of_type(f"{T}dns:RecordSet")
     assert sorted(r.inputs["relativeRecordSetName"] for r in record_sets) == [
         "_acme-challenge", "_acme-challenge.api", "_acme-challenge.www"]
@@ -213,7 +225,7 @@ def test_zone_scope_on_request_assigns_the_dns_role_on_the_zone_and_creates_no_r
                   for c in cfg.certificates)
     run, cfg = deploy("shop-prod", dataclasses.replace(cfg, zones=(zone,), certificates=certs))
     assert not run.of_type(f"{T}dns:RecordSet")
-    role = run.one(f"{T}authorization:RoleDefinition")
+    role = run.one(f"{T}authorization:RoleDefinition")  # the TXT writer only: it reads the zone it is on
     (dns_assignment,) = [a for a in run.of_type(f"{T}authorization:RoleAssignment") if a.inputs["roleDefinitionId"] == role.id]
     assert dns_assignment.inputs["scope"] == zone.resource_id
     rules.check_least_privilege(run, vault_id=run.one(f"{T}keyvault:Vault").id, issuer=_issuer_principal(run, cfg),
@@ -221,7 +233,8 @@ def test_zone_scope_on_request_assigns_the_dns_role_on_the_zone_and_creates_no_r
 
 
 @pytest.mark.parametrize("broaden", ["contributor-on-group", "owner-on-vault", "secrets-user-on-subscription",
-                                     "dns-role-on-zone", "officer-for-consumer", "custom-role-wider"])
+                                     "dns-role-on-zone", "officer-for-consumer", "custom-role-wider",
+                                     "zone-reader-on-group", "dns-role-for-consumer"])
 def test_the_rules_check_fails_on_any_broader_assignment(dev, broaden):
     run, cfg = dev
     vault = run.one(f"{T}keyvault:Vault").id
@@ -230,7 +243,8 @@ def test_the_rules_check_fails_on_any_broader_assignment(dev, broaden):
     assignments = [r for r in registered if r.type == f"{T}authorization:RoleAssignment"]
     officer = next(a for a in assignments if a.name.endswith("certificates-officer"))
     consumer = next(a for a in assignments if a.name.endswith("secrets-user"))
-    dns = next(a for a in assignments if "-dns-" in a.name)
+    dns = next(a for a in assignments if "-dns-" in a.name and "-dns-read-" not in a.name)
+    read = next(a for a in assignments if "-dns-read-" in a.name)
     if broaden == "contributor-on-group":
         officer.inputs.update(roleDefinitionId=role_id(cfg, rules.CONTRIBUTOR), scope=vault.split("/providers/")[0])
     elif broaden == "owner-on-vault":
@@ -241,8 +255,13 @@ def test_the_rules_check_fails_on_any_broader_assignment(dev, broaden):
         dns.inputs["scope"] = dns.inputs["scope"].split("/TXT/")[0]
     elif broaden == "officer-for-consumer":
         officer.inputs["principalId"] = consumer.inputs["principalId"]
+    elif broaden == "zone-reader-on-group":
+        read.inputs["scope"] = read.inputs["scope"].split("/providers/")[0]
+    elif broaden == "dns-role-for-consumer":
+        dns.inputs["principalId"] = consumer.inputs["principalId"]
     elif broaden == "custom-role-wider":
-        role = next(r for r in registered if r.type == f"{T}authorization:RoleDefinition")
+        role = next(r for r in registered if r.type == f"{T}authorization:RoleDefinition"
+                    and "TXT writer" in r.inputs["roleName"])
         role.inputs["permissions"] = [{"actions": ["Microsoft.Network/dnszones/*"]}]
     with pytest.raises(rules.TooBroad):
         rules.check_least_privilege(harness.Run(registered, None), vault_id=vault, issuer=issuer,
@@ -259,11 +278,12 @@ def test_each_certificate_depends_on_exactly_the_assignments_it_needs(dev):
     apex = by_name["shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge"]
     www = by_name["shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge.www"]
     consumer = by_name["shop-dev-consumer-app-secrets-user"]
+    zone_read = by_name["shop-dev-issuer-dns-read-dev.shop.example.com"]
     certs = {c.name: c for c in run.of_type(CERT)}
     www_deps = set(certs["shop-dev-cert-www-dev"].dependencies)
     wildcard_deps = set(certs["shop-dev-cert-wildcard-dev"].dependencies)
-    assert vault_roles | {apex, www} <= www_deps
-    assert vault_roles | {apex} <= wildcard_deps  # *.dev.shop.example.com is validated at _acme-challenge
+    assert vault_roles | {apex, www, zone_read} <= www_deps
+    assert vault_roles | {apex, zone_read} <= wildcard_deps  # *.dev.shop.example.com is validated at _acme-challenge
     assert www not in wildcard_deps and consumer not in www_deps | wildcard_deps
 
 
