@@ -330,14 +330,17 @@ class KeyVault:
     def _item(vault: Vault, kind: str, name: str, *, deleted: bool = False) -> Item:
         item = vault.collection(kind).get(name.lower())
         if item is None or (item.deleted is not None) != deleted or not item.versions:
+            if deleted:
+                raise KvError(404, _NOT_FOUND[kind], f"Deleted {_SINGULAR[kind].capitalize()} not found: {name}")
             raise _not_found(kind, name)
         return item
 
     @staticmethod
     def _pick(item: Item, kind: str, version: str | None) -> Version:
         if version is None:
-            key = item.current or (item.pending or {}).get("version")
-            if key is None or key not in item.versions:
+            # The latest completed version; a certificate that never completed shows its newest (disabled) one.
+            key = item.current or next(reversed(item.versions), None)
+            if key is None:
                 raise _not_found(kind, item.name)
             return item.versions[key]
         if version not in item.versions:
@@ -363,14 +366,11 @@ class KeyVault:
                 request: Request | None = None) -> dict[str, Any]:
         base = vault.info.url
         if kind == "certificates":
-            body: dict[str, Any] = {
-                "id": f"{base}/certificates/{item.name}/{v.version}",
-                "kid": f"{base}/keys/{item.name}/{v.version}",
-                "sid": f"{base}/secrets/{item.name}/{v.version}",
-            }
-            if v.chain:
-                der = base64.b64decode(v.chain[0])
-                body["x5t"] = kvcrypto.thumbprint(der)
+            body: dict[str, Any] = {"id": f"{base}/certificates/{item.name}/{v.version}"}
+            if v.chain:  # a version that never completed has no key, secret or certificate to point at
+                body["kid"] = f"{base}/keys/{item.name}/{v.version}"
+                body["sid"] = f"{base}/secrets/{item.name}/{v.version}"
+                body["x5t"] = kvcrypto.thumbprint(base64.b64decode(v.chain[0]))
                 body["cer"] = v.chain[0]
             body["attributes"] = v.attributes()
             body["policy"] = self._policy_json(vault, item)
@@ -455,7 +455,7 @@ class KeyVault:
         kind = request.path.strip("/").split("/")[0].lower()
         value = []
         for item in vault.collection(kind).values():
-            if item.deleted is None and (item.current or kind != "certificates"):
+            if item.deleted is None:
                 v = self._pick(item, kind, None)
                 value.append(self._item_entry(vault, kind, item, v, versioned=False))
         if kind != "certificates":  # certificate keys and secrets are listed with the managed flag
@@ -575,7 +575,10 @@ class KeyVault:
         except kvcrypto.CryptoInputError as exc:
             raise _bad(str(exc)) from None
         attrs = body.get("attributes") or {}
-        version = Version(uuid.uuid4().hex, now, now, enabled=False, key_pem=kvcrypto.key_to_pem(key),
+        # Until merged the version is disabled and carries the validity it was planned with, as in Key Vault.
+        planned = int(x509_props.get("validity_months", 12)) * 365 * 86400 // 12
+        version = Version(uuid.uuid4().hex, now, now, enabled=False, nbf=now - 600, exp=now + planned,
+                          key_pem=kvcrypto.key_to_pem(key),
                           tags={str(k): str(t) for k, t in (body.get("tags") or {}).items()})
         if item is None:
             item = vault.certificates[name.lower()] = Item(name)
@@ -611,7 +614,7 @@ class KeyVault:
     def _pending_item(self, vault: Vault, name: str) -> Item:
         item = vault.certificates.get(name.lower())
         if item is None or item.deleted is not None or item.pending is None:
-            raise KvError(404, "PendingCertificateNotFound", f"Pending certificate not found: {name}")
+            raise KvError(404, "PendingCertificateNotFound", f"Pending Certificate not found: {name}")
         return item
 
     def _get_pending(self, vault: Vault, route: _Route, body: Any, request: Request) -> Response:
@@ -623,21 +626,20 @@ class KeyVault:
         if body.get("cancellation_requested") is not True:
             raise _bad("Property cancellation_requested must be true.")
         assert item.pending is not None
-        if item.pending["status"] == "inProgress":
-            item.pending.update(cancellation_requested=True, status="cancelled",
-                                status_details="The certificate operation was cancelled.")
-        return Response.of_json(200, self._pending_json(vault, item))
+        if item.pending["status"] != "inProgress":
+            return Response.of_json(200, self._pending_json(vault, item))
+        # Key Vault acknowledges the request with the operation still in progress; it reads "cancelled" afterwards.
+        item.pending["cancellation_requested"] = True
+        answer = self._pending_json(vault, item)
+        item.pending["status"] = "cancelled"
+        item.pending.pop("status_details", None)
+        return Response.of_json(200, answer)
 
     def _delete_pending(self, vault: Vault, route: _Route, body: Any, request: Request) -> Response:
         item = self._pending_item(vault, route.name or "")
         op = self._pending_json(vault, item)
         assert item.pending is not None
-        version = item.pending["version"]
-        item.pending = None
-        if version != item.current:  # the never-completed version goes with its operation
-            item.versions.pop(version, None)
-        if not item.versions:
-            del vault.certificates[item.name.lower()]
+        item.pending = None  # a never-completed version stays, disabled, as in Key Vault
         return Response.of_json(200, op)
 
     def _merge(self, vault: Vault, route: _Route, body: dict[str, Any], request: Request) -> Response:
@@ -756,13 +758,13 @@ def _normalize_policy(raw: dict[str, Any], now: int) -> dict[str, Any]:
     issuer = dict(raw.get("issuer") or {})
     if not isinstance(issuer.get("name"), str):
         raise _bad("Property policy.issuer.name is required.")
-    issuer.setdefault("cert_transparency", False)
+    renewal = "EmailContacts" if issuer["name"].lower() == "unknown" else "AutoRenew"
     return {
         "key_props": key_props,
         "secret_props": dict(raw.get("secret_props") or {"contentType": PFX}),
         "x509_props": x509_props,
         "lifetime_actions": list(raw.get("lifetime_actions")
-                                 or [{"trigger": {"lifetime_percentage": 80}, "action": {"action_type": "EmailContacts"}}]),
+                                 or [{"trigger": {"lifetime_percentage": 80}, "action": {"action_type": renewal}}]),
         "issuer": issuer,
         "attributes": {"enabled": True, "created": now, "updated": now},
     }

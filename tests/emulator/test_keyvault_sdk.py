@@ -129,13 +129,15 @@ def test_pending_operation_cancel_and_delete(credential, vault_url):
     certs.begin_create_certificate("p", CertificatePolicy(issuer_name="Unknown", subject="CN=p.example")).result()
 
     cancelled = certs.cancel_certificate_operation("p")
-    assert cancelled.cancellation_requested is True and cancelled.status == "cancelled"
+    assert cancelled.cancellation_requested is True
+    assert certs.get_certificate_operation("p").status == "cancelled"
     deleted = certs.delete_certificate_operation("p")
     assert deleted.id == f"{vault_url}certificates/p/pending"
     with pytest.raises(ResourceNotFoundError):
         certs.get_certificate_operation("p")
-    with pytest.raises(ResourceNotFoundError):
-        certs.get_certificate("p")  # the only version never completed, so nothing is left
+    # As in Key Vault, the version that never completed stays behind, disabled and without a certificate.
+    leftover = certs.get_certificate("p")
+    assert leftover.properties.enabled is False and leftover.cer is None
 
 
 def test_renewal_keeps_serving_the_current_version_until_merge(credential, vault_url):
