@@ -120,7 +120,10 @@ class Bind:
             f'  session-keyfile "{self._dir}/session.key";\n'
             f'  listen-on port {self.port} {{ {self.host}; }};\n  listen-on-v6 {{ none; }};\n'
             f'  recursion {recursion};\n{allow_recursion}  dnssec-validation no;\n'
-            f'  allow-query {{ any; }};\n  notify no;\n  max-journal-size 1m;\n}};\n'
+            # No caching: BIND stands in for the CA's resolver, and a cached challenge value from the last
+            # issuance would fail the next one for the same name (renewals) until its TTL ran out.
+            f'  allow-query {{ any; }};\n  notify no;\n  max-journal-size 1m;\n'
+            f'  max-cache-ttl 0;\n  max-ncache-ttl 0;\n}};\n'
             'controls { };\n' + keys + zones
         )
 

@@ -50,7 +50,8 @@ from .errors import (
     KeyVaultReadOnly,
 )
 from .model import CertificateFacts, KeySpec
-from .retry import retry_call
+from .renewal import TAG_REVOKED
+from .retry import parse_retry_after, retry_call
 
 log = logging.getLogger("keyvault_acme.keyvault")
 
@@ -58,7 +59,7 @@ T = TypeVar("T")
 
 MANAGED_BY_TAG = "managed-by"
 MANAGED_BY = "keyvault-acme"
-REVOKED_REASON_TAG = "revoked-reason"
+REVOKED_REASON_TAG = TAG_REVOKED  # one tag name, read by the renewal policies too
 CHAIN_SUFFIX = "-chain"
 PEM_CONTENT_TYPE = "application/x-pem-file"
 _CHAIN_VERSION_TAG = "certificate-version"
@@ -130,11 +131,11 @@ def policy_for(key: KeySpec, dns_names: Sequence[str]) -> CertificatePolicy:
 
 def public_key_from_jwk(jwk: Any) -> Any:
     """A cryptography public key from Key Vault's JsonWebKey (only n/e or crv/x/y are read)."""
-    kty = str(jwk.kty)
+    kty = str(getattr(jwk.kty, "value", jwk.kty))  # the SDK hands enums; tests and raw JSON hand strings
     if kty.startswith("RSA"):
         n, e = (int.from_bytes(bytes(v), "big") for v in (jwk.n, jwk.e))
         return rsa.RSAPublicNumbers(e, n).public_key()
-    curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}[str(jwk.crv)]
+    curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}[str(getattr(jwk.crv, "value", jwk.crv))]
     x, y = (int.from_bytes(bytes(v), "big") for v in (jwk.x, jwk.y))
     return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
 
@@ -172,8 +173,6 @@ def retry_verdict(error: BaseException) -> float | bool:
         return False
     response = getattr(error, "response", None)
     headers = getattr(response, "headers", None) or {}
-    from .retry import parse_retry_after
-
     after = parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
     return after if after is not None else True
 

@@ -11,9 +11,16 @@ from tests import services
 
 
 @pytest.fixture(scope="session")
-def dns_forwards() -> dict[str, tuple[str, int]]:
+def emulator():
+    """The Azure emulator (Key Vault, Azure DNS, Entra ID behind an HTTPS proxy), once per session."""
+    with services.emulator_server() as emu:
+        yield emu
+
+
+@pytest.fixture(scope="session")
+def dns_forwards(emulator) -> dict[str, tuple[str, int]]:
     """Zones BIND forwards to another DNS world (the emulator's Azure DNS), so Pebble sees them."""
-    return {}
+    return {zone: emulator.dns_address for zone in services.AZURE_ZONES}
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +36,9 @@ def pebble(bind):
 
 
 @pytest.fixture(scope="session")
-def extra_ca_paths(pebble) -> list[str]:
+def extra_ca_paths(pebble, emulator) -> list[str]:
     """TLS CAs of the local services that HTTPS clients must trust."""
-    return [pebble.tls_ca_pem_path]
+    return [pebble.tls_ca_pem_path, emulator.ca_bundle_path]
 
 
 @pytest.fixture(scope="session")

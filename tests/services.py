@@ -54,3 +54,27 @@ def loopback_env(ca_bundle: str) -> dict[str, str]:
     no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY", ""), "127.0.0.1", "localhost", "::1"]))
     return {"REQUESTS_CA_BUNDLE": ca_bundle, "SSL_CERT_FILE": ca_bundle, "NO_PROXY": no_proxy,
             "no_proxy": no_proxy}
+
+
+# -- the Azure emulator (added by the engine's Azure side) ------------------------------------------------
+# Azure DNS zones the emulator serves over ARM and on its authoritative DNS server, in two subscriptions
+# (zones are addressed by ARM resource id, so a zone in another subscription must work the same).
+AZURE_RESOURCE_GROUP = "dns-rg"
+AZURE_ZONES = {"azure.test": "00000000-0000-0000-0000-00000000a001",
+               "other-sub.test": "00000000-0000-0000-0000-00000000b002"}
+
+
+def azure_zone_id(zone: str) -> str:
+    return (f"/subscriptions/{AZURE_ZONES[zone]}/resourceGroups/{AZURE_RESOURCE_GROUP}"
+            f"/providers/Microsoft.Network/dnszones/{zone}")
+
+
+@contextlib.contextmanager
+def emulator_server() -> Iterator["Emulator"]:
+    """The emulator with :data:`AZURE_ZONES` created (start it before BIND, which forwards those zones)."""
+    from emulator.server import Emulator
+
+    with Emulator() as emu:
+        for zone, subscription in AZURE_ZONES.items():
+            emu.admin.add_zone(zone, subscription, AZURE_RESOURCE_GROUP)
+        yield emu

@@ -1,0 +1,426 @@
+"""The engine's facade: issue, renew, revoke, inspect and delete Key Vault certificates over ACME DNS-01.
+
+Issue/renew: create a new version in Key Vault with issuer ``Unknown`` (Key Vault makes the key pair and
+a CSR) -> check the CSR's names and key against the spec -> ACME order -> DNS-01 for every authorization
+through the zones' providers -> finalize with Key Vault's CSR -> merge leaf + intermediates. The private
+key never leaves Key Vault; we only ever hold the CSR, certificates and public keys.
+
+Idempotent by design, because a failed Pulumi create records nothing and is simply tried again:
+``issue`` adopts an existing certificate this engine manages when it already satisfies the spec, a
+pending operation left by a crash is reused when its CSR still fits (otherwise discarded), and a
+failed issuance discards the pending operation it created. Every operation has a deadline.
+
+Thread-safe: one engine serves many certificates at once; certificates of one ACME account share one
+registered client; operations on the same certificate are serialised within the process.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from cryptography import x509
+
+from .account import AccountCache, new_account_key
+from .acme_client import AcmeClient
+from .dns.azure import AzureDnsClients, AzureDnsProvider
+from .dns.base import DnsProvider
+from .dns.challenges import DnsSolver
+from .dns.rfc2136 import Rfc2136Provider
+from .errors import (
+    CertificateMismatch,
+    CertificateNotFound,
+    KeyVaultAcmeError,
+    KeyVaultError,
+    PreflightError,
+    SpecError,
+)
+from .keyvault import (
+    CHAIN_SUFFIX,
+    MANAGED_BY,
+    MANAGED_BY_TAG,
+    KeyVault,
+    PendingCsr,
+    dns_names_of,
+    key_label,
+    names_key,
+    sdk_client_kwargs,
+    split_pem_chain,
+)
+from .model import REVOCATION_REASONS, AzureDnsZone, CertificateFacts, CertificateSpec, Rfc2136Zone
+from .preflight import caa_lookup, check_caa, check_spec
+from .renewal import TAG_REVOKED, issued_with_tags, renewal_decision
+
+DEFAULT_TIMEOUT_S = 600.0
+MAX_TAGS = 15  # Key Vault's limit per object
+TSIG_CACHE_S = 300.0  # a rotated TSIG secret is picked up within minutes, without a read per issuance
+
+_KV_NAME = re.compile(r"^[0-9A-Za-z-]+$")
+PHASES = ("kv_create", "order", "dns_write", "propagation", "validation", "finalize", "merge")
+
+
+def managed_tags(spec: CertificateSpec) -> dict[str, str]:
+    """Everything the engine writes on a version it issues: the user's tags, then ours (ours win)."""
+    return {**dict(spec.tags), MANAGED_BY_TAG: MANAGED_BY, **issued_with_tags(spec)}
+
+
+def is_managed(facts: CertificateFacts) -> bool:
+    return facts.tags.get(MANAGED_BY_TAG) == MANAGED_BY
+
+
+def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec: CertificateSpec) -> str | None:
+    """Why Key Vault's CSR does not fit the spec (names or key), or None when it does."""
+    have, want = names_key(dns_names_of(csr)), names_key(names)
+    if have != want:
+        return f"Key Vault's CSR names {', '.join(have)}, the spec {', '.join(want)}"
+    if key_label(csr.public_key()) != spec.key.label:
+        return f"Key Vault's CSR has a {key_label(csr.public_key())} key, the spec asks for {spec.key.label}"
+    return None
+
+
+class Timings:
+    """Seconds per phase of one issuance (see :data:`PHASES`), for logs and benchmarks."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        """Charge the time since the previous mark to ``phase``."""
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + (now - self._last)
+        self._last = now
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+
+    def move(self, source: str, target: str, seconds: float) -> None:
+        self.seconds[source] = self.seconds.get(source, 0.0) - seconds
+        self.add(target, seconds)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in self.seconds.items())
+
+
+class _TimedProvider:
+    """A provider whose writes are charged to ``dns_write`` (the rest of publishing is propagation)."""
+
+    def __init__(self, provider: DnsProvider, spent: list[float]) -> None:
+        self._provider, self._spent = provider, spent
+        self.propagation_timeout = provider.propagation_timeout
+
+    def present(self, fqdn: str, value: str) -> None:
+        start = time.perf_counter()
+        try:
+            self._provider.present(fqdn, value)
+        finally:
+            self._spent.append(time.perf_counter() - start)
+
+    def cleanup(self, fqdn: str, value: str) -> None:
+        self._provider.cleanup(fqdn, value)
+
+    def authoritative_servers(self, zone: str):
+        hint = getattr(self._provider, "authoritative_servers", None)
+        return hint(zone) if callable(hint) else None
+
+
+class _TimedSolver:
+    """Marks the phases around publishing: order (before), DNS (publish + propagation), validation (inside)."""
+
+    def __init__(self, solver: DnsSolver, timings: Timings, writes: list[float]) -> None:
+        self._solver, self._timings, self._writes = solver, timings, writes
+
+    @contextlib.contextmanager
+    def published(self, challenges, *, deadline=None) -> Iterator[Any]:
+        self._timings.mark("order")
+        with self._solver.published(challenges, deadline=deadline) as placements:
+            self._timings.mark("propagation")
+            self._timings.move("propagation", "dns_write", sum(self._writes))
+            yield placements
+            self._timings.mark("validation")
+        self._timings.mark("dns_cleanup")
+
+
+class Engine:
+    """Issue, renew, revoke, inspect and delete Key Vault certificates; see the module docstring.
+
+    ``credential``: any azure-core TokenCredential; None uses DefaultAzureCredential (workload identity,
+    managed identity, environment, Azure CLI). ``on_timings(name, seconds_by_phase)`` is called after
+    each issuance (metrics, benchmarks). ``timeout_s`` bounds each operation.
+    """
+
+    def __init__(self, credential: Any | None = None, *, logger: logging.Logger | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S,
+                 on_timings: Callable[[str, Mapping[str, float]], None] | None = None) -> None:
+        self.log = logger or logging.getLogger("keyvault_acme")
+        self.timeout_s = timeout_s
+        self._on_timings = on_timings
+        self._credential_arg = credential
+        self._credential: Any | None = credential
+        self._lock = threading.Lock()
+        self._client_kwargs: dict[str, Any] | None = None
+        self._vaults: dict[str, KeyVault] = {}
+        self._dns_clients: AzureDnsClients | None = None
+        self._accounts: AccountCache[AcmeClient] = AccountCache()
+        self._cert_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._tsig: dict[str, tuple[float, str]] = {}
+        self._dir_clients: dict[str, AcmeClient] = {}
+
+    # -- public API -------------------------------------------------------------------------------------
+
+    def check_spec(self, spec: CertificateSpec) -> None:
+        """Offline checks (names, zones, counts, Key Vault names, tags); raises SpecError, creates nothing."""
+        self._checked_names(spec)
+
+    def preflight(self, spec: CertificateSpec) -> None:
+        """Network checks before any order: the CA directory (and profile), the zones, CAA for every name.
+
+        Creates nothing: no Key Vault object, no DNS record, no ACME account or order.
+        """
+        deadline = self._deadline()
+        names = self._checked_names(spec)
+        directory = self._directory_client(spec.acme.directory_url).directory
+        if spec.profile and spec.profile not in directory.profiles:
+            offered = ", ".join(directory.profiles) or "none"
+            raise PreflightError(f"the CA at {spec.acme.directory_url} does not offer the profile {spec.profile!r} "
+                                 f"(offered: {offered}); fix the certificate's profile")
+        providers = self._providers(spec, deadline)
+        for provider in providers.values():
+            check = getattr(provider, "check_access", None)
+            if callable(check):
+                check(deadline=deadline)
+        check_caa(names, directory.caa_identities, caa_lookup(DnsSolver(providers, resolvers=spec.resolvers)))
+
+    def issue(self, spec: CertificateSpec) -> CertificateFacts:
+        """Issue the certificate, or adopt the current version when this engine issued one that fits."""
+        deadline = self._deadline()
+        names = self._checked_names(spec)
+        vault = self._vault(spec.vault_url)
+        with self._certificate_lock(spec):
+            existing = vault.certificate(spec.name, deadline=deadline)
+            if existing is not None:
+                if not is_managed(existing):
+                    raise CertificateMismatch(
+                        f"{existing.id} exists and is not managed by keyvault-acme (no tag "
+                        f"{MANAGED_BY_TAG}={MANAGED_BY}); choose another certificate name, or tag it to adopt it")
+                decision = renewal_decision(existing, spec, datetime.now(timezone.utc))
+                if not decision.reissue:
+                    self.log.info("adopting %s version %s: %s", existing.id, existing.version, decision.message)
+                    return existing
+                self.log.info("%s: %s", existing.id, decision.message)
+            self.preflight(spec)
+            return self._issue_version(spec, names, vault, deadline)
+
+    def renew(self, spec: CertificateSpec) -> CertificateFacts:
+        """A new version of the same Key Vault certificate (new key pair, same names unless the spec changed)."""
+        deadline = self._deadline()
+        names = self._checked_names(spec)
+        vault = self._vault(spec.vault_url)
+        with self._certificate_lock(spec):
+            self.preflight(spec)
+            return self._issue_version(spec, names, vault, deadline)
+
+    def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> CertificateFacts:
+        """Revoke the current version at the CA, record the reason in its tags, and disable it unless told not to."""
+        if reason not in REVOCATION_REASONS:
+            raise SpecError("reason", f"unknown revocation reason {reason!r}",
+                            f"use one of {', '.join(REVOCATION_REASONS)}")
+        deadline = self._deadline()
+        vault = self._vault(spec.vault_url)
+        with self._certificate_lock(spec):
+            facts = vault.certificate(spec.name, deadline=deadline)
+            if facts is None:
+                raise CertificateNotFound(f"{spec.vault_url}/certificates/{spec.name} has no issued version to revoke")
+            leaf = split_pem_chain(facts.pem_chain)[0]
+            revoked_now = self._account(spec, vault, deadline).revoke(leaf, reason, deadline=deadline)
+            tags = {**dict(facts.tags), TAG_REVOKED: reason}
+            vault.update(spec.name, facts.version, tags=tags, enabled=False if disable else None, deadline=deadline)
+            self.log.info("revoked %s version %s (serial %s, reason %s)%s", facts.id, facts.version, facts.serial,
+                          reason, "" if revoked_now else "; the CA had already revoked it")
+            return replace(facts, tags=tags, revoked_reason=reason, enabled=facts.enabled and not disable)
+
+    def inspect(self, vault_url: str, name: str) -> CertificateFacts | None:
+        """Public facts of the current version; None when the certificate is gone (or never issued)."""
+        return self._vault(vault_url).certificate(name, deadline=self._deadline())
+
+    def delete(self, vault_url: str, name: str, *, purge: bool = False) -> None:
+        """Soft-delete the certificate (and purge it when asked); a certificate already gone is not an error."""
+        if not self._vault(vault_url).delete(name, purge=purge, deadline=self._deadline()):
+            self.log.info("%s/certificates/%s was already gone", vault_url.rstrip("/"), name)
+
+    # -- issuance ---------------------------------------------------------------------------------------
+
+    def _issue_version(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
+                       deadline: float) -> CertificateFacts:
+        timings = Timings()
+        tags = managed_tags(spec)
+        pending = self._pending_csr(spec, names, vault, tags, deadline)
+        timings.mark("kv_create")
+        try:
+            client = self._account(spec, vault, deadline)
+            writes: list[float] = []
+            solver = _TimedSolver(DnsSolver({z: _TimedProvider(p, writes) for z, p in
+                                             self._providers(spec, deadline).items()},
+                                            resolvers=spec.resolvers, propagation_timeout=spec.propagation_timeout_s),
+                                  timings, writes)
+            chain = client.obtain_chain(pending.csr_der, names, solver, profile=spec.profile,
+                                        preferred_chain=spec.preferred_chain,
+                                        timeout=max(0.0, deadline - time.monotonic()))
+            timings.mark("finalize")
+        except BaseException:
+            # Nothing half-made stays behind: the pending version (and its key) goes, the name stays free.
+            with contextlib.suppress(KeyVaultAcmeError):
+                vault.discard_pending(spec.name, deadline=time.monotonic() + 30)
+            raise
+        certs = split_pem_chain(chain.fullchain_pem)
+        facts = vault.merge(spec.name, certs, deadline=deadline)
+        if dict(facts.tags) != tags:  # a reused pending operation carried older tags
+            vault.update(spec.name, facts.version, tags=tags, deadline=deadline)
+            facts = replace(facts, tags=tags)
+        timings.mark("merge")
+        self.log.info("issued %s version %s (serial %s, %d names, %s) in %.3f s", facts.id, facts.version,
+                      facts.serial, len(names), spec.key.label, sum(timings.seconds.values()))
+        self.log.debug("phases of %s: %s", facts.id, timings)
+        if self._on_timings is not None:
+            self._on_timings(spec.name, dict(timings.seconds))
+        return facts
+
+    def _pending_csr(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
+                     tags: Mapping[str, str], deadline: float) -> PendingCsr:
+        """A pending operation whose CSR fits the spec: a new one, or one a crashed run left behind."""
+        try:
+            pending = vault.create_pending(spec.name, spec.key, names, tags, deadline=deadline)
+        except KeyVaultError as e:
+            if e.status != 409 or e.code == "ObjectIsDeletedButRecoverable":
+                raise
+            # 409 while a pending operation exists (a crash between create and merge).
+            pending = vault.pending(spec.name, deadline=deadline)
+            if pending is None or pending.status.lower() != "inprogress" or csr_problem(pending.csr, names, spec):
+                self.log.info("discarding a stale pending operation of %s/%s", spec.vault_url, spec.name)
+                vault.discard_pending(spec.name, deadline=deadline)
+                pending = vault.create_pending(spec.name, spec.key, names, tags, deadline=deadline)
+            else:
+                self.log.info("reusing the pending operation of %s/%s left by an earlier run", spec.vault_url,
+                              spec.name)
+        problem = csr_problem(pending.csr, names, spec)
+        if problem:
+            vault.discard_pending(spec.name, deadline=deadline)
+            raise CertificateMismatch(f"{spec.vault_url}/certificates/{spec.name}: {problem}; nothing was ordered")
+        return pending
+
+    # -- spec checks ------------------------------------------------------------------------------------
+
+    def _checked_names(self, spec: CertificateSpec) -> tuple[str, ...]:
+        if not spec.vault_url.startswith("https://"):
+            raise SpecError("vault_url", f"{spec.vault_url!r} is not an https URL", "use https://<vault>.vault.azure.net")
+        if not _KV_NAME.match(spec.name) or len(spec.name) + len(CHAIN_SUFFIX) > 127:
+            raise SpecError("name", f"{spec.name!r} is not a usable Key Vault certificate name",
+                            f"use 1-{127 - len(CHAIN_SUFFIX)} letters, digits and hyphens")
+        if not _KV_NAME.match(spec.acme.account_key_secret) or len(spec.acme.account_key_secret) > 127:
+            raise SpecError("acme.account_key_secret", f"{spec.acme.account_key_secret!r} is not a Key Vault secret name",
+                            "use letters, digits and hyphens")
+        names = check_spec(spec)
+        tags = managed_tags(spec)
+        if len(tags) + 1 > MAX_TAGS:  # +1: the revocation reason may be added later
+            raise SpecError("tags", f"{len(spec.tags)} tags leave no room for the engine's {len(tags) - len(spec.tags) + 1}",
+                            f"Key Vault allows {MAX_TAGS} tags per certificate; use at most "
+                            f"{MAX_TAGS - 1 - (len(tags) - len(spec.tags))}")
+        for key, value in tags.items():
+            if len(key) > 512 or len(value) > 256:
+                raise SpecError(f"tags.{key}", "is longer than Key Vault allows (512-character names, 256-character "
+                                "values)", "shorten it")
+        return names
+
+    # -- clients, accounts, providers ---------------------------------------------------------------------
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self.timeout_s
+
+    def _kwargs(self) -> dict[str, Any]:
+        with self._lock:
+            if self._client_kwargs is None:
+                self._client_kwargs = sdk_client_kwargs()
+            if self._credential is None:
+                from azure.identity import DefaultAzureCredential
+
+                self._credential = DefaultAzureCredential()
+            return self._client_kwargs
+
+    def _vault(self, vault_url: str) -> KeyVault:
+        key = vault_url.rstrip("/").lower()
+        kwargs = self._kwargs()
+        with self._lock:
+            vault = self._vaults.get(key)
+            if vault is None:
+                vault = self._vaults[key] = KeyVault(vault_url, self._credential, client_kwargs=kwargs,
+                                                     timeout_s=self.timeout_s)
+            return vault
+
+    def _certificate_lock(self, spec: CertificateSpec) -> threading.Lock:
+        key = (spec.vault_url.rstrip("/").lower(), spec.name.lower())
+        with self._lock:
+            return self._cert_locks.setdefault(key, threading.Lock())
+
+    def _account(self, spec: CertificateSpec, vault: KeyVault, deadline: float) -> AcmeClient:
+        """The registered ACME client for the spec's account (key in the certificate's vault)."""
+        acme = spec.acme
+        eab = None
+        if acme.eab_kid and acme.eab_hmac is not None:
+            eab = self._vault(acme.eab_hmac.vault_url).get_secret(acme.eab_hmac.name, acme.eab_hmac.version,
+                                                                 deadline=deadline)
+
+        def register(key) -> AcmeClient:
+            client = AcmeClient(acme.directory_url, key, contact=acme.contact, eab_kid=acme.eab_kid,
+                                eab_hmac_key=eab, timeout=self.timeout_s)
+            client.account_url(deadline=deadline)
+            return client
+
+        return self._accounts.get(vault, acme.account_key_secret, acme.directory_url, register, deadline=deadline)
+
+    def _directory_client(self, directory_url: str) -> AcmeClient:
+        """A client only for reading the CA's directory: its throw-away key never registers (preflight
+        must create nothing at the CA)."""
+        with self._lock:
+            client = self._dir_clients.get(directory_url)
+            if client is None:
+                client = self._dir_clients[directory_url] = AcmeClient(directory_url, new_account_key(),
+                                                                       timeout=self.timeout_s)
+            return client
+
+    def _providers(self, spec: CertificateSpec, deadline: float) -> dict[str, DnsProvider]:
+        providers: dict[str, DnsProvider] = {}
+        for zone in spec.zones:
+            if isinstance(zone, AzureDnsZone):
+                providers[zone.name] = AzureDnsProvider(zone, self._azure_dns(),
+                                                        propagation_timeout=spec.propagation_timeout_s)
+            elif isinstance(zone, Rfc2136Zone):
+                providers[zone.name] = Rfc2136Provider.from_zone(zone, self._tsig_secret(zone, deadline),
+                                                                 propagation_timeout=spec.propagation_timeout_s)
+        return providers
+
+    def _azure_dns(self) -> AzureDnsClients:
+        kwargs = self._kwargs()
+        with self._lock:
+            if self._dns_clients is None:
+                self._dns_clients = AzureDnsClients(self._credential, kwargs)
+            return self._dns_clients
+
+    def _tsig_secret(self, zone: Rfc2136Zone, deadline: float) -> str:
+        ref = zone.tsig_secret
+        now = time.monotonic()
+        with self._lock:
+            cached = self._tsig.get(ref.secret_id)
+        if cached is not None and now - cached[0] < TSIG_CACHE_S:
+            return cached[1]
+        value = self._vault(ref.vault_url).get_secret(ref.name, ref.version, deadline=deadline)
+        if value is None:
+            raise SpecError(f"zones[{zone.name}].tsig_secret", f"the secret {ref.secret_id} does not exist",
+                            "store the base64 TSIG secret in that Key Vault secret")
+        with self._lock:
+            self._tsig[ref.secret_id] = (now, value)
+        return value

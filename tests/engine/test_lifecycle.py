@@ -1,0 +1,85 @@
+"""Issue, renew, revoke, inspect and delete through the engine, against Pebble + BIND 9 + the emulator."""
+from __future__ import annotations
+
+import pytest
+from azure.keyvault.certificates import CertificateClient
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+from keyvault_acme import keyvault as kv
+from keyvault_acme.model import KeySpec
+from tests.engine.conftest import AZURE_ZONE, OTHER_SUB_ZONE, unique
+from tests.services import BIND_ZONE
+
+pytestmark = pytest.mark.integration
+
+
+def verify_chain(pem_chain: str, root_pem: str) -> list[x509.Certificate]:
+    """Each certificate signed by the next, the last by Pebble's root."""
+    certs = x509.load_pem_x509_certificates(pem_chain.encode()) + [x509.load_pem_x509_certificate(root_pem.encode())]
+    for child, parent in zip(certs, certs[1:]):
+        child.verify_directly_issued_by(parent)
+    return certs
+
+
+def assert_issued(facts, spec, engine, pebble, credential):
+    certs = verify_chain(facts.pem_chain, pebble.root_pem())
+    leaf = certs[0]
+    assert set(facts.names) == {n.lower() for n in spec.dns_names}
+    assert facts.serial == format(leaf.serial_number, "x")
+    assert pebble.cert_status(facts.serial) == "Valid"
+    # The certificate's public key is Key Vault's key (public part, read with the key client).
+    vault = engine._vault(spec.vault_url)
+    assert kv.same_public_key(vault.public_key(spec.name, facts.version), leaf.public_key())
+    assert kv.key_label(leaf.public_key()) == spec.key.label
+    assert facts.tags["managed-by"] == "keyvault-acme"
+    assert facts.id == f"{spec.vault_url}/certificates/{spec.name}"
+    assert facts.versioned_id.endswith(f"/{facts.version}")
+    # What Key Vault itself says agrees with the facts.
+    kv_cert = CertificateClient(spec.vault_url, credential).get_certificate(spec.name)
+    assert kv_cert.properties.version == facts.version
+    assert kv.thumbprint(bytes(kv_cert.cer)) == facts.thumbprint
+
+
+def test_issue_single_name_through_azure_dns(world, engine, pebble, credential):
+    spec = world.spec([unique(AZURE_ZONE)])
+    facts = engine.issue(spec)
+    assert_issued(facts, spec, engine, pebble, credential)
+    assert engine.inspect(spec.vault_url, spec.name) == facts
+
+
+def test_issue_through_rfc2136(world, engine, pebble, credential):
+    spec = world.spec([unique(BIND_ZONE)], zones="rfc2136", key=KeySpec("RSA", 2048))
+    facts = engine.issue(spec)
+    assert_issued(facts, spec, engine, pebble, credential)
+
+
+def test_issue_again_adopts_instead_of_ordering(world, engine, pebble):
+    spec = world.spec([unique(AZURE_ZONE)])
+    first = engine.issue(spec)
+    again = engine.issue(spec)
+    assert again.version == first.version and again.serial == first.serial
+
+
+def test_renew_makes_a_new_version_with_a_new_key(world, engine, pebble, credential):
+    spec = world.spec([unique(AZURE_ZONE), unique(OTHER_SUB_ZONE)])
+    first = engine.issue(spec)
+    second = engine.renew(spec)
+    assert second.version != first.version and second.serial != first.serial
+    assert_issued(second, spec, engine, pebble, credential)
+    vault = engine._vault(spec.vault_url)
+    assert not kv.same_public_key(vault.public_key(spec.name, first.version), vault.public_key(spec.name, second.version))
+    assert engine.inspect(spec.vault_url, spec.name).version == second.version
+
+
+def test_revoke_reports_revoked_at_the_ca_and_records_it(world, engine, pebble):
+    spec = world.spec([unique(AZURE_ZONE)])
+    facts = engine.issue(spec)
+    revoked = engine.revoke(spec, "keyCompromise")
+    assert pebble.cert_status(facts.serial) == "Revoked"
+    assert revoked.revoked_reason == "keyCompromise" and not revoked.enabled
+    seen = engine.inspect(spec.vault_url, spec.name)
+    assert seen.revoked_reason == "keyCompromise" and not seen.enabled
+    # A revoked certificate is not adopted: issuing again replaces it.
+    again = engine.issue(spec)
+    assert again.version != facts.version and again.revoked_reason is None
