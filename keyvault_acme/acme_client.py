@@ -41,6 +41,10 @@ from .retry import DEFAULT_BACKOFF, Backoff, Waiter, parse_retry_after
 log = logging.getLogger("keyvault_acme.acme")
 
 USER_AGENT = "keyvault-acme/0.1 (acme-python)"
+# Polls start at once and then every few milliseconds: a fast CA (Pebble) validates in about one; a
+# production CA gets a handful of extra polls in the first 100 ms, then the interval doubles to the cap
+# and any Retry-After it sends wins.
+POLL_BACKOFF = Backoff(initial=0.005, factor=2.0, cap=5.0)
 DEFAULT_TIMEOUT = 300.0  # whole issuance; production CAs answer in seconds, the rest is headroom
 
 _PROBLEM_ERRORS: Mapping[str, type[errors.AcmeError]] = {
@@ -175,10 +179,12 @@ class AcmeClient:
     def __init__(self, directory_url: str, account_key: jose.JWK, *, contact: Sequence[str] = (),
                  eab_kid: Optional[str] = None, eab_hmac_key: Optional[str] = None,
                  alg: Optional[jose.JWASignature] = None, timeout: float = DEFAULT_TIMEOUT,
-                 backoff: Backoff = DEFAULT_BACKOFF, network_timeout: int = 30, user_agent: str = USER_AGENT) -> None:
+                 backoff: Backoff = DEFAULT_BACKOFF, poll_backoff: Backoff = POLL_BACKOFF,
+                 network_timeout: int = 30, user_agent: str = USER_AGENT) -> None:
         self.directory_url = directory_url
         self.timeout = timeout
-        self.backoff = backoff
+        self.backoff = backoff  # between retries of a failed request
+        self.poll_backoff = poll_backoff  # between polls of an order
         self._key = account_key
         self._contact = tuple(contact)
         self._eab = (eab_kid, eab_hmac_key) if eab_kid and eab_hmac_key else None
@@ -397,13 +403,17 @@ class AcmeClient:
 
     def _retry(self, what: str, call, deadline: Optional[float]):
         waiter = Waiter(f"ACME: {what}", deadline=self._deadline(deadline), backoff=self.backoff)
+        bad_nonces = 0
         while True:
             try:
                 return call()
             except _Problem as p:
                 if p.code == "badNonce":
                     log.debug("badNonce on %s; retrying with a fresh nonce", what)
-                    waiter.sleep(0, last_error=p)  # a fresh nonce came with the error; go again at once
+                    bad_nonces += 1
+                    # A fresh nonce came with the error: go again at once, but back off if it keeps happening.
+                    if bad_nonces > 3 or waiter.remaining <= 0:
+                        waiter.sleep(0, last_error=p)
                 elif p.status >= 500:
                     waiter.sleep(parse_retry_after(p.retry_after), last_error=p)
                 elif p.problem is not None:
@@ -416,10 +426,13 @@ class AcmeClient:
                 waiter.sleep(last_error=e)
 
     def _poll(self, order: Order, waiting: set[str], what: str, deadline: float) -> Order:
-        waiter = Waiter(f"ACME: {what}", deadline=deadline, backoff=self.backoff)
+        waiter = Waiter(f"ACME: {what}", deadline=deadline, backoff=self.poll_backoff)
         retry_after = None
+        first = True
         while order.status in waiting:
-            waiter.sleep(retry_after)
+            if not first or retry_after is not None:
+                waiter.sleep(retry_after)
+            first = False
             response = self._get(order.url, what, deadline)
             # Retry-After on a poll is the CA's pacing request: honour it on the next sleep.
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
