@@ -548,12 +548,24 @@ class KeyVault:
         return item
 
     # -- certificates ---------------------------------------------------------------------------------
-    def _create_certificate(self, vault: Vault, route: _Route, body: dict[str, Any], request: Request) -> Response:
-        name = route.name or ""
+    def _unlocked(self, make: Callable[[], Any]) -> Any:
+        """Runs slow key generation without holding up every other request (the caller re-checks state)."""
+        self._lock.release()
+        try:
+            return make()
+        finally:
+            self._lock.acquire()
+
+    def _creatable_certificate(self, vault: Vault, name: str) -> Item | None:
         item = self._check_new(vault, "certificates", name)
         if item is not None and item.pending and item.pending.get("status") == "inProgress":
             raise KvError(409, "Conflict", f"Certificate {name} has a pending operation; merge, cancel or delete it "
                                            "before creating a new version.", "PendingCertificateOperation")
+        return item
+
+    def _create_certificate(self, vault: Vault, route: _Route, body: dict[str, Any], request: Request) -> Response:
+        name = route.name or ""
+        item = self._creatable_certificate(vault, name)
         raw_policy = body.get("policy", (item.policy if item else None))
         if not isinstance(raw_policy, dict):
             raise _bad("Property policy is required and must be a JSON object.")
@@ -569,11 +581,12 @@ class KeyVault:
         if item is not None and key_props.get("reuse_key") and item.current:
             reuse = item.versions[item.current].key_pem
         try:
-            key = kvcrypto.key_from_pem(reuse) if reuse else \
-                kvcrypto.generate_key(key_props["kty"], key_props.get("key_size"), key_props.get("crv"))
+            key = kvcrypto.key_from_pem(reuse) if reuse else self._unlocked(
+                lambda: kvcrypto.generate_key(key_props["kty"], key_props.get("key_size"), key_props.get("crv")))
             csr = kvcrypto.build_csr(key, x509_props)
         except kvcrypto.CryptoInputError as exc:
             raise _bad(str(exc)) from None
+        item = self._creatable_certificate(vault, name)  # again: another request may have won meanwhile
         attrs = body.get("attributes") or {}
         # Until merged the version is disabled and carries the validity it was planned with, as in Key Vault.
         planned = int(x509_props.get("validity_months", 12)) * 365 * 86400 // 12
@@ -681,9 +694,10 @@ class KeyVault:
         if not isinstance(kty, str):
             raise _bad("Property kty is required.")
         try:
-            key = kvcrypto.generate_key(kty, body.get("key_size"), body.get("crv"))
+            key = self._unlocked(lambda: kvcrypto.generate_key(kty, body.get("key_size"), body.get("crv")))
         except kvcrypto.CryptoInputError as exc:
             raise _bad(str(exc)) from None
+        item = self._check_new(vault, "keys", name)
         now, attrs = _now(), body.get("attributes") or {}
         version = Version(uuid.uuid4().hex, now, now, enabled=bool(attrs.get("enabled", True)),
                           nbf=attrs.get("nbf"), exp=attrs.get("exp"), key_pem=kvcrypto.key_to_pem(key), kty=kty,

@@ -81,3 +81,20 @@ def test_merge_of_pem_bundle_in_one_entry(raw, emu, root_app, vault_url):
     response = raw.post(f"{vault_url}certificates/raw/pending/merge", params=API, headers=auth,
                         json={"x5c": [pem.decode()]})
     assert response.status_code == 201, response.text
+
+
+def test_concurrent_creates_of_one_certificate_yield_one_operation(azure_env, emu, root_app, vault_url):
+    import requests
+    from concurrent.futures import ThreadPoolExecutor
+
+    auth = bearer(emu, root_app["client_id"])
+    body = {"policy": {"issuer": {"name": "Unknown"}, "x509_props": {"subject": "CN=race"},
+                       "key_props": {"kty": "RSA", "key_size": 3072}}}
+
+    def create(_: int) -> int:
+        with requests.Session() as session:
+            return session.post(f"{vault_url}certificates/race/create", params=API, json=body, headers=auth).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = sorted(pool.map(create, range(4)))
+    assert statuses == [202, 409, 409, 409]
