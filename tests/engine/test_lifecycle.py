@@ -83,3 +83,59 @@ def test_revoke_reports_revoked_at_the_ca_and_records_it(world, engine, pebble):
     # A revoked certificate is not adopted: issuing again replaces it.
     again = engine.issue(spec)
     assert again.version != facts.version and again.revoked_reason is None
+
+
+# One certificate per key type, spread over both DNS providers and every name shape (CI time matters):
+# (key, zones, names) where names are built from labels; "*" makes a wildcard, "@" the bare random name.
+MATRIX = [
+    (KeySpec("RSA", 2048), "rfc2136", ["www"]),
+    (KeySpec("RSA", 3072), "azure", ["*", "@"]),
+    (KeySpec("RSA", 4096), "rfc2136", ["a", "b", "*"]),
+    (KeySpec("EC", curve="P-256", exportable=True), "both", ["api", "azure:*", "rfc:www"]),
+    (KeySpec("EC", curve="P-384"), "azure", ["*"]),
+]
+
+
+def matrix_names(zones: str, labels: list[str]) -> list[str]:
+    import uuid
+
+    base = {"rfc2136": BIND_ZONE, "azure": AZURE_ZONE}
+    stem = uuid.uuid4().hex[:8]
+    out = []
+    for label in labels:
+        zone = base.get(zones)
+        if ":" in label:
+            which, label = label.split(":")
+            zone = {"azure": AZURE_ZONE, "rfc": BIND_ZONE}[which]
+        zone = zone or AZURE_ZONE
+        host = f"s{stem}.{zone}"
+        out.append(host if label == "@" else f"*.{host}" if label == "*" else f"{label}.{host}")
+    return out
+
+
+@pytest.mark.parametrize("key,zones,labels", MATRIX, ids=[f"{k.label}-{z}-{'+'.join(l)}" for k, z, l in MATRIX])
+def test_issue_renew_revoke_every_key_type(world, engine, pebble, credential, key, zones, labels):
+    spec = world.spec(matrix_names(zones, labels), zones=zones, key=key)
+    issued = engine.issue(spec)
+    assert_issued(issued, spec, engine, pebble, credential)
+    renewed = engine.renew(spec)
+    assert_issued(renewed, spec, engine, pebble, credential)
+    assert renewed.version != issued.version
+    engine.revoke(spec, "superseded", disable=False)
+    assert pebble.cert_status(renewed.serial) == "Revoked"
+    assert pebble.cert_status(issued.serial) == "Valid"  # only the version asked for
+    seen = engine.inspect(spec.vault_url, spec.name)
+    assert seen.revoked_reason == "superseded" and seen.enabled
+
+
+def test_one_hundred_names_in_one_certificate(world, engine, pebble, credential):
+    import uuid
+
+    stem = uuid.uuid4().hex[:6]
+    names = [f"n{i}-{stem}.{AZURE_ZONE}" for i in range(99)] + [f"*.w-{stem}.{BIND_ZONE}"]
+    spec = world.spec(names, zones="both")
+    facts = engine.issue(spec)
+    assert len(facts.names) == 100
+    assert_issued(facts, spec, engine, pebble, credential)
+    engine.revoke(spec)
+    assert pebble.cert_status(facts.serial) == "Revoked"
