@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import ssl
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from cryptography.hazmat.primitives import serialization
 
 from emulator.entra import DEFAULT_TENANT
@@ -84,9 +88,6 @@ def test_merge_of_pem_bundle_in_one_entry(raw, emu, root_app, vault_url):
 
 
 def test_concurrent_creates_of_one_certificate_yield_one_operation(azure_env, emu, root_app, vault_url):
-    import requests
-    from concurrent.futures import ThreadPoolExecutor
-
     auth = bearer(emu, root_app["client_id"])
     body = {"policy": {"issuer": {"name": "Unknown"}, "x509_props": {"subject": "CN=race"},
                        "key_props": {"kty": "RSA", "key_size": 3072}}}
@@ -98,3 +99,23 @@ def test_concurrent_creates_of_one_certificate_yield_one_operation(azure_env, em
     with ThreadPoolExecutor(4) as pool:
         statuses = sorted(pool.map(create, range(4)))
     assert statuses == [202, 409, 409, 409]
+
+
+def test_one_tls_tunnel_carries_many_requests(emu, root_app, vault_url):
+    host = vault_url.split("//")[1].rstrip("/")
+    context = ssl.create_default_context(cafile=emu.ca_bundle_path)
+    conn = http.client.HTTPSConnection("127.0.0.1", emu.proxy_port, context=context, timeout=10)
+    conn.set_tunnel(host, 443)
+    headers = bearer(emu, root_app["client_id"])
+    try:
+        statuses, closing = [], []
+        for _ in range(5):
+            conn.request("GET", "/certificates/?api-version=2025-07-01", headers=headers)
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+            closing.append(response.will_close)
+    finally:
+        conn.close()
+    assert statuses == [200] * 5
+    assert closing == [False] * 5  # keep-alive: one CONNECT and one TLS handshake serve them all
