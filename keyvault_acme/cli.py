@@ -331,12 +331,21 @@ def format_table(rows: Sequence[Row]) -> str:
         lines.append((
             r.name, names if len(names) <= 40 else names[:37] + "...",
             f.version[:8] if f else "-", _utc(f.not_after) if f else "-",
-            f"{r.days_left:.2f}" if r.days_left is not None else "-",
+            _days_left(r.days_left) if r.days_left is not None else "-",
             _utc(r.renew_after) if r.renew_after else "-",
             _short_issuer(f.issuer) if f else "-", r.state,
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _days_left(days: float) -> str:
+    # Days for real certificates; short-lived ones (6 days, or seconds in the demo) also get a finer unit.
+    if abs(days) >= 2:
+        return f"{days:.1f}"
+    seconds = days * 86400
+    finer = f"{seconds / 3600:.1f}h" if abs(seconds) >= 3600 else f"{seconds:.0f}s"
+    return f"{days:.2f} ({finer})"
 
 
 def _short_issuer(issuer: str) -> str:

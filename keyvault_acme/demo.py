@@ -1,0 +1,269 @@
+"""``make demo``: the local stack's certificates through their whole lifecycle, on this machine.
+
+Starts the real Pebble (Let's Encrypt's test CA) and the Azure emulator on loopback, creates in the
+emulator what the ``local`` stack expects to exist (its vault, DNS zone and issuer identity, with exactly
+the roles the CertificateWorkload component grants), then drives the ``keyvault-acme`` CLI: check, issue,
+status, a renewal that comes due within seconds because this Pebble issues certificates valid for
+``--validity`` seconds (nothing fakes the clock), and revoke. Where the ``pulumi`` CLI is installed it also
+runs ``pulumi up``, ``refresh`` and ``destroy`` on the local stack with a local file backend.
+
+The demo is the one place that wires the emulator to the engine, so it is exempt from the layering test;
+it changes no production code path: clients only see HTTPS_PROXY, NO_PROXY, a CA bundle and AZURE_*
+variables, exactly as in CI. Everything it starts is stopped, and its files are removed, on any exit.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence, TextIO
+
+import yaml
+
+from . import cli
+from .workload import NAMESPACE, WorkloadConfig, load_stack_file
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL_STACK = ROOT / "stacks" / "Pulumi.local.yaml"
+DEFAULT_VALIDITY_S = 30
+ENV_KEYS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE",
+            "SSL_CERT_FILE", "CURL_CA_BUNDLE", "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET")
+
+
+class Demo:
+    def __init__(self, out: TextIO, *, validity_s: int, stack_file: Path = LOCAL_STACK) -> None:
+        self.out, self.validity_s, self.stack_file = out, validity_s, stack_file
+
+    # -- printing ----------------------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        self.out.write(f"\n==> {text}\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        self.out.write(f"    {text}\n")
+        self.out.flush()
+
+    def keyvault_acme(self, *argv: str, expect: Sequence[int] = (0,)) -> int:
+        """Run the CLI in this process (one engine, so one token and one ACME account for the whole demo)."""
+        shown = " ".join(a if " " not in a else repr(a) for a in argv)
+        self.out.write(f"$ keyvault-acme {shown}\n")
+        self.out.flush()
+        with contextlib.redirect_stdout(self.out):
+            code = cli.main(["--config", str(self.runtime_stack), *argv], engine=self.engine)
+        if code not in expect:
+            raise DemoFailed(f"'keyvault-acme {shown}' exited with {code}")
+        return code
+
+    # -- the world ---------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def world(self) -> Iterator[None]:
+        from emulator.pebble import Pebble
+        from emulator.server import Emulator
+
+        self.workload = load_stack_file(self.stack_file)
+        with contextlib.ExitStack() as stack:
+            self.tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="keyvault-acme-demo-")))
+            self.say("Starting the Azure emulator (Entra ID, Key Vault, Azure DNS) on loopback")
+            self.emulator = stack.enter_context(Emulator())
+            self.note(f"HTTPS proxy {self.emulator.proxy_url}; authoritative DNS {_hostport(self.emulator.dns_address)}")
+            self.say(f"Starting Pebble (certificates valid for {self.validity_s} s), resolving through the emulator's DNS")
+            self.pebble = stack.enter_context(Pebble(dns_server=self.emulator.dns_address, validity_s=self.validity_s))
+            self.note(f"ACME directory {self.pebble.directory_url}")
+            app = self.create_azure_resources(self.workload)
+            self.runtime_stack = self.render_stack()
+            stack.enter_context(_environment(self.client_environment(app)))
+            from .lifecycle import Engine
+            self.engine = Engine(timeout_s=120)
+            yield
+
+    def create_azure_resources(self, cfg: WorkloadConfig) -> dict[str, Any]:
+        """What the local stack references as existing: vault, zones, and the issuer with its least privileges."""
+        from components.workload import BUILTIN_ROLE_NAMES, CUSTOM_ROLES, role_plan
+
+        admin = self.emulator.admin
+        self.say("Creating the local stack's existing resources in the emulator")
+        vault = admin.register_vault(cfg.vault.name, cfg.subscription_id, cfg.resource_group.name)
+        vault_id = vault.get("id") or cfg.vault.existing_id
+        self.note(f"Key Vault {cfg.vault.url}")
+        for zone in cfg.zones:
+            admin.add_zone(zone.name, zone.subscription_id, zone.resource_group)
+            self.note(f"Azure DNS zone {zone.name}")
+        app = admin.add_client(client_id=cfg.issuer.client_id, name=f"{cfg.stack_name}-issuer")
+        self.note(f"issuer identity {app['client_id']} (a service principal with a client secret, emulator only)")
+        for key, (title, actions) in CUSTOM_ROLES.items():
+            admin.define_role(title, actions=actions)
+        for grant in role_plan(cfg):
+            if grant.principal != "issuer":
+                continue
+            if grant.scope_kind == "vault":
+                scope = vault_id
+            elif grant.scope_kind == "secret":
+                scope = f"{vault_id}/secrets/{grant.target}"
+            elif grant.scope_kind == "record_set":
+                scope = grant.target.resource_id
+            else:
+                scope = grant.target.resource_id
+            role = BUILTIN_ROLE_NAMES.get(grant.role) or CUSTOM_ROLES[grant.role][0]
+            admin.assign_role(app["client_id"], role, scope)
+            self.note(f"role {role!r} on {_short_scope(scope)}")
+        return app
+
+    def render_stack(self) -> Path:
+        """The local stack file with this run's Pebble directory and the emulator's DNS server filled in."""
+        document = yaml.safe_load(self.stack_file.read_text())
+        config = document["config"]
+        acme = dict(config.get(f"{NAMESPACE}:acme") or {})
+        acme["directory_url"] = self.pebble.directory_url
+        config[f"{NAMESPACE}:acme"] = acme
+        resolver = _hostport(self.emulator.dns_address)
+        # Azure DNS name servers (ns1-*.azure-dns.com) do not resolve here: check propagation on the emulator's
+        # authoritative server instead, as a stack would name its own resolvers.
+        config[f"{NAMESPACE}:certificates"] = [
+            {**entry, "resolvers": [resolver], "propagation_timeout_s": 30}
+            for entry in config[f"{NAMESPACE}:certificates"]]
+        path = self.tmp / "Pulumi.local.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        self.note(f"stack file for this run: {path} (stacks/Pulumi.local.yaml with Pebble's port and DNS resolver)")
+        return path
+
+    def client_environment(self, app: Mapping[str, str]) -> dict[str, str]:
+        bundle = self.tmp / "ca-bundle.pem"
+        import certifi
+        parts = [Path(certifi.where()).read_text(), Path(self.emulator.ca_bundle_path).read_text(),
+                 Path(self.pebble.tls_ca_pem_path).read_text()]
+        bundle.write_text("\n".join(p.strip() + "\n" for p in parts))
+        return {"HTTPS_PROXY": self.emulator.proxy_url, "NO_PROXY": "127.0.0.1,localhost,::1",
+                "REQUESTS_CA_BUNDLE": str(bundle), "SSL_CERT_FILE": str(bundle),
+                "AZURE_TENANT_ID": app["tenant_id"], "AZURE_CLIENT_ID": app["client_id"],
+                "AZURE_CLIENT_SECRET": app["secret"]}
+
+    # -- the lifecycle -----------------------------------------------------------------------------------
+    def lifecycle(self) -> None:
+        names = [c.name for c in self.workload.certificates]
+        self.say("Preflight: spec, credentials, vault, zones, CAA and the CA's directory; nothing is created")
+        self.keyvault_acme("check")
+        self.say("Issue: Key Vault makes each key pair and CSR; Pebble validates DNS-01; the chain is merged back")
+        for name in names:
+            self.keyvault_acme("issue", name)
+        self.keyvault_acme("status")
+        first = {n: self.engine.inspect(self.spec(n).vault_url, n) for n in names}
+
+        self.say("Waiting until renewal is due (a third of the lifetime left), then: renew --due")
+        self.keyvault_acme("renew", "--due")  # nothing is due yet: it says so and renews nothing
+        due_at = max(cli.status_row(n, self.spec(n), first[n], _now()).renew_after for n in names)
+        self.wait_until(due_at)
+        self.keyvault_acme("renew", "--due")
+        renewed = {n: self.engine.inspect(self.spec(n).vault_url, n) for n in names}
+        for n in names:
+            if renewed[n].version == first[n].version:
+                raise DemoFailed(f"{n} was not renewed")
+            self.note(f"{n}: version {first[n].version[:8]} -> {renewed[n].version[:8]}, "
+                      f"serial {first[n].serial} -> {renewed[n].serial}")
+        self.keyvault_acme("status")
+
+        self.say("Revoke: at the CA with a reason, recorded in Key Vault, version disabled")
+        for n in names:
+            self.keyvault_acme("revoke", n, "--reason", "cessationOfOperation")
+            self.note(f"Pebble says serial {renewed[n].serial} is {self.pebble.cert_status(renewed[n].serial)}")
+        self.keyvault_acme("status", "--fail-within", "0", expect=(cli.EXIT_ATTENTION,))
+        self.note("status --fail-within exits 3: revoked certificates need attention (a pipeline would fail here)")
+
+    def spec(self, name: str):
+        return next(c.spec for c in self.workload.certificates if c.name == name)
+
+    def wait_until(self, when: datetime) -> None:
+        """Real time passes: the certificates were issued short-lived; poll until the due moment is past."""
+        while True:
+            left = (when - _now()).total_seconds()
+            if left <= 0:
+                return
+            self.note(f"renewal due in {left:.1f} s")
+            time.sleep(min(left + 0.05, 5.0))
+
+    # -- pulumi ------------------------------------------------------------------------------------------
+    def pulumi(self) -> None:
+        pulumi = shutil.which("pulumi")
+        if pulumi is None:
+            self.say("Pulumi: skipped (the pulumi CLI is not installed; with it the demo also runs "
+                     "'pulumi up', 'pulumi refresh' and 'pulumi destroy' on the local stack)")
+            return
+        self.say("Pulumi: up, refresh and destroy on the local stack with a local file backend")
+        state = self.tmp / "pulumi-state"
+        state.mkdir()
+        env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "demo",
+               "PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_PYTHON_CMD": sys.executable}
+        stack = ["--stack", "local", "--config-file", str(self.runtime_stack), "--non-interactive"]
+        for argv in (["stack", "init", "local", "--non-interactive"], ["up", "--yes", "--skip-preview", *stack],
+                     ["refresh", "--yes", *stack], ["destroy", "--yes", *stack], ["stack", "rm", "--yes", "local"]):
+            self.out.write(f"$ pulumi {' '.join(argv)}\n")
+            self.out.flush()
+            result = subprocess.run([pulumi, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+            self.out.write(result.stdout[-4000:])
+            if result.returncode != 0:
+                raise DemoFailed(f"pulumi {argv[0]} failed: {result.stderr.strip()[-2000:]}")
+
+
+class DemoFailed(Exception):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _hostport(address: tuple[str, int] | None) -> str:
+    assert address is not None, "the emulator serves no DNS"
+    return f"{address[0]}:{address[1]}"
+
+
+def _short_scope(scope: str) -> str:
+    return scope.split("/providers/", 1)[-1] if "/providers/" in scope else scope
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Exactly ``values`` for the Azure/HTTP variables while the demo runs; the caller's environment after."""
+    saved = {k: os.environ.get(k) for k in (*ENV_KEYS, *values)}
+    for key in ENV_KEYS:
+        os.environ.pop(key, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m keyvault_acme.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--validity", type=int, default=DEFAULT_VALIDITY_S, metavar="SECONDS",
+                        help=f"lifetime of the certificates Pebble issues (default {DEFAULT_VALIDITY_S})")
+    parser.add_argument("--no-pulumi", action="store_true", help="skip the pulumi up/refresh/destroy part")
+    args = parser.parse_args(argv)
+    out = out or sys.stdout
+    demo = Demo(out, validity_s=args.validity)
+    started = time.monotonic()
+    try:
+        with demo.world():
+            demo.lifecycle()
+            if not args.no_pulumi:
+                demo.pulumi()
+    except (DemoFailed, cli.UsageError) as e:
+        out.write(f"\ndemo failed: {e}\n")
+        return 1
+    demo.say(f"Done in {time.monotonic() - started:.1f} s; Pebble and the emulator are stopped, nothing is left running")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
