@@ -7,7 +7,8 @@ least-privilege role assignments, alerting, and one ``Certificate`` per configur
 
 Roles are the point of this module. Every assignment is built by :func:`role_plan`, a pure function of
 the config, so tests (and reviewers) can read the whole grant list without Azure: issuer -> Key Vault
-Certificates Officer + Crypto User on this vault; DNS -> a custom TXT-only role on each challenge record
+Certificates Officer on this vault and Secrets Officer on the engine's own two secrets (ACME account key,
+public chain); DNS -> a custom TXT-only role on each challenge record
 set (or zone, when the stack asks); consumers -> Key Vault Secrets User on this vault. Nothing wider.
 """
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pulumi_azure_native import authorization, dns, eventgrid, keyvault, managed
 from pulumi_azure_native import operationalinsights, resources
 
 from keyvault_acme.authorization import check_names
-from keyvault_acme.workload import ChallengeRecordSet, DnsZoneConfig, WorkloadConfig
+from keyvault_acme.keyvault import CHAIN_SUFFIX
+from keyvault_acme.workload import CertificateConfig, ChallengeRecordSet, DnsZoneConfig, WorkloadConfig
 
 TYPE = "keyvault-acme:index:CertificateWorkload"
 
@@ -29,7 +31,9 @@ TYPE = "keyvault-acme:index:CertificateWorkload"
 KEY_VAULT_CERTIFICATES_OFFICER = "a4417e6f-fecd-4de8-b567-7b0420556985"
 KEY_VAULT_CRYPTO_USER = "12338af0-0e69-4776-bea7-57ae8d297424"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 BUILTIN_ROLE_NAMES = {
+    KEY_VAULT_SECRETS_OFFICER: "Key Vault Secrets Officer",
     KEY_VAULT_CERTIFICATES_OFFICER: "Key Vault Certificates Officer",
     KEY_VAULT_CRYPTO_USER: "Key Vault Crypto User",
     KEY_VAULT_SECRETS_USER: "Key Vault Secrets User",
@@ -61,7 +65,8 @@ FAILED_RENEWAL_QUERY = """AzureDiagnostics
 class RoleGrant:
     """One role assignment the workload needs, before Azure ids are known.
 
-    ``scope_kind`` is ``vault``, ``record_set`` or ``zone``; ``target`` is the record set or zone it is on.
+    ``scope_kind`` is ``vault``, ``secret``, ``record_set`` or ``zone``; ``target`` is the secret name, record
+    set or zone it is on.
     ``role`` is a built-in role GUID or a key of :data:`CUSTOM_ROLES` (defined in the zone's subscription).
     """
 
@@ -69,7 +74,7 @@ class RoleGrant:
     principal: str  # "issuer" or "consumer:<name>"
     role: str
     scope_kind: str
-    target: ChallengeRecordSet | DnsZoneConfig | None = None
+    target: ChallengeRecordSet | DnsZoneConfig | str | None = None
 
     @property
     def role_name(self) -> str:
@@ -80,15 +85,20 @@ class RoleGrant:
         """Where a DNS grant's custom role must be defined (the zone's subscription)."""
         if isinstance(self.target, DnsZoneConfig):
             return self.target.subscription_id
-        return self.target.zone.subscription_id if self.target is not None else None
+        return self.target.zone.subscription_id if isinstance(self.target, ChallengeRecordSet) else None
 
 
 def role_plan(cfg: WorkloadConfig) -> tuple[RoleGrant, ...]:
     """Every role assignment the workload's config calls for; nothing outside it is ever granted."""
     grants = [
         RoleGrant("issuer-certificates-officer", "issuer", KEY_VAULT_CERTIFICATES_OFFICER, "vault"),
-        RoleGrant("issuer-crypto-user", "issuer", KEY_VAULT_CRYPTO_USER, "vault"),
     ]
+    # No Key Vault Crypto User: the engine performs no key operation (Key Vault signs nothing for it; the
+    # CSR comes with the pending certificate). tests/component/test_least_privilege.py proves the set.
+    # The engine keeps two plain secrets of its own: the ACME account key and each certificate's public
+    # chain. Secrets Officer on exactly those objects, never on the vault (whose secrets hold certificates).
+    for secret in _engine_secrets(cfg):
+        grants.append(RoleGrant(f"issuer-secret-{secret}", "issuer", KEY_VAULT_SECRETS_OFFICER, "secret", secret))
     writes_on_zone: dict[str, DnsZoneConfig] = {}
     reads_zone: dict[str, DnsZoneConfig] = {}
     for rs in cfg.challenge_record_sets:
@@ -105,14 +115,26 @@ def role_plan(cfg: WorkloadConfig) -> tuple[RoleGrant, ...]:
     return tuple(grants)
 
 
-def grants_for_certificate(grants: Sequence[RoleGrant], record_sets: Sequence[ChallengeRecordSet]) -> list[RoleGrant]:
-    """The grants one certificate's issuance needs: the issuer's vault roles and DNS on its record sets."""
+def _engine_secrets(cfg: WorkloadConfig) -> list[str]:
+    names: list[str] = []
+    for cert in cfg.certificates:
+        for secret in (cert.spec.acme.account_key_secret, f"{cert.name}{CHAIN_SUFFIX}"):
+            if secret not in names:
+                names.append(secret)
+    return names
+
+
+def grants_for_certificate(grants: Sequence[RoleGrant], cert: CertificateConfig) -> list[RoleGrant]:
+    """The grants one certificate's issuance needs: the issuer's vault roles, its secrets, DNS on its record sets."""
+    record_sets = cert.challenge_record_sets
+    secrets = {cert.spec.acme.account_key_secret, f"{cert.name}{CHAIN_SUFFIX}"}
     zone_ids = {rs.zone.resource_id for rs in record_sets}
     out = []
     for g in grants:
         if g.principal != "issuer":
             continue
-        if g.scope_kind == "vault" or (g.scope_kind == "record_set" and g.target in record_sets) or (
+        if g.scope_kind == "vault" or (g.scope_kind == "secret" and g.target in secrets) or (
+                g.scope_kind == "record_set" and g.target in record_sets) or (
                 g.scope_kind == "zone" and g.target.resource_id in zone_ids):
             out.append(g)
     return out
@@ -277,7 +299,7 @@ class CertificateWorkload(pulumi.ComponentResource):
                     extra_opts = in_subscription(g.subscription_id)
                 else:
                     role_id = f"/subscriptions/{cfg.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{g.role}"
-                    scope = vault_id
+                    scope = vault_id if g.scope_kind == "vault" else pulumi.Output.concat(vault_id, "/secrets/", g.target)
                     extra_opts = here
                 if g.principal == "issuer":
                     principal, ptype = issuer_principal, "ServicePrincipal"
@@ -328,7 +350,7 @@ class CertificateWorkload(pulumi.ComponentResource):
         Certificate = _certificate_class() if cfg.certificates else None
         self.certificates: dict[str, Any] = {}
         for cert in cfg.certificates:
-            needs = [self.role_assignments[g.key] for g in grants_for_certificate(self.role_grants, cert.challenge_record_sets)
+            needs = [self.role_assignments[g.key] for g in grants_for_certificate(self.role_grants, cert)
                      if g.key in self.role_assignments]
             needs += [record_sets[rs.resource_id] for rs in cert.challenge_record_sets if rs.resource_id in record_sets]
             self.certificates[cert.name] = Certificate(

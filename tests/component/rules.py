@@ -7,7 +7,7 @@ from components.workload import (
     DNS_TXT_ACTIONS,
     DNS_ZONE_READ_ACTIONS,
     KEY_VAULT_CERTIFICATES_OFFICER,
-    KEY_VAULT_CRYPTO_USER,
+    KEY_VAULT_SECRETS_OFFICER,
     KEY_VAULT_SECRETS_USER,
 )
 
@@ -16,7 +16,7 @@ from .harness import Run
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 USER_ACCESS_ADMINISTRATOR = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
-ISSUER_VAULT_ROLES = {KEY_VAULT_CERTIFICATES_OFFICER, KEY_VAULT_CRYPTO_USER}
+ENGINE_SECRETS = re.compile(r"/secrets/(acme-account-key|[A-Za-z0-9-]+-chain)$")
 
 _SUBSCRIPTION_WIDE = re.compile(r"^/subscriptions/[^/]+/?$", re.I)
 _GROUP_WIDE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/?$", re.I)
@@ -37,7 +37,8 @@ def role_guid(role_definition_id: str) -> str:
 def check_least_privilege(run: Run, *, vault_id: str, issuer: str, consumers: set[str], zone_scoped: set[str] = frozenset()) -> None:
     """Raise :class:`TooBroad` if any registered assignment is wider than the workload rules allow.
 
-    issuer -> Certificates Officer + Crypto User on this vault only, the TXT-only custom role on an
+    issuer -> Certificates Officer on this vault, Secrets Officer on the engine's own secrets (account key,
+    ``<cert>-chain``) only, the TXT-only custom role on an
     ``_acme-challenge`` record set (or on a zone listed in ``zone_scoped``) and the zone-read-only role on
     a zone; consumers -> Secrets User on this vault. Never Owner, Contributor, User Access Administrator, a subscription or resource group scope.
     """
@@ -72,9 +73,13 @@ def check_least_privilege(run: Run, *, vault_id: str, issuer: str, consumers: se
         elif role.lower() in readers:
             if who != issuer or not _ZONE.match(scope):
                 raise TooBroad(f"{where}: the zone reader role goes to the issuer on a zone only")
-        elif guid in ISSUER_VAULT_ROLES:
+        elif guid == KEY_VAULT_CERTIFICATES_OFFICER:
             if who != issuer or scope.lower() != vault_id.lower():
-                raise TooBroad(f"{where}: issuer vault roles go to the issuer on this vault only")
+                raise TooBroad(f"{where}: Certificates Officer goes to the issuer on this vault only")
+        elif guid == KEY_VAULT_SECRETS_OFFICER:
+            secret = scope[len(vault_id):] if scope.lower().startswith(vault_id.lower() + "/secrets/") else ""
+            if who != issuer or not ENGINE_SECRETS.match(secret):
+                raise TooBroad(f"{where}: Secrets Officer goes to the issuer on the engine's own secrets only")
         elif guid == KEY_VAULT_SECRETS_USER:
             if who not in consumers or scope.lower() != vault_id.lower() or not _VAULT.match(scope):
                 raise TooBroad(f"{where}: Secrets User goes to a consumer on this vault only")

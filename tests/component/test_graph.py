@@ -9,7 +9,7 @@ from components import CertificateWorkload
 from components.workload import (
     EXPIRY_EVENTS,
     KEY_VAULT_CERTIFICATES_OFFICER,
-    KEY_VAULT_CRYPTO_USER,
+    KEY_VAULT_SECRETS_OFFICER,
     KEY_VAULT_SECRETS_USER,
     RENEWAL_EVENTS,
 )
@@ -67,7 +67,9 @@ def test_dev_registers_exactly_the_workload_resources(dev):
         (f"{T}authorization:RoleDefinition", "shop-dev-dns-zone-read-role-11111111-1111-1111-1111-111111111111"),
         (f"{T}authorization:RoleAssignment", "shop-dev-issuer-dns-read-dev.shop.example.com"),
         (f"{T}authorization:RoleAssignment", "shop-dev-issuer-certificates-officer"),
-        (f"{T}authorization:RoleAssignment", "shop-dev-issuer-crypto-user"),
+        (f"{T}authorization:RoleAssignment", "shop-dev-issuer-secret-acme-account-key"),
+        (f"{T}authorization:RoleAssignment", "shop-dev-issuer-secret-www-dev-chain"),
+        (f"{T}authorization:RoleAssignment", "shop-dev-issuer-secret-wildcard-dev-chain"),
         (f"{T}authorization:RoleAssignment", "shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge.www"),
         (f"{T}authorization:RoleAssignment", "shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge"),
         (f"{T}authorization:RoleAssignment", "shop-dev-consumer-app-secrets-user"),
@@ -173,7 +175,9 @@ def test_dev_assignments_are_exactly_the_least_privilege_set(dev):
     assert set(record_sets) == {"_acme-challenge", "_acme-challenge.www"}
     assert _assignments(run) == {
         (issuer, role_id(cfg, KEY_VAULT_CERTIFICATES_OFFICER), vault),
-        (issuer, role_id(cfg, KEY_VAULT_CRYPTO_USER), vault),
+        (issuer, role_id(cfg, KEY_VAULT_SECRETS_OFFICER), f"{vault}/secrets/acme-account-key"),
+        (issuer, role_id(cfg, KEY_VAULT_SECRETS_OFFICER), f"{vault}/secrets/www-dev-chain"),
+        (issuer, role_id(cfg, KEY_VAULT_SECRETS_OFFICER), f"{vault}/secrets/wildcard-dev-chain"),
         (issuer, dns_role, record_sets["_acme-challenge"]),
         (issuer, dns_role, record_sets["_acme-challenge.www"]),
         (issuer, zone_reader, zone),  # a record-set assignment does not cover the zone the engine reads
@@ -234,7 +238,8 @@ def test_zone_scope_on_request_assigns_the_dns_role_on_the_zone_and_creates_no_r
 
 @pytest.mark.parametrize("broaden", ["contributor-on-group", "owner-on-vault", "secrets-user-on-subscription",
                                      "dns-role-on-zone", "officer-for-consumer", "custom-role-wider",
-                                     "zone-reader-on-group", "dns-role-for-consumer"])
+                                     "zone-reader-on-group", "dns-role-for-consumer", "secrets-officer-on-vault",
+                                     "secrets-officer-on-a-certificate"])
 def test_the_rules_check_fails_on_any_broader_assignment(dev, broaden):
     run, cfg = dev
     vault = run.one(f"{T}keyvault:Vault").id
@@ -245,6 +250,7 @@ def test_the_rules_check_fails_on_any_broader_assignment(dev, broaden):
     consumer = next(a for a in assignments if a.name.endswith("secrets-user"))
     dns = next(a for a in assignments if "-dns-" in a.name and "-dns-read-" not in a.name)
     read = next(a for a in assignments if "-dns-read-" in a.name)
+    secret = next(a for a in assignments if a.name.endswith("-secret-acme-account-key"))
     if broaden == "contributor-on-group":
         officer.inputs.update(roleDefinitionId=role_id(cfg, rules.CONTRIBUTOR), scope=vault.split("/providers/")[0])
     elif broaden == "owner-on-vault":
@@ -255,6 +261,10 @@ def test_the_rules_check_fails_on_any_broader_assignment(dev, broaden):
         dns.inputs["scope"] = dns.inputs["scope"].split("/TXT/")[0]
     elif broaden == "officer-for-consumer":
         officer.inputs["principalId"] = consumer.inputs["principalId"]
+    elif broaden == "secrets-officer-on-vault":
+        secret.inputs["scope"] = vault
+    elif broaden == "secrets-officer-on-a-certificate":
+        secret.inputs["scope"] = f"{vault}/secrets/www-dev"  # the certificate's own secret: not the engine's
     elif broaden == "zone-reader-on-group":
         read.inputs["scope"] = read.inputs["scope"].split("/providers/")[0]
     elif broaden == "dns-role-for-consumer":
@@ -274,7 +284,7 @@ def test_the_rules_check_fails_on_any_broader_assignment(dev, broaden):
 def test_each_certificate_depends_on_exactly_the_assignments_it_needs(dev):
     run, cfg = dev
     by_name = {a.name: a.urn for a in run.of_type(f"{T}authorization:RoleAssignment")}
-    vault_roles = {by_name["shop-dev-issuer-certificates-officer"], by_name["shop-dev-issuer-crypto-user"]}
+    vault_roles = {by_name["shop-dev-issuer-certificates-officer"], by_name["shop-dev-issuer-secret-acme-account-key"]}
     apex = by_name["shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge"]
     www = by_name["shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge.www"]
     consumer = by_name["shop-dev-consumer-app-secrets-user"]
@@ -282,9 +292,11 @@ def test_each_certificate_depends_on_exactly_the_assignments_it_needs(dev):
     certs = {c.name: c for c in run.of_type(CERT)}
     www_deps = set(certs["shop-dev-cert-www-dev"].dependencies)
     wildcard_deps = set(certs["shop-dev-cert-wildcard-dev"].dependencies)
-    assert vault_roles | {apex, www, zone_read} <= www_deps
-    assert vault_roles | {apex, zone_read} <= wildcard_deps  # *.dev.shop.example.com is validated at _acme-challenge
+    www_chain, wildcard_chain = by_name["shop-dev-issuer-secret-www-dev-chain"], by_name["shop-dev-issuer-secret-wildcard-dev-chain"]
+    assert vault_roles | {apex, www, zone_read, www_chain} <= www_deps
+    assert vault_roles | {apex, zone_read, wildcard_chain} <= wildcard_deps  # *.dev... is validated at _acme-challenge
     assert www not in wildcard_deps and consumer not in www_deps | wildcard_deps
+    assert wildcard_chain not in www_deps and www_chain not in wildcard_deps
 
 
 def test_certificate_inputs_are_the_shared_dict_shape_with_workload_defaults(dev):

@@ -1,0 +1,196 @@
+"""Least privilege, proved both ways, with the role assignments the component really registers.
+
+The component runs under set_mocks; its RoleDefinitions and RoleAssignments are then applied to the
+Azure emulator (same scopes, same actions; the emulator enforces RBAC with default deny). With exactly
+those, the issuer identity can preflight, issue, renew and revoke through the real engine against Pebble,
+and a consumer can read the certificate's secret and nothing more. Removing any one assignment makes
+some step fail with 403.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.identity import ClientSecretCredential
+from azure.keyvault.certificates import CertificateClient, CertificatePolicy
+from azure.keyvault.secrets import SecretClient
+from azure.mgmt.dns import DnsManagementClient
+
+from components import CertificateWorkload
+from components.workload import BUILTIN_ROLE_NAMES
+from keyvault_acme.errors import KeyVaultAcmeError
+from keyvault_acme.lifecycle import Engine
+from keyvault_acme.workload import parse_workload_config
+from tests import services
+
+from . import harness
+
+pytestmark = pytest.mark.integration
+
+ZONE = "azure.test"
+DEPLOY_SUBSCRIPTION = "00000000-0000-0000-0000-00000000c0de"
+
+
+@dataclass
+class App:
+    client_id: str
+    secret: str
+    tenant_id: str
+
+    def credential(self) -> ClientSecretCredential:
+        return ClientSecretCredential(self.tenant_id, self.client_id, self.secret)
+
+
+def _app(emulator, name: str) -> App:
+    created = emulator.admin.add_client(name=name)
+    return App(created["client_id"], created["secret"], created["tenant_id"])
+
+
+@pytest.fixture(scope="module")
+def make_world(emulator, bind, pebble, ca_bundle):
+    """Builds a fresh workload (new apps, vault, names, hence a new ACME account and fresh authorizations)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {**emulator.environ(ca_bundle), "SSL_CERT_FILE": ca_bundle}.items():
+            mp.setenv(key, value)
+        root = emulator.admin.add_root_client(name="least-privilege-deployer")
+        root_credential = ClientSecretCredential(root["tenant_id"], root["client_id"], root["secret"])
+        yield lambda: _world(emulator, pebble, root_credential)
+
+
+@pytest.fixture(scope="module")
+def world(make_world):
+    return make_world()
+
+
+def _world(emulator, pebble, root_credential) -> "World":
+    label = f"lp{uuid.uuid4().hex[:6]}"
+    issuer, consumer = _app(emulator, f"{label}-issuer"), _app(emulator, f"{label}-consumer")
+    cfg = parse_workload_config({
+        "workload": label, "environment": "test", "location": "westeurope", "subscription_id": DEPLOY_SUBSCRIPTION,
+        "tenant_id": issuer.tenant_id,
+        "zones": [{"resource_id": services.azure_zone_id(ZONE)}],
+        "issuer": {"principal_id": issuer.client_id, "client_id": issuer.client_id},
+        "consumers": [{"name": "app", "principal_id": consumer.client_id}],
+        "allowlist": {"suffixes": [f"{label}.{ZONE}"]},
+        "acme": {"directory_url": pebble.directory_url, "contact": [f"ops@{label}.{ZONE}"]},
+        "certificates": [{"name": "www", "dns_names": [f"{label}.{ZONE}", f"www.{label}.{ZONE}"],
+                          "resolvers": [f"{emulator.dns_address[0]}:{emulator.dns_address[1]}"],
+                          "propagation_timeout_s": 30}],
+    })
+    run = harness.run(lambda: CertificateWorkload(cfg.stack_name, cfg).outputs, stack=cfg.stack_name, config={},
+                      subscription_id=cfg.subscription_id)
+    emulator.admin.register_vault(cfg.vault.name, subscription_id=cfg.subscription_id,
+                                  resource_group=cfg.resource_group.name, tenant_id=issuer.tenant_id)
+    # What `pulumi up` would have created before any certificate: the empty challenge record sets.
+    dns = DnsManagementClient(root_credential, services.AZURE_ZONES[ZONE])
+    for rs in run.of_type("azure-native:dns:RecordSet"):
+        assert rs.id.startswith(services.azure_zone_id(ZONE) + "/TXT/")
+        dns.record_sets.create_or_update(rs.inputs["resourceGroupName"], rs.inputs["zoneName"],
+                                         rs.inputs["relativeRecordSetName"], "TXT", {"ttl": 60, "txt_records": []})
+    return World(emulator, cfg, run, run.one("azure-native:keyvault:Vault").id, issuer, consumer)
+
+
+class World:
+    def __init__(self, emulator, cfg, run, vault_id, issuer: App, consumer: App) -> None:
+        self.emulator, self.cfg, self.run, self.vault_id = emulator, cfg, run, vault_id
+        self.issuer, self.consumer = issuer, consumer
+        self.spec = cfg.certificates[0].spec
+        self.applied: dict[str, str] = {}  # Pulumi resource name -> emulator assignment id
+
+    def assignments(self):
+        return self.run.of_type("azure-native:authorization:RoleAssignment")
+
+    def kind(self, assignment) -> str:
+        """The assignment's name without this world's label: the same for every world."""
+        return assignment.name.replace(self.cfg.workload, "<label>")
+
+    def apply(self, skip: str | None = None) -> None:
+        """Make the emulator's assignments for our two apps exactly the registered ones (minus ``skip``)."""
+        for app in (self.issuer, self.consumer):
+            for existing in self.emulator.admin.role_assignments(app.client_id):
+                self.emulator.admin.unassign_role(existing["id"])
+        roles = {d.id: d for d in self.run.of_type("azure-native:authorization:RoleDefinition")}
+        for d in roles.values():
+            perms = d.inputs["permissions"][0]
+            self.emulator.admin.define_role(d.inputs["roleName"], perms.get("actions", []), perms.get("dataActions", []))
+        for a in self.assignments():
+            if a.name == skip:
+                continue
+            role_id = a.inputs["roleDefinitionId"]
+            role = roles[role_id].inputs["roleName"] if role_id in roles else BUILTIN_ROLE_NAMES[role_id.rsplit("/", 1)[-1]]
+            self.emulator.admin.assign_role(a.inputs["principalId"], role, a.inputs["scope"])
+
+    # -- what each identity does --------------------------------------------------------------------------
+
+    def issuer_flow(self) -> None:
+        engine = Engine(self.issuer.credential(), timeout_s=60)
+        engine.preflight(self.spec)
+        first = engine.issue(self.spec)
+        second = engine.renew(self.spec)
+        assert second.version != first.version and second.serial != first.serial
+        revoked = engine.revoke(self.spec, "superseded")
+        assert revoked.revoked_reason == "superseded"
+
+    def consumer_reads(self) -> str:
+        secret = SecretClient(self.cfg.vault.url, self.consumer.credential()).get_secret(self.spec.name)
+        return secret.value
+
+
+def _status(error: BaseException) -> int | None:
+    for e in (error, error.__cause__, error.__context__):
+        status = getattr(e, "status_code", None) or getattr(e, "status", None)
+        if status:
+            return status
+    # Preflight errors wrap the DNS error's text, not its status: Azure's "[403]" is in the message.
+    match = re.search(r"\[(\d{3})[\] ]", str(error))
+    return int(match.group(1)) if match else None
+
+
+def test_with_exactly_the_registered_assignments_the_issuer_issues_renews_and_revokes(world):
+    world.apply()
+    world.issuer_flow()
+    # The consumer reads the certificate as a secret (the public chain; the key is not exportable) ...
+    assert "BEGIN CERTIFICATE" in world.consumer_reads()
+    # ... and nothing more.
+    consumer = world.consumer.credential()
+    denied = [
+        lambda: CertificateClient(world.cfg.vault.url, consumer).get_certificate(world.spec.name),
+        lambda: SecretClient(world.cfg.vault.url, consumer).set_secret("planted", "x"),
+        lambda: SecretClient(world.cfg.vault.url, consumer).begin_delete_secret(world.spec.name),
+        lambda: CertificateClient(world.cfg.vault.url, consumer).begin_create_certificate(
+            "rogue", CertificatePolicy.get_default()),
+        lambda: DnsManagementClient(consumer, services.AZURE_ZONES[ZONE]).record_sets.create_or_update(
+            "dns-rg", ZONE, f"_acme-challenge.{world.cfg.workload}", "TXT", {"ttl": 60, "txt_records": [{"value": ["x"]}]}),
+    ]
+    for attempt in denied:
+        with pytest.raises(HttpResponseError) as e:
+            attempt()
+        assert e.value.status_code == 403
+
+
+def test_the_grants_are_the_narrow_ones(world):
+    # Belt and braces next to the graph tests: every scope is the vault, one of the engine's own secrets,
+    # a challenge record set or the zone.
+    engine_secrets = {f"{world.vault_id}/secrets/acme-account-key", f"{world.vault_id}/secrets/www-chain"}
+    for a in world.assignments():
+        scope = a.inputs["scope"]
+        assert scope in {world.vault_id, *engine_secrets} or scope.startswith(services.azure_zone_id(ZONE)), (a.name, scope)
+
+
+def test_removing_any_one_assignment_makes_a_step_fail_with_403(world, make_world):
+    not_needed = []
+    for kind in sorted(world.kind(a) for a in world.assignments()):
+        fresh = make_world()  # no authorization or account left over from another round
+        (removed,) = [a.name for a in fresh.assignments() if fresh.kind(a) == kind]
+        fresh.apply(skip=removed)
+        try:
+            fresh.issuer_flow()
+            fresh.consumer_reads()
+        except (HttpResponseError, KeyVaultAcmeError) as e:
+            assert _status(e) == 403, f"without {kind}: {e!r}"
+        else:
+            not_needed.append(kind)
+    assert not_needed == [], "assignments nothing needs (so not least privilege)"
