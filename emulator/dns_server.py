@@ -52,39 +52,55 @@ class _Negative:
     nxdomain: bool
 
 
-def _rrset(zone: Zone, rs: RecordSet) -> dns.rrset.RRset:
-    return dns.rrset.from_rdata_list(zone.absolute_name(rs.name), rs.ttl, list(rs.records))
+def _rrset(zone: Zone, rs: RecordSet, owner: dns.name.Name | None = None) -> dns.rrset.RRset:
+    return dns.rrset.from_rdata_list(owner or zone.absolute_name(rs.name), rs.ttl, list(rs.records))
+
+
+def _node(zone: Zone, name: dns.name.Name) -> dict[str, RecordSet]:
+    rel = zone.relative_name(name)
+    return {t: rs for (n, t), rs in zone.record_sets.items() if n == rel}
+
+
+def _exists(zone: Zone, name: dns.name.Name) -> bool:
+    """The name owns a record set (even an empty one) or is an empty non-terminal (RFC 8020) above one."""
+    return name == zone.origin or any(zone.absolute_name(n).is_subdomain(name) for (n, _t) in zone.record_sets)
+
+
+def _answer_from(zone: Zone, node: dict[str, RecordSet], owner: dns.name.Name,
+                 qtype: dns.rdatatype.RdataType) -> _Answer | _Cname | None:
+    if qtype == dns.rdatatype.ANY:
+        found = tuple(_rrset(zone, rs, owner) for rs in node.values() if rs.records)
+        return _Answer(found) if found else None
+    wanted = node.get(dns.rdatatype.to_text(qtype))
+    if wanted is not None and wanted.records:
+        return _Answer((_rrset(zone, wanted, owner),))
+    cname = node.get("CNAME")
+    if cname is not None and cname.records and qtype != dns.rdatatype.CNAME:
+        rrset = _rrset(zone, cname, owner)
+        return _Cname(rrset, rrset[0].target)
+    return None
 
 
 def _lookup(zone: Zone, qname: dns.name.Name, qtype: dns.rdatatype.RdataType) -> _Answer | _Cname | _Referral | _Negative:
-    """One step of authoritative resolution of `qname` inside `zone` (RFC 1034 4.3.2, without wildcards)."""
+    """One step of authoritative resolution of `qname` inside `zone` (RFC 1034 4.3.2; wildcards per RFC 4592)."""
     origin = zone.origin
     # A non-empty NS record set below the apex is a delegation: everything at or under it is the child's.
     for depth in range(len(origin) + 1, len(qname) + 1):
-        cut = zone.relative_name(qname.split(depth)[1])
-        ns = zone.record_set(cut, "NS")
+        ns = zone.record_set(zone.relative_name(qname.split(depth)[1]), "NS")
         if ns is not None and ns.records:
             return _Referral(_rrset(zone, ns))
 
-    rel = zone.relative_name(qname)
-    node = {t: rs for (n, t), rs in zone.record_sets.items() if n == rel}
-    if qtype == dns.rdatatype.ANY:
-        found = tuple(_rrset(zone, rs) for rs in node.values() if rs.records)
-        if found:
-            return _Answer(found)
-    else:
-        wanted = node.get(dns.rdatatype.to_text(qtype))
-        if wanted is not None and wanted.records:
-            return _Answer((_rrset(zone, wanted),))
-        cname = node.get("CNAME")
-        if cname is not None and cname.records and qtype != dns.rdatatype.CNAME:
-            rrset = _rrset(zone, cname)
-            return _Cname(rrset, rrset[0].target)
-    if node:
-        return _Negative(nxdomain=False)  # the name owns record sets (possibly empty ones), just not this type
-    # An empty non-terminal exists too (RFC 8020): some record set lives below it.
-    below = any(zone.absolute_name(n).is_subdomain(qname) for (n, _t) in zone.record_sets if n != APEX)
-    return _Negative(nxdomain=not below)
+    if _exists(zone, qname):
+        node = _node(zone, qname)
+        return _answer_from(zone, node, qname, qtype) or _Negative(nxdomain=False)
+    # The name does not exist: a wildcard at the closest encloser answers for it, with the query's name as owner.
+    encloser = qname.parent()
+    while not _exists(zone, encloser):
+        encloser = encloser.parent()
+    wildcard = _node(zone, dns.name.from_text("*", encloser))
+    if not wildcard:
+        return _Negative(nxdomain=True)
+    return _answer_from(zone, wildcard, qname, qtype) or _Negative(nxdomain=False)
 
 
 def _negative_soa(zone: Zone) -> dns.rrset.RRset:

@@ -168,3 +168,21 @@ def test_garbage_gets_formerr_and_the_server_keeps_serving(server: DnsServer) ->
     assert reply.id == 0x1234 and reply.rcode() == dns.rcode.FORMERR
     ok = dns.query.udp(dns.message.make_query("example.com", "SOA"), "127.0.0.1", port=server.port, timeout=5)
     assert ok.rcode() == dns.rcode.NOERROR
+
+
+def test_wildcard_record_sets_answer_for_names_that_do_not_exist(store: ZoneStore, server: DnsServer) -> None:
+    store.put_record_set(ZONE, "*.apps", "A", ttl=60, records=[rd("A", "192.0.2.99")])
+    store.put_record_set(ZONE, "real.apps", "TXT", ttl=60, records=[rd("TXT", '"x"')])
+
+    def ask(name: str, type_: str) -> dns.message.Message:
+        return dns.query.udp(dns.message.make_query(name, type_), "127.0.0.1", port=server.port, timeout=5)
+
+    synthesized = ask("anything.apps.example.com", "A")
+    assert synthesized.answer[0].name.to_text() == "anything.apps.example.com."
+    assert texts(synthesized.answer[0]) == {"192.0.2.99"}
+    assert ask("deep.anything.apps.example.com", "A").answer  # the closest encloser is still apps
+    wildcard_nodata = ask("anything.apps.example.com", "TXT")
+    assert wildcard_nodata.rcode() == dns.rcode.NOERROR and not wildcard_nodata.answer
+    existing = ask("real.apps.example.com", "A")  # a name that exists is never covered by the wildcard
+    assert existing.rcode() == dns.rcode.NOERROR and not existing.answer
+    assert ask("other.example.com", "A").rcode() == dns.rcode.NXDOMAIN  # no wildcard above it
