@@ -29,13 +29,11 @@ TYPE = "keyvault-acme:index:CertificateWorkload"
 
 # Built-in role definition GUIDs (the same in every Azure tenant).
 KEY_VAULT_CERTIFICATES_OFFICER = "a4417e6f-fecd-4de8-b567-7b0420556985"
-KEY_VAULT_CRYPTO_USER = "12338af0-0e69-4776-bea7-57ae8d297424"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 BUILTIN_ROLE_NAMES = {
     KEY_VAULT_SECRETS_OFFICER: "Key Vault Secrets Officer",
     KEY_VAULT_CERTIFICATES_OFFICER: "Key Vault Certificates Officer",
-    KEY_VAULT_CRYPTO_USER: "Key Vault Crypto User",
     KEY_VAULT_SECRETS_USER: "Key Vault Secrets User",
 }
 # The custom DNS-01 role: write TXT record sets and read the zone. No other record type, no zone changes.
