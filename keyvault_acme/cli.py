@@ -299,7 +299,7 @@ class Row:
             "dns_names": list(self.spec.dns_names), "state": self.state, "reason": self.reason,
             "version": f.version if f else None, "not_before": f.not_before.isoformat() if f else None,
             "not_after": f.not_after.isoformat() if f else None,
-            "days_left": round(self.days_left, 3) if self.days_left is not None else None,
+            "days_left": round(self.days_left, 6) if self.days_left is not None else None,
             "renew_after": self.renew_after.isoformat() if self.renew_after else None,
             "issuer": f.issuer if f else None, "serial": f.serial if f else None,
             "thumbprint": f.thumbprint if f else None, "id": f.id if f else None,

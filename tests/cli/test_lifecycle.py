@@ -1,0 +1,154 @@
+"""The CLI against the local world: real issuance through the engine, then status, renew --due, revoke."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from azure.identity import ClientSecretCredential
+from azure.keyvault.certificates import CertificateClient
+from cryptography import x509
+
+from keyvault_acme import cli
+from keyvault_acme.lifecycle import Engine
+from keyvault_acme.renewal import due_at
+from keyvault_acme.workload import load_stack_file
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = Path(sys.executable).parent / "keyvault-acme"
+
+
+def kvacme(capsys, stack: Path, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(["--config", str(stack), *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def status_json(capsys, stack: Path, *names: str) -> dict[str, dict]:
+    code, out, _ = kvacme(capsys, stack, "status", "--json", *names)
+    assert code == 0
+    return {row["name"]: row for row in json.loads(out)}
+
+
+@pytest.fixture(scope="module")
+def engine(cli_env) -> Engine:
+    """The test's own view of Key Vault, through the same engine (and the same app) the CLI uses."""
+    return Engine(ClientSecretCredential(cli_env["AZURE_TENANT_ID"], cli_env["AZURE_CLIENT_ID"],
+                                         cli_env["AZURE_CLIENT_SECRET"]))
+
+
+@pytest.fixture(scope="module")
+def specs(stack):
+    return {c.name: c.spec for c in load_stack_file(stack).certificates}
+
+
+@pytest.fixture(scope="module")
+def issued(stack, specs, engine):
+    """`keyvault-acme issue` for two of the three certificates, as a separate process (the console script)."""
+    for name in ("early", "late"):
+        result = subprocess.run([str(SCRIPT), "--config", str(stack), "issue", name],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        facts = engine.inspect(specs[name].vault_url, name)
+        assert facts is not None
+        assert result.stdout.startswith(f"issued {name}: version {facts.version}, serial {facts.serial}")
+    return {name: engine.inspect(specs[name].vault_url, name) for name in ("early", "late")}
+
+
+def test_check_passes_for_a_good_stack_and_creates_nothing(capsys, stack, specs, engine):
+    code, out, _ = kvacme(capsys, stack, "check", "unissued")
+    assert code == 0
+    assert out.startswith("ok   unissued: ")
+    assert engine.inspect(specs["unissued"].vault_url, "unissued") is None
+
+
+def test_status_json_reports_what_key_vault_holds(capsys, stack, specs, issued, cli_env):
+    rows = status_json(capsys, stack)
+    assert list(rows) == ["early", "late", "unissued"]
+    for name, facts in issued.items():
+        row = rows[name]
+        assert (row["version"], row["serial"], row["thumbprint"]) == (facts.version, facts.serial, facts.thumbprint)
+        assert row["not_after"] == facts.not_after.isoformat()
+        assert row["renew_after"] == due_at(facts, specs[name]).isoformat()
+        assert row["secret_id"] == f"{specs[name].vault_url}/secrets/{name}"
+        assert 0 < row["days_left"] * 86400 <= 31
+        assert "Pebble" in row["issuer"]
+    assert rows["unissued"]["state"] == "missing" and rows["unissued"]["version"] is None
+    # What Key Vault itself says (through its own SDK) is what status printed.
+    client = CertificateClient(specs["late"].vault_url, ClientSecretCredential(
+        cli_env["AZURE_TENANT_ID"], cli_env["AZURE_CLIENT_ID"], cli_env["AZURE_CLIENT_SECRET"]))
+    cert = x509.load_der_x509_certificate(bytes(client.get_certificate("late").cer))
+    assert format(cert.serial_number, "x") == rows["late"]["serial"]
+
+
+def test_status_table_has_a_row_per_certificate(capsys, stack, issued):
+    code, out, _ = kvacme(capsys, stack, "status", "late", "unissued")
+    assert code == 0
+    header, late, unissued = out.splitlines()
+    assert header.split() == ["NAME", "DNS", "NAMES", "VERSION", "NOT", "AFTER", "DAYS", "LEFT", "RENEW", "AFTER",
+                              "ISSUER", "STATE"]
+    assert late.startswith("late ") and issued["late"].version[:8] in late and late.endswith("valid")
+    assert unissued.split()[0] == "unissued" and unissued.endswith("missing")
+
+
+def test_fail_within_exits_3_only_when_a_certificate_needs_attention(capsys, stack, issued):
+    code, _, err = kvacme(capsys, stack, "status", "late", "--fail-within", "0")
+    assert (code, err) == (0, "")
+    code, _, err = kvacme(capsys, stack, "status", "late", "--fail-within", "1")  # it lives 30 s, not a day
+    assert code == cli.EXIT_ATTENTION and "late (valid)" in err
+    code, _, err = kvacme(capsys, stack, "status", "--fail-within", "0")
+    assert code == cli.EXIT_ATTENTION and "unissued (missing)" in err and "late" not in err
+
+
+def test_renew_due_renews_exactly_what_is_due_and_issues_what_is_missing(capsys, stack, specs, issued, engine):
+    early, late = issued["early"], issued["late"]
+    # Real time passes until "early" is due (10% of 30 s); "late" stays up to date until 90%.
+    deadline = time.monotonic() + 60
+    while status_json(capsys, stack, "early")["early"]["state"] != "due":
+        assert time.monotonic() < deadline, "early never came due"
+        time.sleep(0.2)
+    assert datetime.now(timezone.utc) < due_at(late, specs["late"]), "the test ran too slowly to tell them apart"
+
+    code, out, err = kvacme(capsys, stack, "renew", "--due")
+    assert code == 0, err
+    renewed = engine.inspect(specs["early"].vault_url, "early")
+    assert renewed.version != early.version and renewed.serial != early.serial
+    assert engine.inspect(specs["late"].vault_url, "late").version == late.version
+    assert engine.inspect(specs["unissued"].vault_url, "unissued") is not None
+    lines = out.splitlines()
+    assert any(line.startswith(f"renewed early: version {renewed.version}") for line in lines)
+    assert any(line.startswith("late: not due (Up to date") for line in lines)
+    assert any(line.startswith("issued unissued: ") for line in lines)
+
+    rows = status_json(capsys, stack)
+    assert {name: row["state"] for name, row in rows.items()} == {"early": "valid", "late": "valid",
+                                                                  "unissued": "valid"}
+
+
+def test_revoke_revokes_at_the_ca_and_status_shows_it(capsys, stack, specs, issued, engine, short_pebble):
+    before = engine.inspect(specs["late"].vault_url, "late")
+    code, out, err = kvacme(capsys, stack, "revoke", "late", "--reason", "keyCompromise")
+    assert code == 0, err
+    assert out == f"revoked late: serial {before.serial} (keyCompromise), version disabled in Key Vault\n"
+    assert short_pebble.cert_status(before.serial) == "Revoked"
+    after = engine.inspect(specs["late"].vault_url, "late")
+    assert not after.enabled and after.version == before.version
+    row = status_json(capsys, stack, "late")["late"]
+    assert row["state"] == "revoked" and row["revoked_reason"] == "keyCompromise"
+    code, _, err = kvacme(capsys, stack, "status", "late", "--fail-within", "0")
+    assert code == cli.EXIT_ATTENTION and "late (revoked)" in err
+
+
+def test_an_operation_that_fails_is_one_line_exit_1(capsys, tmp_path, stack, issued):
+    # A certificate never issued in a fresh vault: nothing to revoke; the engine says so, the CLI prints one line.
+    other = tmp_path / "Pulumi.other.yaml"
+    other.write_text(stack.read_text().replace("kvcli", "kvcl2"))
+    code, out, err = kvacme(capsys, other, "revoke", "early", "--reason", "superseded")
+    assert code == cli.EXIT_FAILED and out == ""
+    [line] = err.splitlines()
+    assert line.startswith("keyvault-acme: error: ") and "has no issued version to revoke" in line
