@@ -148,8 +148,12 @@ def _status(error: BaseException) -> int | None:
 
 
 def _code(error: BaseException) -> str:
+    """The error code, and the inner one when there is one (``Conflict/ObjectIsDeletedButRecoverable``)."""
     err = getattr(error, "error", None)
-    return str(getattr(err, "code", "") or "")
+    code = str(getattr(err, "code", "") or "")
+    inner = getattr(err, "innererror", None) or {}
+    inner_code = inner.get("code") if isinstance(inner, dict) else getattr(inner, "code", None)
+    return f"{code}/{inner_code}" if inner_code else code
 
 
 def _message(error: BaseException) -> str:

@@ -33,6 +33,7 @@ from .dns.base import DnsProvider
 from .dns.challenges import DnsSolver
 from .dns.rfc2136 import Rfc2136Provider
 from .errors import (
+    CertificateDeletedButRecoverable,
     CertificateMismatch,
     CertificateNotFound,
     KeyVaultAcmeError,
@@ -296,7 +297,7 @@ class Engine:
         try:
             pending = vault.create_pending(spec.name, spec.key, names, tags, deadline=deadline)
         except KeyVaultError as e:
-            if e.status != 409 or e.code == "ObjectIsDeletedButRecoverable":
+            if e.status != 409 or isinstance(e, CertificateDeletedButRecoverable):
                 raise
             # 409 while a pending operation exists (a crash between create and merge).
             pending = vault.pending(spec.name, deadline=deadline)

@@ -1,0 +1,208 @@
+"""No private key material anywhere we produce; Key Vault faults; crash leftovers; concurrency; delete."""
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from azure.keyvault.certificates import CertificateClient
+from azure.keyvault.secrets import SecretClient
+from cryptography.hazmat.primitives import serialization
+
+from keyvault_acme.errors import Deadline, KeyVaultAcmeError, KeyVaultReadOnly
+from keyvault_acme.lifecycle import Engine
+from keyvault_acme.model import KeySpec
+from tests.engine.conftest import AZURE_ZONE, unique
+from tests.services import BIND_ZONE
+
+pytestmark = pytest.mark.integration
+
+
+def private_fragments(pem_secret: str, account_jwk: str) -> list[str]:
+    """Recognisable pieces of the certificate's private key and the account key, in every encoding we
+    could plausibly leak them: PEM body lines, base64 of the DER, hex and decimal of the private number."""
+    key = serialization.load_pem_private_key(pem_secret.encode(), None)
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    numbers = key.private_numbers()
+    private = getattr(numbers, "private_value", None) or getattr(numbers, "d")
+    pem_lines = [line for line in pem_secret.splitlines() if line and not line.startswith("-----")]
+    import json
+
+    d = json.loads(account_jwk)["d"]
+    fragments = [base64.b64encode(der).decode()[60:120], format(private, "x")[:40], str(private)[:40], d[:30]]
+    # Lines of the key block only (the certificate lines in the same PEM are public).
+    key_block = pem_secret.split("-----BEGIN PRIVATE KEY-----")[1].split("-----END")[0].split()
+    fragments += [line for line in key_block if len(line) >= 40][:3]
+    assert all(fragments) and pem_lines
+    return fragments
+
+
+def test_no_private_key_material_in_results_errors_or_logs(world, engine, credential, caplog, emulator):
+    caplog.set_level(logging.DEBUG)  # everything: our loggers, azure.*, urllib3, acme
+    for name in ("azure", "azure.core.pipeline.policies.http_logging_policy", "urllib3", "acme", "keyvault_acme"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    spec = world.spec([unique(AZURE_ZONE), f"*.{unique(BIND_ZONE)}"], zones="both",
+                      key=KeySpec("RSA", 2048, exportable=True))
+    texts = []
+    issued = engine.issue(spec)
+    renewed = engine.renew(spec)
+    texts += [repr(issued), repr(renewed), repr(engine.inspect(spec.vault_url, spec.name))]
+    revoked = engine.revoke(spec, "keyCompromise")
+    texts.append(repr(revoked))
+    # Failures too: an order that cannot validate (a name whose zone we cannot write).
+    for failing in (lambda: engine.revoke(spec, "no-such-reason"),
+                    lambda: engine.issue(world.spec(["www.nowhere.example"]))):
+        with pytest.raises(KeyVaultAcmeError) as info:
+            failing()
+        texts += [str(info.value), repr(info.value)]
+    # Now, as a test only, read what must never be read by the engine: the certificate's secret.
+    secret = SecretClient(spec.vault_url, credential).get_secret(spec.name)
+    assert "PRIVATE KEY" in secret.value  # exportable: the secret really holds the key
+    account_jwk = SecretClient(spec.vault_url, credential).get_secret(spec.acme.account_key_secret).value
+    caplog.set_level(logging.CRITICAL)  # the test's own secret reads are not the engine's logs
+    fragments = private_fragments(secret.value, account_jwk)
+    logs = [r.getMessage() for r in caplog.records] + [caplog.text]
+    assert len(caplog.records) > 20, "the SDKs and the engine did log at DEBUG"
+    for text in texts + logs:
+        for fragment in fragments:
+            assert fragment not in text
+        assert "PRIVATE KEY" not in text
+
+
+def test_the_certificate_secret_is_never_read(world, engine, emulator):
+    spec = world.spec([unique(AZURE_ZONE)], key=KeySpec(exportable=True))
+    # Any read of the certificate's secret would fail the run.
+    faults = [emulator.admin.add_fault(status=500, host="*.vault.azure.net", path=f"/secrets/{spec.name}", method="GET"),
+              emulator.admin.add_fault(status=500, host="*.vault.azure.net", path=f"/secrets/{spec.name}/*",
+                                       method="GET")]
+    try:
+        facts = engine.issue(spec)
+        assert engine.inspect(spec.vault_url, spec.name) == facts
+        engine.revoke(spec)
+    finally:
+        for f in faults:
+            emulator.admin.remove_fault(f["id"])
+
+
+def test_key_vault_throttling_and_server_errors_are_retried(world, engine, emulator):
+    spec = world.spec([unique(AZURE_ZONE)])
+    faults = [emulator.admin.add_fault(status=429, retry_after=0, host="*.vault.azure.net",
+                                       path=f"/certificates/{spec.name}/create", count=2),
+              emulator.admin.add_fault(status=503, host="*.vault.azure.net",
+                                       path=f"/certificates/{spec.name}/pending/merge", count=1)]
+    try:
+        facts = engine.issue(spec)
+    finally:
+        for f in faults:
+            emulator.admin.remove_fault(f["id"]) if any(x["id"] == f["id"] for x in emulator.admin.faults()) else None
+    assert not [x for x in emulator.admin.faults() if x["id"] in {f["id"] for f in faults}], "every fault was hit"
+    assert facts.names == spec.dns_names
+
+
+def test_read_only_failover_is_a_clear_retryable_error_and_leaves_nothing(world, engine, emulator, credential):
+    spec = world.spec([unique(AZURE_ZONE)])
+    engine.inspect(spec.vault_url, "warm-up")  # the vault client exists before the failover
+    fault = emulator.admin.add_fault(kind="readonly", host=world.vault_url.split("//")[1])
+    try:
+        with pytest.raises(KeyVaultReadOnly) as info:
+            engine.issue(spec)
+    finally:
+        emulator.admin.remove_fault(fault["id"])
+    assert info.value.retryable and "read-only" in str(info.value) and "retry" in str(info.value)
+    assert spec.name not in [c.name for c in CertificateClient(spec.vault_url, credential)
+                             .list_properties_of_certificates()]
+    assert engine.issue(spec).names == spec.dns_names  # after the failover, the same call just works
+
+
+def test_a_pending_operation_left_by_a_crash_is_reused_and_a_stale_one_replaced(world, engine, pebble):
+    from keyvault_acme.lifecycle import managed_tags
+
+    spec = world.spec([unique(AZURE_ZONE)])
+    vault = engine._vault(spec.vault_url)
+    crashed = vault.create_pending(spec.name, spec.key, spec.dns_names, managed_tags(spec))  # then "crash"
+    facts = engine.issue(spec)
+    assert vault.pending(spec.name) is None
+    from keyvault_acme.keyvault import split_pem_chain, same_public_key
+
+    assert same_public_key(split_pem_chain(facts.pem_chain)[0].public_key(), crashed.csr.public_key())
+    # A leftover for other names is discarded, not merged into the wrong certificate.
+    other = world.spec([unique(AZURE_ZONE)], name=f"p-{uuid.uuid4().hex[:8]}")
+    stale = vault.create_pending(other.name, other.key, [unique(AZURE_ZONE)], {})
+    renewed = engine.issue(other)
+    assert not same_public_key(split_pem_chain(renewed.pem_chain)[0].public_key(), stale.csr.public_key())
+    assert set(renewed.names) == set(other.dns_names)
+
+
+def test_a_failed_order_discards_its_pending_operation(world, engine, emulator, credential):
+    spec = world.spec([unique(AZURE_ZONE)])
+    fault = emulator.admin.add_fault(status=400, host="management.azure.com", path="*/TXT/*", method="PUT")
+    try:
+        with pytest.raises(KeyVaultAcmeError, match="Azure DNS"):
+            engine.issue(spec)
+    finally:
+        emulator.admin.remove_fault(fault["id"])
+    # Key Vault keeps the never-completed version (disabled, without a certificate), as the real service does:
+    # nothing issued, no pending operation, and the next attempt simply creates a new version.
+    assert engine.inspect(spec.vault_url, spec.name) is None
+    assert engine._vault(spec.vault_url).pending(spec.name) is None
+    assert engine.issue(spec).names == spec.dns_names
+
+
+def test_many_certificates_at_once_share_one_account(world, credential, pebble, vault_url):
+    engine = Engine(credential)  # a fresh process' worth of caches
+    specs = [world.spec([unique(AZURE_ZONE if i % 2 else BIND_ZONE)], zones="both") for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(engine.issue, specs))
+    assert len({r.serial for r in results}) == 8
+    assert all(pebble.cert_status(r.serial) == "Valid" for r in results)
+    versions = list(SecretClient(vault_url, credential).list_properties_of_secret_versions("acme-account-key"))
+    assert len({v.version for v in versions if v.enabled}) >= 1
+    keys = {SecretClient(vault_url, credential).get_secret("acme-account-key").value}
+    assert len(keys) == 1
+
+
+def test_account_key_creation_race_converges_on_one_key(world, credential):
+    from keyvault_acme.account import load_or_create_key
+    from keyvault_acme.keyvault import KeyVault, sdk_client_kwargs
+
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    barrier = threading.Barrier(4)
+
+    def one(_):
+        vault = KeyVault(world.vault_url, credential, client_kwargs=sdk_client_kwargs())
+        barrier.wait()
+        return load_or_create_key(vault, name).thumbprint()
+
+    with ThreadPoolExecutor(4) as pool:
+        prints = set(pool.map(one, range(4)))
+    assert len(prints) == 1
+    latest = KeyVault(world.vault_url, credential).get_secret(name)
+    from keyvault_acme.account import key_from_secret
+
+    assert key_from_secret(latest).thumbprint() in prints
+
+
+def test_delete_soft_deletes_purges_and_tolerates_gone(world, engine, credential):
+    spec = world.spec([unique(AZURE_ZONE)])
+    engine.issue(spec)
+    engine.delete(spec.vault_url, spec.name)
+    assert engine.inspect(spec.vault_url, spec.name) is None
+    client = CertificateClient(spec.vault_url, credential)
+    assert client.get_deleted_certificate(spec.name).name == spec.name
+    engine.delete(spec.vault_url, spec.name, purge=True)  # already deleted: purge still happens
+    assert spec.name not in [c.name for c in client.list_deleted_certificates()]
+    engine.delete(spec.vault_url, spec.name)  # gone: not an error
+
+
+def test_issuing_over_a_soft_deleted_name_says_recover_or_purge(world, engine):
+    from keyvault_acme.errors import CertificateDeletedButRecoverable
+
+    spec = world.spec([unique(AZURE_ZONE)])
+    engine.issue(spec)
+    engine.delete(spec.vault_url, spec.name)
+    with pytest.raises(CertificateDeletedButRecoverable, match="recover.*purge"):
+        engine.issue(spec)
