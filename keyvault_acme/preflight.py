@@ -98,8 +98,16 @@ def _issuer(value: str) -> str:
 
 def check_caa(names: Iterable[str], identities: Sequence[str], lookup: CaaLookup) -> None:
     """Raise CaaForbidsCa for the first name whose relevant CAA RRset does not let this CA issue."""
+    seen: dict[str, Optional[Sequence[CaaRecord]]] = {}
+
+    def cached(owner: str) -> Optional[Sequence[CaaRecord]]:
+        # Names share ancestors (100 names under one zone climb through the same parents): ask once.
+        if owner not in seen:
+            seen[owner] = lookup(owner)
+        return seen[owner]
+
     for name in names:
-        owner, records = relevant_caa(name, lookup)
+        owner, records = relevant_caa(name, cached)
         reason = caa_verdict(name, records, identities) if owner else None
         if reason:
             who = identities[0] if identities else "<the CA's identity>"

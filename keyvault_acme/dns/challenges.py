@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from ..errors import DnsError, SpecError
 from ..names import challenge_name, zone_for
@@ -84,9 +85,7 @@ class DnsSolver:
         placements = self.place(challenges)
         presented: list[Placement] = []
         try:
-            for p in placements:
-                presented.append(p)  # before present: a half-done write is still cleaned up
-                self.providers[p.zone].present(p.record, p.value)
+            self._present(placements, presented)
             started = time.monotonic()
             timeout = self.propagation_timeout or max(
                 getattr(self.providers[z], "propagation_timeout", DEFAULT_PROPAGATION_TIMEOUT)
@@ -99,10 +98,38 @@ class DnsSolver:
         finally:
             self._cleanup(presented)
 
+    def _present(self, placements: Sequence[Placement], presented: list[Placement]) -> None:
+        def present(p: Placement) -> None:
+            presented.append(p)  # before present: a half-done write is still cleaned up
+            self.providers[p.zone].present(p.record, p.value)
+
+        _per_record(placements, present)
+
     def _cleanup(self, presented: Sequence[Placement]) -> None:
         # Every record gets its chance; a failing cleanup is logged, never hides the original outcome.
-        for p in presented:
+        def cleanup(p: Placement) -> None:
             try:
                 self.providers[p.zone].cleanup(p.record, p.value)
             except Exception as e:  # noqa: BLE001
                 log.warning("could not remove the challenge record %s in %s: %s", p.record, p.zone, e)
+
+        _per_record(presented, cleanup)
+
+
+def _per_record(placements: Sequence[Placement], fn: Callable[[Placement], None], workers: int = 8) -> None:
+    """``fn`` on every placement: distinct record names in parallel, values of one record set in order."""
+    groups: dict[str, list[Placement]] = {}
+    for p in placements:
+        groups.setdefault(p.record, []).append(p)
+
+    def run(group: list[Placement]) -> None:
+        for p in group:
+            fn(p)
+
+    if len(groups) <= 1:
+        for group in groups.values():
+            run(group)
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(groups))) as pool:
+        for future in [pool.submit(run, g) for g in groups.values()]:
+            future.result()

@@ -2,6 +2,7 @@
 
 The CSR is made locally with a throw-away test key (the product takes Key Vault's CSR instead).
 """
+import contextlib
 import threading
 from datetime import datetime, timezone
 
@@ -15,7 +16,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from keyvault_acme.acme_client import AcmeClient, IssuedChain
 from keyvault_acme.dns.challenges import DnsSolver
 from keyvault_acme.dns.rfc2136 import Rfc2136Provider
-from keyvault_acme.errors import AcmeError, PropagationTimeout, SpecError
+from keyvault_acme.errors import AcmeError, AcmeUnauthorized, PropagationTimeout, SpecError
 from tests.services import BIND_ZONE, DELEGATION_ZONE
 
 
@@ -129,6 +130,24 @@ def test_failed_validation_is_a_typed_error_and_records_are_cleaned_up(acme, peb
     with pytest.raises(PropagationTimeout):
         acme.obtain_chain(make_csr(names), names, liar)
     assert bind.txt_values("_acme-challenge.liar.rfc2136.test") == set()
+
+
+def test_a_validation_the_ca_fails_is_a_typed_error_naming_the_name(acme, solver, bind):
+    class Vanishing(DnsSolver):
+        """Records are live when propagation is checked, then vanish before the CA looks."""
+
+        @contextlib.contextmanager
+        def published(self, challenges, **kw):
+            with super().published(challenges, **kw) as placements:
+                for p in placements:
+                    bind.delete_record(p.record, "TXT")
+                yield placements
+
+    names = ["vanish.rfc2136.test"]
+    with pytest.raises(AcmeUnauthorized) as e:
+        acme.obtain_chain(make_csr(names), names, Vanishing(solver.providers))
+    assert e.value.identifier == "vanish.rfc2136.test"
+    assert "TXT" in e.value.detail  # the CA's own words
 
 
 def test_ca_problem_documents_become_typed_errors_with_the_cas_words(acme):
