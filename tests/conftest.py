@@ -1,7 +1,6 @@
-"""Session-wide real services: BIND 9 and Pebble start once per test session and always stop.
-
-Adding the Azure emulator is a small change here: an ``emulator`` fixture, then override
-``dns_forwards`` (its zones -> its DNS address) and ``extra_ca_paths`` (add its CA bundle).
+"""Session-wide real services: the Azure emulator, BIND 9 and Pebble start once per test session and
+always stop. BIND forwards the emulator's Azure DNS zones (``dns_forwards``), so one Pebble resolving
+through BIND validates names in both DNS worlds; ``ca_bundle`` trusts Pebble's and the emulator's CAs.
 """
 from __future__ import annotations
 

@@ -66,6 +66,20 @@ def test_directory_metadata_degrades_cleanly_without_ari_and_profiles(acme):
     assert info.terms_of_service
 
 
+def test_renewal_window_is_none_without_ari(acme, solver):
+    names = ["ari.rfc2136.test"]
+    chain = acme.obtain_chain(make_csr(names), names, solver)
+    assert acme.renewal_window(chain.leaf_pem) is None
+
+
+def test_an_order_created_before_a_crash_is_resumed(acme, solver, pebble):
+    names = ["resume.rfc2136.test"]
+    order = acme.new_order(names)  # ...then the process died; its URL was persisted
+    chain = acme.obtain_chain(make_csr(names), names, solver, resume_url=order.url)
+    assert chain.order_url == order.url
+    verify(chain, pebble, names)
+
+
 def test_account_is_registered_once_and_found_again_by_key(acme, pebble, account_key):
     url = acme.account_url()
     assert url.startswith("https://127.0.0.1")
