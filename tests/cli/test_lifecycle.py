@@ -152,3 +152,14 @@ def test_an_operation_that_fails_is_one_line_exit_1(capsys, tmp_path, stack, iss
     assert code == cli.EXIT_FAILED and out == ""
     [line] = err.splitlines()
     assert line.startswith("keyvault-acme: error: ") and "has no issued version to revoke" in line
+
+
+def test_check_names_the_failing_step_for_an_identity_without_roles(capsys, stack, emulator, monkeypatch):
+    nobody = emulator.admin.add_client(name="cli-no-roles")
+    monkeypatch.setenv("AZURE_CLIENT_ID", nobody["client_id"])
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", nobody["secret"])
+    code, out, _ = kvacme(capsys, stack, "check", "early", "late")
+    assert code == cli.EXIT_FAILED
+    lines = out.splitlines()
+    assert [line.split()[:3] for line in lines] == [["FAIL", "early:", "credentials"], ["FAIL", "late:", "credentials"]]
+    assert all("403" in line or "forbidden" in line.lower() or "permission" in line.lower() for line in lines), lines
