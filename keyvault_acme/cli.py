@@ -431,7 +431,7 @@ def cmd_renew(ctx: Context) -> int:
                 _report(ctx, "renewed", name, ctx.engine.renew(spec))
         except KeyVaultAcmeError as e:  # one failure must not stop the others from renewing
             failed += 1
-            print(f"{PROG}: error: {name}: {_one_line(e)}", file=sys.stderr)
+            print(f"{PROG}: error: {name}: {_explain(e)}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -461,10 +461,7 @@ def cmd_check(ctx: Context) -> int:
                 result = run()
                 if step == "credentials and vault":
                     current = f"current version {result.version[:8]}" if result else "not issued yet"
-        except KeyVaultAcmeError as e:
-            failed += 1
-            ctx.out.write(f"FAIL {name}: {step}: {_one_line(e)}\n")
-        except Exception as e:  # noqa: BLE001 - credentials and transport errors, explained in one line
+        except Exception as e:  # noqa: BLE001 - engine, credential and transport errors, each in one line
             failed += 1
             ctx.out.write(f"FAIL {name}: {step}: {_explain(e)}\n")
         else:
@@ -476,16 +473,29 @@ def cmd_check(ctx: Context) -> int:
 # -- entry point --------------------------------------------------------------------------------------
 
 
+CREDENTIALS_HINT = ("sign in with 'az login', run with a managed identity, or set AZURE_CLIENT_ID and "
+                    "AZURE_TENANT_ID for workload identity federation")
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
 def _explain(error: BaseException) -> str:
-    """One line saying what failed and what to do, for errors raised outside the engine's own classes."""
-    kind = type(error).__name__
-    if kind in ("ClientAuthenticationError", "CredentialUnavailableError"):
-        return ("no Azure credentials: sign in with 'az login', or run with a managed identity, or set "
-                "AZURE_CLIENT_ID/AZURE_TENANT_ID with workload identity federation "
-                f"({_one_line(error)})")
-    if kind == "ServiceRequestError":
-        return f"cannot reach Azure: {_one_line(error)}; check the network, proxy and vault URL"
-    return f"{_one_line(error)} ({kind}; rerun with --verbose for details)"
+    """One line saying what failed and what to do; credential problems get the ways to sign in."""
+    text = _one_line(error)
+    if any(type(e).__name__ in ("ClientAuthenticationError", "CredentialUnavailableError") for e in _causes(error)):
+        return f"{text}; no usable Azure credentials: {CREDENTIALS_HINT}"
+    if isinstance(error, KeyVaultAcmeError):
+        return text
+    if type(error).__name__ in ("ServiceRequestError", "ConnectionError"):
+        return f"{text}; cannot reach the service: check the network, proxy and URLs in the stack file"
+    return f"{text} ({type(error).__name__}; rerun with --verbose for the traceback)"
 
 
 def main(argv: Sequence[str] | None = None, *, engine: "Engine | None" = None,
@@ -514,7 +524,7 @@ def main(argv: Sequence[str] | None = None, *, engine: "Engine | None" = None,
         print(f"{PROG}: error: {e}", file=err)
         return EXIT_USAGE
     except KeyVaultAcmeError as e:
-        print(f"{PROG}: error: {_one_line(e)}", file=err)
+        print(f"{PROG}: error: {_explain(e)}", file=err)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=err)

@@ -163,3 +163,11 @@ def test_check_names_the_failing_step_for_an_identity_without_roles(capsys, stac
     lines = out.splitlines()
     assert [line.split()[:3] for line in lines] == [["FAIL", "early:", "credentials"], ["FAIL", "late:", "credentials"]]
     assert all("403" in line or "forbidden" in line.lower() or "permission" in line.lower() for line in lines), lines
+
+
+def test_unusable_credentials_say_how_to_sign_in(capsys, stack, monkeypatch):
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "not-the-secret")
+    code, out, err = kvacme(capsys, stack, "status")
+    assert code == cli.EXIT_FAILED and out == ""
+    [line] = err.splitlines()
+    assert line.startswith("keyvault-acme: error: ") and "az login" in line and "AZURE_CLIENT_ID" in line
