@@ -1,0 +1,274 @@
+"""``make bench``: how fast one issuance is, where the time goes, and the same work done by certbot and lego.
+
+Everything runs here, on loopback: the emulator (Key Vault, Azure DNS, Entra ID behind its proxy), real
+BIND 9 and real Pebble with ``PEBBLE_VA_NOSLEEP=1`` and ``PEBBLE_WFE_NONCEREJECT=0`` (no random
+validation delay, no injected badNonce: we measure clients, not Pebble's chaos settings). DNS-01 goes
+through RFC 2136 to BIND for every client, so the comparison is like for like; our engine is also
+measured through Azure DNS. The last line is one JSON object of medians in seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from tests import services
+
+PHASES = ("kv_create", "order", "dns_write", "propagation", "validation", "finalize", "merge")
+
+
+def median(values) -> float | None:
+    values = list(values)
+    return statistics.median(values) if values else None
+
+
+class Recorder:
+    """Collects the engine's per-phase timings (its ``on_timings`` hook) across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.runs: list[dict[str, float]] = []
+
+    def __call__(self, name: str, seconds) -> None:
+        with self._lock:
+            self.runs.append(dict(seconds))
+
+    def take(self) -> list[dict[str, float]]:
+        with self._lock:
+            runs, self.runs = self.runs, []
+        return runs
+
+
+def phase_line(runs: list[dict[str, float]]) -> str:
+    parts = []
+    for phase in PHASES:
+        m = median(r.get(phase, 0.0) for r in runs)
+        parts.append(f"{phase} {m * 1000:6.1f}" if m is not None else f"{phase} -")
+    return "  ".join(parts) + "  (ms, median)"
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run_engine(world, engine, recorder, args) -> dict:
+    from keyvault_acme.model import KeySpec
+
+    results: dict = {}
+    # Warm-up: token, Key Vault challenge, account key + registration, directory; not measured.
+    engine.issue(world.spec([world.name("rfc")], "rfc2136"))
+    engine.issue(world.spec([world.name("azure")], "azure"))
+    recorder.take()
+
+    for label, zones, key in (("EC P-256, RFC 2136", "rfc2136", KeySpec()),
+                              ("EC P-256, Azure DNS", "azure", KeySpec()),
+                              ("RSA 2048, RFC 2136", "rfc2136", KeySpec("RSA", 2048))):
+        times = [timed(lambda: engine.issue(world.spec([world.name("one")], zones, key)))
+                 for _ in range(args.repeat)]
+        runs = recorder.take()
+        print(f"one issuance, {label:20s}: median {median(times) * 1000:7.1f} ms  "
+              f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}, n={len(times)})")
+        print(f"    phases: {phase_line(runs)}")
+        results[(zones, key.label)] = median(times)
+
+    for count, workers in ((1, 1), (10, 1), (10, 4), (100, 4)):
+        specs = [world.spec([world.name("many")], "rfc2136") for _ in range(count)]
+        start = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(engine.issue, specs))
+        elapsed = time.perf_counter() - start
+        runs = recorder.take()
+        print(f"{count:3d} certificates, {workers} at a time: {elapsed:6.2f} s  = {count / elapsed:6.1f} certificates/s")
+        print(f"    phases: {phase_line(runs)}")
+        if (count, workers) == (100, 4):
+            results["hundred"] = elapsed
+    return results
+
+
+def run_cli(world, args) -> float | None:
+    """Whole process of ``keyvault-acme issue`` (a fresh interpreter, as an operator runs it)."""
+    exe = Path(sys.executable).with_name("keyvault-acme")
+    try:
+        from tests.cli.conftest import write_stack
+    except ImportError:
+        return None
+    if not exe.exists():
+        return None
+    times = []
+    for i in range(args.repeat_slow):
+        host, port = world.emulator.dns_address
+        stack = write_stack(Path(world.tmp) / f"Pulumi.bench{i}-test.yaml", vault=world.vault_name,
+                            directory_url=world.pebble.directory_url, resolver=f"{host}:{port}",
+                            certificates=[{"name": f"cli{i}", "dns_names": [world.name("cli", "azure")]}])
+        start = time.perf_counter()
+        proc = subprocess.run([str(exe), "--config", str(stack), "-q", "issue", f"cli{i}"], env=world.env,
+                              capture_output=True, text=True, timeout=120)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            print(f"keyvault-acme issue failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+            return None
+        times.append(elapsed)
+    print(f"keyvault-acme issue (whole process): median {median(times):.3f} s  (n={len(times)})")
+    return median(times)
+
+
+def run_certbot(world, args) -> float | None:
+    exe = Path(sys.executable).with_name("certbot")
+    if not exe.exists():
+        print("certbot: not installed in the venv")
+        return None
+    base = Path(world.tmp) / "certbot"
+    ini = base / "rfc2136.ini"
+    base.mkdir(exist_ok=True)
+    ini.write_text(f"dns_rfc2136_server = {world.bind.host}\ndns_rfc2136_port = {world.bind.port}\n"
+                   f"dns_rfc2136_name = {world.bind.tsig_key_name}\ndns_rfc2136_secret = {world.bind.tsig_secret_b64}\n"
+                   "dns_rfc2136_algorithm = HMAC-SHA256\n")
+    ini.chmod(0o600)
+    times = []
+    for i in range(args.repeat_slow):
+        argv = [str(exe), "certonly", "--non-interactive", "--agree-tos", "--register-unsafely-without-email",
+                "--server", world.pebble.directory_url, "--dns-rfc2136", "--dns-rfc2136-credentials", str(ini),
+                "--dns-rfc2136-propagation-seconds", "0", "--key-type", "ecdsa",
+                "--config-dir", str(base / "config"), "--work-dir", str(base / "work"), "--logs-dir", str(base / "logs"),
+                "-d", world.name("certbot")]
+        start = time.perf_counter()
+        proc = subprocess.run(argv, env=world.env, capture_output=True, text=True, timeout=180)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            print(f"certbot failed: {proc.stderr.strip()[-400:]}")
+            return None
+        times.append(elapsed)
+    print(f"certbot + certbot-dns-rfc2136 (whole process): median {median(times):.3f} s  (n={len(times)})")
+    return median(times)
+
+
+def run_lego(world, args) -> float | None:
+    exe = shutil.which("lego") or "/usr/bin/lego"
+    if not Path(exe).exists():
+        print("lego: not installed")
+        return None
+    env = {**world.env, "LEGO_CA_CERTIFICATES": world.pebble.tls_ca_pem_path,
+           "RFC2136_NAMESERVER": world.bind.server, "RFC2136_TSIG_KEY": world.bind.tsig_key_name,
+           "RFC2136_TSIG_SECRET": world.bind.tsig_secret_b64, "RFC2136_TSIG_ALGORITHM": "hmac-sha256.",
+           "RFC2136_PROPAGATION_TIMEOUT": "10", "RFC2136_POLLING_INTERVAL": "1"}
+    times = []
+    for i in range(args.repeat_slow):
+        argv = [exe, "--server", world.pebble.directory_url, "--email", "bench@example.test", "--accept-tos",
+                "--dns", "rfc2136", "--dns.resolvers", world.bind.server, "--dns.disable-cp",
+                "--key-type", "ec256", "--path", str(Path(world.tmp) / "lego"), "--domains", world.name("lego"), "run"]
+        start = time.perf_counter()
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            print(f"lego failed: {proc.stderr.strip()[-400:]}")
+            return None
+        times.append(elapsed)
+    print(f"lego 4.9 rfc2136 (whole process): median {median(times):.3f} s  (n={len(times)})")
+    return median(times)
+
+
+class World:
+    def __init__(self, emulator, bind, pebble, tsig_ref, vault_name: str, env: dict, tmp: str) -> None:
+        self.emulator, self.bind, self.pebble, self.tsig_ref = emulator, bind, pebble, tsig_ref
+        self.vault_name, self.env, self.tmp = vault_name, env, tmp
+        self.vault_url = f"https://{vault_name}.vault.azure.net"
+        self.stem = uuid.uuid4().hex[:6]
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def name(self, label: str, zone: str = "rfc2136") -> str:
+        with self._lock:
+            self._n += 1
+            n = self._n
+        return f"{label}{n}-{self.stem}.{services.BIND_ZONE if zone != 'azure' else 'azure.test'}"
+
+    def spec(self, names, zones: str, key=None):
+        from keyvault_acme.model import AcmeAccount, AzureDnsZone, CertificateSpec, KeySpec, Rfc2136Zone
+
+        names = [n.replace(f".{services.BIND_ZONE}", ".azure.test") if zones == "azure" else n for n in names]
+        if zones == "azure":
+            zone_list = (AzureDnsZone(services.azure_zone_id("azure.test")),)
+            host, port = self.emulator.dns_address
+            resolvers = (f"{host}:{port}",)
+        else:
+            zone_list = (Rfc2136Zone(services.BIND_ZONE, self.bind.server, self.bind.tsig_key_name, self.tsig_ref),)
+            resolvers = ()  # BIND is the zone's only authoritative server (the provider says so)
+        return CertificateSpec(vault_url=self.vault_url, name=f"b-{uuid.uuid4().hex[:12]}", dns_names=tuple(names),
+                               zones=zone_list, acme=AcmeAccount(directory_url=self.pebble.directory_url),
+                               key=key or KeySpec(), resolvers=resolvers, propagation_timeout_s=30)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=15, help="single issuances per variant (median)")
+    parser.add_argument("--repeat-slow", type=int, default=3, help="runs of certbot, lego and the CLI (median)")
+    parser.add_argument("--skip-peers", action="store_true", help="do not run certbot and lego")
+    args = parser.parse_args(argv)
+
+    from azure.identity import ClientSecretCredential
+    from azure.keyvault.secrets import SecretClient
+    from emulator.pebble import Pebble
+
+    from keyvault_acme.lifecycle import Engine
+    from keyvault_acme.model import SecretRef
+
+    tmp = tempfile.mkdtemp(prefix="kvacme-bench-")
+    try:
+        with services.emulator_server() as emulator, \
+                services.bind_server(forward_zones={z: emulator.dns_address for z in services.AZURE_ZONES}) as bind, \
+                Pebble(dns_server=bind.address, nonce_reject_percent=0) as pebble:
+            bundle = services.write_ca_bundle(Path(tmp) / "bundle.pem",
+                                              [pebble.tls_ca_pem_path, emulator.ca_bundle_path])
+            app = emulator.admin.add_root_client(name="bench")
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("HTTP_PROXY", "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE")}
+            env.update(emulator.environ(bundle), AZURE_TENANT_ID=app["tenant_id"], AZURE_CLIENT_ID=app["client_id"],
+                       AZURE_CLIENT_SECRET=app["secret"])
+            os.environ.clear()
+            os.environ.update(env)
+            vault_name = f"bench{uuid.uuid4().hex[:8]}"
+            vault_url = f"https://{vault_name}.vault.azure.net"
+            credential = ClientSecretCredential(app["tenant_id"], app["client_id"], app["secret"])
+            SecretClient(vault_url, credential).set_secret("bind-tsig", bind.tsig_secret_b64)
+            world = World(emulator, bind, pebble, SecretRef(f"{vault_url}/secrets/bind-tsig"), vault_name, env, tmp)
+            recorder = Recorder()
+            engine = Engine(credential, on_timings=recorder)
+            print(f"Pebble {pebble.directory_url} (PEBBLE_VA_NOSLEEP=1, PEBBLE_WFE_NONCEREJECT=0), BIND 9 {bind.server}, "
+                  f"emulator {emulator.proxy_url}")
+            results = run_engine(world, engine, recorder, args)
+            cli_s = run_cli(world, args)
+            certbot_s = lego_s = None
+            if not args.skip_peers:
+                certbot_s = run_certbot(world, args)
+                lego_s = run_lego(world, args)
+            issue_s = results[("rfc2136", "EC P-256")]
+            if certbot_s:
+                print(f"certbot / keyvault-acme (in-process, EC P-256): {certbot_s / issue_s:.0f}x")
+            if lego_s:
+                print(f"lego / keyvault-acme (in-process, EC P-256): {lego_s / issue_s:.0f}x")
+            summary = {"issue_s": round(issue_s, 4), "issue_rsa_s": round(results[("rfc2136", "RSA 2048")], 4),
+                       "cli_s": round(cli_s, 3) if cli_s else None,
+                       "certbot_s": round(certbot_s, 3) if certbot_s else None,
+                       "lego_s": round(lego_s, 3) if lego_s else None,
+                       "hundred_s": round(results["hundred"], 3)}
+            print(json.dumps(summary))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
