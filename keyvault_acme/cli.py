@@ -238,7 +238,8 @@ def _certificates_of(workload: "WorkloadConfig") -> dict[str, "CertificateSpec"]
 
 
 class Progress:
-    """Progress lines on stderr for long steps. Quiet when stderr is not a terminal, unless --verbose."""
+    """Progress lines on stderr for long steps. Quiet when stderr is not a terminal, unless --verbose;
+    the engine's warnings are shown either way (they are about things an operator should fix)."""
 
     def __init__(self, stream: TextIO, *, enabled: bool) -> None:
         self.stream, self.enabled = stream, enabled
@@ -246,8 +247,11 @@ class Progress:
 
     def __call__(self, message: str) -> None:
         if self.enabled:
-            self.stream.write(f"[{time.monotonic() - self._start:6.2f}s] {message}\n")
-            self.stream.flush()
+            self._write(message)
+
+    def _write(self, message: str) -> None:
+        self.stream.write(f"[{time.monotonic() - self._start:6.2f}s] {message}\n")
+        self.stream.flush()
 
     def handler(self) -> logging.Handler:
         """A logging handler that shows the engine's INFO steps (propagation, validation, ...) as progress."""
@@ -256,12 +260,14 @@ class Progress:
         class _Handler(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
                 try:
-                    progress(record.getMessage())
+                    if record.levelno >= logging.WARNING:
+                        progress._write(f"{record.levelname.lower()}: {record.getMessage()}")
+                    else:
+                        progress(record.getMessage())
                 except Exception:  # noqa: BLE001 - progress must never break an operation
                     self.handleError(record)
 
-        handler = _Handler(logging.INFO if self.enabled else logging.WARNING)
-        return handler
+        return _Handler(logging.DEBUG if self.enabled else logging.WARNING)
 
 
 def _one_line(error: BaseException) -> str:
@@ -512,7 +518,8 @@ def main(argv: Sequence[str] | None = None, *, engine: "Engine | None" = None,
     handler = progress.handler()
     log.addHandler(handler)
     previous_level = log.level
-    log.setLevel(logging.INFO)
+    # A terminal sees the engine's steps; --verbose also its details (phase timings, retries).
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
     try:
         stack = load_stack(stack_path(args.stack, args.config))
         ctx = Context(args, stack, progress, out, now or (lambda: datetime.now(timezone.utc)), engine, log)

@@ -54,6 +54,7 @@ def issued(stack, specs, engine):
         result = subprocess.run([str(SCRIPT), "--config", str(stack), "issue", name],
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
+        assert result.stderr == ""  # not a terminal: no progress
         facts = engine.inspect(specs[name].vault_url, name)
         assert facts is not None
         assert result.stdout.startswith(f"issued {name}: version {facts.version}, serial {facts.serial}")
@@ -132,8 +133,12 @@ def test_renew_due_renews_exactly_what_is_due_and_issues_what_is_missing(capsys,
 
 def test_revoke_revokes_at_the_ca_and_status_shows_it(capsys, stack, specs, issued, engine, short_pebble):
     before = engine.inspect(specs["late"].vault_url, "late")
-    code, out, err = kvacme(capsys, stack, "revoke", "late", "--reason", "keyCompromise")
+    code, out, err = kvacme(capsys, stack, "revoke", "late", "--reason", "keyCompromise", "--verbose")
     assert code == 0, err
+    # --verbose shows the CLI's steps and the engine's, timed, on stderr
+    progress = err.splitlines()
+    assert progress[0].endswith("] late: revoking (keyCompromise)")
+    assert any(f"revoked {before.id} version {before.version}" in line for line in progress), progress
     assert out == f"revoked late: serial {before.serial} (keyCompromise), version disabled in Key Vault\n"
     assert short_pebble.cert_status(before.serial) == "Revoked"
     after = engine.inspect(specs["late"].vault_url, "late")
