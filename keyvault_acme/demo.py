@@ -195,19 +195,34 @@ class Demo:
                      "'pulumi up', 'pulumi refresh' and 'pulumi destroy' on the local stack)")
             return
         self.say("Pulumi: up, refresh and destroy on the local stack with a local file backend")
-        state = self.tmp / "pulumi-state"
-        state.mkdir()
-        env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "demo",
-               "PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_PYTHON_CMD": sys.executable}
-        stack = ["--stack", "local", "--config-file", str(self.runtime_stack), "--non-interactive"]
-        for argv in (["stack", "init", "local", "--non-interactive"], ["up", "--yes", "--skip-preview", *stack],
-                     ["refresh", "--yes", *stack], ["destroy", "--yes", *stack], ["stack", "rm", "--yes", "local"]):
+        project = self.pulumi_project()
+        env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{self.tmp / 'pulumi-state'}",
+               "PULUMI_CONFIG_PASSPHRASE": "demo", "PULUMI_SKIP_UPDATE_CHECK": "true",
+               # pulumi-azure-native signs in as the same issuer app, through the same proxy and CA bundle.
+               "ARM_CLIENT_ID": os.environ["AZURE_CLIENT_ID"], "ARM_CLIENT_SECRET": os.environ["AZURE_CLIENT_SECRET"],
+               "ARM_TENANT_ID": os.environ["AZURE_TENANT_ID"], "ARM_SUBSCRIPTION_ID": self.workload.subscription_id}
+        (self.tmp / "pulumi-state").mkdir()
+        for argv in (["stack", "init", "local"], ["up", "--yes", "--skip-preview", "--stack", "local"],
+                     ["refresh", "--yes", "--stack", "local"], ["destroy", "--yes", "--stack", "local"],
+                     ["stack", "rm", "--yes", "local"]):
             self.out.write(f"$ pulumi {' '.join(argv)}\n")
             self.out.flush()
-            result = subprocess.run([pulumi, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+            result = subprocess.run([pulumi, *argv, "--non-interactive"], cwd=project, env=env, capture_output=True,
+                                    text=True, timeout=900)
             self.out.write(result.stdout[-4000:])
             if result.returncode != 0:
                 raise DemoFailed(f"pulumi {argv[0]} failed: {result.stderr.strip()[-2000:]}")
+
+    def pulumi_project(self) -> Path:
+        """A copy of the project whose only stack file is this run's, so the repository is never written to."""
+        project = self.tmp / "project"
+        (project / "stacks").mkdir(parents=True)
+        settings = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+        settings.setdefault("runtime", {}).setdefault("options", {})["virtualenv"] = sys.prefix
+        (project / "Pulumi.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+        shutil.copy(ROOT / "__main__.py", project / "__main__.py")
+        shutil.copy(self.runtime_stack, project / "stacks" / "Pulumi.local.yaml")
+        return project
 
 
 class DemoFailed(Exception):
