@@ -345,17 +345,24 @@ class KeyVault:
                           lambda: self.certificates.begin_delete_certificate(name), deadline=deadline,
                           missing_ok=True) is None
         chain = f"{name}{CHAIN_SUFFIX}"
-        self._call(f"delete secret {chain!r}", lambda: self.secrets.begin_delete_secret(chain),
-                   deadline=deadline, missing_ok=True)
+        chain_gone = self._call(f"delete secret {chain!r}", lambda: self.secrets.begin_delete_secret(chain),
+                                deadline=deadline, missing_ok=True) is None
         if purge:
+            # Already gone: purge what is soft-deleted now; waiting for a deletion nobody started never ends.
             self._purge(f"certificate {name!r}", lambda: self.certificates.get_deleted_certificate(name),
-                        lambda: self.certificates.purge_deleted_certificate(name), deadline)
+                        lambda: self.certificates.purge_deleted_certificate(name), deadline, wait=not gone)
             self._purge(f"secret {chain!r}", lambda: self.secrets.get_deleted_secret(chain),
-                        lambda: self.secrets.purge_deleted_secret(chain), deadline)
+                        lambda: self.secrets.purge_deleted_secret(chain), deadline, wait=not chain_gone)
         log.info("deleted %s/%s%s", self.vault_url, name, " and purged it" if purge else "")
         return not gone
 
-    def _purge(self, what: str, get_deleted: Callable[[], Any], purge: Callable[[], Any], deadline: float) -> None:
+    def _purge(self, what: str, get_deleted: Callable[[], Any], purge: Callable[[], Any], deadline: float,
+               wait: bool = True) -> None:
+        if not wait:
+            if self._call(f"get deleted {what}", get_deleted, deadline=deadline, missing_ok=True) is not None:
+                self._call(f"purge {what}", purge, deadline=deadline, missing_ok=True)
+            return
+
         # Deletion completes asynchronously: wait (short backoff, deadline) until the deleted object is listed.
         def deleted_now():
             if self._call(f"get deleted {what}", get_deleted, deadline=deadline, missing_ok=True) is None:
