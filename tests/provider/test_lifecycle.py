@@ -173,3 +173,31 @@ def test_four_certificates_created_concurrently_through_one_host(live, serialize
         assert_outputs(r.outputs, r.inputs)
         assert live.pebble.cert_status(r.outputs["serial"]) == "Valid"
         assert live.leaks(r.outputs) == []
+
+
+def test_names_in_azure_dns_and_rfc2136_zones(live, deployed):
+    inputs = live.inputs("az-www", ["az-www"], azure=["az-www", "az-api"])
+    assert deployed.up(inputs) == "create"
+    assert_outputs(deployed.outputs, deployed.inputs)
+    assert {"az-www.azure.test", "az-api.azure.test", "az-www.rfc2136.test"} == set(deployed.outputs["names"])
+    deployed.destroy()
+    assert live.pebble.cert_status(deployed.deleted[-1][1]["serial"]) == "Revoked"
+
+
+def test_revoked_out_of_band_is_renewed(live, deployed):
+    from keyvault_acme.config import certificate_spec_from_dict
+    from keyvault_acme.lifecycle import Engine
+
+    inputs = live.inputs("rev-www", ["rev-www"])
+    deployed.up(inputs)
+    first = dict(deployed.outputs)
+    spec = certificate_spec_from_dict({k: v for k, v in deployed.inputs.items()
+                                       if k not in ("revoke_on_delete", "revoke_reason", "purge_on_delete",
+                                                    "__provider")})
+    Engine(live.credential).revoke(spec, "keyCompromise")  # e.g. `keyvault-acme revoke` during an incident
+    assert live.pebble.cert_status(first["serial"]) == "Revoked"
+    assert deployed.refresh() == "update"
+    assert deployed.outputs["revoked_reason"] == "keyCompromise"
+    assert deployed.up(inputs) == "update"
+    assert deployed.outputs["serial"] != first["serial"] and "revoked_reason" not in deployed.outputs
+    assert live.pebble.cert_status(deployed.outputs["serial"]) == "Valid"

@@ -14,7 +14,9 @@ from typing import Any
 
 from tests.provider.conftest import FRACTION_REMAINING
 from tests.provider.host import ProviderHost, changes
-from tests.services import BIND_ZONE
+from tests.services import BIND_ZONE, azure_zone_id
+
+AZURE_ZONE = "azure.test"
 
 PROVIDER_KEY = "__provider"
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.")  # a bearer token's header and claims
@@ -31,15 +33,22 @@ class World:
     vaults: tuple[str, ...] = field(default_factory=lambda: tuple(
         f"https://kv{uuid.uuid4().hex[:10]}{i}.vault.azure.net" for i in range(2)))
 
-    def inputs(self, name: str, labels: list[str], *, vault: int = 0, **extra: Any) -> dict[str, Any]:
-        """A program's inputs for certificate ``name`` covering ``<label>.rfc2136.test`` for each label."""
+    def inputs(self, name: str, labels: list[str], *, vault: int = 0, azure: list[str] = (), **extra: Any
+               ) -> dict[str, Any]:
+        """A program's inputs for certificate ``name``: ``<label>.rfc2136.test`` (BIND 9, RFC 2136) for each
+        of ``labels`` and ``<label>.azure.test`` (the emulator's Azure DNS) for each of ``azure``."""
         vault_url = self.vaults[vault]
+        zones = [{"zone": BIND_ZONE, "server": self.bind.server, "tsig_key_name": self.bind.tsig_key_name,
+                  "tsig_secret": f"{vault_url}/secrets/tsig"}]
+        if azure:
+            zones.append({"resource_id": azure_zone_id(AZURE_ZONE)})
         return {
-            "vault_url": vault_url, "name": name, "dns_names": [f"{label}.{BIND_ZONE}" for label in labels],
-            "zones": [{"zone": BIND_ZONE, "server": self.bind.server, "tsig_key_name": self.bind.tsig_key_name,
-                       "tsig_secret": f"{vault_url}/secrets/tsig"}],
+            "vault_url": vault_url, "name": name,
+            "dns_names": [f"{label}.{BIND_ZONE}" for label in labels] + [f"{label}.{AZURE_ZONE}" for label in azure],
+            "zones": zones,
             "acme": {"directory_url": self.pebble.directory_url, "contact": ["ops@rfc2136.test"]},
             "renewal": {"fraction_remaining": FRACTION_REMAINING},
+            # BIND answers for its zone and forwards the emulator's Azure zones: one resolver checks both.
             "resolvers": [self.bind.server], "propagation_timeout_s": 30,
             **extra,
         }
