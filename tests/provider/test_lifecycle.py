@@ -5,12 +5,15 @@ where it lives: Key Vault (through the emulator, with the SDK), Pebble's view of
 """
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
 from azure.keyvault.certificates import CertificateClient
+from azure.keyvault.secrets import SecretClient
+from cryptography import x509
 from pulumi.runtime.rpc import UNKNOWN
 
 from tests.provider.conftest import RENEW_AFTER_S
@@ -59,6 +62,8 @@ def test_up_issues_and_a_second_up_changes_nothing(live, deployed):
     kv = CertificateClient(inputs["vault_url"], live.credential).get_certificate("up-www")
     assert kv.properties.version == deployed.outputs["version"]
     assert live.leaks(deployed.outputs) == []
+    account_key = SecretClient(inputs["vault_url"], live.credential).get_secret("acme-account-key").value
+    assert account_key and account_key not in json.dumps(deployed.outputs)
 
     assert deployed.up(inputs) == "none"
 
@@ -164,13 +169,18 @@ def test_a_retried_create_adopts_what_a_lost_create_issued(live, serialized_prov
 
 def test_four_certificates_created_concurrently_through_one_host(live, serialized_provider):
     resources = [Deployed(live.host, serialized_provider) for _ in range(4)]
-    inputs = [live.inputs(f"par-{i}", [f"par-{i}"]) for i in range(4)]
+    keys = [{"kty": "EC", "curve": "P-256"}, {"kty": "EC", "curve": "P-384"}, {"kty": "RSA", "size": 2048},
+            {"kty": "RSA", "size": 3072, "exportable": True}]  # exportable: Key Vault's secret holds the key
+    inputs = [live.inputs(f"par-{i}", [f"par-{i}"], key=key) for i, key in enumerate(keys)]
     with ThreadPoolExecutor(4) as pool:
         steps = list(pool.map(lambda pair: pair[0].up(pair[1]), zip(resources, inputs)))
     assert steps == ["create"] * 4
     assert len({r.outputs["serial"] for r in resources}) == 4
-    for r, i in zip(resources, inputs):
+    for r, key in zip(resources, keys):
         assert_outputs(r.outputs, r.inputs)
+        public = x509.load_pem_x509_certificate(r.outputs["pem_chain"].encode()).public_key()
+        assert (public.curve.name if key["kty"] == "EC" else public.key_size) == {
+            "P-256": "secp256r1", "P-384": "secp384r1"}.get(key.get("curve"), key.get("size"))
         assert live.pebble.cert_status(r.outputs["serial"]) == "Valid"
         assert live.leaks(r.outputs) == []
 
