@@ -13,6 +13,8 @@ workload identity, managed identity, Azure CLI) and, optionally, the stack confi
 """
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 from datetime import datetime, timezone
 from typing import Any, Mapping, Optional, Sequence
@@ -73,6 +75,18 @@ def _spec(inputs: Mapping[str, Any]) -> CertificateSpec:
     return spec_config.certificate_spec_from_dict({k: v for k, v in inputs.items() if k not in PROVIDER_INPUTS})
 
 
+def _engine_logger() -> logging.Logger:
+    """The engine's logger; in the provider host, also to stderr, which Pulumi shows with the deployment."""
+    log = logging.getLogger("keyvault_acme")
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if main is not None and main.name == "pulumi.dynamic.__main__" and not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("keyvault-acme: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    return log
+
+
 def _failure(error: SpecError) -> CheckFailure:
     return CheckFailure(error.field, f"{error.problem}; {error.fix}" if error.fix else error.problem)
 
@@ -113,7 +127,7 @@ class CertificateProvider(ResourceProvider):
                     if "tenant_id" in self._config:
                         kwargs["workload_identity_tenant_id"] = self._config["tenant_id"]
                     credential = DefaultAzureCredential(**kwargs)
-                self._engine = Engine(credential)
+                self._engine = Engine(credential, logger=_engine_logger())
             return self._engine
 
     # check ------------------------------------------------------------------------------------------
