@@ -341,28 +341,22 @@ class KeyVault:
     def delete(self, name: str, *, purge: bool = False, deadline: float | None = None) -> bool:
         """Soft-delete the certificate and its companion chain; purge both when asked. False when already gone."""
         deadline = deadline if deadline is not None else time.monotonic() + self.timeout_s
-        gone = self._call(f"delete certificate {name!r}",
-                          lambda: self.certificates.begin_delete_certificate(name), deadline=deadline,
-                          missing_ok=True) is None
+        existed = self._call(f"delete certificate {name!r}", lambda: self.certificates.begin_delete_certificate(name),
+                             deadline=deadline, missing_ok=True) is not None
         chain = f"{name}{CHAIN_SUFFIX}"
-        chain_gone = self._call(f"delete secret {chain!r}", lambda: self.secrets.begin_delete_secret(chain),
-                                deadline=deadline, missing_ok=True) is None
+        chain_existed = self._call(f"delete secret {chain!r}", lambda: self.secrets.begin_delete_secret(chain),
+                                   deadline=deadline, missing_ok=True) is not None
         if purge:
-            # Already gone: purge what is soft-deleted now; waiting for a deletion nobody started never ends.
+            # Wait for a deletion we just made to complete; an object deleted earlier is purged if still there.
             self._purge(f"certificate {name!r}", lambda: self.certificates.get_deleted_certificate(name),
-                        lambda: self.certificates.purge_deleted_certificate(name), deadline, wait=not gone)
+                        lambda: self.certificates.purge_deleted_certificate(name), deadline, wait=existed)
             self._purge(f"secret {chain!r}", lambda: self.secrets.get_deleted_secret(chain),
-                        lambda: self.secrets.purge_deleted_secret(chain), deadline, wait=not chain_gone)
+                        lambda: self.secrets.purge_deleted_secret(chain), deadline, wait=chain_existed)
         log.info("deleted %s/%s%s", self.vault_url, name, " and purged it" if purge else "")
-        return not gone
+        return existed
 
     def _purge(self, what: str, get_deleted: Callable[[], Any], purge: Callable[[], Any], deadline: float,
-               wait: bool = True) -> None:
-        if not wait:
-            if self._call(f"get deleted {what}", get_deleted, deadline=deadline, missing_ok=True) is not None:
-                self._call(f"purge {what}", purge, deadline=deadline, missing_ok=True)
-            return
-
+               *, wait: bool) -> None:
         # Deletion completes asynchronously: wait (short backoff, deadline) until the deleted object is listed.
         def deleted_now():
             if self._call(f"get deleted {what}", get_deleted, deadline=deadline, missing_ok=True) is None:
@@ -370,8 +364,8 @@ class KeyVault:
 
         try:
             retry_call(deleted_now, what=f"waiting for {what} to be deleted", deadline=deadline,
-                       retry_after=lambda e: isinstance(e, _NotYet))
-        except _NotYet:  # pragma: no cover - retry_call ends in Deadline
+                       retry_after=lambda e: wait and isinstance(e, _NotYet))
+        except _NotYet:  # not deleted by us and not (or no longer) in the deleted state: nothing to purge
             return
         self._call(f"purge {what}", purge, deadline=deadline, missing_ok=True)
 

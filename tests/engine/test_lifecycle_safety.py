@@ -206,3 +206,11 @@ def test_issuing_over_a_soft_deleted_name_says_recover_or_purge(world, engine):
     engine.delete(spec.vault_url, spec.name)
     with pytest.raises(CertificateDeletedButRecoverable, match="recover.*purge"):
         engine.issue(spec)
+
+
+def test_purging_a_certificate_already_purged_returns_at_once(world, engine):
+    spec = world.spec([unique(AZURE_ZONE)])
+    engine.issue(spec)
+    engine.delete(spec.vault_url, spec.name, purge=True)
+    engine.delete(spec.vault_url, spec.name, purge=True)  # a retried destroy: nothing to wait for
+    assert engine.inspect(spec.vault_url, spec.name) is None
