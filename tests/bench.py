@@ -23,9 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+from keyvault_acme.lifecycle import PHASES
 from tests import services
-
-PHASES = ("kv_create", "order", "dns_write", "propagation", "validation", "finalize", "merge")
 
 
 def median(values) -> float | None:
