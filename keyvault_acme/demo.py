@@ -33,6 +33,7 @@ from .workload import NAMESPACE, WorkloadConfig, load_stack_file
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_STACK = ROOT / "stacks" / "Pulumi.local.yaml"
 DEFAULT_VALIDITY_S = 30
+MIN_VALIDITY_S = 6
 ENV_KEYS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE",
             "SSL_CERT_FILE", "CURL_CA_BUNDLE", "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET")
 
@@ -259,9 +260,18 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def _validity(text: str) -> int:
+    # Shorter and the renewed certificate could expire before the demo revokes it.
+    if not text.isdigit() or int(text) < MIN_VALIDITY_S:
+        raise argparse.ArgumentTypeError(f"use a whole number of seconds, at least {MIN_VALIDITY_S}")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m keyvault_acme.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--validity", type=int, default=DEFAULT_VALIDITY_S, metavar="SECONDS",
+    parser = argparse.ArgumentParser(prog="python -m keyvault_acme.demo",
+                                     description="make demo: the local stack's certificates through their whole "
+                                                 "lifecycle, on this machine (Pebble + the Azure emulator).")
+    parser.add_argument("--validity", type=_validity, default=DEFAULT_VALIDITY_S, metavar="SECONDS",
                         help=f"lifetime of the certificates Pebble issues (default {DEFAULT_VALIDITY_S})")
     parser.add_argument("--no-pulumi", action="store_true", help="skip the pulumi up/refresh/destroy part")
     args = parser.parse_args(argv)
@@ -275,6 +285,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 demo.pulumi()
     except (DemoFailed, cli.UsageError) as e:
         out.write(f"\ndemo failed: {e}\n")
+        return 1
+    except FileNotFoundError as e:  # a missing binary: pebble, named
+        out.write(f"\ndemo failed: {e}; run 'make demo', which installs the Debian packages it needs\n")
         return 1
     demo.say(f"Done in {time.monotonic() - started:.1f} s; Pebble and the emulator are stopped, nothing is left running")
     return 0
