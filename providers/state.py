@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from keyvault_acme.model import REVOCATION_REASONS, CertificateFacts, CertificateSpec
-from keyvault_acme.renewal import renew_after
+from keyvault_acme.renewal import due_at
 
 # Inputs only the resource has: what ``pulumi destroy`` does to the certificate.
 PROVIDER_INPUTS: Mapping[str, Any] = {
@@ -44,7 +44,7 @@ def _plain(value: Any) -> Any:
 
 def facts_to_outputs(facts: CertificateFacts, spec: CertificateSpec) -> dict[str, Any]:
     outs = {_RENAMED.get(name, name): _plain(getattr(facts, name)) for name in _FACT_FIELDS}
-    outs["renew_after"] = renew_after(facts.not_before, facts.not_after, spec.renewal).isoformat()
+    outs["renew_after"] = due_at(facts, spec).isoformat()  # the moment the renewal decision turns
     return outs
 
 
@@ -71,8 +71,8 @@ def split_state(props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def provider_settings(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: inputs.get(k, default) if inputs.get(k) is not None else default
-            for k, default in PROVIDER_INPUTS.items()}
+    """The provider-only inputs, defaults filled in."""
+    return {k: default if inputs.get(k) is None else inputs[k] for k, default in PROVIDER_INPUTS.items()}
 
 
 def check_provider_settings(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
