@@ -8,15 +8,17 @@ prints. Exit codes: 0 success, 1 an operation failed, 2 bad usage or configurati
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TextIO
 
 from .errors import KeyVaultAcmeError, SpecError
 from .model import REVOCATION_REASONS
@@ -244,14 +246,38 @@ class Progress:
     def __init__(self, stream: TextIO, *, enabled: bool) -> None:
         self.stream, self.enabled = stream, enabled
         self._start = time.monotonic()
+        self._lock = threading.Lock()  # the engine logs from its worker threads
 
     def __call__(self, message: str) -> None:
         if self.enabled:
             self._write(message)
 
     def _write(self, message: str) -> None:
-        self.stream.write(f"[{time.monotonic() - self._start:6.2f}s] {message}\n")
-        self.stream.flush()
+        with self._lock:
+            self.stream.write(f"[{time.monotonic() - self._start:6.2f}s] {message}\n")
+            self.stream.flush()
+
+    @contextlib.contextmanager
+    def step(self, message: str, every_s: float = 10.0) -> Iterator[None]:
+        """Announce a long step, then say it is still running every ``every_s`` seconds (DNS propagation
+        and validation can take minutes with a real CA and real name servers)."""
+        self(message)
+        if not self.enabled:
+            yield
+            return
+        done, started = threading.Event(), time.monotonic()
+
+        def heartbeat() -> None:
+            while not done.wait(every_s):
+                self(f"{message}: still running after {time.monotonic() - started:.0f} s")
+
+        thread = threading.Thread(target=heartbeat, name="keyvault-acme-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def handler(self) -> logging.Handler:
         """A logging handler that shows the engine's INFO steps (propagation, validation, ...) as progress."""
@@ -410,16 +436,18 @@ def _report(ctx: Context, verb: str, name: str, facts: "CertificateFacts") -> No
 
 def cmd_issue(ctx: Context) -> int:
     [(name, spec)] = ctx.stack.select([ctx.args.name])
-    ctx.progress(f"{name}: issuing for {', '.join(spec.dns_names)}")
-    _report(ctx, "issued", name, ctx.engine.issue(spec))
+    with ctx.progress.step(f"{name}: issuing for {', '.join(spec.dns_names)}"):
+        facts = ctx.engine.issue(spec)
+    _report(ctx, "issued", name, facts)
     return EXIT_OK
 
 
 def cmd_renew(ctx: Context) -> int:
     if not ctx.args.due:
         [(name, spec)] = ctx.stack.select([ctx.args.name])
-        ctx.progress(f"{name}: renewing")
-        _report(ctx, "renewed", name, ctx.engine.renew(spec))
+        with ctx.progress.step(f"{name}: renewing"):
+            facts = ctx.engine.renew(spec)
+        _report(ctx, "renewed", name, facts)
         return EXIT_OK
     from .renewal import renewal_decision
     failed = 0
@@ -429,12 +457,10 @@ def cmd_renew(ctx: Context) -> int:
         if not decision.reissue:
             ctx.out.write(f"{name}: not due ({decision.message})\n")
             continue
-        ctx.progress(f"{name}: due: {decision.message}")
         try:
-            if facts is None:
-                _report(ctx, "issued", name, ctx.engine.issue(spec))
-            else:
-                _report(ctx, "renewed", name, ctx.engine.renew(spec))
+            with ctx.progress.step(f"{name}: {decision.message}"):
+                new = ctx.engine.issue(spec) if facts is None else ctx.engine.renew(spec)
+            _report(ctx, "issued" if facts is None else "renewed", name, new)
         except KeyVaultAcmeError as e:  # one failure must not stop the others from renewing
             failed += 1
             print(f"{PROG}: error: {name}: {_explain(e)}", file=sys.stderr)
@@ -443,8 +469,8 @@ def cmd_renew(ctx: Context) -> int:
 
 def cmd_revoke(ctx: Context) -> int:
     [(name, spec)] = ctx.stack.select([ctx.args.name])
-    ctx.progress(f"{name}: revoking ({ctx.args.reason})")
-    facts = ctx.engine.revoke(spec, ctx.args.reason, disable=not ctx.args.keep_enabled)
+    with ctx.progress.step(f"{name}: revoking ({ctx.args.reason})"):
+        facts = ctx.engine.revoke(spec, ctx.args.reason, disable=not ctx.args.keep_enabled)
     ctx.out.write(f"revoked {name}: serial {facts.serial} ({ctx.args.reason})"
                   f"{'' if ctx.args.keep_enabled else ', version disabled in Key Vault'}\n")
     return EXIT_OK
@@ -463,8 +489,8 @@ def cmd_check(ctx: Context) -> int:
         )
         try:
             for step, run in steps:
-                ctx.progress(f"{name}: checking {step}")
-                result = run()
+                with ctx.progress.step(f"{name}: checking {step}"):
+                    result = run()
                 if step == "credentials and vault":
                     current = f"current version {result.version[:8]}" if result else "not issued yet"
         except Exception as e:  # noqa: BLE001 - engine, credential and transport errors, each in one line

@@ -132,3 +132,33 @@ def test_options_work_before_and_after_the_subcommand(tmp_path):
     after = parser.parse_args(["status", "--stack", "a", "-v", "--json"])
     assert (before.stack, before.verbose, before.json) == (after.stack, after.verbose, after.json) == ("a", True, True)
     assert parser.parse_args(["--stack", "a", "status"]).stack == "a"  # not overwritten by the subcommand's default
+
+
+def test_progress_heartbeat_during_a_long_step_and_silence_when_disabled():
+    import io
+    import logging
+    import time
+
+    shown, hidden = io.StringIO(), io.StringIO()
+    for stream, enabled in ((shown, True), (hidden, False)):
+        progress = cli.Progress(stream, enabled=enabled)
+        with progress.step("www: issuing", every_s=0.01):
+            deadline = time.monotonic() + 10
+            while enabled and "still running" not in stream.getvalue():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        log = logging.getLogger("keyvault_acme.test-progress")
+        log.setLevel(logging.DEBUG)  # main() sets the level of the keyvault_acme loggers the same way
+        handler = progress.handler()
+        log.addHandler(handler)
+        try:
+            log.info("a step")
+            log.warning("a record could not be removed")
+        finally:
+            log.removeHandler(handler)
+    lines = shown.getvalue().splitlines()
+    assert lines[0].endswith("] www: issuing") and "www: issuing: still running after" in lines[1]
+    assert lines[-2].endswith("] a step") and lines[-1].endswith("] warning: a record could not be removed")
+    # Not a terminal and no --verbose: only the warning.
+    [only] = hidden.getvalue().splitlines()
+    assert only.endswith("] warning: a record could not be removed")
