@@ -224,9 +224,10 @@ class AcmeClient:
         if self._account_url is None:
             with self._lock:
                 if self._account_url is None:
-                    self._account_url = self._register(deadline)
-                    self._net.account = messages.RegistrationResource(body=messages.Registration(),
-                                                                      uri=self._account_url)
+                    url = self._register(deadline)
+                    # Sign with the kid from now on; publish the URL last, as other threads read it unlocked.
+                    self._net.account = messages.RegistrationResource(body=messages.Registration(), uri=url)
+                    self._account_url = url
         return self._account_url
 
     def _register(self, deadline: Optional[float]) -> str:
