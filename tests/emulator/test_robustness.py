@@ -13,6 +13,7 @@ import requests
 from azure.identity import ClientSecretCredential
 from azure.keyvault.certificates import CertificateClient, CertificatePolicy
 
+from emulator.admin_client import AdminError
 from emulator.proxy import MAX_BODY
 from emulator.server import Emulator
 
@@ -163,3 +164,16 @@ def test_python_dash_m_emulator_runs_until_sigterm(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     assert (tmp_path / "s" / "state.json").exists()
+
+
+def test_admin_api_errors_are_explicit(emu):
+    with pytest.raises(AdminError) as unknown_role:
+        emu.admin.assign_role("someone", "No Such Role", "/")
+    assert unknown_role.value.status == 400 and "No Such Role" in str(unknown_role.value)
+    with pytest.raises(AdminError) as bad_kind:
+        emu.admin.add_fault("earthquake")
+    assert bad_kind.value.status == 400
+    with pytest.raises(AdminError) as missing:
+        emu.admin.call("GET", "/admin/nothing")
+    assert missing.value.status == 404
+    assert emu.admin.health()["ok"] is True
