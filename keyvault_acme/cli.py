@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `--help` and usage errors stay
 
 PROG = "keyvault-acme"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
+RENEW_CONCURRENCY = 4
 
 DESCRIPTION = """\
 Issue, renew, revoke and inspect ACME certificates whose private keys are generated inside
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Creates a new version of the same Key Vault certificate: consumers that reference the versionless\n"
         "secret id (App Gateway, Front Door, App Service) pick it up. With --due, a certificate renews only\n"
         "when its renewal is due (the same rule 'pulumi up --refresh' applies), and a missing one is issued:\n"
-        "the fallback for a scheduler when nobody runs 'pulumi up'.")
+        "the fallback for a scheduler when nobody runs 'pulumi up'. Up to 4 certificates renew at once; one\n"
+        "failure does not stop the others, and the exit code is 1 if any failed.")
     which = renew.add_mutually_exclusive_group(required=True)
     which.add_argument("name", nargs="?", metavar="NAME", help="certificate name from the stack file")
     which.add_argument("--due", action="store_true", help="renew every certificate of the stack that is due")
@@ -429,9 +431,13 @@ def cmd_status(ctx: Context) -> int:
     return EXIT_OK
 
 
+def _reported(verb: str, name: str, facts: "CertificateFacts") -> str:
+    return (f"{verb} {name}: version {facts.version}, serial {facts.serial}, "
+            f"valid until {_utc(facts.not_after)}\n  secret id: {facts.secret_id}\n")
+
+
 def _report(ctx: Context, verb: str, name: str, facts: "CertificateFacts") -> None:
-    ctx.out.write(f"{verb} {name}: version {facts.version}, serial {facts.serial}, "
-                  f"valid until {_utc(facts.not_after)}\n  secret id: {facts.secret_id}\n")
+    ctx.out.write(_reported(verb, name, facts))
 
 
 def cmd_issue(ctx: Context) -> int:
@@ -449,22 +455,32 @@ def cmd_renew(ctx: Context) -> int:
             facts = ctx.engine.renew(spec)
         _report(ctx, "renewed", name, facts)
         return EXIT_OK
+    from concurrent.futures import ThreadPoolExecutor
+
     from .renewal import renewal_decision
-    failed = 0
-    for name, spec in ctx.stack.select([]):
-        facts = ctx.engine.inspect(spec.vault_url, spec.name)
-        decision = renewal_decision(facts, spec, ctx.now())
-        if not decision.reissue:
-            ctx.out.write(f"{name}: not due ({decision.message})\n")
-            continue
+
+    def renew_if_due(name: str, spec: "CertificateSpec") -> tuple[str, str]:
+        """(what to print on stdout, error line or "") for one certificate; never raises."""
         try:
+            facts = ctx.engine.inspect(spec.vault_url, spec.name)
+            decision = renewal_decision(facts, spec, ctx.now())
+            if not decision.reissue:
+                return f"{name}: not due ({decision.message})\n", ""
             with ctx.progress.step(f"{name}: {decision.message}"):
                 new = ctx.engine.issue(spec) if facts is None else ctx.engine.renew(spec)
-            _report(ctx, "issued" if facts is None else "renewed", name, new)
-        except KeyVaultAcmeError as e:  # one failure must not stop the others from renewing
-            failed += 1
-            print(f"{PROG}: error: {name}: {_explain(e)}", file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+            return _reported("issued" if facts is None else "renewed", name, new), ""
+        except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
+            return "", f"{PROG}: error: {name}: {_explain(e)}"
+
+    # As many at once as the Pulumi provider host runs (4); results print in stack order.
+    selected = ctx.stack.select([])
+    with ThreadPoolExecutor(max_workers=RENEW_CONCURRENCY, thread_name_prefix="renew") as pool:
+        results = list(pool.map(lambda item: renew_if_due(*item), selected))
+    for text, error in results:
+        ctx.out.write(text)
+        if error:
+            print(error, file=sys.stderr)
+    return EXIT_FAILED if any(error for _, error in results) else EXIT_OK
 
 
 def cmd_revoke(ctx: Context) -> int:
