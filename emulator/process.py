@@ -2,7 +2,9 @@
 waiting for readiness under a deadline, and stopping a child process so nothing is left running."""
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -66,13 +68,24 @@ class ChildProcess:
         self._log_file = open(log, "ab")
         self.proc = subprocess.Popen(
             argv, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent,
         )
         # weakref.finalize also runs at interpreter exit, so a crashed test run leaves nothing behind.
         self._finalizer = weakref.finalize(self, _terminate, self.proc, self._log_file)
 
     def stop(self) -> None:
         self._finalizer()
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when the thread that started it dies, even by SIGKILL or os._exit,
+    where no finalizer runs (a killed test run, pytest-timeout's thread method). Start services from a
+    long-lived thread (the main thread, a session fixture)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _terminate(proc: subprocess.Popen, log_file) -> None:
