@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -176,3 +177,27 @@ def test_unusable_credentials_say_how_to_sign_in(capsys, stack, monkeypatch):
     assert code == cli.EXIT_FAILED and out == ""
     [line] = err.splitlines()
     assert line.startswith("keyvault-acme: error: ") and "az login" in line and "AZURE_CLIENT_ID" in line
+
+
+def test_renew_due_isolates_a_failing_certificate(capsys, tmp_path, emulator, short_pebble, cli_env, engine):
+    from tests.cli.conftest import ZONE, write_stack
+
+    label = uuid.uuid4().hex[:8]
+    host, port = emulator.dns_address
+    vault = f"kvfail{label}"
+    stack = write_stack(tmp_path / "Pulumi.fail.yaml", vault=vault, directory_url=short_pebble.directory_url,
+                        resolver=f"{host}:{port}", certificates=[
+                            {"name": "broken", "dns_names": [f"broken-{label}.{ZONE}"]},
+                            {"name": "fine", "dns_names": [f"fine-{label}.{ZONE}"]}])
+    # Key Vault refuses every call on one certificate (403 is not retried); the other must still be issued.
+    fault = emulator.admin.add_fault("status", host=f"{vault}.vault.azure.net", path="/certificates/broken*",
+                                     status=403)
+    try:
+        code, out, err = kvacme(capsys, stack, "renew", "--due")
+    finally:
+        emulator.admin.remove_fault(fault["id"])
+    assert code == cli.EXIT_FAILED
+    assert out.startswith("issued fine: version ")
+    [line] = err.splitlines()
+    assert line.startswith("keyvault-acme: error: broken: ") and "403" in line
+    assert engine.inspect(f"https://{vault}.vault.azure.net", "fine") is not None
