@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import sys
 import threading
 import time
