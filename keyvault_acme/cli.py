@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `--help` and usage errors stay
 
 PROG = "keyvault-acme"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
-RENEW_CONCURRENCY = 4
+CONCURRENCY = 4  # certificates handled at once, as the Pulumi provider host runs them
 
 DESCRIPTION = """\
 Issue, renew, revoke and inspect ACME certificates whose private keys are generated inside
@@ -412,11 +412,15 @@ class Context:
 
 
 def cmd_status(ctx: Context) -> int:
-    rows = []
-    selected = ctx.stack.select(ctx.args.names)
-    for name, spec in selected:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def row(item: tuple[str, "CertificateSpec"]) -> Row:
+        name, spec = item
         ctx.progress(f"{name}: reading {spec.vault_url}/certificates/{spec.name}")
-        rows.append(status_row(name, spec, ctx.engine.inspect(spec.vault_url, spec.name), ctx.now()))
+        return status_row(name, spec, ctx.engine.inspect(spec.vault_url, spec.name), ctx.now())
+
+    with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="status") as pool:
+        rows = list(pool.map(row, ctx.stack.select(ctx.args.names)))
     if ctx.args.json:
         ctx.out.write(json.dumps([r.as_json() for r in rows], indent=2) + "\n")
     else:
@@ -471,9 +475,9 @@ def cmd_renew(ctx: Context) -> int:
         except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
             return "", f"{PROG}: error: {name}: {_explain(e)}"
 
-    # As many at once as the Pulumi provider host runs (4); results print in stack order.
+    # Results print in stack order, whatever order they finish in.
     selected = ctx.stack.select([])
-    with ThreadPoolExecutor(max_workers=RENEW_CONCURRENCY, thread_name_prefix="renew") as pool:
+    with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="renew") as pool:
         results = list(pool.map(lambda item: renew_if_due(*item), selected))
     for text, error in results:
         ctx.out.write(text)
