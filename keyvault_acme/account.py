@@ -5,8 +5,11 @@ The key is generated in memory, written to Key Vault and never to disk. Each pro
 
 Two processes may create the key at the same moment (two ``pulumi up`` runs, or the CLI next to the
 provider). Key Vault secrets have no create-if-absent, so after writing we read the version history and
-agree on the *oldest* version's key; a loser writes that key again as the newest version, so that
-everyone who later reads the latest version gets the same key. The loser's own key was never used.
+take the *oldest* version's key (ties broken by version id); a process that finds an older key than its
+own writes that key again as the newest version, so every later reader of the latest version gets it.
+Processes racing within the same instant may still each keep their own key until they exit (each key
+is a valid account; certificates issued meanwhile are revoked with the issuing key's account at worst
+after re-validating); every process started afterwards uses the one converged key.
 """
 from __future__ import annotations
 

@@ -377,11 +377,12 @@ class KeyVault:
         return None if secret is None else secret.value
 
     def secret_versions(self, name: str, *, deadline: float | None = None) -> list[Any]:
-        """Properties of every version, oldest first (the SDK pages; we read them all)."""
+        """Properties of every version, oldest first; ties (one-second timestamps) broken by version id, so every
+        reader orders them the same way."""
         props = self._call(f"list versions of secret {name!r}",
                            lambda: list(self.secrets.list_properties_of_secret_versions(name)),
                            deadline=deadline, missing_ok=True) or []
-        return sorted(props, key=lambda p: p.created_on)
+        return sorted(props, key=lambda p: (p.created_on, p.version))
 
     def set_secret(self, name: str, value: str, *, content_type: str | None = None,
                    tags: Mapping[str, str] | None = None, deadline: float | None = None) -> str:
