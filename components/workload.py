@@ -19,11 +19,17 @@ from typing import Any, Mapping, Sequence
 import pulumi
 import pulumi_azure_native as azure_native
 from pulumi_azure_native import authorization, dns, eventgrid, keyvault, managedidentity, monitor, network
-from pulumi_azure_native import operationalinsights, resources
+from pulumi_azure_native import operationalinsights, privatedns, resources
 
 from keyvault_acme.authorization import check_names
 from keyvault_acme.keyvault import CHAIN_SUFFIX
-from keyvault_acme.workload import CertificateConfig, ChallengeRecordSet, DnsZoneConfig, WorkloadConfig
+from keyvault_acme.workload import (
+    KEY_VAULT_PRIVATE_DNS_ZONE,
+    CertificateConfig,
+    ChallengeRecordSet,
+    DnsZoneConfig,
+    WorkloadConfig,
+)
 
 TYPE = "keyvault-acme:index:CertificateWorkload"
 
@@ -202,12 +208,7 @@ class CertificateWorkload(pulumi.ComponentResource):
             vault_id = vault.id
             self.vault_uri = vault.properties.apply(lambda p: p.vault_uri)
         if cfg.vault.private_endpoint_subnet_id:
-            network.PrivateEndpoint(
-                f"{name}-vault-pe", private_endpoint_name=f"pe-{cfg.vault.name}", resource_group_name=rg_name,
-                location=cfg.location, subnet=network.SubnetArgs(id=cfg.vault.private_endpoint_subnet_id),
-                private_link_service_connections=[network.PrivateLinkServiceConnectionArgs(
-                    name=f"{cfg.vault.name}-vault", private_link_service_id=vault_id, group_ids=["vault"])],
-                tags=tags, opts=here)
+            self._private_endpoint(vault_id, rg_name, tags)
         if workspace_id is not None:
             monitor.DiagnosticSetting(
                 f"{name}-vault-diagnostics", name="keyvault-acme-audit", resource_uri=vault_id,
@@ -362,3 +363,36 @@ class CertificateWorkload(pulumi.ComponentResource):
                 n: {"secret_id": c.secret_id, "renew_after": c.renew_after} for n, c in self.certificates.items()},
         }
         self.register_outputs(dict(self.outputs))
+
+    def _private_endpoint(self, vault_id: pulumi.Input[str], rg_name: pulumi.Input[str], tags: Mapping[str, str]) -> None:
+        """The vault's private endpoint, and the private DNS record that makes clients in the VNet use it."""
+        name, cfg, here = self._name, self.config, pulumi.ResourceOptions(parent=self)
+        endpoint = network.PrivateEndpoint(
+            f"{name}-vault-pe", private_endpoint_name=f"pe-{cfg.vault.name}", resource_group_name=rg_name,
+            location=cfg.location, subnet=network.SubnetArgs(id=cfg.vault.private_endpoint_subnet_id),
+            private_link_service_connections=[network.PrivateLinkServiceConnectionArgs(
+                name=f"{cfg.vault.name}-vault", private_link_service_id=vault_id, group_ids=["vault"])],
+            tags=tags, opts=here)
+        # Without the zone group, <vault>.vault.azure.net still resolves to the public address inside the VNet,
+        # which the vault (public network access off) refuses. Hub-and-spoke networks keep one shared zone
+        # linked to every VNet (private_dns_zone_id); otherwise the stack creates the zone and links it here.
+        zone_id: pulumi.Input[str] | None = cfg.vault.private_dns_zone_id
+        depends_on: list[pulumi.Resource] = []
+        if zone_id is None:
+            zone = privatedns.PrivateZone(
+                f"{name}-vault-dns", private_zone_name=KEY_VAULT_PRIVATE_DNS_ZONE, resource_group_name=rg_name,
+                location="global", tags=tags, opts=here)
+            vnet_id = cfg.vault.private_endpoint_vnet_id
+            depends_on.append(privatedns.VirtualNetworkLink(
+                f"{name}-vault-dns-link", virtual_network_link_name=f"link-{vnet_id.rsplit('/', 1)[-1]}",
+                private_zone_name=zone.name, resource_group_name=rg_name, location="global",
+                virtual_network=privatedns.SubResourceArgs(id=vnet_id),
+                registration_enabled=False,  # only the endpoint's A record; VMs do not register here
+                tags=tags, opts=here))
+            zone_id = zone.id
+        network.PrivateDnsZoneGroup(
+            f"{name}-vault-pe-dns", private_dns_zone_group_name="default", private_endpoint_name=endpoint.name,
+            resource_group_name=rg_name,
+            private_dns_zone_configs=[network.PrivateDnsZoneConfigArgs(
+                name=KEY_VAULT_PRIVATE_DNS_ZONE.replace(".", "-"), private_dns_zone_id=zone_id)],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on))

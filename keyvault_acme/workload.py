@@ -32,6 +32,10 @@ KEYS = (
 )
 PRODUCTION_ENVIRONMENTS = ("prod", "production")
 CHALLENGE_SCOPES = ("record_set", "zone")
+# The private DNS zone Key Vault's private endpoints register in (Azure public cloud). Without a zone group
+# linking the endpoint to it, clients inside the VNet still resolve <vault>.vault.azure.net to the public
+# IP, which a vault with public network access off refuses.
+KEY_VAULT_PRIVATE_DNS_ZONE = "privatelink.vaultcore.azure.net"
 # Keys of a certificate entry that steer the Pulumi resource, not the certificate itself.
 _RESOURCE_KEYS = ("revoke_on_delete", "revoke_reason", "purge_on_delete")
 
@@ -44,6 +48,12 @@ _RG_ID = re.compile(r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(
 _VAULT_ID = re.compile(
     r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/]+)"
     r"/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/]+)$", re.IGNORECASE)
+_SUBNET_ID = re.compile(
+    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+"
+    r"/providers/Microsoft\.Network/virtualNetworks/[^/]+/subnets/[^/]+$", re.IGNORECASE)
+_PRIVATE_DNS_ZONE_ID = re.compile(
+    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+"
+    r"/providers/Microsoft\.Network/privateDnsZones/(?P<name>[^/]+)$", re.IGNORECASE)
 _ARM_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/[^/]+/.+$", re.IGNORECASE)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -70,10 +80,18 @@ class VaultConfig:
     soft_delete_retention_days: int = 90
     purge_protection: bool = False
     private_endpoint_subnet_id: str | None = None
+    private_dns_zone_id: str | None = None  # an existing privatelink.vaultcore zone; None: the stack creates one
 
     @property
     def existing(self) -> bool:
         return self.existing_id is not None
+
+    @property
+    def private_endpoint_vnet_id(self) -> str | None:
+        """The virtual network of the private endpoint's subnet (a new private DNS zone is linked to it)."""
+        if not self.private_endpoint_subnet_id:
+            return None
+        return re.sub(r"/subnets/[^/]+$", "", self.private_endpoint_subnet_id, flags=re.IGNORECASE)
 
     @property
     def public_network_access(self) -> str:
@@ -314,7 +332,7 @@ def _resource_group(data: Any, workload: str, environment: str, subscription_id:
 
 def _vault(data: Any, workload: str, environment: str, production: bool) -> VaultConfig:
     d = _mapping(data, "vault", ("name", "resource_id", "url", "sku", "soft_delete_retention_days",
-                                 "purge_protection", "private_endpoint_subnet_id"))
+                                 "purge_protection", "private_endpoint_subnet_id", "private_dns_zone_id"))
     existing_id = _str(d.get("resource_id"), "vault.resource_id", "", required=False)
     if existing_id:
         m = _VAULT_ID.match(existing_id)
@@ -337,15 +355,36 @@ def _vault(data: Any, workload: str, environment: str, production: bool) -> Vaul
     if production and not purge:
         raise SpecError("vault.purge_protection", "must be true in a production environment",
                         "remove vault.purge_protection or set it to true")
-    subnet = _str(d.get("private_endpoint_subnet_id"), "vault.private_endpoint_subnet_id", "", required=False)
-    if subnet and "/subnets/" not in subnet.lower():
-        raise SpecError("vault.private_endpoint_subnet_id", f"{subnet!r} is not a subnet id",
-                        "use /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>")
+    subnet, dns_zone = _private_endpoint(d)
     return VaultConfig(
         name=name, url=url, existing_id=existing_id, sku=sku,
         soft_delete_retention_days=_int(d.get("soft_delete_retention_days"), "vault.soft_delete_retention_days", 90, 7, 90),
-        purge_protection=purge, private_endpoint_subnet_id=subnet,
+        purge_protection=purge, private_endpoint_subnet_id=subnet, private_dns_zone_id=dns_zone,
     )
+
+
+def _private_endpoint(d: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The vault's private endpoint subnet and the private DNS zone its address is published in."""
+    subnet = _str(d.get("private_endpoint_subnet_id"), "vault.private_endpoint_subnet_id", "", required=False)
+    if subnet and not _SUBNET_ID.match(subnet):
+        raise SpecError("vault.private_endpoint_subnet_id", f"{subnet!r} is not a subnet id",
+                        "use /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>")
+    zone = _str(d.get("private_dns_zone_id"), "vault.private_dns_zone_id", "", required=False)
+    if zone is None:
+        return subnet, None
+    if not subnet:
+        raise SpecError("vault.private_dns_zone_id", "needs vault.private_endpoint_subnet_id",
+                        "set the private endpoint's subnet too, or remove private_dns_zone_id")
+    match = _PRIVATE_DNS_ZONE_ID.match(zone)
+    if not match:
+        raise SpecError("vault.private_dns_zone_id", f"{zone!r} is not a private DNS zone id",
+                        "use /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/privateDnsZones/"
+                        + KEY_VAULT_PRIVATE_DNS_ZONE)
+    # Sovereign clouds use privatelink.vaultcore.<cloud suffix>; any other zone would never answer for the vault.
+    if not match.group("name").lower().startswith("privatelink.vaultcore."):
+        raise SpecError("vault.private_dns_zone_id", f"zone {match.group('name')} does not serve Key Vault private endpoints",
+                        f"use the {KEY_VAULT_PRIVATE_DNS_ZONE} zone, or omit private_dns_zone_id to create one")
+    return subnet, zone
 
 
 def _monitoring(data: Any, workload: str, environment: str, production: bool) -> MonitoringConfig:

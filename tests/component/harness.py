@@ -85,6 +85,18 @@ class AzureMocks(pulumi.runtime.Mocks):
             rid = f"{rg}/providers/Microsoft.OperationalInsights/workspaces/{i['workspaceName']}"
         elif typ == "azure-native:monitor:DiagnosticSetting":
             rid = f"{i['resourceUri']}/providers/Microsoft.Insights/diagnosticSettings/{i['name']}"
+        elif typ == "azure-native:network:PrivateEndpoint":
+            rid = f"{rg}/providers/Microsoft.Network/privateEndpoints/{i['privateEndpointName']}"
+            state["name"] = i["privateEndpointName"]
+        elif typ == "azure-native:network:PrivateDnsZoneGroup":
+            rid = (f"{rg}/providers/Microsoft.Network/privateEndpoints/{i['privateEndpointName']}"
+                   f"/privateDnsZoneGroups/{i['privateDnsZoneGroupName']}")
+        elif typ == "azure-native:privatedns:PrivateZone":
+            rid = f"{rg}/providers/Microsoft.Network/privateDnsZones/{i['privateZoneName']}"
+            state["name"] = i["privateZoneName"]
+        elif typ == "azure-native:privatedns:VirtualNetworkLink":
+            rid = (f"{rg}/providers/Microsoft.Network/privateDnsZones/{i['privateZoneName']}"
+                   f"/virtualNetworkLinks/{i['virtualNetworkLinkName']}")
         elif typ.startswith("pulumi-python:dynamic"):
             rid = f"{i['vault_url']}/certificates/{i['name']}"
             state.update(secret_id=f"{i['vault_url']}/secrets/{i['name']}", renew_after="2027-01-30T00:00:00+00:00")

@@ -24,7 +24,8 @@ T = "azure-native:"
 CERT = "pulumi-python:dynamic/keyvault_acme:Certificate"
 TAGGED = {f"{T}resources:ResourceGroup", f"{T}keyvault:Vault", f"{T}dns:Zone", f"{T}managedidentity:UserAssignedIdentity",
           f"{T}operationalinsights:Workspace", f"{T}monitor:ActionGroup", f"{T}eventgrid:SystemTopic",
-          f"{T}monitor:ScheduledQueryRule", f"{T}network:PrivateEndpoint"}
+          f"{T}monitor:ScheduledQueryRule", f"{T}network:PrivateEndpoint", f"{T}privatedns:PrivateZone",
+          f"{T}privatedns:VirtualNetworkLink"}
 
 
 def deploy(stack: str, cfg=None) -> tuple[harness.Run, object]:
@@ -119,7 +120,9 @@ def test_dev_vault_is_rbac_soft_delete_public_without_purge_protection(dev):
     assert props["publicNetworkAccess"] == "Enabled"
     assert props["tenantId"] == cfg.tenant_id
     assert props["sku"] == {"family": "A", "name": "standard"}
-    assert not run.of_type(f"{T}network:PrivateEndpoint")
+    for private in ("network:PrivateEndpoint", "network:PrivateDnsZoneGroup", "privatedns:PrivateZone",
+                    "privatedns:VirtualNetworkLink"):
+        assert not run.of_type(f"{T}{private}")
 
 
 def test_prod_vault_has_purge_protection_and_only_a_private_endpoint(prod):
@@ -136,6 +139,37 @@ def test_prod_vault_has_purge_protection_and_only_a_private_endpoint(prod):
     assert pe.inputs["subnet"]["id"] == cfg.vault.private_endpoint_subnet_id
     (conn,) = pe.inputs["privateLinkServiceConnections"]
     assert conn["privateLinkServiceId"] == vault.id and conn["groupIds"] == ["vault"]
+
+
+def test_prod_private_endpoint_is_published_in_a_private_dns_zone_linked_to_its_vnet(prod):
+    # Without the zone group, clients in the VNet resolve the vault's public address, which refuses them.
+    run, cfg = prod
+    pe = run.one(f"{T}network:PrivateEndpoint")
+    zone = run.one(f"{T}privatedns:PrivateZone")
+    assert zone.inputs["privateZoneName"] == "privatelink.vaultcore.azure.net"
+    assert zone.inputs["resourceGroupName"] == "rg-shop-prod" and zone.inputs["location"] == "global"
+    link = run.one(f"{T}privatedns:VirtualNetworkLink")
+    assert link.inputs["privateZoneName"] == "privatelink.vaultcore.azure.net"
+    assert link.inputs["virtualNetwork"] == {"id": "/subscriptions/44444444-4444-4444-4444-444444444444/resourceGroups/"
+                                                   "rg-network/providers/Microsoft.Network/virtualNetworks/vnet-prod"}
+    assert link.inputs["registrationEnabled"] is False
+    group = run.one(f"{T}network:PrivateDnsZoneGroup")
+    assert group.inputs["privateEndpointName"] == pe.state["name"] == "pe-kv-shop-prod-weu"
+    assert group.inputs["resourceGroupName"] == pe.inputs["resourceGroupName"]
+    (config,) = group.inputs["privateDnsZoneConfigs"]
+    assert config["privateDnsZoneId"] == zone.id
+    assert link.urn in group.dependencies  # the record is only useful once the VNet resolves through the zone
+
+
+def test_an_existing_private_dns_zone_is_used_and_nothing_is_created_or_linked():
+    hub_zone = ("/subscriptions/55555555-5555-5555-5555-555555555555/resourceGroups/rg-hub-dns/providers/"
+                "Microsoft.Network/privateDnsZones/privatelink.vaultcore.azure.net")
+    cfg = load_stack_file(STACKS / "Pulumi.shop-prod.yaml")
+    run, _ = deploy("shop-prod", dataclasses.replace(cfg, vault=dataclasses.replace(cfg.vault, private_dns_zone_id=hub_zone)))
+    assert not run.of_type(f"{T}privatedns:PrivateZone") and not run.of_type(f"{T}privatedns:VirtualNetworkLink")
+    group = run.one(f"{T}network:PrivateDnsZoneGroup")
+    assert group.inputs["privateEndpointName"] == run.one(f"{T}network:PrivateEndpoint").state["name"]
+    assert [c["privateDnsZoneId"] for c in group.inputs["privateDnsZoneConfigs"]] == [hub_zone]
 
 
 @pytest.mark.parametrize("which", ["dev", "prod"])

@@ -16,6 +16,10 @@ SUB = "11111111-1111-1111-1111-111111111111"
 TENANT = "22222222-2222-2222-2222-222222222222"
 
 
+SUBNET = f"/subscriptions/{SUB}/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/vnet-a/subnets/pe"
+PRIVATE_ZONE = f"/subscriptions/{SUB}/resourceGroups/rg-hub/providers/Microsoft.Network/privateDnsZones/privatelink.vaultcore.azure.net"
+
+
 def base(**extra):
     values = {
         "workload": "shop", "environment": "dev", "location": "westeurope", "subscription_id": SUB, "tenant_id": TENANT,
@@ -124,6 +128,15 @@ def test_existing_resources_by_id():
     assert cfg.zones[0].resource_group == "rg-team"
 
 
+def test_private_endpoint_subnet_gives_the_vnet_and_an_optional_existing_private_dns_zone():
+    cfg = parse_workload_config(base(vault={"private_endpoint_subnet_id": SUBNET}))
+    assert cfg.vault.private_endpoint_vnet_id == SUBNET.rsplit("/subnets/", 1)[0]
+    assert cfg.vault.public_network_access == "Disabled" and cfg.vault.private_dns_zone_id is None
+    cfg = parse_workload_config(base(vault={"private_endpoint_subnet_id": SUBNET, "private_dns_zone_id": PRIVATE_ZONE}))
+    assert cfg.vault.private_dns_zone_id == PRIVATE_ZONE
+    assert parse_workload_config(base()).vault.private_endpoint_vnet_id is None
+
+
 @pytest.mark.parametrize("change, field, words", [
     ({"workload": "Shop_1"}, "workload", "not a workload name"),
     ({"environment": None}, "environment", "is required"),
@@ -134,6 +147,13 @@ def test_existing_resources_by_id():
     ({"vault": {"sku": "gold"}}, "vault.sku", "not a Key Vault SKU"),
     ({"vault": {"soft_delete_retention_days": 3}}, "vault.soft_delete_retention_days", "out of range"),
     ({"vault": {"private_endpoint_subnet_id": "/subscriptions/x/vnet"}}, "vault.private_endpoint_subnet_id", "not a subnet id"),
+    ({"vault": {"private_endpoint_subnet_id": "/subnets/pe"}}, "vault.private_endpoint_subnet_id", "not a subnet id"),
+    ({"vault": {"private_dns_zone_id": PRIVATE_ZONE}}, "vault.private_dns_zone_id", "needs vault.private_endpoint_subnet_id"),
+    ({"vault": {"private_endpoint_subnet_id": SUBNET, "private_dns_zone_id": f"/subscriptions/{SUB}/resourceGroups/rg"}},
+     "vault.private_dns_zone_id", "not a private DNS zone id"),
+    ({"vault": {"private_endpoint_subnet_id": SUBNET,
+                "private_dns_zone_id": PRIVATE_ZONE.replace("privatelink.vaultcore.azure.net", "privatelink.blob.core.windows.net")}},
+     "vault.private_dns_zone_id", "does not serve Key Vault private endpoints"),
     ({"environment": "prod", "alerts": {"emails": ["a@example.com"]}, "vault": {"purge_protection": False}},
      "vault.purge_protection", "must be true in a production environment"),
     ({"environment": "prod"}, "alerts", "no receiver in a production environment"),
