@@ -36,6 +36,8 @@ CHALLENGE_SCOPES = ("record_set", "zone")
 # linking the endpoint to it, clients inside the VNet still resolve <vault>.vault.azure.net to the public
 # IP, which a vault with public network access off refuses.
 KEY_VAULT_PRIVATE_DNS_ZONE = "privatelink.vaultcore.azure.net"
+ZONE_KEYS = ("name", "resource_id", "challenge_scope", "zone", "server", "tsig_key_name", "tsig_secret", "tsig_algorithm")
+ACME_KEYS = ("directory_url", "account_key_secret", "contact", "eab_kid", "eab_hmac")
 # Keys of a certificate entry that steer the Pulumi resource, not the certificate itself.
 _RESOURCE_KEYS = ("revoke_on_delete", "revoke_reason", "purge_on_delete")
 
@@ -412,6 +414,7 @@ def _zones(data: Any, subscription_id: str, resource_group: str) -> tuple[tuple[
         fld = f"zones[{i}]"
         if not isinstance(entry, Mapping):
             raise SpecError(fld, "must be a mapping", "give name (a new zone), resource_id (existing) or zone/server/tsig_* (RFC 2136)")
+        _mapping(entry, fld, ZONE_KEYS)
         scope = str(entry.get("challenge_scope") or "record_set")
         if scope not in CHALLENGE_SCOPES:
             raise SpecError(f"{fld}.challenge_scope", f"{scope!r} is not a scope", "use record_set (default) or zone")
@@ -510,7 +513,13 @@ def _certificates(data: Any, *, vault_url: str, zones: tuple[DnsZoneConfig, ...]
             raise SpecError(fld, "must be a mapping", "give at least name and dns_names")
         if "vault_url" in entry:
             raise SpecError(f"{fld}.vault_url", "is set by the workload", "remove it; certificates go into the workload's vault")
+        # The workload's zones decide the record sets and DNS roles; a certificate's own list would bypass both.
+        if "zones" in entry:
+            raise SpecError(f"{fld}.zones", "is set by the workload",
+                            "remove it and list the zone under keyvault-acme:zones; each name uses the longest zone containing it")
         body = {k: v for k, v in entry.items() if k not in _RESOURCE_KEYS}
+        if "acme" in body:  # a certificate changes some CA settings; the rest stay the workload's
+            body["acme"] = {**acme, **_mapping(body["acme"], f"{fld}.acme", ACME_KEYS)}
         cert_tags = body.get("tags") or {}
         if not isinstance(cert_tags, Mapping):
             raise SpecError(f"{fld}.tags", "must be a mapping of strings", "write tags: {team: web}")
@@ -591,7 +600,7 @@ def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
         raise SpecError("alerts", "has no receiver in a production environment",
                         "add alerts.emails or alerts.webhooks so someone hears of expiring certificates")
     allowlist = authorization.allowlist_from_dict(values.get("allowlist"))
-    acme = _mapping(values.get("acme"), "acme", ("directory_url", "account_key_secret", "contact", "eab_kid", "eab_hmac"))
+    acme = _mapping(values.get("acme"), "acme", ACME_KEYS)
     try:
         acme_from_dict(acme)
     except SpecError as e:

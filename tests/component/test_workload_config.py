@@ -128,6 +128,17 @@ def test_existing_resources_by_id():
     assert cfg.zones[0].resource_group == "rg-team"
 
 
+def test_a_certificate_overrides_some_acme_settings_and_keeps_the_workloads_others():
+    cfg = parse_workload_config(base(
+        acme={"directory_url": "https://ca.example/dir", "contact": ["ops@example.com"]},
+        certificates=[{"name": "www", "dns_names": ["www.shop.example.com"]},
+                      {"name": "api", "dns_names": ["api.shop.example.com"],
+                       "acme": {"directory_url": "https://other-ca.example/dir"}}]))
+    www, api = (c.spec.acme for c in cfg.certificates)
+    assert www.directory_url == "https://ca.example/dir" and www.contact == ("ops@example.com",)
+    assert api.directory_url == "https://other-ca.example/dir" and api.contact == ("ops@example.com",)
+
+
 def test_private_endpoint_subnet_gives_the_vnet_and_an_optional_existing_private_dns_zone():
     cfg = parse_workload_config(base(vault={"private_endpoint_subnet_id": SUBNET}))
     assert cfg.vault.private_endpoint_vnet_id == SUBNET.rsplit("/subnets/", 1)[0]
@@ -177,6 +188,13 @@ def test_private_endpoint_subnet_gives_the_vnet_and_an_optional_existing_private
     ({"allowlist": {"suffixes": ["example.com"]}, "certificates": [{"name": "a", "dns_names": ["a.example.com"]}]},
      "certificates[0].dns_names", "is in no configured zone"),
     ({"acme": {"directory_url": "http://ca"}}, "acme.directory_url", "not an https URL"),
+    ({"certificates": [{"name": "www", "dns_names": ["www.shop.example.com"],
+                        "zones": [{"resource_id": f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/dnszones/shop.example.com"}]}]},
+     "certificates[0].zones", "set by the workload"),
+    ({"certificates": [{"name": "www", "dns_names": ["www.shop.example.com"], "acme": {"directory": "https://ca"}}]},
+     "certificates[0].acme.directory", "unknown setting"),
+    ({"zones": [{"zone": "lab.example.com", "server": "127.0.0.1", "tsig_key_name": "k", "tsig_key": "x",
+                 "tsig_secret": "https://kv-shop-dev.vault.azure.net/secrets/tsig"}]}, "zones[0].tsig_key", "unknown setting"),
     ({"tags": {"secure": "v1:abc"}}, "keyvault-acme:tags", "is a secret"),
 ])
 def test_errors_name_the_field_and_the_fix(change, field, words):
