@@ -1,15 +1,15 @@
 """Everything one workload needs in one environment to hold ACME certificates in Key Vault.
 
 ``CertificateWorkload`` turns a validated :class:`keyvault_acme.workload.WorkloadConfig` into Azure
-resources: the vault (RBAC mode, soft delete, purge protection in production, private endpoint,
-diagnostics), DNS zones and the ``_acme-challenge`` TXT record sets, the issuer identity, the
+resources: the vault (RBAC mode, soft delete, purge protection in production, private endpoint with its
+private DNS record, diagnostics), DNS zones and the ``_acme-challenge`` TXT record sets, the issuer identity, the
 least-privilege role assignments, alerting, and one ``Certificate`` per configured certificate.
 
 Roles are the point of this module. Every assignment is built by :func:`role_plan`, a pure function of
 the config, so tests (and reviewers) can read the whole grant list without Azure: issuer -> Key Vault
 Certificates Officer on this vault and Secrets Officer on the engine's own two secrets (ACME account key,
-public chain); DNS -> a custom TXT-only role on each challenge record
-set (or zone, when the stack asks); consumers -> Key Vault Secrets User on this vault. Nothing wider.
+public chain); DNS -> a custom TXT-only role on each challenge record set (or zone, when the stack asks)
+plus zone read; consumers -> Key Vault Secrets User on this vault. Nothing wider.
 """
 from __future__ import annotations
 
@@ -101,7 +101,8 @@ def role_plan(cfg: WorkloadConfig) -> tuple[RoleGrant, ...]:
     # CSR comes with the pending certificate). tests/component/test_least_privilege.py proves the set.
     # The engine keeps two plain secrets of its own: the ACME account key and each certificate's public
     # chain. Secrets Officer on exactly those objects, never on the vault (whose secrets hold certificates).
-    for secret in _engine_secrets(cfg):
+    secrets = dict.fromkeys(secret for cert in cfg.certificates for secret in engine_secrets(cert))  # once, in order
+    for secret in secrets:
         grants.append(RoleGrant(f"issuer-secret-{secret}", "issuer", KEY_VAULT_SECRETS_OFFICER, "secret", secret))
     writes_on_zone: dict[str, DnsZoneConfig] = {}
     reads_zone: dict[str, DnsZoneConfig] = {}
@@ -119,19 +120,15 @@ def role_plan(cfg: WorkloadConfig) -> tuple[RoleGrant, ...]:
     return tuple(grants)
 
 
-def _engine_secrets(cfg: WorkloadConfig) -> list[str]:
-    names: list[str] = []
-    for cert in cfg.certificates:
-        for secret in (cert.spec.acme.account_key_secret, f"{cert.name}{CHAIN_SUFFIX}"):
-            if secret not in names:
-                names.append(secret)
-    return names
+def engine_secrets(cert: CertificateConfig) -> tuple[str, str]:
+    """The plain secrets the engine writes for a certificate: the ACME account key and the public chain."""
+    return cert.spec.acme.account_key_secret, f"{cert.name}{CHAIN_SUFFIX}"
 
 
 def grants_for_certificate(grants: Sequence[RoleGrant], cert: CertificateConfig) -> list[RoleGrant]:
     """The grants one certificate's issuance needs: the issuer's vault roles, its secrets, DNS on its record sets."""
     record_sets = cert.challenge_record_sets
-    secrets = {cert.spec.acme.account_key_secret, f"{cert.name}{CHAIN_SUFFIX}"}
+    secrets = engine_secrets(cert)
     zone_ids = {rs.zone.resource_id for rs in record_sets}
     out = []
     for g in grants:
@@ -152,7 +149,12 @@ def _certificate_class():
 
 
 class CertificateWorkload(pulumi.ComponentResource):
-    """One workload's vault, DNS, identities, roles, alerts and certificates in one environment."""
+    """One workload's vault, DNS, identities, roles, alerts and certificates in one environment.
+
+    ``__init__`` reads as the deployment order; each step is one method that registers one part and
+    returns what later parts refer to (ids, names). Resource names are ``<name>-<part>`` and stable:
+    renaming one would make Pulumi replace the Azure resource.
+    """
 
     def __init__(self, name: str, config: WorkloadConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
@@ -162,198 +164,24 @@ class CertificateWorkload(pulumi.ComponentResource):
             check_names(cert.spec.dns_names, cfg.allowlist, field=f"certificates[{cert.name}].dns_names",
                         owner=f"workload {cfg.workload}")
         self._name = name
-        tags = dict(cfg.tags)
-        here = pulumi.ResourceOptions(parent=self)
-
-        # ------------------------------------------------------------------ resource group, workspace
-        if cfg.resource_group.existing:
-            rg_name: pulumi.Input[str] = cfg.resource_group.name
-        else:
-            rg = resources.ResourceGroup(f"{name}-rg", resource_group_name=cfg.resource_group.name,
-                                         location=cfg.location, tags=tags, opts=here)
-            rg_name = rg.name
-        workspace_id: pulumi.Input[str] | None = None
-        if cfg.monitoring.enabled:
-            if cfg.monitoring.workspace_id:
-                workspace_id = cfg.monitoring.workspace_id
-            else:
-                workspace = operationalinsights.Workspace(
-                    f"{name}-logs", workspace_name=cfg.monitoring.workspace_name, resource_group_name=rg_name,
-                    location=cfg.location, sku=operationalinsights.WorkspaceSkuArgs(name="PerGB2018"),
-                    retention_in_days=cfg.monitoring.retention_days, tags=tags, opts=here)
-                workspace_id = workspace.id
-
-        # ------------------------------------------------------------------ vault
-        if cfg.vault.existing:
-            vault_id: pulumi.Input[str] = cfg.vault.existing_id
-            self.vault_uri: pulumi.Output[str] = pulumi.Output.from_input(cfg.vault.url + "/")
-        else:
-            private = cfg.vault.private_endpoint_subnet_id is not None
-            vault = keyvault.Vault(
-                f"{name}-vault", vault_name=cfg.vault.name, resource_group_name=rg_name, location=cfg.location,
-                tags=tags,
-                properties=keyvault.VaultPropertiesArgs(
-                    tenant_id=cfg.tenant_id,
-                    sku=keyvault.SkuArgs(family="A", name=cfg.vault.sku),
-                    enable_rbac_authorization=True,  # access policies would bypass every assignment below
-                    enable_soft_delete=True,
-                    soft_delete_retention_in_days=cfg.vault.soft_delete_retention_days,
-                    # Azure refuses purge protection "false" once set and ignores it on create: omit it instead.
-                    enable_purge_protection=True if cfg.vault.purge_protection else None,
-                    public_network_access=cfg.vault.public_network_access,
-                    network_acls=keyvault.NetworkRuleSetArgs(default_action="Deny", bypass="AzureServices")
-                    if private else None,
-                ),
-                opts=here)
-            vault_id = vault.id
-            self.vault_uri = vault.properties.apply(lambda p: p.vault_uri)
-        if cfg.vault.private_endpoint_subnet_id:
-            self._private_endpoint(vault_id, rg_name, tags)
-        if workspace_id is not None:
-            monitor.DiagnosticSetting(
-                f"{name}-vault-diagnostics", name="keyvault-acme-audit", resource_uri=vault_id,
-                workspace_id=workspace_id,
-                logs=[monitor.DiagnosticsLogSettingsArgs(category_group="audit", enabled=True)],
-                metrics=[monitor.DiagnosticsMetricSettingsArgs(category="AllMetrics", enabled=True)],
-                opts=here)
-
-        # ------------------------------------------------------------------ DNS
-        providers: dict[str, azure_native.Provider] = {}
-
-        def in_subscription(subscription_id: str, **extra: Any) -> pulumi.ResourceOptions:
-            # Zones in other subscriptions (a central DNS team's) are reached through a provider bound there.
-            if subscription_id == cfg.subscription_id:
-                return pulumi.ResourceOptions(parent=self, **extra)
-            if subscription_id not in providers:
-                providers[subscription_id] = azure_native.Provider(
-                    f"{name}-azure-{subscription_id}", subscription_id=subscription_id, opts=here)
-            return pulumi.ResourceOptions(parent=self, provider=providers[subscription_id], **extra)
-
-        zone_resources: dict[str, dns.Zone] = {}
-        self.zone_name_servers: dict[str, pulumi.Output[Sequence[str]]] = {}
-        for zone in cfg.zones:
-            if zone.create:
-                z = dns.Zone(f"{name}-zone-{zone.name}", zone_name=zone.name, resource_group_name=rg_name,
-                             location="global", zone_type="Public", tags=tags, opts=here)
-                zone_resources[zone.resource_id] = z
-                self.zone_name_servers[zone.name] = z.name_servers
-
-        # The empty _acme-challenge record sets exist to carry the DNS role assignment (they are its scope);
-        # when the stack grants no roles, or grants them on the zone, the engine creates the records itself.
+        self._tags = dict(cfg.tags)
+        self._providers: dict[str, azure_native.Provider] = {}
         self.role_grants = role_plan(cfg)
-        scoped_record_sets = [g.target for g in self.role_grants if g.scope_kind == "record_set"] if cfg.grant_roles else []
-        record_sets: dict[str, dns.RecordSet] = {}
-        for rs in scoped_record_sets:
-            zone_res = zone_resources.get(rs.zone.resource_id)
-            # The engine writes and empties the TXT values; the stack owns only the (empty) record set, which
-            # must outlive every challenge because a role assignment hangs on it.
-            record_sets[rs.resource_id] = dns.RecordSet(
-                f"{name}-challenge-{rs.fqdn}", record_type="TXT", relative_record_set_name=rs.relative_name,
-                zone_name=zone_res.name if zone_res else rs.zone.name,
-                resource_group_name=rg_name if zone_res else rs.zone.resource_group, ttl=60, txt_records=[],
-                metadata={"managed-by": "pulumi-keyvault-acme", "workload": cfg.stack_name},
-                opts=in_subscription(rs.zone.subscription_id, ignore_changes=["txtRecords", "txt_records"],
-                                     depends_on=[zone_res] if zone_res else None))
 
-        # ------------------------------------------------------------------ identities
-        if cfg.issuer.existing:
-            issuer_principal: pulumi.Input[str] = cfg.issuer.principal_id
-            self.issuer_client_id: pulumi.Output[str] = pulumi.Output.from_input(cfg.issuer.client_id)
-        else:
-            identity = managedidentity.UserAssignedIdentity(
-                f"{name}-issuer", resource_name_=cfg.issuer.name, resource_group_name=rg_name,
-                location=cfg.location, tags=tags, opts=here)
-            issuer_principal = identity.principal_id
-            self.issuer_client_id = identity.client_id
-
-        # ------------------------------------------------------------------ roles
-        self.role_assignments: dict[str, authorization.RoleAssignment] = {}
-        if cfg.grant_roles:
-            custom_roles: dict[tuple[str, str], authorization.RoleDefinition] = {}
-            for role, sub in sorted({(g.role, g.subscription_id) for g in self.role_grants if g.role in CUSTOM_ROLES}):
-                title, actions = CUSTOM_ROLES[role]
-                zones_here = [z for z in cfg.zones if z.subscription_id == sub]
-                custom_roles[(role, sub)] = authorization.RoleDefinition(
-                    f"{name}-{role}-role-{sub}",
-                    role_definition_id=cfg.name_for(f"role/{role}/{sub}"),
-                    # Role names are unique per tenant: one stack may define its roles in several subscriptions.
-                    role_name=f"{title} ({cfg.stack_name})" if sub == cfg.subscription_id
-                    else f"{title} ({cfg.stack_name}, {sub})",
-                    description=f"keyvault-acme: {', '.join(actions)}; nothing else.",
-                    role_type="CustomRole",
-                    scope=f"/subscriptions/{sub}",
-                    # Assignable only where the workload's zones live, never subscription-wide.
-                    assignable_scopes=sorted({f"/subscriptions/{sub}/resourceGroups/{z.resource_group}" for z in zones_here}),
-                    permissions=[authorization.PermissionArgs(actions=list(actions))],
-                    opts=in_subscription(sub))
-            consumers = {f"consumer:{c.name}": c for c in cfg.consumers}
-            for g in self.role_grants:
-                if g.role in CUSTOM_ROLES:
-                    role_id: pulumi.Input[str] = custom_roles[(g.role, g.subscription_id)].id
-                    if g.scope_kind == "record_set":
-                        scope: pulumi.Input[str] = record_sets[g.target.resource_id].id
-                    else:
-                        z = zone_resources.get(g.target.resource_id)
-                        scope = z.id if z else g.target.resource_id
-                    extra_opts = in_subscription(g.subscription_id)
-                else:
-                    role_id = f"/subscriptions/{cfg.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{g.role}"
-                    scope = vault_id if g.scope_kind == "vault" else pulumi.Output.concat(vault_id, "/secrets/", g.target)
-                    extra_opts = here
-                if g.principal == "issuer":
-                    principal, ptype = issuer_principal, "ServicePrincipal"
-                else:
-                    c = consumers[g.principal]
-                    principal, ptype = c.principal_id, c.principal_type
-                self.role_assignments[g.key] = authorization.RoleAssignment(
-                    f"{name}-{g.key}", role_assignment_name=cfg.name_for(f"assignment/{g.key}"),
-                    principal_id=principal, principal_type=ptype, role_definition_id=role_id, scope=scope,
-                    description=f"keyvault-acme {cfg.stack_name}: {g.role_name} for {g.principal}",
-                    opts=extra_opts)
-
-        # ------------------------------------------------------------------ alerting
+        rg_name = self._resource_group()
+        workspace_id = self._workspace(rg_name) if cfg.monitoring.enabled else None
+        vault_id = self._vault(rg_name)
+        if cfg.vault.private_endpoint_subnet_id:
+            self._private_endpoint(vault_id, rg_name)
+        if workspace_id is not None:
+            self._diagnostics(vault_id, workspace_id)
+        zones = self._zones(rg_name)
+        record_sets = self._challenge_record_sets(rg_name, zones) if cfg.grant_roles else {}
+        issuer_principal = self._issuer(rg_name)
+        self.role_assignments = self._roles(vault_id, zones, record_sets, issuer_principal) if cfg.grant_roles else {}
         if cfg.alerting.enabled:
-            action_group = monitor.ActionGroup(
-                f"{name}-alerts", action_group_name=f"ag-{cfg.stack_name}-certificates",
-                group_short_name=f"acme{cfg.workload}"[:12], resource_group_name=rg_name, location="global",
-                enabled=True, tags=tags,
-                email_receivers=[monitor.MicrosoftCommonEmailReceiverArgs(
-                    name=e.name, email_address=e.address, use_common_alert_schema=True) for e in cfg.alerting.emails],
-                webhook_receivers=[monitor.WebhookReceiverArgs(
-                    name=w.name, service_uri=w.uri, use_common_alert_schema=True) for w in cfg.alerting.webhooks],
-                opts=here)
-            topic = eventgrid.SystemTopic(
-                f"{name}-vault-events", system_topic_name=f"evgt-{cfg.vault.name}", resource_group_name=rg_name,
-                location=cfg.location, source=vault_id, topic_type="Microsoft.KeyVault.vaults", tags=tags, opts=here)
-            for suffix, events, severity in (("expiry", EXPIRY_EVENTS, "Sev1"), ("renewed", RENEWAL_EVENTS, "Sev4")):
-                eventgrid.SystemTopicEventSubscription(
-                    f"{name}-vault-events-{suffix}", event_subscription_name=f"certificate-{suffix}",
-                    resource_group_name=rg_name, system_topic_name=topic.name,
-                    destination=eventgrid.MonitorAlertEventSubscriptionDestinationArgs(
-                        endpoint_type="MonitorAlert", action_groups=[action_group.id], severity=severity,
-                        description=f"{cfg.stack_name}: Key Vault certificate {suffix}"),
-                    filter=eventgrid.EventSubscriptionFilterArgs(included_event_types=list(events)),
-                    opts=here)
-            if workspace_id is not None:
-                monitor.ScheduledQueryRule(
-                    f"{name}-renewal-failed", rule_name=f"alert-{cfg.stack_name}-renewal-failed",
-                    display_name=f"{cfg.stack_name}: certificate renewal failed",
-                    description="Failed Key Vault certificate operations: an issuance or renewal did not complete.",
-                    resource_group_name=rg_name, location=cfg.location, kind="LogAlert", enabled=True, severity=1,
-                    scopes=[workspace_id], evaluation_frequency="PT15M", window_size="PT1H",
-                    criteria=monitor.ScheduledQueryRuleCriteriaArgs(all_of=[monitor.ConditionArgs(
-                        query=FAILED_RENEWAL_QUERY, time_aggregation="Count", operator="GreaterThan", threshold=0)]),
-                    actions=monitor.ActionsArgs(action_groups=[action_group.id]), tags=tags, opts=here)
-
-        # ------------------------------------------------------------------ certificates
-        Certificate = _certificate_class() if cfg.certificates else None
-        self.certificates: dict[str, Any] = {}
-        for cert in cfg.certificates:
-            needs = [self.role_assignments[g.key] for g in grants_for_certificate(self.role_grants, cert)
-                     if g.key in self.role_assignments]
-            needs += [record_sets[rs.resource_id] for rs in cert.challenge_record_sets if rs.resource_id in record_sets]
-            self.certificates[cert.name] = Certificate(
-                f"{name}-cert-{cert.name}", **cert.inputs(), opts=pulumi.ResourceOptions(parent=self, depends_on=needs))
+            self._alerting(rg_name, vault_id, workspace_id)
+        self.certificates = self._certificates(record_sets)
 
         self.outputs: Mapping[str, Any] = {
             "vault_uri": self.vault_uri,
@@ -364,15 +192,74 @@ class CertificateWorkload(pulumi.ComponentResource):
         }
         self.register_outputs(dict(self.outputs))
 
-    def _private_endpoint(self, vault_id: pulumi.Input[str], rg_name: pulumi.Input[str], tags: Mapping[str, str]) -> None:
+    # ---------------------------------------------------------------------------------------------- options
+
+    def _here(self, **extra: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **extra)
+
+    def _in_subscription(self, subscription_id: str, **extra: Any) -> pulumi.ResourceOptions:
+        # Zones in other subscriptions (a central DNS team's) are reached through a provider bound there.
+        if subscription_id == self.config.subscription_id:
+            return self._here(**extra)
+        if subscription_id not in self._providers:
+            self._providers[subscription_id] = azure_native.Provider(
+                f"{self._name}-azure-{subscription_id}", subscription_id=subscription_id, opts=self._here())
+        return self._here(provider=self._providers[subscription_id], **extra)
+
+    # ---------------------------------------------------------------------------------------------- parts
+
+    def _resource_group(self) -> pulumi.Input[str]:
+        cfg = self.config
+        if cfg.resource_group.existing:
+            return cfg.resource_group.name
+        return resources.ResourceGroup(
+            f"{self._name}-rg", resource_group_name=cfg.resource_group.name, location=cfg.location, tags=self._tags,
+            opts=self._here()).name
+
+    def _workspace(self, rg_name: pulumi.Input[str]) -> pulumi.Input[str]:
+        monitoring = self.config.monitoring
+        if monitoring.workspace_id:
+            return monitoring.workspace_id
+        return operationalinsights.Workspace(
+            f"{self._name}-logs", workspace_name=monitoring.workspace_name, resource_group_name=rg_name,
+            location=self.config.location, sku=operationalinsights.WorkspaceSkuArgs(name="PerGB2018"),
+            retention_in_days=monitoring.retention_days, tags=self._tags, opts=self._here()).id
+
+    def _vault(self, rg_name: pulumi.Input[str]) -> pulumi.Input[str]:
+        """The vault's id; sets ``vault_uri``."""
+        cfg = self.config
+        if cfg.vault.existing:
+            self.vault_uri: pulumi.Output[str] = pulumi.Output.from_input(cfg.vault.url + "/")
+            return cfg.vault.existing_id
+        private = cfg.vault.private_endpoint_subnet_id is not None
+        vault = keyvault.Vault(
+            f"{self._name}-vault", vault_name=cfg.vault.name, resource_group_name=rg_name, location=cfg.location,
+            tags=self._tags,
+            properties=keyvault.VaultPropertiesArgs(
+                tenant_id=cfg.tenant_id,
+                sku=keyvault.SkuArgs(family="A", name=cfg.vault.sku),
+                enable_rbac_authorization=True,  # access policies would bypass every assignment below
+                enable_soft_delete=True,
+                soft_delete_retention_in_days=cfg.vault.soft_delete_retention_days,
+                # Azure refuses purge protection "false" once set and ignores it on create: omit it instead.
+                enable_purge_protection=True if cfg.vault.purge_protection else None,
+                public_network_access=cfg.vault.public_network_access,
+                network_acls=keyvault.NetworkRuleSetArgs(default_action="Deny", bypass="AzureServices")
+                if private else None,
+            ),
+            opts=self._here())
+        self.vault_uri = vault.properties.apply(lambda p: p.vault_uri)
+        return vault.id
+
+    def _private_endpoint(self, vault_id: pulumi.Input[str], rg_name: pulumi.Input[str]) -> None:
         """The vault's private endpoint, and the private DNS record that makes clients in the VNet use it."""
-        name, cfg, here = self._name, self.config, pulumi.ResourceOptions(parent=self)
+        name, cfg = self._name, self.config
         endpoint = network.PrivateEndpoint(
             f"{name}-vault-pe", private_endpoint_name=f"pe-{cfg.vault.name}", resource_group_name=rg_name,
             location=cfg.location, subnet=network.SubnetArgs(id=cfg.vault.private_endpoint_subnet_id),
             private_link_service_connections=[network.PrivateLinkServiceConnectionArgs(
                 name=f"{cfg.vault.name}-vault", private_link_service_id=vault_id, group_ids=["vault"])],
-            tags=tags, opts=here)
+            tags=self._tags, opts=self._here())
         # Without the zone group, <vault>.vault.azure.net still resolves to the public address inside the VNet,
         # which the vault (public network access off) refuses. Hub-and-spoke networks keep one shared zone
         # linked to every VNet (private_dns_zone_id); otherwise the stack creates the zone and links it here.
@@ -381,18 +268,176 @@ class CertificateWorkload(pulumi.ComponentResource):
         if zone_id is None:
             zone = privatedns.PrivateZone(
                 f"{name}-vault-dns", private_zone_name=KEY_VAULT_PRIVATE_DNS_ZONE, resource_group_name=rg_name,
-                location="global", tags=tags, opts=here)
+                location="global", tags=self._tags, opts=self._here())
             vnet_id = cfg.vault.private_endpoint_vnet_id
             depends_on.append(privatedns.VirtualNetworkLink(
                 f"{name}-vault-dns-link", virtual_network_link_name=f"link-{vnet_id.rsplit('/', 1)[-1]}",
                 private_zone_name=zone.name, resource_group_name=rg_name, location="global",
                 virtual_network=privatedns.SubResourceArgs(id=vnet_id),
                 registration_enabled=False,  # only the endpoint's A record; VMs do not register here
-                tags=tags, opts=here))
+                tags=self._tags, opts=self._here()))
             zone_id = zone.id
         network.PrivateDnsZoneGroup(
             f"{name}-vault-pe-dns", private_dns_zone_group_name="default", private_endpoint_name=endpoint.name,
             resource_group_name=rg_name,
             private_dns_zone_configs=[network.PrivateDnsZoneConfigArgs(
                 name=KEY_VAULT_PRIVATE_DNS_ZONE.replace(".", "-"), private_dns_zone_id=zone_id)],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on))
+            opts=self._here(depends_on=depends_on))
+
+    def _diagnostics(self, vault_id: pulumi.Input[str], workspace_id: pulumi.Input[str]) -> None:
+        # The audit log is where a failed renewal shows up (the scheduled query alert reads it).
+        monitor.DiagnosticSetting(
+            f"{self._name}-vault-diagnostics", name="keyvault-acme-audit", resource_uri=vault_id,
+            workspace_id=workspace_id,
+            logs=[monitor.DiagnosticsLogSettingsArgs(category_group="audit", enabled=True)],
+            metrics=[monitor.DiagnosticsMetricSettingsArgs(category="AllMetrics", enabled=True)],
+            opts=self._here())
+
+    def _zones(self, rg_name: pulumi.Input[str]) -> dict[str, dns.Zone]:
+        """The zones this stack creates, by resource id; sets ``zone_name_servers`` (to delegate them)."""
+        created: dict[str, dns.Zone] = {}
+        self.zone_name_servers: dict[str, pulumi.Output[Sequence[str]]] = {}
+        for zone in self.config.zones:
+            if zone.create:
+                z = dns.Zone(f"{self._name}-zone-{zone.name}", zone_name=zone.name, resource_group_name=rg_name,
+                             location="global", zone_type="Public", tags=self._tags, opts=self._here())
+                created[zone.resource_id] = z
+                self.zone_name_servers[zone.name] = z.name_servers
+        return created
+
+    def _challenge_record_sets(self, rg_name: pulumi.Input[str], zones: Mapping[str, dns.Zone]) -> dict[str, dns.RecordSet]:
+        """The empty ``_acme-challenge`` TXT record sets that scope the DNS role assignments, by resource id.
+
+        Only where the role is assigned on record sets: with zone scope (or no roles granted) the engine
+        creates the records itself. The engine writes and empties the TXT values; the stack owns only the
+        record set, which must outlive every challenge because a role assignment hangs on it.
+        """
+        cfg = self.config
+        record_sets: dict[str, dns.RecordSet] = {}
+        for rs in (g.target for g in self.role_grants if g.scope_kind == "record_set"):
+            zone = zones.get(rs.zone.resource_id)
+            record_sets[rs.resource_id] = dns.RecordSet(
+                f"{self._name}-challenge-{rs.fqdn}", record_type="TXT", relative_record_set_name=rs.relative_name,
+                zone_name=zone.name if zone else rs.zone.name,
+                resource_group_name=rg_name if zone else rs.zone.resource_group, ttl=60, txt_records=[],
+                metadata={"managed-by": "pulumi-keyvault-acme", "workload": cfg.stack_name},
+                opts=self._in_subscription(rs.zone.subscription_id, ignore_changes=["txtRecords", "txt_records"],
+                                           depends_on=[zone] if zone else None))
+        return record_sets
+
+    def _issuer(self, rg_name: pulumi.Input[str]) -> pulumi.Input[str]:
+        """The issuer's principal id; sets ``issuer_client_id`` (what CI/CD logs in as)."""
+        cfg = self.config
+        if cfg.issuer.existing:
+            self.issuer_client_id: pulumi.Output[str] = pulumi.Output.from_input(cfg.issuer.client_id)
+            return cfg.issuer.principal_id
+        identity = managedidentity.UserAssignedIdentity(
+            f"{self._name}-issuer", resource_name_=cfg.issuer.name, resource_group_name=rg_name,
+            location=cfg.location, tags=self._tags, opts=self._here())
+        self.issuer_client_id = identity.client_id
+        return identity.principal_id
+
+    def _custom_roles(self) -> dict[tuple[str, str], authorization.RoleDefinition]:
+        """The custom DNS roles the plan uses, defined in each subscription that holds the workload's zones."""
+        cfg = self.config
+        roles: dict[tuple[str, str], authorization.RoleDefinition] = {}
+        for role, sub in sorted({(g.role, g.subscription_id) for g in self.role_grants if g.role in CUSTOM_ROLES}):
+            title, actions = CUSTOM_ROLES[role]
+            zones_here = [z for z in cfg.zones if z.subscription_id == sub]
+            roles[(role, sub)] = authorization.RoleDefinition(
+                f"{self._name}-{role}-role-{sub}",
+                role_definition_id=cfg.name_for(f"role/{role}/{sub}"),
+                # Role names are unique per tenant: one stack may define its roles in several subscriptions.
+                role_name=f"{title} ({cfg.stack_name})" if sub == cfg.subscription_id
+                else f"{title} ({cfg.stack_name}, {sub})",
+                description=f"keyvault-acme: {', '.join(actions)}; nothing else.",
+                role_type="CustomRole",
+                scope=f"/subscriptions/{sub}",
+                # Assignable only where the workload's zones live, never subscription-wide.
+                assignable_scopes=sorted({f"/subscriptions/{sub}/resourceGroups/{z.resource_group}" for z in zones_here}),
+                permissions=[authorization.PermissionArgs(actions=list(actions))],
+                opts=self._in_subscription(sub))
+        return roles
+
+    def _roles(self, vault_id: pulumi.Input[str], zones: Mapping[str, dns.Zone],
+               record_sets: Mapping[str, dns.RecordSet], issuer_principal: pulumi.Input[str],
+               ) -> dict[str, authorization.RoleAssignment]:
+        """One assignment per grant of :func:`role_plan`, by grant key; nothing else is assigned."""
+        cfg = self.config
+        custom_roles = self._custom_roles()
+        consumers = {f"consumer:{c.name}": c for c in cfg.consumers}
+        assignments: dict[str, authorization.RoleAssignment] = {}
+        for g in self.role_grants:
+            if g.role in CUSTOM_ROLES:
+                role_id: pulumi.Input[str] = custom_roles[(g.role, g.subscription_id)].id
+                if g.scope_kind == "record_set":
+                    scope: pulumi.Input[str] = record_sets[g.target.resource_id].id
+                else:
+                    zone = zones.get(g.target.resource_id)
+                    scope = zone.id if zone else g.target.resource_id
+                opts = self._in_subscription(g.subscription_id)
+            else:
+                role_id = f"/subscriptions/{cfg.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{g.role}"
+                scope = vault_id if g.scope_kind == "vault" else pulumi.Output.concat(vault_id, "/secrets/", g.target)
+                opts = self._here()
+            if g.principal == "issuer":
+                principal, ptype = issuer_principal, "ServicePrincipal"
+            else:
+                consumer = consumers[g.principal]
+                principal, ptype = consumer.principal_id, consumer.principal_type
+            assignments[g.key] = authorization.RoleAssignment(
+                f"{self._name}-{g.key}", role_assignment_name=cfg.name_for(f"assignment/{g.key}"),
+                principal_id=principal, principal_type=ptype, role_definition_id=role_id, scope=scope,
+                description=f"keyvault-acme {cfg.stack_name}: {g.role_name} for {g.principal}",
+                opts=opts)
+        return assignments
+
+    def _alerting(self, rg_name: pulumi.Input[str], vault_id: pulumi.Input[str],
+                  workspace_id: pulumi.Input[str] | None) -> None:
+        """Vault events (expiry, renewal) and failed renewals (from the audit log) to one Action Group."""
+        name, cfg = self._name, self.config
+        action_group = monitor.ActionGroup(
+            f"{name}-alerts", action_group_name=f"ag-{cfg.stack_name}-certificates",
+            group_short_name=f"acme{cfg.workload}"[:12], resource_group_name=rg_name, location="global",
+            enabled=True, tags=self._tags,
+            email_receivers=[monitor.MicrosoftCommonEmailReceiverArgs(
+                name=e.name, email_address=e.address, use_common_alert_schema=True) for e in cfg.alerting.emails],
+            webhook_receivers=[monitor.WebhookReceiverArgs(
+                name=w.name, service_uri=w.uri, use_common_alert_schema=True) for w in cfg.alerting.webhooks],
+            opts=self._here())
+        topic = eventgrid.SystemTopic(
+            f"{name}-vault-events", system_topic_name=f"evgt-{cfg.vault.name}", resource_group_name=rg_name,
+            location=cfg.location, source=vault_id, topic_type="Microsoft.KeyVault.vaults", tags=self._tags,
+            opts=self._here())
+        for suffix, events, severity in (("expiry", EXPIRY_EVENTS, "Sev1"), ("renewed", RENEWAL_EVENTS, "Sev4")):
+            eventgrid.SystemTopicEventSubscription(
+                f"{name}-vault-events-{suffix}", event_subscription_name=f"certificate-{suffix}",
+                resource_group_name=rg_name, system_topic_name=topic.name,
+                destination=eventgrid.MonitorAlertEventSubscriptionDestinationArgs(
+                    endpoint_type="MonitorAlert", action_groups=[action_group.id], severity=severity,
+                    description=f"{cfg.stack_name}: Key Vault certificate {suffix}"),
+                filter=eventgrid.EventSubscriptionFilterArgs(included_event_types=list(events)),
+                opts=self._here())
+        if workspace_id is not None:
+            monitor.ScheduledQueryRule(
+                f"{name}-renewal-failed", rule_name=f"alert-{cfg.stack_name}-renewal-failed",
+                display_name=f"{cfg.stack_name}: certificate renewal failed",
+                description="Failed Key Vault certificate operations: an issuance or renewal did not complete.",
+                resource_group_name=rg_name, location=cfg.location, kind="LogAlert", enabled=True, severity=1,
+                scopes=[workspace_id], evaluation_frequency="PT15M", window_size="PT1H",
+                criteria=monitor.ScheduledQueryRuleCriteriaArgs(all_of=[monitor.ConditionArgs(
+                    query=FAILED_RENEWAL_QUERY, time_aggregation="Count", operator="GreaterThan", threshold=0)]),
+                actions=monitor.ActionsArgs(action_groups=[action_group.id]), tags=self._tags, opts=self._here())
+
+    def _certificates(self, record_sets: Mapping[str, dns.RecordSet]) -> dict[str, Any]:
+        """One ``Certificate`` per entry, after the assignments and record sets its issuance needs exist."""
+        cfg = self.config
+        Certificate = _certificate_class() if cfg.certificates else None
+        certificates: dict[str, Any] = {}
+        for cert in cfg.certificates:
+            needs = [self.role_assignments[g.key] for g in grants_for_certificate(self.role_grants, cert)
+                     if g.key in self.role_assignments]
+            needs += [record_sets[rs.resource_id] for rs in cert.challenge_record_sets if rs.resource_id in record_sets]
+            certificates[cert.name] = Certificate(
+                f"{self._name}-cert-{cert.name}", **cert.inputs(), opts=self._here(depends_on=needs))
+        return certificates

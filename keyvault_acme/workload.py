@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -36,10 +36,24 @@ CHALLENGE_SCOPES = ("record_set", "zone")
 # linking the endpoint to it, clients inside the VNet still resolve <vault>.vault.azure.net to the public
 # IP, which a vault with public network access off refuses.
 KEY_VAULT_PRIVATE_DNS_ZONE = "privatelink.vaultcore.azure.net"
-ZONE_KEYS = ("name", "resource_id", "challenge_scope", "zone", "server", "tsig_key_name", "tsig_secret", "tsig_algorithm")
-ACME_KEYS = ("directory_url", "account_key_secret", "contact", "eab_kid", "eab_hmac")
+# The settings each structured key accepts; anything else is refused by name (a typo must not silently
+# fall back to a default). Certificate entries take the shared dict shape of config.py plus
+# CERTIFICATE_RESOURCE_KEYS; the allowlist's settings are authorization.Allowlist's fields.
+SETTINGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "resource_group": ("name", "resource_id"),
+    "vault": ("name", "resource_id", "url", "sku", "soft_delete_retention_days", "purge_protection",
+              "private_endpoint_subnet_id", "private_dns_zone_id"),
+    "monitoring": ("enabled", "workspace_id", "workspace_name", "retention_days"),
+    "zones[]": ("name", "resource_id", "challenge_scope", "zone", "server", "tsig_key_name", "tsig_secret", "tsig_algorithm"),
+    "issuer": ("name", "principal_id", "client_id"),
+    "consumers[]": ("name", "principal_id", "principal_type"),
+    "alerts": ("emails", "webhooks"),
+    "alerts.emails[]": ("name", "address"),
+    "alerts.webhooks[]": ("name", "uri"),
+    "acme": ("directory_url", "account_key_secret", "contact", "eab_kid", "eab_hmac"),
+})
 # Keys of a certificate entry that steer the Pulumi resource, not the certificate itself.
-_RESOURCE_KEYS = ("revoke_on_delete", "revoke_reason", "purge_on_delete")
+CERTIFICATE_RESOURCE_KEYS = ("revoke_on_delete", "revoke_reason", "purge_on_delete")
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _WORKLOAD = re.compile(r"^[a-z][a-z0-9]{1,11}$")
@@ -305,6 +319,10 @@ def _list(value: Any, fld: str) -> list[Any]:
     return list(value)
 
 
+def _first_duplicate(names: list[str]) -> str | None:
+    return next((n for n in sorted(set(names)) if names.count(n) > 1), None)
+
+
 def _uuid(value: Any, fld: str, what: str) -> str:
     text = _str(value, fld, f"give the {what} (a GUID)")
     assert text is not None
@@ -317,7 +335,7 @@ def _uuid(value: Any, fld: str, what: str) -> str:
 
 
 def _resource_group(data: Any, workload: str, environment: str, subscription_id: str) -> ResourceGroupConfig:
-    d = _mapping(data, "resource_group", ("name", "resource_id"))
+    d = _mapping(data, "resource_group", SETTINGS["resource_group"])
     if d.get("resource_id"):
         rid = str(d["resource_id"])
         m = _RG_ID.match(rid)
@@ -333,8 +351,7 @@ def _resource_group(data: Any, workload: str, environment: str, subscription_id:
 
 
 def _vault(data: Any, workload: str, environment: str, production: bool) -> VaultConfig:
-    d = _mapping(data, "vault", ("name", "resource_id", "url", "sku", "soft_delete_retention_days",
-                                 "purge_protection", "private_endpoint_subnet_id", "private_dns_zone_id"))
+    d = _mapping(data, "vault", SETTINGS["vault"])
     existing_id = _str(d.get("resource_id"), "vault.resource_id", "", required=False)
     if existing_id:
         m = _VAULT_ID.match(existing_id)
@@ -390,7 +407,7 @@ def _private_endpoint(d: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _monitoring(data: Any, workload: str, environment: str, production: bool) -> MonitoringConfig:
-    d = _mapping(data, "monitoring", ("enabled", "workspace_id", "workspace_name", "retention_days"))
+    d = _mapping(data, "monitoring", SETTINGS["monitoring"])
     enabled = _bool(d.get("enabled"), "monitoring.enabled", True)
     if production and not enabled:
         raise SpecError("monitoring.enabled", "must be true in a production environment",
@@ -408,41 +425,40 @@ def _monitoring(data: Any, workload: str, environment: str, production: bool) ->
 
 
 def _zones(data: Any, subscription_id: str, resource_group: str) -> tuple[tuple[DnsZoneConfig, ...], tuple[Rfc2136Zone, ...]]:
-    azure: list[DnsZoneConfig] = []
-    rfc: list[Rfc2136Zone] = []
-    for i, entry in enumerate(_list(data, "zones")):
-        fld = f"zones[{i}]"
-        if not isinstance(entry, Mapping):
-            raise SpecError(fld, "must be a mapping", "give name (a new zone), resource_id (existing) or zone/server/tsig_* (RFC 2136)")
-        _mapping(entry, fld, ZONE_KEYS)
-        scope = str(entry.get("challenge_scope") or "record_set")
-        if scope not in CHALLENGE_SCOPES:
-            raise SpecError(f"{fld}.challenge_scope", f"{scope!r} is not a scope", "use record_set (default) or zone")
-        rest = {k: v for k, v in entry.items() if k != "challenge_scope"}
-        if "name" in rest:
-            extra = sorted(set(rest) - {"name"})
-            if extra:
-                raise SpecError(f"{fld}.{extra[0]}", "does not go with name", "name creates a zone; use resource_id for an existing one")
-            name = authorization.normalize(str(rest["name"]), f"{fld}.name")
-            rid = f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Network/dnszones/{name}"
-            azure.append(DnsZoneConfig(name=name, resource_id=rid, create=True, challenge_scope=scope))
-            continue
-        zone = zone_from_dict(rest, fld)
-        if isinstance(zone, AzureDnsZone):
-            azure.append(DnsZoneConfig(name=zone.name, resource_id=zone.resource_id, challenge_scope=scope))
-        else:
-            if "challenge_scope" in entry:
-                raise SpecError(f"{fld}.challenge_scope", "applies to Azure DNS zones only", "remove it from the RFC 2136 zone")
-            rfc.append(zone)
-    names = [z.name for z in azure] + [z.name for z in rfc]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise SpecError("zones", f"zone {dupes[0]} is listed twice", "list each zone once")
-    return tuple(azure), tuple(rfc)
+    zones = [_zone(entry, f"zones[{i}]", subscription_id, resource_group) for i, entry in enumerate(_list(data, "zones"))]
+    dupe = _first_duplicate([z.name for z in zones])
+    if dupe:
+        raise SpecError("zones", f"zone {dupe} is listed twice", "list each zone once")
+    return (tuple(z for z in zones if isinstance(z, DnsZoneConfig)),
+            tuple(z for z in zones if isinstance(z, Rfc2136Zone)))
+
+
+def _zone(entry: Any, fld: str, subscription_id: str, resource_group: str) -> DnsZoneConfig | Rfc2136Zone:
+    """One zones[] entry: a zone to create (name), an existing Azure DNS zone (resource_id) or an RFC 2136 zone."""
+    if not isinstance(entry, Mapping):
+        raise SpecError(fld, "must be a mapping", "give name (a new zone), resource_id (existing) or zone/server/tsig_* (RFC 2136)")
+    _mapping(entry, fld, SETTINGS["zones[]"])
+    scope = str(entry.get("challenge_scope") or "record_set")
+    if scope not in CHALLENGE_SCOPES:
+        raise SpecError(f"{fld}.challenge_scope", f"{scope!r} is not a scope", "use record_set (default) or zone")
+    rest = {k: v for k, v in entry.items() if k != "challenge_scope"}
+    if "name" in rest:
+        extra = sorted(set(rest) - {"name"})
+        if extra:
+            raise SpecError(f"{fld}.{extra[0]}", "does not go with name", "name creates a zone; use resource_id for an existing one")
+        name = authorization.normalize(str(rest["name"]), f"{fld}.name")
+        rid = f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Network/dnszones/{name}"
+        return DnsZoneConfig(name=name, resource_id=rid, create=True, challenge_scope=scope)
+    zone = zone_from_dict(rest, fld)
+    if isinstance(zone, AzureDnsZone):
+        return DnsZoneConfig(name=zone.name, resource_id=zone.resource_id, challenge_scope=scope)
+    if "challenge_scope" in entry:
+        raise SpecError(f"{fld}.challenge_scope", "applies to Azure DNS zones only", "remove it from the RFC 2136 zone")
+    return zone
 
 
 def _issuer(data: Any, workload: str, environment: str) -> IssuerConfig:
-    d = _mapping(data, "issuer", ("name", "principal_id", "client_id"))
+    d = _mapping(data, "issuer", SETTINGS["issuer"])
     name = _str(d.get("name"), "issuer.name", "", required=False) or f"id-{workload}-{environment}-issuer"
     if d.get("principal_id"):
         return IssuerConfig(name=name, principal_id=_uuid(d["principal_id"], "issuer.principal_id", "identity's object id"),
@@ -456,27 +472,26 @@ def _consumers(data: Any) -> tuple[Consumer, ...]:
     out: list[Consumer] = []
     for i, entry in enumerate(_list(data, "consumers")):
         fld = f"consumers[{i}]"
-        d = _mapping(entry, fld, ("name", "principal_id", "principal_type"))
+        d = _mapping(entry, fld, SETTINGS["consumers[]"])
         name = _str(d.get("name"), f"{fld}.name", "name the consumer, e.g. appgw")
         ptype = str(d.get("principal_type") or "ServicePrincipal")
         if ptype not in ("ServicePrincipal", "User", "Group"):
             raise SpecError(f"{fld}.principal_type", f"{ptype!r} is not a principal type", "use ServicePrincipal, User or Group")
         out.append(Consumer(name=str(name), principal_id=_uuid(d.get("principal_id"), f"{fld}.principal_id",
                                                                 "identity's object (principal) id"), principal_type=ptype))
-    names = [c.name for c in out]
-    if len(set(names)) != len(names):
+    if _first_duplicate([c.name for c in out]):
         raise SpecError("consumers", "two consumers share a name", "give each consumer its own name")
     return tuple(out)
 
 
 def _alerting(data: Any) -> AlertingConfig:
-    d = _mapping(data, "alerts", ("emails", "webhooks"))
+    d = _mapping(data, "alerts", SETTINGS["alerts"])
     emails: list[EmailReceiver] = []
     for i, e in enumerate(_list(d.get("emails"), "alerts.emails")):
         fld = f"alerts.emails[{i}]"
         if isinstance(e, str):
             e = {"name": e.split("@")[0], "address": e}
-        e = _mapping(e, fld, ("name", "address"))
+        e = _mapping(e, fld, SETTINGS["alerts.emails[]"])
         address = str(_str(e.get("address"), f"{fld}.address", "give an e-mail address"))
         if not _EMAIL.match(address):
             raise SpecError(f"{fld}.address", f"{address!r} is not an e-mail address", "write name@example.com")
@@ -484,7 +499,7 @@ def _alerting(data: Any) -> AlertingConfig:
     hooks: list[WebhookReceiver] = []
     for i, w in enumerate(_list(d.get("webhooks"), "alerts.webhooks")):
         fld = f"alerts.webhooks[{i}]"
-        w = _mapping(w, fld, ("name", "uri"))
+        w = _mapping(w, fld, SETTINGS["alerts.webhooks[]"])
         uri = str(_str(w.get("uri"), f"{fld}.uri", "give the webhook's https URL"))
         if not uri.startswith("https://"):
             raise SpecError(f"{fld}.uri", f"{uri!r} is not an https URL", "alerts leave Azure over https only")
@@ -492,69 +507,78 @@ def _alerting(data: Any) -> AlertingConfig:
     return AlertingConfig(emails=tuple(emails), webhooks=tuple(hooks))
 
 
-def _challenge_record_set(name: str, zone: DnsZoneConfig) -> ChallengeRecordSet:
-    fqdn = challenge_name(name)
-    return ChallengeRecordSet(zone=zone, relative_name=fqdn[: -len(zone.name) - 1])
-
-
-def _certificates(data: Any, *, vault_url: str, zones: tuple[DnsZoneConfig, ...], rfc: tuple[Rfc2136Zone, ...],
-                  acme: Mapping[str, Any], tags: Mapping[str, str], allowlist: Allowlist, owner: str) -> tuple[CertificateConfig, ...]:
-    zone_dicts = [{"resource_id": z.resource_id} for z in zones] + [
-        {"zone": z.zone, "server": z.server, "tsig_key_name": z.tsig_key_name,
-         "tsig_secret": z.tsig_secret.secret_id, "tsig_algorithm": z.tsig_algorithm} for z in rfc]
+def _certificates(data: Any, *, vault_url: str, zones: tuple[DnsZoneConfig | Rfc2136Zone, ...], acme: Mapping[str, Any],
+                  tags: Mapping[str, str], allowlist: Allowlist, owner: str) -> tuple[CertificateConfig, ...]:
     entries = _list(data, "certificates")
     if entries and allowlist.empty:
         raise SpecError("allowlist", "is empty, so no certificate may be issued",
                         "list the DNS names this workload may hold under allowlist.suffixes / allowlist.names")
-    out: list[CertificateConfig] = []
-    for i, entry in enumerate(entries):
-        fld = f"certificates[{i}]"
-        if not isinstance(entry, Mapping):
-            raise SpecError(fld, "must be a mapping", "give at least name and dns_names")
-        if "vault_url" in entry:
-            raise SpecError(f"{fld}.vault_url", "is set by the workload", "remove it; certificates go into the workload's vault")
-        # The workload's zones decide the record sets and DNS roles; a certificate's own list would bypass both.
-        if "zones" in entry:
-            raise SpecError(f"{fld}.zones", "is set by the workload",
-                            "remove it and list the zone under keyvault-acme:zones; each name uses the longest zone containing it")
-        body = {k: v for k, v in entry.items() if k not in _RESOURCE_KEYS}
-        if "acme" in body:  # a certificate changes some CA settings; the rest stay the workload's
-            body["acme"] = {**acme, **_mapping(body["acme"], f"{fld}.acme", ACME_KEYS)}
-        cert_tags = body.get("tags") or {}
-        if not isinstance(cert_tags, Mapping):
-            raise SpecError(f"{fld}.tags", "must be a mapping of strings", "write tags: {team: web}")
-        body["tags"] = {**tags, **{str(k): str(v) for k, v in cert_tags.items()}}
-        defaults = {"vault_url": vault_url, "zones": zone_dicts, "acme": dict(acme)}
-        try:
-            spec = certificate_spec_from_dict(body, defaults=defaults)
-        except SpecError as e:
-            raise SpecError(f"{fld}.{e.field}", e.problem, e.fix) from None
-        if not _CERT_NAME.match(spec.name):
-            raise SpecError(f"{fld}.name", f"{spec.name!r} is not a Key Vault certificate name", "use letters, digits and hyphens")
-        dns_names = normalize_names(spec.dns_names, f"{fld}.dns_names")
-        authorization.check_names(dns_names, allowlist, field=f"{fld}.dns_names", owner=owner)
-        by_name = {z.name: z for z in (*zones, *rfc)}
-        record_sets: list[ChallengeRecordSet] = []
-        for name in dns_names:
-            zone = by_name[zone_for(name, by_name, f"{fld}.dns_names")]
-            if isinstance(zone, DnsZoneConfig):
-                rs = _challenge_record_set(name, zone)
-                if rs not in record_sets:
-                    record_sets.append(rs)
-        reason = str(entry.get("revoke_reason") or "cessationOfOperation")
-        if reason not in REVOCATION_REASONS:
-            raise SpecError(f"{fld}.revoke_reason", f"{reason!r} is not a revocation reason", f"use one of {', '.join(REVOCATION_REASONS)}")
-        out.append(CertificateConfig(
-            spec=spec,
-            revoke_on_delete=_bool(entry.get("revoke_on_delete"), f"{fld}.revoke_on_delete", True),
-            revoke_reason=reason,
-            purge_on_delete=_bool(entry.get("purge_on_delete"), f"{fld}.purge_on_delete", False),
-            challenge_record_sets=tuple(record_sets),
-        ))
-    names = [c.name.lower() for c in out]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise SpecError("certificates", f"two certificates are named {dupes[0]}", "a Key Vault certificate name is used once per vault")
+    out = tuple(_certificate(entry, f"certificates[{i}]", vault_url=vault_url, zones=zones, acme=acme, tags=tags,
+                             allowlist=allowlist, owner=owner) for i, entry in enumerate(entries))
+    dupe = _first_duplicate([c.name.lower() for c in out])
+    if dupe:
+        raise SpecError("certificates", f"two certificates are named {dupe}", "a Key Vault certificate name is used once per vault")
+    return out
+
+
+def _certificate(entry: Any, fld: str, *, vault_url: str, zones: tuple[DnsZoneConfig | Rfc2136Zone, ...],
+                 acme: Mapping[str, Any], tags: Mapping[str, str], allowlist: Allowlist, owner: str) -> CertificateConfig:
+    """One certificates[] entry: the shared certificate shape (config.py) inside the workload's vault and zones."""
+    if not isinstance(entry, Mapping):
+        raise SpecError(fld, "must be a mapping", "give at least name and dns_names")
+    if "vault_url" in entry:
+        raise SpecError(f"{fld}.vault_url", "is set by the workload", "remove it; certificates go into the workload's vault")
+    # The workload's zones decide the record sets and DNS roles; a certificate's own list would bypass both.
+    if "zones" in entry:
+        raise SpecError(f"{fld}.zones", "is set by the workload",
+                        "remove it and list the zone under keyvault-acme:zones; each name uses the longest zone containing it")
+    cert_tags = entry.get("tags") or {}
+    if not isinstance(cert_tags, Mapping):
+        raise SpecError(f"{fld}.tags", "must be a mapping of strings", "write tags: {team: web}")
+    body = {k: v for k, v in entry.items() if k not in CERTIFICATE_RESOURCE_KEYS}
+    body.update(
+        vault_url=vault_url,
+        # A certificate changes some CA settings; the rest stay the workload's.
+        acme={**acme, **_mapping(entry.get("acme"), f"{fld}.acme", SETTINGS["acme"])},
+        tags={**tags, **{str(k): str(v) for k, v in cert_tags.items()}},
+    )
+    try:
+        spec = certificate_spec_from_dict(body)
+    except SpecError as e:
+        raise SpecError(f"{fld}.{e.field}", e.problem, e.fix) from None
+    spec = replace(spec, zones=tuple(z.azure if isinstance(z, DnsZoneConfig) else z for z in zones))
+    if not _CERT_NAME.match(spec.name):
+        raise SpecError(f"{fld}.name", f"{spec.name!r} is not a Key Vault certificate name", "use letters, digits and hyphens")
+    dns_names = normalize_names(spec.dns_names, f"{fld}.dns_names")
+    authorization.check_names(dns_names, allowlist, field=f"{fld}.dns_names", owner=owner)
+    reason = str(entry.get("revoke_reason") or "cessationOfOperation")
+    if reason not in REVOCATION_REASONS:
+        raise SpecError(f"{fld}.revoke_reason", f"{reason!r} is not a revocation reason", f"use one of {', '.join(REVOCATION_REASONS)}")
+    return CertificateConfig(
+        spec=spec,
+        revoke_on_delete=_bool(entry.get("revoke_on_delete"), f"{fld}.revoke_on_delete", True),
+        revoke_reason=reason,
+        purge_on_delete=_bool(entry.get("purge_on_delete"), f"{fld}.purge_on_delete", False),
+        challenge_record_sets=_challenge_record_sets(dns_names, zones, f"{fld}.dns_names"),
+    )
+
+
+def _challenge_record_sets(dns_names: tuple[str, ...], zones: tuple[DnsZoneConfig | Rfc2136Zone, ...],
+                           fld: str) -> tuple[ChallengeRecordSet, ...]:
+    """The Azure DNS ``_acme-challenge`` record sets the names are validated through, once each, in name order.
+
+    ``www.example.com`` and ``*.www.example.com`` share one. RFC 2136 zones have none: the stack grants no
+    Azure role there, so the engine creates and deletes its records itself.
+    """
+    by_name = {z.name: z for z in zones}
+    out: list[ChallengeRecordSet] = []
+    for name in dns_names:
+        zone = by_name[zone_for(name, by_name, fld)]
+        if isinstance(zone, DnsZoneConfig):
+            fqdn = challenge_name(name)
+            rs = ChallengeRecordSet(zone=zone, relative_name=fqdn[: -len(zone.name) - 1])
+            if rs not in out:
+                out.append(rs)
     return tuple(out)
 
 
@@ -600,17 +624,14 @@ def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
         raise SpecError("alerts", "has no receiver in a production environment",
                         "add alerts.emails or alerts.webhooks so someone hears of expiring certificates")
     allowlist = authorization.allowlist_from_dict(values.get("allowlist"))
-    acme = _mapping(values.get("acme"), "acme", ACME_KEYS)
-    try:
-        acme_from_dict(acme)
-    except SpecError as e:
-        raise SpecError(e.field, e.problem, e.fix) from None
+    acme = _mapping(values.get("acme"), "acme", SETTINGS["acme"])
+    acme_from_dict(acme)  # a bad CA setting is named once, as acme.<key>, not once per certificate
     extra_tags = values.get("tags") or {}
     if not isinstance(extra_tags, Mapping):
         raise SpecError("tags", "must be a mapping of strings", "write keyvault-acme:tags: {cost-center: web}")
     tags = {"workload": workload, "environment": environment, "managed-by": "pulumi-keyvault-acme",
             **{str(k): str(v) for k, v in extra_tags.items()}}
-    certificates = _certificates(values.get("certificates"), vault_url=vault.url, zones=zones, rfc=rfc, acme=acme,
+    certificates = _certificates(values.get("certificates"), vault_url=vault.url, zones=(*zones, *rfc), acme=acme,
                                  tags=tags, allowlist=allowlist, owner=f"workload {workload}")
     return WorkloadConfig(
         workload=workload, environment=environment, production=production, location=location,
