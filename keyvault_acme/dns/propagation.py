@@ -88,16 +88,41 @@ def txt_values(response: dns.message.Message, name: str) -> set[str]:
             if rrset.rdtype == dns.rdatatype.TXT and rrset.name == target for rd in rrset}
 
 
-def cname_target(name: str, server: Nameserver) -> str | None:
-    """Where ``name`` is a CNAME to, per ``server``; None when it is not one."""
-    response = query(name, "CNAME", server)
+def cname_target(name: str, server: Nameserver, timeout: float = QUERY_TIMEOUT) -> str | None:
+    """Where ``name`` is a CNAME to, per ``server``; None when it is not one.
+
+    Every failure (no answer, refused connection, an error rcode) is a :class:`DnsError` naming the
+    server and the name: the caller sees an engine error it can report or retry, never dnspython's.
+    """
+    try:
+        response = query(name, "CNAME", server, timeout)
+    except (dns.exception.DNSException, OSError) as e:
+        raise DnsError(f"{server} did not answer the CNAME query for {name}: {_failure(e)}") from None
     if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        raise DnsError(f"{server} answered {dns.rcode.to_text(response.rcode())} for {name} CNAME")
+        raise DnsError(f"{server} answered {dns.rcode.to_text(response.rcode())} to the CNAME query for {name}")
     owner = dns.name.from_text(name)
     for rrset in response.answer:
         if rrset.rdtype == dns.rdatatype.CNAME and rrset.name == owner:
             return str(rrset[0].target).rstrip(".").lower()
     return None
+
+
+def _failure(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _first_cname_answer(name: str, servers: Sequence[Nameserver]) -> str | None:
+    """:func:`cname_target` from the first of ``servers`` that answers; DnsError naming each when none does."""
+    problems = []
+    for server in servers:
+        try:
+            return cname_target(name, server)
+        except DnsError as e:
+            problems.append(str(e))
+    if len(problems) == 1:
+        raise DnsError(problems[0])
+    raise DnsError(f"no server answered the CNAME query for {name}: {'; '.join(problems)}")
 
 
 def follow_cnames(name: str, servers_for_name: Callable[[str], Sequence[Nameserver]]) -> str:
@@ -109,8 +134,8 @@ def follow_cnames(name: str, servers_for_name: Callable[[str], Sequence[Nameserv
     seen = [name]
     current = name
     for _ in range(MAX_CNAME_HOPS):
-        # One server suffices to learn the delegation; propagation checks every server later.
-        target = cname_target(current, servers_for_name(current)[0])
+        # One answering server suffices to learn the delegation; propagation checks every server later.
+        target = _first_cname_answer(current, servers_for_name(current))
         if target is None:
             return current
         if target in seen:

@@ -119,3 +119,43 @@ def test_cname_into_an_unconfigured_zone_is_a_clear_error(bind):
                 pass
     finally:
         bind.delete_record(origin, "CNAME")
+
+
+@pytest.fixture
+def silent_resolver():
+    """A loopback UDP socket that receives queries and never answers (a resolver behind a dead firewall)."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+def test_a_resolver_that_does_not_answer_is_a_dns_error_naming_server_and_name(bind, silent_resolver):
+    s = solver(bind, resolvers=[silent_resolver])
+    with pytest.raises(DnsError) as e:
+        with s.published([Challenge("quiet.rfc2136.test", "v")]):
+            pass
+    assert silent_resolver in str(e.value) and "_acme-challenge.quiet.rfc2136.test" in str(e.value)
+    assert "Timeout" in str(e.value)
+    assert bind.txt_values("_acme-challenge.quiet.rfc2136.test") == set()  # nothing was written
+
+
+def test_a_refusing_resolver_is_a_dns_error_naming_server_and_name(bind):
+    port = free_dns_port()  # nothing listens there: the query is refused at once
+    with pytest.raises(DnsError) as e:
+        solver(bind, resolvers=[f"127.0.0.1:{port}"]).place([Challenge("closed.rfc2136.test", "v")])
+    assert f"127.0.0.1:{port}" in str(e.value) and "_acme-challenge.closed.rfc2136.test" in str(e.value)
+
+
+def test_the_cname_lookup_moves_on_to_the_next_resolver(bind, silent_resolver):
+    origin, target = "_acme-challenge.next.rfc2136.test", f"next-rfc2136.{DELEGATION_ZONE}"
+    bind.set_record(origin, "CNAME", target + ".")
+    try:
+        [placement] = solver(bind, resolvers=[silent_resolver, bind.server]).place([Challenge("next.rfc2136.test", "v")])
+        assert (placement.record, placement.zone) == (target, DELEGATION_ZONE)
+    finally:
+        bind.delete_record(origin, "CNAME")
