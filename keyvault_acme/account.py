@@ -54,13 +54,14 @@ def load_or_create_key(vault: KeyVault, secret_name: str, *, deadline: float | N
     versions = vault.secret_versions(secret_name, deadline=deadline)
     oldest = next((p for p in versions if p.enabled is not False), None)
     if oldest is None or oldest.version == my_version:
-        log.info("created ACME account key in secret %s/%s", vault.vault_url, secret_name)
+        log.info("created ACME account key in secret %s/secrets/%s", vault.vault_url, secret_name)
         return key_from_secret(mine)
     # Someone else wrote first: use theirs and make it the latest again.
     theirs = vault.get_secret(secret_name, oldest.version, deadline=deadline)
     assert theirs is not None
     vault.set_secret(secret_name, theirs, content_type=JWK_CONTENT_TYPE, tags=tags, deadline=deadline)
-    log.info("another process created the ACME account key in %s/%s first; using it", vault.vault_url, secret_name)
+    log.info("another process created the ACME account key in %s/secrets/%s first; using it", vault.vault_url,
+             secret_name)
     return key_from_secret(theirs)
 
 

@@ -220,3 +220,14 @@ def test_purging_a_certificate_already_purged_returns_at_once(world, engine):
     engine.delete(spec.vault_url, spec.name, purge=True)
     engine.delete(spec.vault_url, spec.name, purge=True)  # a retried destroy: nothing to wait for
     assert engine.inspect(spec.vault_url, spec.name) is None
+
+
+def test_account_key_creation_logs_the_secret_id(world, credential, caplog):
+    from keyvault_acme.account import load_or_create_key
+    from keyvault_acme.keyvault import KeyVault
+
+    name = f"logged-{uuid.uuid4().hex[:8]}"
+    caplog.set_level(logging.INFO, logger="keyvault_acme.account")
+    load_or_create_key(KeyVault(world.vault_url, credential), name)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "keyvault_acme.account"]
+    assert line == f"created ACME account key in secret {world.vault_url}/secrets/{name}"
