@@ -1,0 +1,138 @@
+"""The configuration docs cannot drift from the parser: every key it accepts is documented, every documented
+key is accepted, and every example parses."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from keyvault_acme import config as spec_config
+from keyvault_acme.authorization import Allowlist
+from keyvault_acme.model import KeySpec, RenewalPolicy
+from keyvault_acme.workload import (
+    CERTIFICATE_RESOURCE_KEYS,
+    KEYS,
+    NAMESPACE,
+    SETTINGS,
+    parse_workload_config,
+)
+
+from .harness import ROOT
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+DOCS = CONFIGURATION.read_text(encoding="utf-8")
+# The workload fills these in for every certificate; an entry that sets them is refused.
+WORKLOAD_SET = {"vault_url", "zones"}
+
+MINIMAL_STACK = {
+    "workload": "shop", "environment": "dev", "location": "westeurope",
+    "subscription_id": "11111111-1111-1111-1111-111111111111", "tenant_id": "22222222-2222-2222-2222-222222222222",
+    "zones": [{"name": "shop.example.com"}], "allowlist": {"suffixes": ["shop.example.com"]},
+    "certificates": [{"name": "www", "dns_names": ["www.shop.example.com"]}],
+}
+
+
+def accepted_keys() -> set[str]:
+    """Every key path the parser accepts, read from the parser's own key sets (and the engine's spec types)."""
+    keys = set(KEYS)
+    keys |= {f"{section}.{key}" for section, allowed in SETTINGS.items() for key in allowed}
+    keys |= {f"allowlist.{f.name}" for f in dataclasses.fields(Allowlist)}
+    certificate = (set(spec_config._SPEC_KEYS) - WORKLOAD_SET) | set(CERTIFICATE_RESOURCE_KEYS)
+    keys |= {f"certificates[].{key}" for key in certificate}
+    keys |= {f"certificates[].key.{f.name}" for f in dataclasses.fields(KeySpec)}
+    keys |= {f"certificates[].renewal.{f.name}" for f in dataclasses.fields(RenewalPolicy)}
+    keys |= {f"certificates[].acme.{key}" for key in SETTINGS["acme"]}
+    return keys
+
+
+def reference_rows() -> set[str]:
+    section = DOCS.split("## Every key", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([^`]+)` \|", section, re.MULTILINE))
+
+
+def yaml_examples() -> list[dict]:
+    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", DOCS, re.DOTALL)]
+
+
+def paths(value, prefix: str = "") -> set[str]:
+    """The key paths a parsed YAML example uses, in the reference's notation (``zones[].name``)."""
+    out: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out |= {path} | paths(item, path)
+    elif isinstance(value, list):
+        for item in value:
+            out |= paths(item, f"{prefix}[]")
+    return out
+
+
+def example_values(example: dict) -> dict:
+    prefix = NAMESPACE + ":"
+    assert all(k.startswith(prefix) for k in example), f"example keys are stack config keys: {sorted(example)}"
+    return {k[len(prefix):]: v for k, v in example.items()}
+
+
+def test_the_key_set_is_read_from_the_parser():
+    keys = accepted_keys()
+    # Sanity: the derivation reaches every level the parser checks.
+    assert {"vault.private_dns_zone_id", "zones[].tsig_algorithm", "alerts.emails[].address", "allowlist.suffixes",
+            "certificates[].propagation_timeout_s", "certificates[].key.exportable", "certificates[].revoke_reason",
+            "certificates[].acme.eab_hmac", "certificates[].renewal.days_before_expiry"} <= keys
+    assert not {"certificates[].vault_url", "certificates[].zones"} & keys
+
+
+def test_every_accepted_key_is_in_the_reference_and_every_reference_key_is_accepted():
+    documented, accepted = reference_rows(), accepted_keys()
+    assert accepted - documented == set(), "accepted by the parser but missing from docs/configuration.md"
+    assert documented - accepted == set(), "documented in docs/configuration.md but refused by the parser"
+
+
+def test_every_key_has_an_example():
+    used = set().union(*(paths(example_values(e)) for e in yaml_examples()))
+    # A certificate's own acme settings are the workload's acme settings: one example serves both.
+    needed = {k.replace("certificates[].acme.", "acme.") for k in accepted_keys()}
+    assert needed - used == set()
+
+
+@pytest.mark.parametrize("example", yaml_examples(), ids=lambda e: ",".join(example_values(e)))
+def test_each_example_parses_over_a_minimal_stack(example):
+    parse_workload_config({**MINIMAL_STACK, **example_values(example)})
+
+
+def test_a_stale_key_in_an_example_would_be_refused():
+    # What the two tests above rely on: the parser refuses keys it does not know, at every level.
+    for values in ({**MINIMAL_STACK, "vault": {"sku_name": "standard"}},
+                   {**MINIMAL_STACK, "certificates": [{"name": "www", "dns_names": ["www.shop.example.com"], "ttl": 1}]}):
+        with pytest.raises(Exception):
+            parse_workload_config(values)
+
+
+def test_readme_summarises_every_top_level_key_and_links_the_reference():
+    configuration = README.split("\n## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `([^`]+)` \|", configuration, re.MULTILINE))
+    assert rows == set(KEYS)
+    assert "(docs/configuration.md)" in configuration
+
+
+@pytest.mark.parametrize("section", ["Quick start", "Architecture", "Configuration", "Operations", "Monitoring",
+                                     "Security model", "Limits"])
+def test_readme_has_the_sections_a_newcomer_and_an_operator_need(section):
+    assert re.search(rf"^##+ {section}\b", README, re.MULTILINE), section
+
+
+def test_readme_opens_with_make_demo_and_make_test():
+    quick_start = README.split("## Quick start", 1)[1]
+    first_block = re.search(r"```sh\n(.*?)```", quick_start, re.DOTALL).group(1)
+    assert [line.split()[:2] for line in first_block.splitlines()] == [["make", "demo"], ["make", "test"]]
+
+
+def test_readme_links_resolve():
+    for target in re.findall(r"\]\(((?!https?:)[^)#]+)(?:#[^)]*)?\)", README):
+        assert (ROOT / target).exists(), target
+    for target in re.findall(r"\]\(((?!https?:)[^)#]+)(?:#[^)]*)?\)", DOCS):
+        assert (CONFIGURATION.parent / target).resolve().exists(), target
