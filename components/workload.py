@@ -56,12 +56,16 @@ CUSTOM_ROLES = {  # key -> (role name prefix, actions)
 EXPIRY_EVENTS = ("Microsoft.KeyVault.CertificateNearExpiry", "Microsoft.KeyVault.CertificateExpired")
 RENEWAL_EVENTS = ("Microsoft.KeyVault.CertificateNewVersionCreated",)
 
-# A renewal that failed leaves failed certificate operations in the vault's audit log (resource-specific
-# or AzureDiagnostics mode both land here with the diagnostic setting below).
+# The engine discards the pending operation of every issuance or renewal that fails (CA refused, DNS or
+# validation failed, deadline passed), and only then: that DELETE is the one trace in the vault's audit log of
+# a failure outside Key Vault. Any other certificate call Key Vault refused counts too, except reading a
+# certificate that does not exist yet (every first issuance and `status` of a missing one does that).
+# tests/engine/test_lifecycle_safety.py holds the engine to the discard.
 FAILED_RENEWAL_QUERY = """AzureDiagnostics
-| where ResourceProvider == "MICROSOFT.KEYVAULT"
-| where OperationName startswith "Certificate"
-| where toint(httpStatusCode_d) >= 400 or ResultSignature !in ("OK", "Accepted", "Created", "NoContent")
+| where ResourceProvider == "MICROSOFT.KEYVAULT" and OperationName startswith "Certificate"
+| where OperationName == "CertificatePendingDelete"
+    or (toint(httpStatusCode_d) >= 400
+        and not(toint(httpStatusCode_d) == 404 and OperationName in ("CertificateGet", "CertificatePendingGet")))
 | summarize failures = count() by Resource, OperationName, bin(TimeGenerated, 15m)"""
 
 

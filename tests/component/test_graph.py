@@ -382,6 +382,10 @@ def test_vault_events_and_failed_renewals_reach_the_action_group(which, request)
     assert rule.inputs["actions"]["actionGroups"] == [group.id]
     (condition,) = rule.inputs["criteria"]["allOf"]
     assert "MICROSOFT.KEYVAULT" in condition["query"] and condition["operator"] == "GreaterThan"
+    # A failure at the CA or in DNS shows in Key Vault only as the engine discarding its pending operation;
+    # a 404 on reading a certificate that is not issued yet is no failure.
+    assert 'OperationName == "CertificatePendingDelete"' in condition["query"]
+    assert "not(toint(httpStatusCode_d) == 404" in condition["query"]
 
 
 def test_outputs(dev):
