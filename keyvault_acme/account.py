@@ -4,23 +4,29 @@ The key is generated in memory, written to Key Vault and never to disk. Each pro
 (vault, secret, directory) and reuses the registered account for every certificate, from any thread.
 
 Two processes may create the key at the same moment (two ``pulumi up`` runs, or the CLI next to the
-provider). Key Vault secrets have no create-if-absent, so after writing we read the version history and
-take the *oldest* version's key (ties broken by version id); a process that finds an older key than its
-own writes that key again as the newest version, so every later reader of the latest version gets it.
-Processes racing within the same instant may still each keep their own key until they exit (each key
-is a valid account; certificates issued meanwhile are revoked with the issuing key's account at worst
-after re-validating); every process started afterwards uses the one converged key.
+provider). Key Vault secrets have no create-if-absent, so every creator writes its own key, tagged as a
+*candidate*, and then agrees with the others on one version: the first of those stamped in the
+earliest second of the version history, ties broken by version id (:func:`first_version`). Key Vault
+stamps ``created`` to the second, so a version written a moment after ours can still share our second
+and sort before it; the decision is therefore made only once that second is over (a later stamp is
+seen, or :data:`SETTLE_S` has passed since the write), when no new version can join it. Every creator
+then sees the same candidates and picks the same key. The winner marks its version *agreed*; the others
+write the winner's key again as the newest version, marked agreed. A reader that finds a candidate as
+the latest version (a creator is still deciding, or crashed while deciding) makes the same decision
+instead of trusting it. The wait is paid by the creators of an account key, once.
 """
 from __future__ import annotations
 
 import json
 import logging
 import threading
-from typing import Callable, Generic, TypeVar
+import time
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import josepy as jose
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from .errors import KeyVaultError
 from .keyvault import MANAGED_BY, MANAGED_BY_TAG, KeyVault
 
 log = logging.getLogger("keyvault_acme.account")
@@ -28,6 +34,10 @@ log = logging.getLogger("keyvault_acme.account")
 A = TypeVar("A")
 
 JWK_CONTENT_TYPE = "application/jwk+json"
+# Key Vault stamps versions to the second: this long after our write returned, that second is over.
+SETTLE_S = 1.1
+STATE_TAG = "account-key-state"
+CANDIDATE, AGREED = "candidate", "agreed"  # no tag (keys written before this rule): agreed
 
 
 def new_account_key() -> jose.JWK:
@@ -43,26 +53,60 @@ def key_to_secret(key: jose.JWK) -> str:
     return json.dumps(key.to_json())
 
 
-def load_or_create_key(vault: KeyVault, secret_name: str, *, deadline: float | None = None) -> jose.JWK:
-    """The account key stored in ``secret_name``; creates it when the secret does not exist."""
-    value = vault.get_secret(secret_name, deadline=deadline)
-    if value is not None:
-        return key_from_secret(value)
-    mine = key_to_secret(new_account_key())
+def first_version(versions: Sequence[Any]) -> Any | None:
+    """The version every creator agrees on: the lowest version id among the enabled versions stamped in the
+    earliest second (``created_on``), or None when there is none."""
+    enabled = [p for p in versions if p.enabled is not False]
+    if not enabled:
+        return None
+    earliest = min(p.created_on for p in enabled)
+    return min((p for p in enabled if p.created_on == earliest), key=lambda p: p.version)
+
+
+def earliest_second_is_over(versions: Sequence[Any]) -> bool:
+    """True when some version is stamped after the second :func:`first_version` looks at: Key Vault's clock
+    has moved past it, so no version written from now on can sort first."""
+    first = first_version(versions)
+    return first is not None and max(p.created_on for p in versions) > first.created_on
+
+
+def load_or_create_key(vault: KeyVault, secret_name: str, *, deadline: float | None = None,
+                       sleep: Callable[[float], None] = time.sleep,
+                       clock: Callable[[], float] = time.monotonic) -> jose.JWK:
+    """The account key stored in ``secret_name``; creates it when the secret does not exist (see the module
+    docstring for how concurrent creators converge on one key)."""
+    latest = vault.get_secret_and_tags(secret_name, deadline=deadline)
+    if latest is not None and latest[2].get(STATE_TAG) != CANDIDATE:
+        return key_from_secret(latest[0])
     tags = {MANAGED_BY_TAG: MANAGED_BY, "purpose": "acme-account-key"}
-    my_version = vault.set_secret(secret_name, mine, content_type=JWK_CONTENT_TYPE, tags=tags, deadline=deadline)
+    mine: str | None = None
+    my_version: str | None = None
+    if latest is None:
+        mine = key_to_secret(new_account_key())
+        my_version = vault.set_secret(secret_name, mine, content_type=JWK_CONTENT_TYPE,
+                                      tags={**tags, STATE_TAG: CANDIDATE}, deadline=deadline)
+    written = clock()  # a reader: the candidate it saw was written before now
     versions = vault.secret_versions(secret_name, deadline=deadline)
-    oldest = next((p for p in versions if p.enabled is not False), None)
-    if oldest is None or oldest.version == my_version:
+    if not earliest_second_is_over(versions):
+        sleep(max(0.0, written + SETTLE_S - clock()))
+        versions = vault.secret_versions(secret_name, deadline=deadline)
+    first = first_version(versions)
+    if first is not None and first.version == my_version and mine is not None:
+        vault.set_secret_tags(secret_name, first.version, {**tags, STATE_TAG: AGREED}, deadline=deadline)
         log.info("created ACME account key in secret %s/secrets/%s", vault.vault_url, secret_name)
         return key_from_secret(mine)
-    # Someone else wrote first: use theirs and make it the latest again.
-    theirs = vault.get_secret(secret_name, oldest.version, deadline=deadline)
-    assert theirs is not None
-    vault.set_secret(secret_name, theirs, content_type=JWK_CONTENT_TYPE, tags=tags, deadline=deadline)
-    log.info("another process created the ACME account key in %s/secrets/%s first; using it", vault.vault_url,
-             secret_name)
-    return key_from_secret(theirs)
+    if first is None:  # every version disabled: nothing to agree on
+        raise KeyVaultError(f"Key Vault {vault.vault_url}: every version of the ACME account key secret "
+                            f"{secret_name!r} is disabled; enable the one to use, or delete and purge the secret")
+    found = vault.get_secret_and_tags(secret_name, first.version, deadline=deadline)
+    assert found is not None
+    # Make the agreed key the latest again, so readers stop deciding.
+    vault.set_secret(secret_name, found[0], content_type=JWK_CONTENT_TYPE, tags={**tags, STATE_TAG: AGREED},
+                     deadline=deadline)
+    if mine is not None:
+        log.info("another process created the ACME account key in %s/secrets/%s at the same time; using its key",
+                 vault.vault_url, secret_name)
+    return key_from_secret(found[0])
 
 
 class AccountCache(Generic[A]):

@@ -376,6 +376,20 @@ class KeyVault:
                             deadline=deadline, missing_ok=True)
         return None if secret is None else secret.value
 
+    def get_secret_and_tags(self, name: str, version: str | None = None, *,
+                            deadline: float | None = None) -> tuple[str, str, dict[str, str]] | None:
+        """(value, version, tags) of the latest (or a given) version; None when the secret does not exist."""
+        secret = self._call(f"get secret {name!r}", lambda: self.secrets.get_secret(name, version),
+                            deadline=deadline, missing_ok=True)
+        if secret is None:
+            return None
+        return secret.value, secret.properties.version, dict(secret.properties.tags or {})
+
+    def set_secret_tags(self, name: str, version: str, tags: Mapping[str, str], *,
+                        deadline: float | None = None) -> None:
+        self._call(f"update tags of secret {name!r} version {version}",
+                   lambda: self.secrets.update_secret_properties(name, version, tags=dict(tags)), deadline=deadline)
+
     def secret_versions(self, name: str, *, deadline: float | None = None) -> list[Any]:
         """Properties of every version, oldest first; ties (one-second timestamps) broken by version id, so every
         reader orders them the same way."""

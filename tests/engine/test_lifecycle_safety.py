@@ -12,6 +12,7 @@ from azure.keyvault.certificates import CertificateClient
 from azure.keyvault.secrets import SecretClient
 from cryptography.hazmat.primitives import serialization
 
+from keyvault_acme.account import earliest_second_is_over, first_version, key_from_secret, load_or_create_key
 from keyvault_acme.errors import Deadline, KeyVaultAcmeError, KeyVaultReadOnly
 from keyvault_acme.lifecycle import Engine
 from keyvault_acme.model import KeySpec
@@ -171,8 +172,8 @@ def test_many_certificates_at_once_share_one_account(world, credential, pebble, 
     assert len(keys) == 1
 
 
-def test_account_key_creation_race_converges_on_one_key(world, credential):
-    from keyvault_acme.account import key_from_secret, load_or_create_key
+@pytest.mark.parametrize("round_", range(3))  # a few rounds: an unlucky interleaving is what this is about
+def test_account_key_creation_race_converges_on_one_key(world, credential, round_):
     from keyvault_acme.keyvault import KeyVault, sdk_client_kwargs
 
     name = f"race-{uuid.uuid4().hex[:8]}"
@@ -184,12 +185,33 @@ def test_account_key_creation_race_converges_on_one_key(world, credential):
         return load_or_create_key(vault, name).thumbprint()
 
     with ThreadPoolExecutor(4) as pool:
-        racers = list(pool.map(one, range(4)))
-    # Whatever the racers kept for themselves, everyone after them agrees on one key, which a racer used.
+        racers = set(pool.map(one, range(4)))
+    # Every racer uses the same key, later readers get it too, and it is the first version's key.
+    assert len(racers) == 1
     later = {load_or_create_key(KeyVault(world.vault_url, credential), name).thumbprint() for _ in range(3)}
-    assert len(later) == 1 and later <= set(racers)
-    oldest = KeyVault(world.vault_url, credential).secret_versions(name)[0]
-    assert key_from_secret(KeyVault(world.vault_url, credential).get_secret(name, oldest.version)).thumbprint() in later
+    assert later == racers
+    vault = KeyVault(world.vault_url, credential)
+    first = first_version(vault.secret_versions(name))
+    assert key_from_secret(vault.get_secret(name, first.version)).thumbprint() in racers
+
+
+def test_the_first_version_is_chosen_within_the_earliest_second_by_version_id():
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    def at(second, version, enabled=True):
+        return SimpleNamespace(created_on=datetime.fromtimestamp(1_700_000_000 + second, timezone.utc),
+                               version=version, enabled=enabled)
+
+    # Written in the order c, a (same second): the lower id wins, whatever the write order.
+    assert first_version([at(0, "c"), at(0, "a"), at(1, "b")]).version == "a"
+    assert first_version([at(0, "a", enabled=False), at(1, "z"), at(1, "y")]).version == "y"
+    assert first_version([at(0, "a", enabled=False)]) is None
+    # Until a later stamp is seen, the earliest second may still gain a version that sorts first.
+    assert not earliest_second_is_over([at(0, "c")])
+    assert not earliest_second_is_over([at(0, "c"), at(0, "b")])
+    assert earliest_second_is_over([at(0, "c"), at(1, "b")])
+    assert not earliest_second_is_over([at(0, "a", enabled=False), at(1, "z")])
 
 
 def test_delete_soft_deletes_purges_and_tolerates_gone(world, engine, credential):
@@ -223,7 +245,6 @@ def test_purging_a_certificate_already_purged_returns_at_once(world, engine):
 
 
 def test_account_key_creation_logs_the_secret_id(world, credential, caplog):
-    from keyvault_acme.account import load_or_create_key
     from keyvault_acme.keyvault import KeyVault
 
     name = f"logged-{uuid.uuid4().hex[:8]}"
