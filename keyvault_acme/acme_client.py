@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from . import errors
 from .dns.base import Challenge
 from .model import REVOCATION_REASONS
+from .names import counted
 from .retry import DEFAULT_BACKOFF, Backoff, Waiter, parse_retry_after
 
 log = logging.getLogger("keyvault_acme.acme")
@@ -297,6 +298,9 @@ class AcmeClient:
                  deadline: Optional[float] = None) -> Order:
         """Tell the CA the records are live, then poll the order until every authorization is done."""
         deadline = self._deadline(deadline)
+        names = counted(sorted({c.identifier for c in challenges}), "name")
+        log.info("the CA is validating %s", names)
+        started = time.monotonic()
         _each(lambda c: self._post(c.challenge_url, acme_challenges.DNS01Response(),
                                    f"answer the challenge for {c.identifier}", deadline), challenges)
         # Polling the order (one request per round) instead of each authorization: it turns "ready"
@@ -304,6 +308,7 @@ class AcmeClient:
         order = self._poll(order, {"pending"}, "wait for validation", deadline)
         if order.status == "invalid":
             raise self._order_failure(order, deadline)
+        log.info("the CA validated %s in %.1f s", names, time.monotonic() - started)
         return order
 
     def finalize(self, order: Order, csr_der: bytes, *, preferred_chain: Optional[str] = None,

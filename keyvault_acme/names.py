@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import idna
 
@@ -119,3 +119,9 @@ def zone_for(name: str, zones: Iterable[str], field: str = "dns_names") -> str:
         raise SpecError(field, f"{name} is in no configured zone (zones: {known})",
                         "add the DNS zone that contains it to zones, or remove the name")
     return best
+
+
+def counted(items: Sequence[str], noun: str, shown: int = 3) -> str:
+    """``2 names (a, b)``; a long list ends in ``and 97 more``, so a 100-name order stays one log line."""
+    head = ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+    return f"{len(items)} {noun}{'s' if len(items) != 1 else ''} ({head})"

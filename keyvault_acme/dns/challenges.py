@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
 from ..errors import DnsError, SpecError
-from ..names import challenge_name, zone_for
+from ..names import challenge_name, counted, zone_for
 from .base import DEFAULT_PROPAGATION_TIMEOUT, Challenge, DnsProvider
 from .propagation import Expectation, Nameserver, follow_cnames, servers_for_zone, wait_for_propagation
 
@@ -90,9 +90,12 @@ class DnsSolver:
             timeout = self.propagation_timeout or max(
                 getattr(self.providers[z], "propagation_timeout", DEFAULT_PROPAGATION_TIMEOUT)
                 for z in {p.zone for p in placements})
-            wait_for_propagation(
-                [Expectation(p.record, p.value, tuple(self.servers(p.zone))) for p in placements],
-                timeout=timeout, deadline=deadline)
+            expectations = [Expectation(p.record, p.value, tuple(self.servers(p.zone))) for p in placements]
+            # One line per order, not per poll: what an operator watching a slow propagation wants to know.
+            log.info("waiting for DNS propagation of %s on %s (up to %.0f s)",
+                     counted(sorted({e.record for e in expectations}), "TXT record"),
+                     counted(sorted({str(s) for e in expectations for s in e.servers}), "server"), timeout)
+            wait_for_propagation(expectations, timeout=timeout, deadline=deadline)
             log.debug("%d challenge records live after %.3f s", len(placements), time.monotonic() - started)
             yield placements
         finally:

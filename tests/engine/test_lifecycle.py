@@ -139,3 +139,24 @@ def test_one_hundred_names_in_one_certificate(world, engine, pebble, credential)
     assert_issued(facts, spec, engine, pebble, credential)
     engine.revoke(spec)
     assert pebble.cert_status(facts.serial) == "Revoked"
+
+
+def test_waiting_is_announced_once_at_info(world, engine, caplog):
+    """Propagation and validation can take minutes at a real CA: one INFO line when each wait starts (and
+    when validation ends), for the CLI's progress; none per poll."""
+    import logging
+
+    names = [unique(AZURE_ZONE), unique(AZURE_ZONE, "api")]
+    spec = world.spec(names)
+    caplog.set_level(logging.INFO, logger="keyvault_acme")
+    engine.issue(spec)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    server = spec.resolvers[0]
+    [propagation] = [line for line in lines if "propagation" in line]
+    assert "2 TXT records" in propagation and server in propagation
+    assert all(f"_acme-challenge.{n}" in propagation for n in names)
+    [started] = [line for line in lines if line.startswith("the CA is validating")]
+    [ended] = [line for line in lines if line.startswith("the CA validated")]
+    assert all(n in started and n in ended for n in names)
+    order = [lines.index(propagation), lines.index(started), lines.index(ended)]
+    assert order == sorted(order) and len(lines) == len(set(lines))
