@@ -55,7 +55,7 @@ from .keyvault import (
 )
 from .model import REVOCATION_REASONS, AzureDnsZone, CertificateFacts, CertificateSpec, Rfc2136Zone
 from .preflight import caa_lookup, check_caa, check_spec
-from .renewal import TAG_REVOKED, issued_with_tags, renewal_decision
+from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
 
 DEFAULT_TIMEOUT_S = 600.0
 MAX_TAGS = 15  # Key Vault's limit per object
@@ -68,6 +68,10 @@ PHASES = ("kv_create", "order", "dns_write", "propagation", "validation", "final
 def managed_tags(spec: CertificateSpec) -> dict[str, str]:
     """Everything the engine writes on a version it issues: the user's tags, then ours (ours win)."""
     return {**dict(spec.tags), MANAGED_BY_TAG: MANAGED_BY, **issued_with_tags(spec)}
+
+
+# The engine's own tags on a version: what :func:`managed_tags` adds, and the revocation reason.
+ENGINE_TAGS = frozenset({MANAGED_BY_TAG, TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED})
 
 
 def is_managed(facts: CertificateFacts) -> bool:
@@ -244,6 +248,27 @@ class Engine:
             self.log.info("revoked %s version %s (serial %s, reason %s)%s", facts.id, facts.version, facts.serial,
                           reason, "" if revoked_now else "; the CA had already revoked it")
             return replace(facts, tags=tags, revoked_reason=reason, enabled=facts.enabled and not disable)
+
+    def update_tags(self, spec: CertificateSpec) -> CertificateFacts | None:
+        """Give the current version the spec's tags now, without issuing a new one; None when there is none.
+
+        The engine's own tags on the version (managed-by, what it was issued with, a revocation) stay as
+        they are: they describe that version, not the spec. A user tag no longer in the spec is removed.
+        """
+        self._checked_names(spec)  # the tag limits
+        deadline = self._deadline()
+        vault = self._vault(spec.vault_url)
+        with self._certificate_lock(spec):
+            facts = vault.certificate(spec.name, deadline=deadline)
+            if facts is None:
+                return None
+            ours = {k: v for k, v in facts.tags.items() if k in ENGINE_TAGS}
+            tags = {**dict(spec.tags), MANAGED_BY_TAG: MANAGED_BY, **ours}
+            if tags == dict(facts.tags):
+                return facts
+            vault.update(spec.name, facts.version, tags=tags, deadline=deadline)
+            self.log.info("updated the tags of %s version %s", facts.id, facts.version)
+            return replace(facts, tags=tags)
 
     def inspect(self, vault_url: str, name: str) -> CertificateFacts | None:
         """Public facts of the current version; None when the certificate is gone (or never issued)."""

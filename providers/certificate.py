@@ -211,7 +211,8 @@ class CertificateProvider(ResourceProvider):
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         engine, spec = self._get_engine(), _spec(split_state(news))
         plan = self._plan(olds, news)
-        facts = engine.renew(spec) if plan.reissue else engine.inspect(spec.vault_url, spec.name)
+        # Settings changed without a reissue ("record"): new tags reach Key Vault now, not at the next renewal.
+        facts = engine.renew(spec) if plan.reissue else engine.update_tags(spec)
         if facts is None:  # deleted between refresh and update
             facts = engine.issue(spec)
         return UpdateResult(self._outputs(news, facts))  # always the full outputs: None would wipe state

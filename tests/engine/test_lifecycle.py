@@ -160,3 +160,19 @@ def test_waiting_is_announced_once_at_info(world, engine, caplog):
     assert all(n in started and n in ended for n in names)
     order = [lines.index(propagation), lines.index(started), lines.index(ended)]
     assert order == sorted(order) and len(lines) == len(set(lines))
+
+
+def test_update_tags_changes_the_current_version_without_a_new_one(world, engine, credential):
+    from dataclasses import replace
+
+    spec = world.spec([unique(AZURE_ZONE)], tags={"team": "web", "cost-center": "42"})
+    issued = engine.issue(spec)
+    retagged = replace(spec, tags={"team": "payments"})  # one changed, one removed
+    facts = engine.update_tags(retagged)
+    assert (facts.version, facts.serial) == (issued.version, issued.serial)
+    kv_tags = CertificateClient(spec.vault_url, credential).get_certificate(spec.name).properties.tags
+    assert kv_tags == facts.tags == {**{k: v for k, v in issued.tags.items() if k != "cost-center"}, "team": "payments"}
+    assert engine.inspect(spec.vault_url, spec.name).version == issued.version
+    # The engine's own tags cannot be overridden by a user tag of the same name.
+    assert engine.update_tags(replace(spec, tags={"managed-by": "someone-else"})).tags["managed-by"] == "keyvault-acme"
+    assert engine.update_tags(world.spec([unique(AZURE_ZONE)])) is None  # nothing issued under that name

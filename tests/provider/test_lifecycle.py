@@ -214,3 +214,19 @@ def test_revoked_out_of_band_is_renewed(live, deployed):
     assert deployed.up(inputs) == "update"
     assert deployed.outputs["serial"] != first["serial"] and "revoked_reason" not in deployed.outputs
     assert live.pebble.cert_status(deployed.outputs["serial"]) == "Valid"
+
+
+def test_a_tags_change_reaches_key_vault_at_once_without_renewing(live, deployed):
+    inputs = live.inputs("tag-www", ["tag-www"], tags={"team": "web", "cost-center": "42"})
+    deployed.up(inputs)
+    first = dict(deployed.outputs)
+    client = CertificateClient(inputs["vault_url"], live.credential)
+    assert client.get_certificate("tag-www").properties.tags["cost-center"] == "42"
+
+    assert deployed.up({**inputs, "tags": {"team": "payments"}}) == "update"
+    tags = client.get_certificate("tag-www").properties.tags
+    assert tags["team"] == "payments" and "cost-center" not in tags and tags["managed-by"] == "keyvault-acme"
+    assert deployed.outputs["vault_tags"] == tags  # the state says what Key Vault holds
+    assert (deployed.outputs["version"], deployed.outputs["serial"]) == (first["version"], first["serial"])
+    assert client.get_certificate("tag-www").properties.version == first["version"]
+    assert deployed.up({**inputs, "tags": {"team": "payments"}}) == "none"
