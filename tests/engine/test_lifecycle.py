@@ -176,3 +176,35 @@ def test_update_tags_changes_the_current_version_without_a_new_one(world, engine
     # The engine's own tags cannot be overridden by a user tag of the same name.
     assert engine.update_tags(replace(spec, tags={"managed-by": "someone-else"})).tags["managed-by"] == "keyvault-acme"
     assert engine.update_tags(world.spec([unique(AZURE_ZONE)])) is None  # nothing issued under that name
+
+
+def test_cname_delegation_from_one_azure_zone_into_another(world, engine, pebble, credential):
+    """``_acme-challenge.<name>`` in azure.test is a CNAME into other-sub.test (another zone, another
+    subscription): the engine writes the TXT value where the CNAME points, and the CA follows it."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.mgmt.dns import DnsManagementClient
+    from azure.mgmt.dns.models import CnameRecord, RecordSet
+
+    from tests import services
+
+    name = unique(AZURE_ZONE, "cname")
+    label = name.split(".")[0]
+    target = f"_acme-challenge.{label}.{OTHER_SUB_ZONE}"
+
+    def client(zone):
+        return DnsManagementClient(credential, services.AZURE_ZONES[zone])
+
+    rg = services.AZURE_RESOURCE_GROUP
+    client(AZURE_ZONE).record_sets.create_or_update(rg, AZURE_ZONE, f"_acme-challenge.{label}", "CNAME",
+                                                    RecordSet(ttl=60, cname_record=CnameRecord(cname=target)))
+    try:
+        spec = world.spec([name])
+        facts = engine.issue(spec)
+        assert facts.names == (name,) and pebble.cert_status(facts.serial) == "Valid"
+        # Written (and cleaned up) in the zone the CNAME points into; nothing written beside the CNAME.
+        written = client(OTHER_SUB_ZONE).record_sets.get(rg, OTHER_SUB_ZONE, f"_acme-challenge.{label}", "TXT")
+        assert written.txt_records == []
+        with pytest.raises(ResourceNotFoundError):
+            client(AZURE_ZONE).record_sets.get(rg, AZURE_ZONE, f"_acme-challenge.{label}", "TXT")
+    finally:
+        client(AZURE_ZONE).record_sets.delete(rg, AZURE_ZONE, f"_acme-challenge.{label}", "CNAME")
