@@ -181,6 +181,12 @@ class Authorizer:
                     return True
         return False
 
+    def permissions(self, app_id: str, scope: str) -> list[Role]:
+        """The roles the app holds at ``scope`` (assigned there or above), as ARM's permissions API lists them."""
+        with self._lock:
+            return [self._roles[a.role.lower()] for a in self._assignments
+                    if a.app_id == app_id and scope_covers(a.scope, scope)]
+
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -195,3 +201,22 @@ class Authorizer:
         with self._lock:
             self._assignments = [Assignment(**a) for a in data.get("assignments", [])]
             self._next_id = int(data.get("next_id", len(self._assignments) + 1))
+
+
+# -- ARM: GET {scope}/providers/Microsoft.Authorization/permissions ------------------------------------------
+
+PERMISSIONS_SUFFIX = "/providers/microsoft.authorization/permissions"
+PERMISSIONS_API_VERSIONS = frozenset({"2015-07-01", "2018-01-01-preview", "2022-04-01"})
+
+
+def is_permissions_request(path: str) -> bool:
+    return path.rstrip("/").lower().endswith(PERMISSIONS_SUFFIX)
+
+
+def permissions_body(authorizer: Authorizer, app_id: str, path: str) -> dict[str, Any]:
+    """The caller's effective permissions at the scope before the suffix: one entry per role held there, as
+    ARM answers (any authenticated caller may ask about itself; the scope need not exist yet)."""
+    scope = path.rstrip("/")[: -len(PERMISSIONS_SUFFIX)] or ROOT_SCOPE
+    return {"value": [{"actions": list(r.actions), "notActions": list(r.not_actions),
+                       "dataActions": list(r.data_actions), "notDataActions": list(r.not_data_actions)}
+                      for r in authorizer.permissions(app_id, scope)]}

@@ -104,8 +104,10 @@ class Zone:
 
     @property
     def name_servers(self) -> list[str]:
-        ns = self.record_sets.get((APEX, "NS"))
-        return [r.target.to_text() for r in ns.records] if ns else []
+        """The servers Azure assigned to the zone (its ARM ``nameServers``). Fixed for the zone's life, as in
+        Azure: editing the apex NS record set changes what the zone's servers answer, not this list, which is
+        how a zone can end up served with an NS set its delegation does not match."""
+        return list(NAME_SERVERS)
 
     def record_set(self, name: str, type_: str) -> RecordSet | None:
         return self.record_sets.get((normalize_relative_name(name), type_.upper()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+from .authz import PERMISSIONS_API_VERSIONS, Authorizer, is_permissions_request, permissions_body
 from .entra import LOGIN_HOST, Entra, InvalidToken
 from .faults import FaultInjector
 from .keyvault import VAULT_SUFFIX, KeyVault
@@ -28,8 +29,9 @@ def _arm_error(status: int, code: str, message: str, headers: dict[str, str] | N
 
 class Router:
     def __init__(self, entra: Entra, keyvault: KeyVault, faults: FaultInjector, dns: Handler | None,
-                 on_write: Callable[[], None]) -> None:
+                 on_write: Callable[[], None], authorizer: Authorizer | None = None) -> None:
         self._entra, self._kv, self._faults, self._dns, self._on_write = entra, keyvault, faults, dns, on_write
+        self._authorizer = authorizer
 
     def __call__(self, request: Request) -> Response:
         forced = self._faults.apply(request)
@@ -59,6 +61,16 @@ class Router:
             return _arm_error(401, code, message, {
                 "WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", '
                                     f'error="invalid_token", error_description="{message}"'})
+        # Before the DNS route: a record set's permissions path also contains the DNS provider.
+        if self._authorizer is not None and is_permissions_request(request.path):
+            if request.method.upper() != "GET":
+                return _arm_error(405, "MethodNotAllowed", "The permissions API supports only GET.")
+            version = request.query.get("api-version")
+            if version not in PERMISSIONS_API_VERSIONS:
+                return _arm_error(400, "InvalidApiVersionParameter" if version else "MissingApiVersionParameter",
+                                  f"The api-version '{version or ''}' is invalid. The supported versions are "
+                                  f"'{', '.join(sorted(PERMISSIONS_API_VERSIONS))}'.")
+            return Response.of_json(200, permissions_body(self._authorizer, principal.app_id, request.path))
         if self._dns is not None and _DNS_PROVIDER in request.path.lower():
             return self._dns(dataclasses.replace(request, principal=principal))
         return _arm_error(404, "InvalidResourceType",

@@ -54,7 +54,7 @@ class Emulator:
         self._load(self._state.load())
 
         self.router = Router(self.entra, self.keyvault, self.faults,
-                             self.arm_dns.handle if self.arm_dns else None, self._state.mark_dirty)
+                             self.arm_dns.handle if self.arm_dns else None, self._state.mark_dirty, self.authorizer)
         self._admin = Admin(self.entra, self.authorizer, self.keyvault, self.faults,
                             self.arm_dns.handle_admin if self.arm_dns else None, self._health)
         self._proxy: ProxyServer | None = None

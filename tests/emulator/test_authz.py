@@ -119,3 +119,44 @@ def test_data_and_control_plane_grants_are_separate():
     assert not authz.allowed("owner", "Microsoft.KeyVault/vaults/secrets/getSecret/action", "/x")
     assert authz.allowed("reader", "Microsoft.Network/dnszones/read", "/x")
     assert not authz.allowed("reader", "Microsoft.Network/dnszones/TXT/write", "/x")
+
+
+# -- ARM's permissions API: what the caller may do at a scope, without doing it ------------------------------
+
+_ZONE = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/dns-rg/providers/Microsoft.Network/dnszones/perm.test"
+_PERMISSIONS = {"api-version": "2022-04-01"}
+
+
+def _permissions(raw, emu, client_id: str, scope: str, **params):
+    return raw.get(f"https://management.azure.com{scope}/providers/Microsoft.Authorization/permissions",
+                   params=params or _PERMISSIONS, headers=bearer(emu, client_id, "https://management.azure.com"))
+
+
+def test_permissions_api_lists_the_roles_held_at_a_record_set_scope(raw, azure_env):
+    record_set = f"{_ZONE}/TXT/_acme-challenge.www"
+    emu = azure_env
+    azure_env.admin.define_role("TXT writer no delete", actions=["Microsoft.Network/dnszones/TXT/*"],
+                                not_actions=["Microsoft.Network/dnszones/TXT/delete"])
+    zone_app = emu.admin.add_client(roles=[("DNS Zone Contributor", _ZONE)])
+    record_app = emu.admin.add_client(roles=[("TXT writer no delete", record_set)])
+    nobody = emu.admin.add_client()
+
+    response = _permissions(raw, emu, zone_app["client_id"], record_set)
+    assert response.status_code == 200
+    [entry] = response.json()["value"]
+    assert "Microsoft.Network/dnsZones/*" in entry["actions"] and entry["dataActions"] == []
+    [entry] = _permissions(raw, emu, record_app["client_id"], record_set).json()["value"]
+    assert entry["actions"] == ["Microsoft.Network/dnszones/TXT/*"]
+    assert entry["notActions"] == ["Microsoft.Network/dnszones/TXT/delete"]
+    # Not at a sibling record set, nor above it; and nothing at all for an app without roles.
+    assert _permissions(raw, emu, record_app["client_id"], f"{_ZONE}/TXT/_acme-challenge.api").json() == {"value": []}
+    assert _permissions(raw, emu, record_app["client_id"], _ZONE).json() == {"value": []}
+    assert _permissions(raw, emu, nobody["client_id"], record_set).json() == {"value": []}
+
+
+def test_permissions_api_wants_a_token_and_an_api_version(raw, azure_env):
+    app = azure_env.admin.add_client()
+    url = f"https://management.azure.com{_ZONE}/providers/Microsoft.Authorization/permissions"
+    assert raw.get(url, params=_PERMISSIONS).status_code == 401
+    response = _permissions(raw, azure_env, app["client_id"], _ZONE, **{"api-version": "1999-01-01"})
+    assert response.status_code == 400 and "api-version" in response.json()["error"]["message"]
