@@ -220,6 +220,11 @@ class AcmeClient:
             external_account_required=bool(meta.external_account_required),
         )
 
+    def read_directory(self, *, deadline: Optional[float] = None) -> DirectoryInfo:
+        """:attr:`directory`, fetching it (once) within ``deadline`` rather than the client's whole timeout."""
+        self._dir(deadline)
+        return self.directory
+
     def account_url(self, *, deadline: Optional[float] = None) -> str:
         """The account's URL (its ``kid``), registering the account on first call."""
         if self._account_url is None:
@@ -277,7 +282,7 @@ class AcmeClient:
     def dns_challenges(self, order: Order, *, deadline: Optional[float] = None) -> list[DnsChallenge]:
         """The DNS-01 challenges still to solve (authorizations already valid, e.g. reused, need none)."""
         deadline = self._deadline(deadline)
-        bodies = _each(lambda url: self._get(url, "read an authorization", deadline).json(), order.authorizations)
+        bodies = each(lambda url: self._get(url, "read an authorization", deadline).json(), order.authorizations)
         result = []
         for url, body in zip(order.authorizations, bodies):
             authz = messages.Authorization.from_json(body)
@@ -301,7 +306,7 @@ class AcmeClient:
         names = counted(sorted({c.identifier for c in challenges}), "name")
         log.info("the CA is validating %s", names)
         started = time.monotonic()
-        _each(lambda c: self._post(c.challenge_url, acme_challenges.DNS01Response(),
+        each(lambda c: self._post(c.challenge_url, acme_challenges.DNS01Response(),
                                    f"answer the challenge for {c.identifier}", deadline), challenges)
         # Polling the order (one request per round) instead of each authorization: it turns "ready"
         # when all are valid, "invalid" when one failed.
@@ -465,7 +470,7 @@ class AcmeClient:
                 if link.get("rel") == rel and "url" in link]
 
 
-def _each(fn, items: Sequence[Any], workers: int = 8) -> list[Any]:
+def each(fn, items: Sequence[Any], workers: int = 8) -> list[Any]:
     """``[fn(x) for x in items]``, a few at a time when there are several (100-name orders)."""
     if len(items) <= 1:
         return [fn(x) for x in items]

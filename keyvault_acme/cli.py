@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TextIO
 
-from .errors import KeyVaultAcmeError, SpecError
+from .errors import CREDENTIALS_HINT, KeyVaultAcmeError, SpecError
 from .model import REVOCATION_REASONS
 
 if TYPE_CHECKING:  # imported lazily at run time: `--help` and usage errors stay fast
@@ -140,10 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = command(
         "check", "preflight every certificate without issuing anything",
-        "For each certificate, in order: the spec (names, zones, key, tags); Azure credentials and that the\n"
-        "vault answers and permits this identity (by reading the certificate); the CA's directory and\n"
-        "profile; access to every DNS zone; CAA records against the CA's identities. Stops at the first\n"
-        "failure of a certificate and says which step failed. Creates nothing in Key Vault, DNS or at the CA.")
+        "For each certificate, one line per finding: the spec (names, zones, key, tags); Azure credentials;\n"
+        "the vault (reachable, and this identity may read the certificate and the ACME account key); the\n"
+        "CA's directory and profile; every zone writable (Azure DNS: ARM's permissions API for the\n"
+        "_acme-challenge record sets; RFC 2136: the server's SOA and a TSIG-signed no-op update); every\n"
+        "zone's NS delegation (as the resolvers, or public DNS, serve it, against Azure's nameServers or the\n"
+        "RFC 2136 primary); CAA against the CA's identities. A failure says what to fix. Creates and changes\n"
+        "nothing in Key Vault, DNS or at the CA.")
     check.add_argument("names", nargs="*", metavar="NAME", help="only these certificates (default: all)")
     check.set_defaults(run=cmd_check)
     return parser
@@ -496,36 +499,26 @@ def cmd_revoke(ctx: Context) -> int:
 
 
 def cmd_check(ctx: Context) -> int:
-    """Each certificate through the engine's checks, cheapest first; nothing is created anywhere."""
+    """The engine's checks for each certificate, one line per finding; nothing is created anywhere."""
     failed = 0
     for name, spec in ctx.stack.select(ctx.args.names):
-        steps = (
-            ("spec", lambda: ctx.engine.check_spec(spec)),
-            # Reading the certificate proves the credentials and that the vault answers and permits us.
-            ("credentials and vault", lambda: ctx.engine.inspect(spec.vault_url, spec.name)),
-            # The CA's directory and profile, access to every zone, CAA for every name.
-            ("CA, zones and CAA", lambda: ctx.engine.preflight(spec)),
-        )
         try:
-            for step, run in steps:
-                with ctx.progress.step(f"{name}: checking {step}"):
-                    result = run()
-                if step == "credentials and vault":
-                    current = f"current version {result.version[:8]}" if result else "not issued yet"
-        except Exception as e:  # noqa: BLE001 - engine, credential and transport errors, each in one line
+            with ctx.progress.step(f"{name}: checking"):
+                results = ctx.engine.check(spec)
+        except Exception as e:  # noqa: BLE001 - the checks report their own failures; this is anything else
+            results = ()
+            ctx.out.write(f"FAIL {name}: check: {_explain(e)}\n")
             failed += 1
-            ctx.out.write(f"FAIL {name}: {step}: {_explain(e)}\n")
-        else:
-            ctx.out.write(f"ok   {name}: {', '.join(spec.dns_names)} can be issued by {spec.acme.directory_url} "
-                          f"into {spec.vault_url} ({current})\n")
+        for r in results:
+            fix = f"; fix: {r.fix}" if r.fix and not r.ok else ""
+            ctx.out.write(f"{'ok  ' if r.ok else 'FAIL'} {name}: {r.step}: {r.detail}{fix}\n")
+        failed += any(not r.ok for r in results)
     return EXIT_FAILED if failed else EXIT_OK
 
 
 # -- entry point --------------------------------------------------------------------------------------
 
 
-CREDENTIALS_HINT = ("sign in with 'az login', run with a managed identity, or set AZURE_CLIENT_ID and "
-                    "AZURE_TENANT_ID for workload identity federation")
 
 
 def _causes(error: BaseException) -> list[BaseException]:

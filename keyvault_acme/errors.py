@@ -7,6 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 
 
+CREDENTIALS_HINT = ("sign in with 'az login', run with a managed identity, or set AZURE_CLIENT_ID and "
+                    "AZURE_TENANT_ID for workload identity federation")
+
+
 class KeyVaultAcmeError(Exception):
     """Base of every error the engine raises on purpose."""
 

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from cryptography import x509
 
 from .account import AccountCache, new_account_key
+from .checks import Checks
 from .acme_client import AcmeClient
 from .dns.azure import AzureDnsClients, AzureDnsProvider
 from .dns.base import DnsProvider
@@ -53,7 +54,7 @@ from .keyvault import (
     sdk_client_kwargs,
     split_pem_chain,
 )
-from .model import REVOCATION_REASONS, AzureDnsZone, CertificateFacts, CertificateSpec, Rfc2136Zone
+from .model import REVOCATION_REASONS, AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
 from .preflight import caa_lookup, check_caa, check_spec
 from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
 
@@ -200,6 +201,12 @@ class Engine:
             if callable(check):
                 check(deadline=deadline)
         check_caa(names, directory.caa_identities, caa_lookup(DnsSolver(providers, resolvers=spec.resolvers)))
+
+    def check(self, spec: CertificateSpec, *, timeout_s: float = 60.0) -> tuple[CheckResult, ...]:
+        """Every precondition of issuing ``spec``, without creating or changing anything anywhere: the spec,
+        credentials, the vault, the CA's directory and profile, each zone writable, each zone's NS
+        delegation, CAA. One result per step (per zone for the zone steps); see :mod:`.checks`."""
+        return Checks(self, spec, time.monotonic() + timeout_s).run()
 
     def issue(self, spec: CertificateSpec) -> CertificateFacts:
         """Issue the certificate, or adopt the current version when this engine issued one that fits."""
@@ -419,15 +426,17 @@ class Engine:
             return client
 
     def _providers(self, spec: CertificateSpec, deadline: float) -> dict[str, DnsProvider]:
-        providers: dict[str, DnsProvider] = {}
-        for zone in spec.zones:
-            if isinstance(zone, AzureDnsZone):
-                providers[zone.name] = AzureDnsProvider(zone, self._azure_dns(),
-                                                        propagation_timeout=spec.propagation_timeout_s)
-            elif isinstance(zone, Rfc2136Zone):
-                providers[zone.name] = Rfc2136Provider.from_zone(zone, self._tsig_secret(zone, deadline),
-                                                                 propagation_timeout=spec.propagation_timeout_s)
-        return providers
+        return {zone.name: self._provider(zone, spec, deadline) for zone in spec.zones}
+
+    def _provider(self, zone: AzureDnsZone | Rfc2136Zone, spec: CertificateSpec, deadline: float) -> DnsProvider:
+        if isinstance(zone, AzureDnsZone):
+            return AzureDnsProvider(zone, self._azure_dns(), propagation_timeout=spec.propagation_timeout_s)
+        return Rfc2136Provider.from_zone(zone, self._tsig_secret(zone, deadline),
+                                         propagation_timeout=spec.propagation_timeout_s)
+
+    def _credential_for_check(self) -> Any:
+        self._kwargs()  # builds the default credential when none was given
+        return self._credential
 
     def _azure_dns(self) -> AzureDnsClients:
         kwargs = self._kwargs()

@@ -226,3 +226,13 @@ class CertificateFacts:
     @property
     def lifetime_s(self) -> float:
         return (self.not_after - self.not_before).total_seconds()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One finding of ``Engine.check``: which step, whether it passed, what was seen, and what to do if not."""
+
+    step: str  # one of keyvault_acme.checks.STEPS
+    ok: bool
+    detail: str
+    fix: str = ""

@@ -12,12 +12,14 @@ and deleting the set would delete the assignment's target.
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
 import socket
 import threading
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.rest import HttpRequest
 from azure.mgmt.dns import DnsManagementClient
 from azure.mgmt.dns.models import RecordSet, TxtRecord
 
@@ -29,6 +31,8 @@ from .base import DEFAULT_PROPAGATION_TIMEOUT, Server
 log = logging.getLogger("keyvault_acme.dns.azure")
 
 TXT_TTL = 60  # short: a stale challenge value must not outlive the next attempt by long
+TXT_WRITE = "Microsoft.Network/dnszones/TXT/write"
+PERMISSIONS_API_VERSION = "2022-04-01"
 
 
 def relative_name(fqdn: str, zone: str) -> str:
@@ -46,6 +50,15 @@ def txt_values(record_set: RecordSet | None) -> list[str]:
     if record_set is None:
         return []
     return ["".join(r.value or []) for r in (record_set.txt_records or [])]
+
+
+def permits(permissions: Iterable[Mapping[str, Any]], action: str) -> bool:
+    """ARM's rule for the entries its permissions API returns (one per role held): an action is allowed when
+    some entry's ``actions`` match it and none of that entry's ``notActions`` do. Wildcards, any case."""
+    def matches(patterns: Iterable[str]) -> bool:
+        return any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in patterns)
+
+    return any(matches(p.get("actions") or ()) and not matches(p.get("notActions") or ()) for p in permissions)
 
 
 def _status(error: BaseException) -> int | None:
@@ -133,6 +146,28 @@ class AzureDnsProvider:
             self.nameservers(deadline=deadline)
         except DnsError as e:
             raise PreflightError(f"Azure DNS zone {self.zone.resource_id}: {e}") from None
+
+    def record_set_scope(self, fqdn: str) -> str:
+        """The ARM id of the TXT record set at ``fqdn``: the narrowest scope a role for DNS-01 may have."""
+        return f"{self.zone.resource_id}/TXT/{relative_name(fqdn, self.zone.name)}"
+
+    def may_write_txt(self, fqdn: str, *, deadline: float | None = None) -> bool:
+        """Whether our identity may write the TXT record set at ``fqdn``, asked of ARM's permissions API (the
+        caller's effective roles at that scope), so nothing is written to find out."""
+        scope = self.record_set_scope(fqdn)
+        url: str | None = (f"{scope}/providers/Microsoft.Authorization/permissions"
+                           f"?api-version={PERMISSIONS_API_VERSION}")
+        entries: list[Mapping[str, Any]] = []
+        while url:
+            def get(url: str = url) -> Any:
+                response = self._client._send_request(HttpRequest("GET", url))
+                response.raise_for_status()
+                return response.json()
+
+            page = self._call(f"read our permissions at {scope}", get, deadline)
+            entries += page.get("value") or []
+            url = page.get("nextLink")
+        return permits(entries, TXT_WRITE)
 
     # -- internals --------------------------------------------------------------------------------------
 

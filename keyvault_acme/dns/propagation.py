@@ -145,6 +145,25 @@ def follow_cnames(name: str, servers_for_name: Callable[[str], Sequence[Nameserv
     raise DnsError(f"CNAME chain longer than {MAX_CNAME_HOPS} hops: {' -> '.join(seen)}")
 
 
+def ns_names(zone: str, server: Nameserver | None = None) -> set[str]:
+    """The NS set of ``zone`` as ``server`` serves it (the system resolver when None): host names in lower
+    case without the trailing dot. DnsError naming the server and the zone when it cannot be read."""
+    who = str(server) if server is not None else "the system resolver"
+    try:
+        if server is None:
+            return {str(r.target).rstrip(".").lower() for r in dns.resolver.resolve(zone, "NS", lifetime=5)}
+        response = query(zone, "NS", server)
+    except (dns.exception.DNSException, OSError) as e:
+        raise DnsError(f"{who} did not answer the NS query for {zone}: {_failure(e)}") from None
+    owner = dns.name.from_text(zone)
+    # An authoritative answer, or a referral (a server that only delegates puts the NS set in authority).
+    names = {str(rd.target).rstrip(".").lower() for rrset in (*response.answer, *response.authority)
+             if rrset.rdtype == dns.rdatatype.NS and rrset.name == owner for rd in rrset}
+    if response.rcode() != dns.rcode.NOERROR or not names:
+        raise DnsError(f"{who} has no NS records for {zone} (answered {dns.rcode.to_text(response.rcode())})")
+    return names
+
+
 @dataclass(frozen=True)
 class Expectation:
     """``value`` must be served at ``record`` by every one of ``servers``."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.query
@@ -23,6 +24,7 @@ from ..errors import DnsError
 from ..model import Rfc2136Zone
 from ..retry import retry_call
 from .base import DEFAULT_PROPAGATION_TIMEOUT, Server, parse_server
+from .propagation import Nameserver, query
 
 log = logging.getLogger("keyvault_acme.dns.rfc2136")
 
@@ -63,6 +65,28 @@ class Rfc2136Provider:
     def authoritative_servers(self, zone: str) -> list[Server]:
         """The primary we update answers for the zone; configure resolvers to also check secondaries."""
         return [self.server]
+
+    def check_writable(self) -> int:
+        """Preflight without changing the zone: the server answers the zone's SOA with authority, and accepts a
+        TSIG-signed update whose only content is a prerequisite (the SOA exists). Returns the SOA serial.
+
+        That proves the server, the zone and the key; whether the key's update policy lets it write TXT
+        records is proven only by the first challenge (no RFC 2136 message can ask without writing).
+        """
+        host, port = self.server
+        try:
+            response = query(self.zone, "SOA", Nameserver(host, port), timeout=self.timeout)
+        except (dns.exception.DNSException, OSError) as e:
+            raise DnsError(f"{host}:{port} did not answer the SOA query for {self.zone}: "
+                           f"{type(e).__name__}: {e}") from None
+        soa = [rd for rrset in response.answer if rrset.rdtype == dns.rdatatype.SOA for rd in rrset]
+        if response.rcode() != dns.rcode.NOERROR or not soa or not response.flags & dns.flags.AA:
+            raise DnsError(f"{host}:{port} is not authoritative for {self.zone} (answered "
+                           f"{dns.rcode.to_text(response.rcode())} without its SOA); check the zone and server")
+        update = self._update()
+        update.present(self.zone + ".", "SOA")  # a prerequisite only: nothing to change
+        self._send(update, f"TSIG-signed no-op update of {self.zone}")
+        return soa[0].serial
 
     def present(self, fqdn: str, value: str) -> None:
         update = self._update()

@@ -63,9 +63,15 @@ def issued(stack, specs, engine):
 
 
 def test_check_passes_for_a_good_stack_and_creates_nothing(capsys, stack, specs, engine):
+    from keyvault_acme.checks import STEPS
+
     code, out, _ = kvacme(capsys, stack, "check", "unissued")
     assert code == 0
-    assert out.startswith("ok   unissued: ")
+    lines = out.splitlines()
+    assert all(line.startswith("ok   unissued: ") for line in lines)
+    # Every step of issue 6, in order: spec, credentials, vault, CA directory, profile, zones, NS, CAA.
+    steps = list(dict.fromkeys(line.split(": ")[1] for line in lines))
+    assert steps == list(STEPS)
     assert engine.inspect(specs["unissued"].vault_url, "unissued") is None
 
 
@@ -166,9 +172,13 @@ def test_check_names_the_failing_step_for_an_identity_without_roles(capsys, stac
     monkeypatch.setenv("AZURE_CLIENT_SECRET", nobody["secret"])
     code, out, _ = kvacme(capsys, stack, "check", "early", "late")
     assert code == cli.EXIT_FAILED
-    lines = out.splitlines()
-    assert [line.split()[:3] for line in lines] == [["FAIL", "early:", "credentials"], ["FAIL", "late:", "credentials"]]
-    assert all("403" in line or "forbidden" in line.lower() or "permission" in line.lower() for line in lines), lines
+    failures = [line for line in out.splitlines() if line.startswith("FAIL")]
+    # The identity signs in, but may neither read the vault, nor write the zone, nor read its name servers.
+    steps = ["vault", "zones writable", "NS delegation"]
+    assert [line.split(": ")[:2] for line in failures] == [[f"FAIL {c}", s] for c in ("early", "late") for s in steps]
+    assert all("403" in line or "forbidden" in line.lower() or "permission" in line.lower() for line in failures)
+    assert all("; fix: " in line for line in failures)
+    assert "ok   early: credentials: " in out
 
 
 def test_unusable_credentials_say_how_to_sign_in(capsys, stack, monkeypatch):

@@ -1,0 +1,245 @@
+"""``Engine.check``: every precondition of issuing one certificate, checked without creating anything.
+
+Steps, in order (:data:`STEPS`): the spec (offline); credentials (a token for each service needed); the
+vault (reachable, and we may read the certificate and the account key's secret); the CA's directory;
+the profile; every zone writable; every zone's NS delegation; CAA for every name. A failed step gives
+one :class:`~keyvault_acme.model.CheckResult` with what was seen and the fix; steps that need what a
+failed step provides are left out rather than failing again for the same reason.
+
+Nothing is written anywhere: "zones writable" asks ARM's permissions API for the TXT record sets the
+challenges would use (Azure DNS), or has the RFC 2136 server answer its SOA and accept a TSIG-signed
+update holding only a prerequisite (it changes nothing).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from .acme_client import each
+from .dns.azure import TXT_WRITE, AzureDnsProvider
+from .dns.base import Challenge, parse_server
+from .dns.challenges import DnsSolver
+from .dns.propagation import Nameserver, ns_names
+from .dns.rfc2136 import Rfc2136Provider
+from .errors import CREDENTIALS_HINT, CaaForbidsCa, KeyVaultAcmeError, SpecError
+from .model import AzureDnsZone, CertificateSpec, CheckResult
+from .names import counted, zone_for
+from .preflight import caa_lookup, check_caa
+
+if TYPE_CHECKING:
+    from .acme_client import DirectoryInfo
+    from .lifecycle import Engine
+
+STEPS = ("spec", "credentials", "vault", "CA directory", "profile", "zones writable", "NS delegation", "CAA")
+TOKEN_SCOPES = {"Key Vault": "https://vault.azure.net/.default",
+                "Azure Resource Manager": "https://management.azure.com/.default"}
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def ns_verdict(zone: str, expected: Iterable[str], source: str, served: dict[str, Iterable[str]]) -> CheckResult:
+    """Pure: does every server in ``served`` (who -> NS names) serve the NS set ``source`` lists for ``zone``?
+    Names compare without trailing dots and case."""
+    def norm(names: Iterable[str]) -> list[str]:
+        return sorted({n.rstrip(".").lower() for n in names})
+
+    want = norm(expected)
+    for who, names in served.items():
+        got = norm(names)
+        if got != want:
+            return CheckResult(
+                "NS delegation", False,
+                f"{zone}: {who} serves NS {', '.join(got)}, but {source} lists {', '.join(want)}",
+                f"delegate {zone} to {', '.join(want)} at its registrar or parent zone (the CA resolves "
+                f"through the delegation)")
+    return CheckResult("NS delegation", True, f"{zone}: {', '.join(served)} serve{'s' if len(served) == 1 else ''}"
+                                              f" the NS set {source} lists ({', '.join(want)})")
+
+
+class Checks:
+    """The steps for one spec, with the engine's clients; :meth:`run` is ``Engine.check``."""
+
+    def __init__(self, engine: "Engine", spec: CertificateSpec, deadline: float) -> None:
+        self.engine, self.spec, self.deadline = engine, spec, deadline
+
+    def run(self) -> tuple[CheckResult, ...]:
+        try:
+            names = self.engine._checked_names(self.spec)
+        except SpecError as e:
+            return (CheckResult("spec", False, f"{e.field}: {e.problem}", e.fix),)
+        results = [CheckResult("spec", True, f"{counted(list(names), 'name')} in "
+                                             f"{counted([z.name for z in self.spec.zones], 'zone')}")]
+        results.append(self.credentials())
+        if results[-1].ok:
+            results.append(self.vault())
+        directory, result = self.directory()
+        results.append(result)
+        if directory is not None:
+            results.append(self.profile(directory))
+        providers, problems = self.providers(azure=results[1].ok)
+        results += problems
+        writable, used = self.zones_writable(names, providers)
+        results += writable
+        results += self.delegation({z: p for z, p in providers.items() if z in used})
+        if directory is not None and providers:
+            results.append(self.caa(names, directory, providers))
+        return tuple(results)
+
+    # -- steps ------------------------------------------------------------------------------------------
+
+    def credentials(self) -> CheckResult:
+        needed = ["Key Vault"] + (["Azure Resource Manager"] if self._azure_zones() else [])
+        try:
+            credential = self.engine._credential_for_check()
+            for service in needed:
+                credential.get_token(TOKEN_SCOPES[service])
+        except Exception as e:  # noqa: BLE001 - whatever the credential chain raises is the finding
+            return CheckResult("credentials", False, one_line(e), CREDENTIALS_HINT)
+        return CheckResult("credentials", True, f"{type(credential).__name__} has tokens for {' and '.join(needed)}")
+
+    def vault(self) -> CheckResult:
+        spec = self.spec
+        secret = spec.acme.account_key_secret
+        try:
+            vault = self.engine._vault(spec.vault_url)
+            facts = vault.certificate(spec.name, deadline=self.deadline)
+            account = vault.secret_versions(secret, deadline=self.deadline)
+        except Exception as e:  # noqa: BLE001 - 403, unreachable vault, bad URL: each is the finding
+            fix = getattr(e, "hint", "") or "check the vault URL, the network and the identity's Key Vault roles"
+            return CheckResult("vault", False, one_line(e), fix)
+        from .lifecycle import is_managed  # the facade module imports this one
+
+        if facts is not None and not is_managed(facts):
+            return CheckResult("vault", False, f"{facts.id} exists and is not managed by keyvault-acme",
+                               "choose another certificate name, or tag it managed-by=keyvault-acme to adopt it")
+        current = (f"current version {facts.version}, valid until {facts.not_after.isoformat()}" if facts
+                   else "not issued yet")
+        key = "exists" if account else "will be created at the first issuance"
+        return CheckResult("vault", True, f"{spec.vault_url}: certificate {spec.name} {current}; ACME account key "
+                                          f"secret {secret} {key}")
+
+    def directory(self) -> tuple["DirectoryInfo | None", CheckResult]:
+        url = self.spec.acme.directory_url
+        try:
+            directory = self.engine._directory_client(url).read_directory(deadline=self.deadline)
+        except Exception as e:  # noqa: BLE001 - unreachable, untrusted TLS, not an ACME directory
+            return None, CheckResult("CA directory", False, f"{url}: {one_line(e)}",
+                                     "check acme.directory_url, the network and the CA bundle")
+        if directory.external_account_required and not (self.spec.acme.eab_kid and self.spec.acme.eab_hmac):
+            return directory, CheckResult("CA directory", False, f"{url} requires external account binding",
+                                          "set acme.eab_kid and acme.eab_hmac (a Key Vault secret reference)")
+        identities = ", ".join(directory.caa_identities) or "none listed"
+        return directory, CheckResult("CA directory", True, f"{url}: CAA identities {identities}; renewal info "
+                                                            f"{'offered' if directory.renewal_info else 'not offered'}")
+
+    def profile(self, directory: "DirectoryInfo") -> CheckResult:
+        offered = ", ".join(directory.profiles) or "none"
+        if not self.spec.profile:
+            return CheckResult("profile", True, f"none requested: the CA's default (offered: {offered})")
+        if self.spec.profile not in directory.profiles:
+            return CheckResult("profile", False, f"the CA does not offer the profile {self.spec.profile!r} "
+                                                 f"(offered: {offered})", "set profile to an offered one, or remove it")
+        return CheckResult("profile", True, f"{self.spec.profile}: {directory.profiles[self.spec.profile]}")
+
+    def providers(self, *, azure: bool) -> tuple[dict[str, Any], list[CheckResult]]:
+        """A provider per zone; a zone whose provider cannot be built (its TSIG secret unreadable) is a
+        "zones writable" failure. Azure zones need working credentials."""
+        providers: dict[str, Any] = {}
+        problems = []
+        for zone in self.spec.zones:
+            if isinstance(zone, AzureDnsZone) and not azure:
+                continue
+            try:
+                providers[zone.name] = self.engine._provider(zone, self.spec, self.deadline)
+            except Exception as e:  # noqa: BLE001 - e.g. the TSIG secret is missing or not readable
+                problems.append(CheckResult("zones writable", False, f"{zone.name}: {one_line(e)}",
+                                            getattr(e, "fix", "") or getattr(e, "hint", "")))
+        return providers, problems
+
+    def zones_writable(self, names: Sequence[str], providers: dict[str, Any]) -> tuple[list[CheckResult], set[str]]:
+        """Results per zone a challenge would be written in, and the zones that matter (the names' own and
+        those their ``_acme-challenge`` CNAMEs point into)."""
+        zones = [z.name for z in self.spec.zones]
+        names = self._names_in(names, providers)
+        used = {zone_for(n, zones) for n in names}
+        if not names:
+            return [], used
+        solver = DnsSolver(providers, resolvers=self.spec.resolvers)
+        try:  # where the challenges would be written, after CNAME delegation
+            placements = solver.place([Challenge(n, "") for n in names])
+        except KeyVaultAcmeError as e:
+            return [CheckResult("zones writable", False, one_line(e), getattr(e, "fix", "") or e.hint)], used
+        records: dict[str, list[str]] = {}
+        for p in placements:
+            records.setdefault(p.zone, [])
+            if p.record not in records[p.zone]:
+                records[p.zone].append(p.record)
+        return [self._writable(providers[zone], zone, sorted(recs)) for zone, recs in records.items()], \
+            used | set(records)
+
+    def _writable(self, provider: Any, zone: str, records: list[str]) -> CheckResult:
+        if isinstance(provider, Rfc2136Provider):
+            host, port = provider.server
+            try:
+                serial = provider.check_writable()
+            except KeyVaultAcmeError as e:
+                return CheckResult("zones writable", False, f"{zone}: {one_line(e)}",
+                                   "check the server address, the zone name and the TSIG key (name, algorithm, secret)")
+            return CheckResult("zones writable", True, f"{zone} at {host}:{port}: SOA serial {serial}; the TSIG key is "
+                                                       "accepted (a no-op update); its TXT rights show at the first "
+                                                       "challenge")
+        assert isinstance(provider, AzureDnsProvider)
+        try:
+            allowed = each(lambda r: provider.may_write_txt(r, deadline=self.deadline), records)
+        except KeyVaultAcmeError as e:
+            return CheckResult("zones writable", False, f"{zone}: {one_line(e)}", e.hint)
+        denied = [r for r, ok in zip(records, allowed) if not ok]
+        if denied:
+            return CheckResult(
+                "zones writable", False, f"{zone}: no permission for {TXT_WRITE} on "
+                                         f"{counted(denied, 'record set')} (ARM permissions API)",
+                f"grant 'DNS Zone Contributor' on {provider.zone.resource_id}, or a role with {TXT_WRITE} on "
+                f"{provider.record_set_scope(denied[0])}" + (" and the others" if len(denied) > 1 else ""))
+        return CheckResult("zones writable", True, f"{zone}: {TXT_WRITE} permitted on "
+                                                   f"{counted(records, 'record set')} (ARM permissions API; "
+                                                   "nothing written)")
+
+    def delegation(self, providers: dict[str, Any]) -> list[CheckResult]:
+        results = []
+        for zone, provider in providers.items():
+            try:
+                if isinstance(provider, AzureDnsProvider):
+                    expected, source = provider.nameservers(deadline=self.deadline), "Azure DNS (nameServers)"
+                else:
+                    host, port = provider.server
+                    expected, source = ns_names(zone, Nameserver(host, port)), f"the primary {host}:{port}"
+                resolvers = [Nameserver(*parse_server(r), recursive=True) for r in self.spec.resolvers]
+                served = ({str(r): ns_names(zone, r) for r in resolvers} if resolvers
+                          else {"public DNS": ns_names(zone)})
+            except KeyVaultAcmeError as e:
+                results.append(CheckResult("NS delegation", False, f"{zone}: {one_line(e)}",
+                                           "delegate the zone, or set resolvers to servers that answer for it"))
+                continue
+            results.append(ns_verdict(zone, expected, source, served))
+        return results
+
+    def caa(self, names: Sequence[str], directory: "DirectoryInfo", providers: dict[str, Any]) -> CheckResult:
+        identities = directory.caa_identities
+        checked = self._names_in(names, providers)
+        try:
+            check_caa(checked, identities, caa_lookup(DnsSolver(providers, resolvers=self.spec.resolvers)))
+        except CaaForbidsCa as e:
+            return CheckResult("CAA", False, one_line(e), "let the CA issue there, or remove the name")
+        except KeyVaultAcmeError as e:
+            return CheckResult("CAA", False, one_line(e), e.hint)
+        allowed = f"this CA ({', '.join(identities)})" if identities else "any CA whose identity is not excluded"
+        return CheckResult("CAA", True, f"{counted(list(checked), 'name')}: CAA lets {allowed} issue")
+
+    def _azure_zones(self) -> list[AzureDnsZone]:
+        return [z for z in self.spec.zones if isinstance(z, AzureDnsZone)]
+
+    def _names_in(self, names: Sequence[str], providers: dict[str, Any]) -> list[str]:
+        """The names whose zone has a provider (Azure zones have none when credentials failed)."""
+        zones = [z.name for z in self.spec.zones]
+        return [n for n in names if zone_for(n, zones) in providers]
