@@ -9,7 +9,7 @@ Roles are the point of this module. Every assignment is built by :func:`role_pla
 the config, so tests (and reviewers) can read the whole grant list without Azure: issuer -> Key Vault
 Certificates Officer on this vault and Secrets Officer on the engine's own two secrets (ACME account key,
 public chain); DNS -> a custom TXT-only role on each challenge record set (or zone, when the stack asks)
-plus zone read; consumers -> Key Vault Secrets User on this vault. Nothing wider.
+plus zone read; consumers -> Key Vault Secrets User on each certificate's own secret. Nothing wider.
 """
 from __future__ import annotations
 
@@ -118,9 +118,13 @@ def role_plan(cfg: WorkloadConfig) -> tuple[RoleGrant, ...]:
             reads_zone.setdefault(rs.zone.resource_id, rs.zone)
     grants += [RoleGrant(f"issuer-dns-read-{z.name}", "issuer", "dns-zone-read", "zone", z) for z in reads_zone.values()]
     grants += [RoleGrant(f"issuer-dns-{z.name}", "issuer", "dns-txt", "zone", z) for z in writes_on_zone.values()]
+    # Consumers read certificates as secrets, and only those: the vault also holds the ACME account key
+    # (whoever reads it acts as the workload's CA account, revocation included), the chain companions and
+    # maybe TSIG keys. So Secrets User goes on each certificate-backed secret, never on the vault.
     for consumer in cfg.consumers:
-        grants.append(RoleGrant(f"consumer-{consumer.name}-secrets-user", f"consumer:{consumer.name}",
-                                KEY_VAULT_SECRETS_USER, "vault"))
+        for cert in cfg.certificates:
+            grants.append(RoleGrant(f"consumer-{consumer.name}-secret-{cert.name}", f"consumer:{consumer.name}",
+                                    KEY_VAULT_SECRETS_USER, "secret", cert.name))
     return tuple(grants)
 
 

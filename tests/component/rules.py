@@ -34,13 +34,16 @@ def role_guid(role_definition_id: str) -> str:
     return role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
 
 
-def check_least_privilege(run: Run, *, vault_id: str, issuer: str, consumers: set[str], zone_scoped: set[str] = frozenset()) -> None:
+def check_least_privilege(run: Run, *, vault_id: str, issuer: str, consumers: set[str], certificates: set[str],
+                          zone_scoped: set[str] = frozenset()) -> None:
     """Raise :class:`TooBroad` if any registered assignment is wider than the workload rules allow.
 
     issuer -> Certificates Officer on this vault, Secrets Officer on the engine's own secrets (account key,
     ``<cert>-chain``) only, the TXT-only custom role on an
     ``_acme-challenge`` record set (or on a zone listed in ``zone_scoped``) and the zone-read-only role on
-    a zone; consumers -> Secrets User on this vault. Never Owner, Contributor, User Access Administrator, a subscription or resource group scope.
+    a zone; consumers -> Secrets User on the secret of one of ``certificates`` (never the vault: it holds the ACME
+    account key, the chains and maybe TSIG keys). Never Owner, Contributor, User Access Administrator, a subscription or
+    resource group scope.
     """
     writers, readers = {}, {}
     for d in run.of_type("azure-native:authorization:RoleDefinition"):
@@ -81,7 +84,12 @@ def check_least_privilege(run: Run, *, vault_id: str, issuer: str, consumers: se
             if who != issuer or not ENGINE_SECRETS.match(secret):
                 raise TooBroad(f"{where}: Secrets Officer goes to the issuer on the engine's own secrets only")
         elif guid == KEY_VAULT_SECRETS_USER:
-            if who not in consumers or scope.lower() != vault_id.lower() or not _VAULT.match(scope):
-                raise TooBroad(f"{where}: Secrets User goes to a consumer on this vault only")
+            if who not in consumers:
+                raise TooBroad(f"{where}: Secrets User goes to a consumer only")
+            if _VAULT.match(scope):
+                raise TooBroad(f"{where}: Secrets User on the whole vault reads the ACME account key and every secret")
+            secret = scope[len(vault_id) + len("/secrets/"):] if scope.lower().startswith(vault_id.lower() + "/secrets/") else ""
+            if secret.lower() not in {c.lower() for c in certificates}:
+                raise TooBroad(f"{where}: Secrets User goes on a certificate's own secret in this vault only")
         else:
             raise TooBroad(f"{where}: role not in the workload's rules")

@@ -73,7 +73,8 @@ def test_dev_registers_exactly_the_workload_resources(dev):
         (f"{T}authorization:RoleAssignment", "shop-dev-issuer-secret-wildcard-dev-chain"),
         (f"{T}authorization:RoleAssignment", "shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge.www"),
         (f"{T}authorization:RoleAssignment", "shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge"),
-        (f"{T}authorization:RoleAssignment", "shop-dev-consumer-app-secrets-user"),
+        (f"{T}authorization:RoleAssignment", "shop-dev-consumer-app-secret-www-dev"),
+        (f"{T}authorization:RoleAssignment", "shop-dev-consumer-app-secret-wildcard-dev"),
         (f"{T}monitor:ActionGroup", "shop-dev-alerts"),
         (f"{T}eventgrid:SystemTopic", "shop-dev-vault-events"),
         (f"{T}eventgrid:SystemTopicEventSubscription", "shop-dev-vault-events-expiry"),
@@ -192,6 +193,11 @@ def _issuer_principal(run, cfg) -> str:
     return run.one(f"{T}managedidentity:UserAssignedIdentity").state["principalId"]
 
 
+def _rule_args(run, cfg) -> dict:
+    return {"vault_id": run.one(f"{T}keyvault:Vault").id, "issuer": _issuer_principal(run, cfg),
+            "consumers": {c.principal_id for c in cfg.consumers}, "certificates": {c.name for c in cfg.certificates}}
+
+
 def _assignments(run) -> set[tuple[str, str, str]]:
     return {(a.inputs["principalId"], a.inputs["roleDefinitionId"], a.inputs["scope"])
             for a in run.of_type(f"{T}authorization:RoleAssignment")}
@@ -215,19 +221,23 @@ def test_dev_assignments_are_exactly_the_least_privilege_set(dev):
         (issuer, dns_role, record_sets["_acme-challenge"]),
         (issuer, dns_role, record_sets["_acme-challenge.www"]),
         (issuer, zone_reader, zone),  # a record-set assignment does not cover the zone the engine reads
-        ("33333333-3333-3333-3333-333333333333", role_id(cfg, KEY_VAULT_SECRETS_USER), vault),
+        # The consumer reads each certificate's own secret, never the vault's other secrets (the ACME account key).
+        ("33333333-3333-3333-3333-333333333333", role_id(cfg, KEY_VAULT_SECRETS_USER), f"{vault}/secrets/www-dev"),
+        ("33333333-3333-3333-3333-333333333333", role_id(cfg, KEY_VAULT_SECRETS_USER), f"{vault}/secrets/wildcard-dev"),
     }
-    rules.check_least_privilege(run, vault_id=vault, issuer=issuer, consumers={c.principal_id for c in cfg.consumers})
+    rules.check_least_privilege(run, **_rule_args(run, cfg))
 
 
 def test_prod_assignments_pass_the_rules_with_dns_in_the_dns_teams_subscription(prod):
     run, cfg = prod
     vault = run.one(f"{T}keyvault:Vault").id
     issuer = _issuer_principal(run, cfg)
-    rules.check_least_privilege(run, vault_id=vault, issuer=issuer, consumers={c.principal_id for c in cfg.consumers})
-    consumers = {a.inputs["principalId"] for a in run.of_type(f"{T}authorization:RoleAssignment")
+    rules.check_least_privilege(run, **_rule_args(run, cfg))
+    consumers = {(a.inputs["principalId"], a.inputs["scope"]) for a in run.of_type(f"{T}authorization:RoleAssignment")
                  if rules.role_guid(a.inputs["roleDefinitionId"]) == KEY_VAULT_SECRETS_USER}
-    assert consumers == {"66666666-6666-6666-6666-666666666666", "77777777-7777-7777-7777-777777777777"}
+    assert consumers == {(p, f"{vault}/secrets/{name}") for p in ("66666666-6666-6666-6666-666666666666",
+                                                                "77777777-7777-7777-7777-777777777777")
+                         for name in ("www", "api")}
     # The zone lives in subscription 5555...: its record sets, the custom role and its assignments go through a
     # provider bound to that subscription, and the role is assignable only in the zone's resource group.
     dns_team = "55555555-5555-5555-5555-555555555555"
@@ -266,11 +276,11 @@ def test_zone_scope_on_request_assigns_the_dns_role_on_the_zone_and_creates_no_r
     role = run.one(f"{T}authorization:RoleDefinition")  # the TXT writer only: it reads the zone it is on
     (dns_assignment,) = [a for a in run.of_type(f"{T}authorization:RoleAssignment") if a.inputs["roleDefinitionId"] == role.id]
     assert dns_assignment.inputs["scope"] == zone.resource_id
-    rules.check_least_privilege(run, vault_id=run.one(f"{T}keyvault:Vault").id, issuer=_issuer_principal(run, cfg),
-                                consumers={c.principal_id for c in cfg.consumers}, zone_scoped={zone.resource_id.lower()})
+    rules.check_least_privilege(run, **_rule_args(run, cfg), zone_scoped={zone.resource_id.lower()})
 
 
 @pytest.mark.parametrize("broaden", ["contributor-on-group", "owner-on-vault", "secrets-user-on-subscription",
+                                     "secrets-user-on-vault", "secrets-user-on-account-key", "secrets-user-on-a-chain",
                                      "dns-role-on-zone", "officer-for-consumer", "custom-role-wider",
                                      "zone-reader-on-group", "dns-role-for-consumer", "secrets-officer-on-vault",
                                      "secrets-officer-on-a-certificate"])
@@ -281,7 +291,7 @@ def test_the_rules_check_fails_on_any_broader_assignment(dev, broaden):
     registered = [dataclasses.replace(r, inputs=dict(r.inputs)) for r in run.registered]
     assignments = [r for r in registered if r.type == f"{T}authorization:RoleAssignment"]
     officer = next(a for a in assignments if a.name.endswith("certificates-officer"))
-    consumer = next(a for a in assignments if a.name.endswith("secrets-user"))
+    consumer = next(a for a in assignments if a.name.endswith("consumer-app-secret-www-dev"))
     dns = next(a for a in assignments if "-dns-" in a.name and "-dns-read-" not in a.name)
     read = next(a for a in assignments if "-dns-read-" in a.name)
     secret = next(a for a in assignments if a.name.endswith("-secret-acme-account-key"))
@@ -291,6 +301,12 @@ def test_the_rules_check_fails_on_any_broader_assignment(dev, broaden):
         officer.inputs["roleDefinitionId"] = role_id(cfg, rules.OWNER)
     elif broaden == "secrets-user-on-subscription":
         consumer.inputs["scope"] = f"/subscriptions/{cfg.subscription_id}"
+    elif broaden == "secrets-user-on-vault":  # what the component granted before: the account key included
+        consumer.inputs["scope"] = vault
+    elif broaden == "secrets-user-on-account-key":
+        consumer.inputs["scope"] = f"{vault}/secrets/acme-account-key"
+    elif broaden == "secrets-user-on-a-chain":
+        consumer.inputs["scope"] = f"{vault}/secrets/www-dev-chain"
     elif broaden == "dns-role-on-zone":
         dns.inputs["scope"] = dns.inputs["scope"].split("/TXT/")[0]
     elif broaden == "officer-for-consumer":
@@ -308,8 +324,7 @@ def test_the_rules_check_fails_on_any_broader_assignment(dev, broaden):
                     and "TXT writer" in r.inputs["roleName"])
         role.inputs["permissions"] = [{"actions": ["Microsoft.Network/dnszones/*"]}]
     with pytest.raises(rules.TooBroad):
-        rules.check_least_privilege(harness.Run(registered, None), vault_id=vault, issuer=issuer,
-                                    consumers={c.principal_id for c in cfg.consumers})
+        rules.check_least_privilege(harness.Run(registered, None), **_rule_args(run, cfg))
 
 
 # ------------------------------------------------------------------------------------------ certificates
@@ -321,7 +336,7 @@ def test_each_certificate_depends_on_exactly_the_assignments_it_needs(dev):
     vault_roles = {by_name["shop-dev-issuer-certificates-officer"], by_name["shop-dev-issuer-secret-acme-account-key"]}
     apex = by_name["shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge"]
     www = by_name["shop-dev-issuer-dns-dev.shop.example.com-_acme-challenge.www"]
-    consumer = by_name["shop-dev-consumer-app-secrets-user"]
+    consumer = by_name["shop-dev-consumer-app-secret-www-dev"]
     zone_read = by_name["shop-dev-issuer-dns-read-dev.shop.example.com"]
     certs = {c.name: c for c in run.of_type(CERT)}
     www_deps = set(certs["shop-dev-cert-www-dev"].dependencies)

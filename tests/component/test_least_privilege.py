@@ -90,13 +90,13 @@ def _world(emulator, pebble, root_credential) -> "World":
         assert rs.id.startswith(services.azure_zone_id(ZONE) + "/TXT/")
         dns.record_sets.create_or_update(rs.inputs["resourceGroupName"], rs.inputs["zoneName"],
                                          rs.inputs["relativeRecordSetName"], "TXT", {"ttl": 60, "txt_records": []})
-    return World(emulator, cfg, run, run.one("azure-native:keyvault:Vault").id, issuer, consumer)
+    return World(emulator, cfg, run, run.one("azure-native:keyvault:Vault").id, issuer, consumer, root_credential)
 
 
 class World:
-    def __init__(self, emulator, cfg, run, vault_id, issuer: App, consumer: App) -> None:
+    def __init__(self, emulator, cfg, run, vault_id, issuer: App, consumer: App, root_credential) -> None:
         self.emulator, self.cfg, self.run, self.vault_id = emulator, cfg, run, vault_id
-        self.issuer, self.consumer = issuer, consumer
+        self.issuer, self.consumer, self.root_credential = issuer, consumer, root_credential
         self.spec = cfg.certificates[0].spec
         self.applied: dict[str, str] = {}  # Pulumi resource name -> emulator assignment id
 
@@ -154,9 +154,18 @@ def test_with_exactly_the_registered_assignments_the_issuer_issues_renews_and_re
     world.issuer_flow()
     # The consumer reads the certificate as a secret (the public chain; the key is not exportable) ...
     assert "BEGIN CERTIFICATE" in world.consumer_reads()
-    # ... and nothing more.
+    # ... and nothing more: not the ACME account key the issuer's CA account hangs on, not the engine's chain
+    # companion, not another secret kept in the same vault (a TSIG key, another team's certificate).
+    for name, value in (("tsig-corp", "c2VjcmV0LXRzaWc="), ("other-cert", "-----BEGIN CERTIFICATE-----")):
+        SecretClient(world.cfg.vault.url, world.root_credential).set_secret(name, value)
     consumer = world.consumer.credential()
+    readers = SecretClient(world.cfg.vault.url, consumer)
     denied = [
+        lambda: readers.get_secret(world.spec.acme.account_key_secret),
+        lambda: readers.get_secret(f"{world.spec.name}-chain"),
+        lambda: readers.get_secret("tsig-corp"),
+        lambda: readers.get_secret("other-cert"),
+        lambda: list(readers.list_properties_of_secrets()),
         lambda: CertificateClient(world.cfg.vault.url, consumer).get_certificate(world.spec.name),
         lambda: SecretClient(world.cfg.vault.url, consumer).set_secret("planted", "x"),
         lambda: SecretClient(world.cfg.vault.url, consumer).begin_delete_secret(world.spec.name),
@@ -165,19 +174,24 @@ def test_with_exactly_the_registered_assignments_the_issuer_issues_renews_and_re
         lambda: DnsManagementClient(consumer, services.AZURE_ZONES[ZONE]).record_sets.create_or_update(
             "dns-rg", ZONE, f"_acme-challenge.{world.cfg.workload}", "TXT", {"ttl": 60, "txt_records": [{"value": ["x"]}]}),
     ]
-    for attempt in denied:
+    for i, attempt in enumerate(denied):
         with pytest.raises(HttpResponseError) as e:
             attempt()
-        assert e.value.status_code == 403
+        assert e.value.status_code == 403, i
 
 
 def test_the_grants_are_the_narrow_ones(world):
-    # Belt and braces next to the graph tests: every scope is the vault, one of the engine's own secrets,
-    # a challenge record set or the zone.
+    # Belt and braces next to the graph tests: every scope is the vault (the issuer's Certificates Officer
+    # only), one of the engine's own secrets, the certificate's secret (the consumer's), a challenge record
+    # set or the zone.
     engine_secrets = {f"{world.vault_id}/secrets/acme-account-key", f"{world.vault_id}/secrets/www-chain"}
+    certificate_secret = f"{world.vault_id}/secrets/www"
     for a in world.assignments():
         scope = a.inputs["scope"]
-        assert scope in {world.vault_id, *engine_secrets} or scope.startswith(services.azure_zone_id(ZONE)), (a.name, scope)
+        if a.inputs["principalId"] == world.consumer.client_id:
+            assert scope == certificate_secret, (a.name, scope)
+        else:
+            assert scope in {world.vault_id, *engine_secrets} or scope.startswith(services.azure_zone_id(ZONE)), (a.name, scope)
 
 
 def test_removing_any_one_assignment_makes_a_step_fail_with_403(world, make_world):

@@ -53,7 +53,8 @@ def test_main_builds_the_workload_of_each_stack_file(stack):
     if cfg.grant_roles:
         vault = run.one("azure-native:keyvault:Vault").id
         identity = run.one("azure-native:managedidentity:UserAssignedIdentity").state["principalId"]
-        rules.check_least_privilege(run, vault_id=vault, issuer=identity, consumers={c.principal_id for c in cfg.consumers})
+        rules.check_least_privilege(run, vault_id=vault, issuer=identity, consumers={c.principal_id for c in cfg.consumers},
+                                    certificates={c.name for c in cfg.certificates})
 
 
 def test_local_stack_creates_only_certificates_in_existing_resources():
