@@ -6,10 +6,15 @@ same way. Errors name the field and the fix; nothing is created before parsing s
 """
 from __future__ import annotations
 
+import ipaddress
+import math
+import re
+from dataclasses import fields
 from typing import Any, Mapping
 
 from .errors import SpecError
 from .model import (
+    REVOCATION_REASONS,
     AcmeAccount,
     AzureDnsZone,
     CertificateSpec,
@@ -24,6 +29,21 @@ _SPEC_KEYS = {
     "vault_url", "name", "dns_names", "zones", "acme", "key", "profile", "preferred_chain",
     "renewal", "tags", "resolvers", "propagation_timeout_s",
 }
+# The settings of each nested mapping; anything else is refused by name (``key: {curv: P-384}`` must not
+# silently become P-256).
+KEY_SETTINGS = tuple(f.name for f in fields(KeySpec))
+RENEWAL_SETTINGS = tuple(f.name for f in fields(RenewalPolicy))
+ACME_SETTINGS = ("directory_url", "account_key_secret", "contact", "eab_kid", "eab_hmac")
+# The TSIG algorithms dnspython signs with (RFC 8945 names); HMAC-MD5 is deprecated and left out.
+TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
+
+_EMAIL = re.compile(r"^[^@\s:]+@[^@\s]+\.[^@\s]+$")
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+# ---------------------------------------------------------------------------------------------- shared parsers
+# Plain values arrive from YAML stack files, Pulumi config (structured values, numbers as floats) and
+# provider inputs alike; these are the one way each kind of value is read, for this module and workload.py.
 
 
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
@@ -31,6 +51,42 @@ def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
     if value in (None, "", [], ()):
         raise SpecError(f"{where}{key}", "is required", f"set {where}{key} in the stack config or resource inputs")
     return value
+
+
+def boolean(value: Any, field: str, default: bool) -> bool:
+    """``true``/``false`` as YAML booleans or strings (Pulumi config hands ``"false"``); nothing else.
+
+    ``bool("false")`` is True, so a quoted false must never reach ``bool()``.
+    """
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise SpecError(field, f"{value!r} is not true or false", f"write {field}: true or {field}: false")
+
+
+def settings(value: Any, field: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
+    """A mapping of known settings ({} when absent); unknown keys are refused, naming them and the accepted ones."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(field, f"must be a mapping, got {type(value).__name__}", f"write {field} with keys {', '.join(allowed)}")
+    unknown = sorted(str(k) for k in set(value) - set(allowed))
+    if unknown:
+        problem = "unknown setting" if len(unknown) == 1 else f"unknown settings {', '.join(unknown)}"
+        raise SpecError(f"{field}.{unknown[0]}", problem, f"use only {', '.join(allowed)}")
+    return value
+
+
+def listed(value: Any, field: str) -> list[Any]:
+    """A YAML list ([] when absent); a lone string or mapping is refused rather than iterated."""
+    if value is None:
+        return []
+    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
+        raise SpecError(field, f"must be a list, got {type(value).__name__}", f"write {field} as a YAML list")
+    return list(value)
 
 
 def _strings(value: Any, field: str) -> tuple[str, ...]:
@@ -45,9 +101,75 @@ def _strings(value: Any, field: str) -> tuple[str, ...]:
 def _number(value: Any, field: str) -> float:
     # Pulumi hands numbers back as floats (#13830); YAML may hand them as strings.
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise SpecError(field, f"{value!r} is not a number", f"write {field} as a number") from None
+    if not math.isfinite(number):
+        raise SpecError(field, f"{value!r} is not a finite number", f"write {field} as a number")
+    return number
+
+
+def email(value: Any, field: str) -> str:
+    """An e-mail address as ACME contacts and alert receivers take it (no ``mailto:``: the engine adds it)."""
+    text = value if isinstance(value, str) else ""
+    if text.lower().startswith("mailto:"):
+        raise SpecError(field, f"{text!r} starts with mailto:", f"write the bare address, {text[len('mailto:'):]}")
+    if not _EMAIL.match(text):
+        raise SpecError(field, f"{value!r} is not an e-mail address", "write name@example.com")
+    return text
+
+
+def server_address(value: Any, field: str) -> str:
+    """A DNS server as ``host``, ``host:port``, ``[IPv6]:port`` or a bare IPv6 address; returned unchanged.
+
+    The host is an IPv4 or IPv6 address or a host name; the port 1-65535 (53 when left out).
+    """
+    fix = f"write {field} as host or host:port, e.g. 10.0.0.53, ns1.example.com:53 or [2001:db8::53]:53"
+    text = value.strip() if isinstance(value, str) else ""
+    port: str | None = None
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise SpecError(field, f"{value!r} is not a server address", fix)
+        port = rest[1:] if rest else None
+        if _ip(host) is None or _ip(host).version != 6:
+            raise SpecError(field, f"{value!r}: {host!r} in brackets is not an IPv6 address", fix)
+    elif text.count(":") > 1:
+        host = text  # a bare IPv6 address (its port cannot be told apart without brackets)
+        if _ip(host) is None:
+            raise SpecError(field, f"{value!r} is not an IPv6 address", fix)
+    else:
+        host, _, port = text.partition(":")
+        port = port if ":" in text else None
+        if _ip(host) is None and not _hostname(host):
+            raise SpecError(field, f"{value!r}: {host!r} is not an IP address or host name", fix)
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise SpecError(field, f"{value!r}: port {port!r} is not a number from 1 to 65535", fix)
+    return text
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _hostname(text: str) -> bool:
+    labels = text.rstrip(".").split(".")
+    # A dotted all-numeric string (999.1.1.1) is a bad IPv4 address, not a host name.
+    return (0 < len(text) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+            and not all(label.isdigit() for label in labels))
+
+
+def revocation_reason(value: Any, field: str, default: str) -> str:
+    reason = default if value in (None, "") else value
+    if reason not in REVOCATION_REASONS:
+        raise SpecError(field, f"{reason!r} is not a revocation reason", f"use one of {', '.join(REVOCATION_REASONS)}")
+    return str(reason)
+
+
+# ---------------------------------------------------------------------------------------------- spec parts
 
 
 def secret_ref_from(value: Any, field: str) -> SecretRef:
@@ -68,30 +190,34 @@ def zone_from_dict(data: Mapping[str, Any], field: str = "zones[]") -> Zone:
         except SpecError as e:
             raise SpecError(f"{field}.resource_id", e.problem, e.fix) from None
     if "server" in data:
+        algorithm = str(data.get("tsig_algorithm") or "hmac-sha256").lower().rstrip(".")
+        if algorithm not in TSIG_ALGORITHMS:
+            raise SpecError(f"{field}.tsig_algorithm", f"{data.get('tsig_algorithm')!r} is not a supported TSIG algorithm",
+                            f"use one of {', '.join(TSIG_ALGORITHMS)} (as the server's key statement says)")
         return Rfc2136Zone(
             zone=str(_require(data, "zone", f"{field}.")),
-            server=str(data["server"]),
+            server=server_address(data["server"], f"{field}.server"),
             tsig_key_name=str(_require(data, "tsig_key_name", f"{field}.")),
             tsig_secret=secret_ref_from(_require(data, "tsig_secret", f"{field}."), f"{field}.tsig_secret"),
-            tsig_algorithm=str(data.get("tsig_algorithm") or "hmac-sha256"),
+            tsig_algorithm=algorithm,
         )
     raise SpecError(field, "is neither an Azure DNS zone nor an RFC 2136 zone",
                     "give resource_id, or zone + server + tsig_key_name + tsig_secret")
 
 
 def key_from_dict(data: Mapping[str, Any] | None) -> KeySpec:
-    data = data or {}
+    data = settings(data, "key", KEY_SETTINGS)
     size = data.get("size")
     return KeySpec(
         kty=str(data.get("kty", "EC")).upper(),
         size=int(_number(size, "key.size")) if size is not None else None,
         curve=data.get("curve"),
-        exportable=bool(data.get("exportable", False)),
+        exportable=boolean(data.get("exportable"), "key.exportable", False),
     )
 
 
 def acme_from_dict(data: Mapping[str, Any] | None) -> AcmeAccount:
-    data = data or {}
+    data = settings(data, "acme", ACME_SETTINGS)
     kwargs: dict[str, Any] = {}
     if data.get("directory_url"):
         url = str(data["directory_url"])
@@ -101,7 +227,8 @@ def acme_from_dict(data: Mapping[str, Any] | None) -> AcmeAccount:
     if data.get("account_key_secret"):
         kwargs["account_key_secret"] = str(data["account_key_secret"])
     if data.get("contact"):
-        kwargs["contact"] = _strings(data["contact"], "acme.contact")
+        contacts = _strings(data["contact"], "acme.contact")
+        kwargs["contact"] = tuple(email(c, f"acme.contact[{i}]") for i, c in enumerate(contacts))
     if data.get("eab_kid"):
         kwargs["eab_kid"] = str(data["eab_kid"])
         kwargs["eab_hmac"] = secret_ref_from(_require(data, "eab_hmac", "acme."), "acme.eab_hmac")
@@ -109,7 +236,7 @@ def acme_from_dict(data: Mapping[str, Any] | None) -> AcmeAccount:
 
 
 def renewal_from_dict(data: Mapping[str, Any] | None) -> RenewalPolicy:
-    data = data or {}
+    data = settings(data, "renewal", RENEWAL_SETTINGS)
     days, fraction = data.get("days_before_expiry"), data.get("fraction_remaining")
     return RenewalPolicy(
         days_before_expiry=_number(days, "renewal.days_before_expiry") if days is not None else None,
@@ -133,6 +260,11 @@ def certificate_spec_from_dict(data: Mapping[str, Any], *, defaults: Mapping[str
     tags = merged.get("tags") or {}
     if not isinstance(tags, Mapping):
         raise SpecError("tags", "must be a mapping of strings", "write tags: {team: web}")
+    timeout = _number(merged.get("propagation_timeout_s", 300), "propagation_timeout_s")
+    if timeout <= 0:
+        raise SpecError("propagation_timeout_s", f"{timeout:g} is not a positive number of seconds",
+                        "give the seconds to wait for DNS propagation, e.g. 300")
+    resolvers = _strings(merged.get("resolvers") or [], "resolvers")
     return CertificateSpec(
         vault_url=vault_url,
         name=name,
@@ -144,8 +276,8 @@ def certificate_spec_from_dict(data: Mapping[str, Any], *, defaults: Mapping[str
         preferred_chain=merged.get("preferred_chain") or None,
         renewal=renewal_from_dict(merged.get("renewal")),
         tags={str(k): str(v) for k, v in tags.items()},
-        resolvers=_strings(merged.get("resolvers") or [], "resolvers"),
-        propagation_timeout_s=_number(merged.get("propagation_timeout_s", 300), "propagation_timeout_s"),
+        resolvers=tuple(server_address(r, f"resolvers[{i}]") for i, r in enumerate(resolvers)),
+        propagation_timeout_s=timeout,
     )
 
 

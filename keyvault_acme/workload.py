@@ -18,10 +18,21 @@ from typing import Any, Mapping
 
 from . import authorization
 from .authorization import Allowlist
-from .config import acme_from_dict, certificate_spec_from_dict, spec_to_dict, zone_from_dict
+from .config import (
+    ACME_SETTINGS,
+    acme_from_dict,
+    boolean,
+    certificate_spec_from_dict,
+    email,
+    listed,
+    revocation_reason,
+    settings,
+    spec_to_dict,
+    zone_from_dict,
+)
 from .errors import SpecError
 from .names import challenge_name, normalize_names, zone_for
-from .model import REVOCATION_REASONS, AzureDnsZone, CertificateSpec, Rfc2136Zone
+from .model import AzureDnsZone, CertificateSpec, Rfc2136Zone
 
 NAMESPACE = "keyvault-acme"
 
@@ -50,7 +61,7 @@ SETTINGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "alerts": ("emails", "webhooks"),
     "alerts.emails[]": ("name", "address"),
     "alerts.webhooks[]": ("name", "uri"),
-    "acme": ("directory_url", "account_key_secret", "contact", "eab_kid", "eab_hmac"),
+    "acme": ACME_SETTINGS,
 })
 # Keys of a certificate entry that steer the Pulumi resource, not the certificate itself.
 CERTIFICATE_RESOURCE_KEYS = ("revoke_on_delete", "revoke_reason", "purge_on_delete")
@@ -71,7 +82,6 @@ _PRIVATE_DNS_ZONE_ID = re.compile(
     r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+"
     r"/providers/Microsoft\.Network/privateDnsZones/(?P<name>[^/]+)$", re.IGNORECASE)
 _ARM_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/[^/]+/.+$", re.IGNORECASE)
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 # ---------------------------------------------------------------------------------------------- types
@@ -278,16 +288,6 @@ def _str(value: Any, fld: str, fix: str, *, required: bool = True) -> str | None
     return str(value)
 
 
-def _bool(value: Any, fld: str, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise SpecError(fld, f"{value!r} is not true or false", f"write {fld}: true or {fld}: false")
-
-
 def _int(value: Any, fld: str, default: int, lo: int, hi: int) -> int:
     if value is None:
         return default
@@ -298,25 +298,6 @@ def _int(value: Any, fld: str, default: int, lo: int, hi: int) -> int:
     if not lo <= number <= hi or number != float(value):
         raise SpecError(fld, f"{value!r} is out of range", f"use a whole number from {lo} to {hi}")
     return number
-
-
-def _mapping(value: Any, fld: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise SpecError(fld, f"must be a mapping, got {type(value).__name__}", f"write {fld} with keys {', '.join(allowed)}")
-    unknown = sorted(set(value) - set(allowed))
-    if unknown:
-        raise SpecError(f"{fld}.{unknown[0]}", "unknown setting", f"use only {', '.join(allowed)}")
-    return value
-
-
-def _list(value: Any, fld: str) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
-        raise SpecError(fld, f"must be a list, got {type(value).__name__}", f"write {fld} as a YAML list")
-    return list(value)
 
 
 def _first_duplicate(names: list[str]) -> str | None:
@@ -335,7 +316,7 @@ def _uuid(value: Any, fld: str, what: str) -> str:
 
 
 def _resource_group(data: Any, workload: str, environment: str, subscription_id: str) -> ResourceGroupConfig:
-    d = _mapping(data, "resource_group", SETTINGS["resource_group"])
+    d = settings(data, "resource_group", SETTINGS["resource_group"])
     if d.get("resource_id"):
         rid = str(d["resource_id"])
         m = _RG_ID.match(rid)
@@ -351,7 +332,7 @@ def _resource_group(data: Any, workload: str, environment: str, subscription_id:
 
 
 def _vault(data: Any, workload: str, environment: str, production: bool) -> VaultConfig:
-    d = _mapping(data, "vault", SETTINGS["vault"])
+    d = settings(data, "vault", SETTINGS["vault"])
     existing_id = _str(d.get("resource_id"), "vault.resource_id", "", required=False)
     if existing_id:
         m = _VAULT_ID.match(existing_id)
@@ -370,7 +351,7 @@ def _vault(data: Any, workload: str, environment: str, production: bool) -> Vaul
     sku = str(d.get("sku") or "standard").lower()
     if sku not in ("standard", "premium"):
         raise SpecError("vault.sku", f"{sku!r} is not a Key Vault SKU", "use standard or premium (HSM-backed keys)")
-    purge = _bool(d.get("purge_protection"), "vault.purge_protection", production)
+    purge = boolean(d.get("purge_protection"), "vault.purge_protection", production)
     if production and not purge:
         raise SpecError("vault.purge_protection", "must be true in a production environment",
                         "remove vault.purge_protection or set it to true")
@@ -407,8 +388,8 @@ def _private_endpoint(d: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _monitoring(data: Any, workload: str, environment: str, production: bool) -> MonitoringConfig:
-    d = _mapping(data, "monitoring", SETTINGS["monitoring"])
-    enabled = _bool(d.get("enabled"), "monitoring.enabled", True)
+    d = settings(data, "monitoring", SETTINGS["monitoring"])
+    enabled = boolean(d.get("enabled"), "monitoring.enabled", True)
     if production and not enabled:
         raise SpecError("monitoring.enabled", "must be true in a production environment",
                         "remove monitoring.enabled; production vaults keep diagnostic logs")
@@ -425,7 +406,7 @@ def _monitoring(data: Any, workload: str, environment: str, production: bool) ->
 
 
 def _zones(data: Any, subscription_id: str, resource_group: str) -> tuple[tuple[DnsZoneConfig, ...], tuple[Rfc2136Zone, ...]]:
-    zones = [_zone(entry, f"zones[{i}]", subscription_id, resource_group) for i, entry in enumerate(_list(data, "zones"))]
+    zones = [_zone(entry, f"zones[{i}]", subscription_id, resource_group) for i, entry in enumerate(listed(data, "zones"))]
     dupe = _first_duplicate([z.name for z in zones])
     if dupe:
         raise SpecError("zones", f"zone {dupe} is listed twice", "list each zone once")
@@ -437,7 +418,7 @@ def _zone(entry: Any, fld: str, subscription_id: str, resource_group: str) -> Dn
     """One zones[] entry: a zone to create (name), an existing Azure DNS zone (resource_id) or an RFC 2136 zone."""
     if not isinstance(entry, Mapping):
         raise SpecError(fld, "must be a mapping", "give name (a new zone), resource_id (existing) or zone/server/tsig_* (RFC 2136)")
-    _mapping(entry, fld, SETTINGS["zones[]"])
+    settings(entry, fld, SETTINGS["zones[]"])
     scope = str(entry.get("challenge_scope") or "record_set")
     if scope not in CHALLENGE_SCOPES:
         raise SpecError(f"{fld}.challenge_scope", f"{scope!r} is not a scope", "use record_set (default) or zone")
@@ -458,7 +439,7 @@ def _zone(entry: Any, fld: str, subscription_id: str, resource_group: str) -> Dn
 
 
 def _issuer(data: Any, workload: str, environment: str) -> IssuerConfig:
-    d = _mapping(data, "issuer", SETTINGS["issuer"])
+    d = settings(data, "issuer", SETTINGS["issuer"])
     name = _str(d.get("name"), "issuer.name", "", required=False) or f"id-{workload}-{environment}-issuer"
     if d.get("principal_id"):
         return IssuerConfig(name=name, principal_id=_uuid(d["principal_id"], "issuer.principal_id", "identity's object id"),
@@ -470,9 +451,9 @@ def _issuer(data: Any, workload: str, environment: str) -> IssuerConfig:
 
 def _consumers(data: Any) -> tuple[Consumer, ...]:
     out: list[Consumer] = []
-    for i, entry in enumerate(_list(data, "consumers")):
+    for i, entry in enumerate(listed(data, "consumers")):
         fld = f"consumers[{i}]"
-        d = _mapping(entry, fld, SETTINGS["consumers[]"])
+        d = settings(entry, fld, SETTINGS["consumers[]"])
         name = _str(d.get("name"), f"{fld}.name", "name the consumer, e.g. appgw")
         ptype = str(d.get("principal_type") or "ServicePrincipal")
         if ptype not in ("ServicePrincipal", "User", "Group"):
@@ -485,21 +466,19 @@ def _consumers(data: Any) -> tuple[Consumer, ...]:
 
 
 def _alerting(data: Any) -> AlertingConfig:
-    d = _mapping(data, "alerts", SETTINGS["alerts"])
+    d = settings(data, "alerts", SETTINGS["alerts"])
     emails: list[EmailReceiver] = []
-    for i, e in enumerate(_list(d.get("emails"), "alerts.emails")):
+    for i, e in enumerate(listed(d.get("emails"), "alerts.emails")):
         fld = f"alerts.emails[{i}]"
         if isinstance(e, str):
             e = {"name": e.split("@")[0], "address": e}
-        e = _mapping(e, fld, SETTINGS["alerts.emails[]"])
-        address = str(_str(e.get("address"), f"{fld}.address", "give an e-mail address"))
-        if not _EMAIL.match(address):
-            raise SpecError(f"{fld}.address", f"{address!r} is not an e-mail address", "write name@example.com")
+        e = settings(e, fld, SETTINGS["alerts.emails[]"])
+        address = email(_str(e.get("address"), f"{fld}.address", "give an e-mail address"), f"{fld}.address")
         emails.append(EmailReceiver(name=str(e.get("name") or address.split("@")[0]), address=address))
     hooks: list[WebhookReceiver] = []
-    for i, w in enumerate(_list(d.get("webhooks"), "alerts.webhooks")):
+    for i, w in enumerate(listed(d.get("webhooks"), "alerts.webhooks")):
         fld = f"alerts.webhooks[{i}]"
-        w = _mapping(w, fld, SETTINGS["alerts.webhooks[]"])
+        w = settings(w, fld, SETTINGS["alerts.webhooks[]"])
         uri = str(_str(w.get("uri"), f"{fld}.uri", "give the webhook's https URL"))
         if not uri.startswith("https://"):
             raise SpecError(f"{fld}.uri", f"{uri!r} is not an https URL", "alerts leave Azure over https only")
@@ -509,7 +488,7 @@ def _alerting(data: Any) -> AlertingConfig:
 
 def _certificates(data: Any, *, vault_url: str, zones: tuple[DnsZoneConfig | Rfc2136Zone, ...], acme: Mapping[str, Any],
                   tags: Mapping[str, str], allowlist: Allowlist, owner: str) -> tuple[CertificateConfig, ...]:
-    entries = _list(data, "certificates")
+    entries = listed(data, "certificates")
     if entries and allowlist.empty:
         raise SpecError("allowlist", "is empty, so no certificate may be issued",
                         "list the DNS names this workload may hold under allowlist.suffixes / allowlist.names")
@@ -539,7 +518,7 @@ def _certificate(entry: Any, fld: str, *, vault_url: str, zones: tuple[DnsZoneCo
     body.update(
         vault_url=vault_url,
         # A certificate changes some CA settings; the rest stay the workload's.
-        acme={**acme, **_mapping(entry.get("acme"), f"{fld}.acme", SETTINGS["acme"])},
+        acme={**acme, **settings(entry.get("acme"), f"{fld}.acme", SETTINGS["acme"])},
         tags={**tags, **{str(k): str(v) for k, v in cert_tags.items()}},
     )
     try:
@@ -551,14 +530,12 @@ def _certificate(entry: Any, fld: str, *, vault_url: str, zones: tuple[DnsZoneCo
         raise SpecError(f"{fld}.name", f"{spec.name!r} is not a Key Vault certificate name", "use letters, digits and hyphens")
     dns_names = normalize_names(spec.dns_names, f"{fld}.dns_names")
     authorization.check_names(dns_names, allowlist, field=f"{fld}.dns_names", owner=owner)
-    reason = str(entry.get("revoke_reason") or "cessationOfOperation")
-    if reason not in REVOCATION_REASONS:
-        raise SpecError(f"{fld}.revoke_reason", f"{reason!r} is not a revocation reason", f"use one of {', '.join(REVOCATION_REASONS)}")
+    reason = revocation_reason(entry.get("revoke_reason"), f"{fld}.revoke_reason", "cessationOfOperation")
     return CertificateConfig(
         spec=spec,
-        revoke_on_delete=_bool(entry.get("revoke_on_delete"), f"{fld}.revoke_on_delete", True),
+        revoke_on_delete=boolean(entry.get("revoke_on_delete"), f"{fld}.revoke_on_delete", True),
         revoke_reason=reason,
-        purge_on_delete=_bool(entry.get("purge_on_delete"), f"{fld}.purge_on_delete", False),
+        purge_on_delete=boolean(entry.get("purge_on_delete"), f"{fld}.purge_on_delete", False),
         challenge_record_sets=_challenge_record_sets(dns_names, zones, f"{fld}.dns_names"),
     )
 
@@ -603,7 +580,7 @@ def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
     environment = str(_str(values.get("environment"), "environment", "set keyvault-acme:environment, e.g. dev or prod"))
     if not _ENVIRONMENT.match(environment):
         raise SpecError("environment", f"{environment!r} is not an environment name", "use 2-8 lower-case letters and digits, e.g. dev or prod")
-    production = _bool(values.get("production"), "production", environment in PRODUCTION_ENVIRONMENTS)
+    production = boolean(values.get("production"), "production", environment in PRODUCTION_ENVIRONMENTS)
     if environment in PRODUCTION_ENVIRONMENTS and not production:
         raise SpecError("production", f"cannot be false for environment {environment!r}", "remove keyvault-acme:production")
     location = str(_str(values.get("location"), "location", "set keyvault-acme:location, e.g. westeurope"))
@@ -618,13 +595,13 @@ def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
     zones, rfc = _zones(values.get("zones"), subscription_id, rg.name)
     issuer = _issuer(values.get("issuer"), workload, environment)
     consumers = _consumers(values.get("consumers"))
-    grant_roles = _bool(values.get("grant_roles"), "grant_roles", True)
+    grant_roles = boolean(values.get("grant_roles"), "grant_roles", True)
     alerting = _alerting(values.get("alerts"))
     if production and not alerting.enabled:
         raise SpecError("alerts", "has no receiver in a production environment",
                         "add alerts.emails or alerts.webhooks so someone hears of expiring certificates")
     allowlist = authorization.allowlist_from_dict(values.get("allowlist"))
-    acme = _mapping(values.get("acme"), "acme", SETTINGS["acme"])
+    acme = settings(values.get("acme"), "acme", SETTINGS["acme"])
     acme_from_dict(acme)  # a bad CA setting is named once, as acme.<key>, not once per certificate
     extra_tags = values.get("tags") or {}
     if not isinstance(extra_tags, Mapping):

@@ -62,3 +62,109 @@ def test_bad_input_names_the_field_and_a_fix(change, field):
 def test_a_secret_value_is_refused_where_a_reference_belongs():
     with pytest.raises(SpecError, match="never put a secret value"):
         SecretRef("c2VjcmV0LXZhbHVl")
+
+
+# ------------------------------------------------------------------------------------------ strict values
+
+
+@pytest.mark.parametrize("given, exportable", [
+    (False, False), (True, True), ("false", False), ("False", False), ("true", True), ("TRUE", True), (None, False),
+])
+def test_exportable_reads_quoted_booleans_as_written(given, exportable):
+    # YAML `exportable: "false"` and Pulumi config hand a string; bool("false") would export the private key.
+    spec = certificate_spec_from_dict({**BASE, "key": {"exportable": given}})
+    assert spec.key.exportable is exportable
+
+
+@pytest.mark.parametrize("given", ["no", "0", "yes", 1, 0, "", []])
+def test_exportable_refuses_anything_but_true_or_false(given):
+    with pytest.raises(SpecError) as err:
+        certificate_spec_from_dict({**BASE, "key": {"exportable": given}})
+    assert err.value.field == "key.exportable"
+
+
+def test_one_boolean_parser_serves_both_modules():
+    from keyvault_acme import config, workload
+
+    assert workload.boolean is config.boolean
+    assert not {"_bool", "_mapping", "_list"} & set(vars(workload))
+
+
+@pytest.mark.parametrize("part, data, field, accepted", [
+    ("key", {"curv": "P-384"}, "key.curv", "kty, size, curve, exportable"),
+    ("renewal", {"days": 30}, "renewal.days", "days_before_expiry, fraction_remaining"),
+    ("acme", {"directory": "https://ca.example/dir"}, "acme.directory",
+     "directory_url, account_key_secret, contact, eab_kid, eab_hmac"),
+])
+def test_unknown_settings_are_named_with_the_accepted_ones(part, data, field, accepted):
+    # `key: {curv: P-384}` used to give a P-256 key without a word.
+    with pytest.raises(SpecError) as err:
+        certificate_spec_from_dict({**BASE, part: data})
+    assert err.value.field == field
+    assert "unknown setting" in err.value.problem
+    assert err.value.fix == f"use only {accepted}"
+
+
+def test_every_unknown_setting_is_named():
+    with pytest.raises(SpecError) as err:
+        certificate_spec_from_dict({**BASE, "key": {"kty": "EC", "curv": "P-384", "sise": 1}})
+    assert "curv" in str(err.value) and "sise" in str(err.value)
+
+
+@pytest.mark.parametrize("resolver", ["127.0.0.1", "127.0.0.1:5353", "[::1]:53", "::1", "2001:db8::53",
+                                      "ns1.example.com", "ns1-01.azure-dns.com.:53"])
+def test_resolvers_accept_host_or_host_and_port(resolver):
+    assert certificate_spec_from_dict({**BASE, "resolvers": [resolver]}).resolvers == (resolver,)
+
+
+@pytest.mark.parametrize("resolver", ["127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:dns", "999.1.1.1", "bad host",
+                                      "[::1", "[127.0.0.1]:53", "::zz", "", "-ns.example.com", "[::1]53"])
+def test_resolvers_refuse_what_no_server_is(resolver):
+    with pytest.raises(SpecError) as err:
+        certificate_spec_from_dict({**BASE, "resolvers": ["127.0.0.1", resolver]})
+    assert err.value.field == "resolvers[1]"
+    assert "host:port" in err.value.fix
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "0", float("nan"), float("inf")])
+def test_propagation_timeout_must_be_positive(timeout):
+    with pytest.raises(SpecError) as err:
+        certificate_spec_from_dict({**BASE, "propagation_timeout_s": timeout})
+    assert err.value.field == "propagation_timeout_s"
+
+
+RFC2136 = {"zone": "corp.example", "server": "10.0.0.53", "tsig_key_name": "acme",
+           "tsig_secret": "https://kv-web-dev.vault.azure.net/secrets/tsig"}
+
+
+@pytest.mark.parametrize("algorithm, parsed", [
+    (None, "hmac-sha256"), ("hmac-sha512", "hmac-sha512"), ("HMAC-SHA384", "hmac-sha384"), ("hmac-sha1.", "hmac-sha1"),
+    ("hmac-sha224", "hmac-sha224"),
+])
+def test_tsig_algorithms_dnspython_signs_with(algorithm, parsed):
+    spec = certificate_spec_from_dict({**BASE, "zones": [{**RFC2136, "tsig_algorithm": algorithm}]})
+    assert spec.zones[0].tsig_algorithm == parsed
+
+
+@pytest.mark.parametrize("zone, field", [
+    ({**RFC2136, "tsig_algorithm": "hmac-md5"}, "zones[0].tsig_algorithm"),
+    ({**RFC2136, "tsig_algorithm": "sha256"}, "zones[0].tsig_algorithm"),
+    ({**RFC2136, "server": "10.0.0.53:99999"}, "zones[0].server"),
+    ({**RFC2136, "server": "dns server"}, "zones[0].server"),
+])
+def test_rfc2136_server_and_algorithm_are_checked(zone, field):
+    with pytest.raises(SpecError) as err:
+        certificate_spec_from_dict({**BASE, "zones": [zone]})
+    assert err.value.field == field
+
+
+@pytest.mark.parametrize("contact, problem", [
+    ("mailto:ops@example.com", "starts with mailto:"),
+    ("ops", "not an e-mail address"),
+    ("ops@localhost", "not an e-mail address"),
+])
+def test_acme_contacts_are_bare_email_addresses(contact, problem):
+    with pytest.raises(SpecError) as err:
+        certificate_spec_from_dict({**BASE, "acme": {"contact": ["ok@example.com", contact]}})
+    assert err.value.field == "acme.contact[1]"
+    assert problem in err.value.problem

@@ -220,3 +220,18 @@ def test_stack_file_reading_strips_our_namespace_only(tmp_path):
     assert "not valid YAML" in e.value.problem
     with pytest.raises(SpecError):
         load_stack_file(tmp_path / "Pulumi.missing.yaml")
+
+
+def test_a_quoted_false_in_a_stack_file_keeps_the_key_unexportable():
+    values = base(certificates=[{"name": "www", "dns_names": ["www.shop.example.com"],
+                                 "key": {"kty": "EC", "exportable": "false"}, "revoke_on_delete": "false"}])
+    (cert,) = parse_workload_config(values).certificates
+    assert cert.spec.key.exportable is False and cert.revoke_on_delete is False
+    assert cert.inputs()["key"]["exportable"] is False  # what the provider receives
+
+
+def test_a_typo_in_a_certificates_key_settings_is_named():
+    values = base(certificates=[{"name": "www", "dns_names": ["www.shop.example.com"], "key": {"curv": "P-384"}}])
+    with pytest.raises(SpecError) as e:
+        parse_workload_config(values)
+    assert e.value.field == "certificates[0].key.curv" and "kty, size, curve, exportable" in e.value.fix
