@@ -23,6 +23,7 @@ from .model import (
     Rfc2136Zone,
     SecretRef,
     Zone,
+    describe_shape,
 )
 
 _SPEC_KEYS = {
@@ -38,6 +39,7 @@ ACME_SETTINGS = ("directory_url", "account_key_secret", "contact", "eab_kid", "e
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
 
 _EMAIL = re.compile(r"^[^@\s:]+@[^@\s]+\.[^@\s]+$")
+_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
@@ -173,8 +175,10 @@ def revocation_reason(value: Any, field: str, default: str) -> str:
 
 
 def secret_ref_from(value: Any, field: str) -> SecretRef:
+    # No error here or in SecretRef quotes the value: it may be the secret itself, pasted by mistake.
     if not isinstance(value, str):
-        raise SpecError(field, "must be a Key Vault secret id", "https://<vault>.vault.azure.net/secrets/<name>")
+        raise SpecError(field, f"must be a Key Vault secret id, got {describe_shape(value)}",
+                        "https://<vault>.vault.azure.net/secrets/<name>")
     try:
         return SecretRef(value)
     except SpecError as e:
@@ -225,7 +229,12 @@ def acme_from_dict(data: Mapping[str, Any] | None) -> AcmeAccount:
             raise SpecError("acme.directory_url", f"{url!r} is not an https URL", "use the CA's ACME directory URL")
         kwargs["directory_url"] = url
     if data.get("account_key_secret"):
-        kwargs["account_key_secret"] = str(data["account_key_secret"])
+        name = data["account_key_secret"]
+        if not isinstance(name, str) or not _SECRET_NAME.match(name):
+            # A name, not the key: if a PEM was pasted here, it must not be echoed either.
+            raise SpecError("acme.account_key_secret", f"is not a Key Vault secret name (got {describe_shape(name)})",
+                            "give the secret's name (1-127 letters, digits and hyphens), e.g. acme-account-key")
+        kwargs["account_key_secret"] = name
     if data.get("contact"):
         contacts = _strings(data["contact"], "acme.contact")
         kwargs["contact"] = tuple(email(c, f"acme.contact[{i}]") for i, c in enumerate(contacts))

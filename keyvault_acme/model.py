@@ -62,6 +62,20 @@ class KeySpec:
         return f"RSA {self.size}" if self.kty == "RSA" else f"EC {self.curve}"
 
 
+def describe_shape(value: object) -> str:
+    """What a possibly secret value looks like, without any of its characters: type, length, URL or not."""
+    if not isinstance(value, str):
+        return f"a {type(value).__name__}"
+    if not value:
+        return "an empty string"
+    shape = f"a {len(value)}-character string"
+    if not value.startswith("https://"):
+        return shape + " that is not an https:// URL"
+    if "/secrets/" not in value:
+        return shape + " without /secrets/<name>"
+    return shape + " that is not <vault>.vault.azure.net/secrets/<name>[/<version>]"
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """A reference to a Key Vault secret: ``https://<vault>.vault.azure.net/secrets/<name>[/<version>]``."""
@@ -72,9 +86,11 @@ class SecretRef:
 
     def __post_init__(self) -> None:
         if not self._PATTERN.match(self.secret_id or ""):
+            # Never echo the value: what was given here is often the secret itself (a pasted TSIG key or EAB
+            # HMAC), and this message reaches Pulumi check failures, CLI output and CI logs.
             raise SpecError(
                 "secret reference",
-                f"{self.secret_id!r} is not a Key Vault secret id",
+                f"is not a Key Vault secret id (got {describe_shape(self.secret_id)})",
                 "write it as https://<vault>.vault.azure.net/secrets/<name>; never put a secret value in config",
             )
 

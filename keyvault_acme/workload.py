@@ -32,7 +32,7 @@ from .config import (
 )
 from .errors import SpecError
 from .names import challenge_name, normalize_names, zone_for
-from .model import AzureDnsZone, CertificateSpec, Rfc2136Zone
+from .model import AzureDnsZone, CertificateSpec, Rfc2136Zone, describe_shape
 
 NAMESPACE = "keyvault-acme"
 
@@ -481,7 +481,8 @@ def _alerting(data: Any) -> AlertingConfig:
         w = settings(w, fld, SETTINGS["alerts.webhooks[]"])
         uri = str(_str(w.get("uri"), f"{fld}.uri", "give the webhook's https URL"))
         if not uri.startswith("https://"):
-            raise SpecError(f"{fld}.uri", f"{uri!r} is not an https URL", "alerts leave Azure over https only")
+            # Webhook URLs often carry their token in the path or query: never echo one.
+            raise SpecError(f"{fld}.uri", f"is not an https URL (got {describe_shape(uri)})", "alerts leave Azure over https only")
         hooks.append(WebhookReceiver(name=str(_str(w.get("name"), f"{fld}.name", "name the webhook, e.g. teams")), uri=uri))
     return AlertingConfig(emails=tuple(emails), webhooks=tuple(hooks))
 

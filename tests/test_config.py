@@ -168,3 +168,31 @@ def test_acme_contacts_are_bare_email_addresses(contact, problem):
         certificate_spec_from_dict({**BASE, "acme": {"contact": ["ok@example.com", contact]}})
     assert err.value.field == "acme.contact[1]"
     assert problem in err.value.problem
+
+
+# ------------------------------------------------------------------------------------------ no secret in errors
+
+PASTED = "c2VjcmV0LXRzaWcta2V5LXZhbHVlLTEyMzQ1Njc4OTA="  # what a TSIG secret or EAB HMAC looks like
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"zones": [{**RFC2136, "tsig_secret": PASTED}]}, "zones[0].tsig_secret"),
+    ({"zones": [{**RFC2136, "tsig_secret": f"https://kv.vault.azure.net/keys/{PASTED}"}]}, "zones[0].tsig_secret"),
+    ({"acme": {"eab_kid": "kid", "eab_hmac": PASTED}}, "acme.eab_hmac"),
+    ({"acme": {"eab_kid": "kid", "eab_hmac": [PASTED]}}, "acme.eab_hmac"),
+    ({"acme": {"account_key_secret": f"-----BEGIN EC PRIVATE KEY-----\n{PASTED}"}}, "acme.account_key_secret"),
+])
+def test_a_pasted_secret_is_never_echoed(data, field):
+    with pytest.raises(SpecError) as err:
+        certificate_spec_from_dict({**BASE, **data})
+    assert err.value.field == field
+    for text in (str(err.value), err.value.problem, err.value.fix, repr(err.value)):
+        assert PASTED not in text and PASTED[:12] not in text
+    assert "character" in err.value.problem or "a list" in err.value.problem  # its shape, not its value
+
+
+def test_secret_ref_says_the_shape_instead_of_the_value():
+    with pytest.raises(SpecError) as err:
+        SecretRef(PASTED)
+    assert PASTED not in str(err.value)
+    assert f"a {len(PASTED)}-character string that is not an https:// URL" in err.value.problem

@@ -235,3 +235,17 @@ def test_a_typo_in_a_certificates_key_settings_is_named():
     with pytest.raises(SpecError) as e:
         parse_workload_config(values)
     assert e.value.field == "certificates[0].key.curv" and "kty, size, curve, exportable" in e.value.fix
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"zones": [{"name": "shop.example.com"}, {"zone": "lab.example.com", "server": "10.0.0.53", "tsig_key_name": "k",
+                                               "tsig_secret": "c2VjcmV0LXRzaWcta2V5LXZhbHVl"}]}, "zones[1].tsig_secret"),
+    ({"acme": {"eab_kid": "kid", "eab_hmac": "c2VjcmV0LXRzaWcta2V5LXZhbHVl"}}, "acme.eab_hmac"),
+    ({"alerts": {"webhooks": [{"name": "teams", "uri": "http://hooks.example.com/c2VjcmV0LXRzaWcta2V5LXZhbHVl"}]}},
+     "alerts.webhooks[0].uri"),
+])
+def test_secret_bearing_values_are_not_echoed_in_workload_errors(change, field):
+    with pytest.raises(SpecError) as e:
+        parse_workload_config(base(**change))
+    assert e.value.field == field
+    assert "c2VjcmV0" not in str(e.value)
