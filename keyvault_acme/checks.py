@@ -21,6 +21,7 @@ from .dns.challenges import DnsSolver
 from .dns.propagation import Nameserver, ns_names
 from .dns.rfc2136 import Rfc2136Provider
 from .errors import CREDENTIALS_HINT, CaaForbidsCa, KeyVaultAcmeError, SpecError
+from .keyvault import is_managed
 from .model import AzureDnsZone, CertificateSpec, CheckResult
 from .names import counted, zone_for
 from .preflight import caa_lookup, check_caa
@@ -70,14 +71,15 @@ class Checks:
             return (CheckResult("spec", False, f"{e.field}: {e.problem}", e.fix),)
         results = [CheckResult("spec", True, f"{counted(list(names), 'name')} in "
                                              f"{counted([z.name for z in self.spec.zones], 'zone')}")]
-        results.append(self.credentials())
-        if results[-1].ok:
+        credentials = self.credentials()
+        results.append(credentials)
+        if credentials.ok:
             results.append(self.vault())
         directory, result = self.directory()
         results.append(result)
         if directory is not None:
             results.append(self.profile(directory))
-        providers, problems = self.providers(azure=results[1].ok)
+        providers, problems = self.providers(azure=credentials.ok)
         results += problems
         writable, used = self.zones_writable(names, providers)
         results += writable
@@ -108,8 +110,6 @@ class Checks:
         except Exception as e:  # noqa: BLE001 - 403, unreachable vault, bad URL: each is the finding
             fix = getattr(e, "hint", "") or "check the vault URL, the network and the identity's Key Vault roles"
             return CheckResult("vault", False, one_line(e), fix)
-        from .lifecycle import is_managed  # the facade module imports this one
-
         if facts is not None and not is_managed(facts):
             return CheckResult("vault", False, f"{facts.id} exists and is not managed by keyvault-acme",
                                "choose another certificate name, or tag it managed-by=keyvault-acme to adopt it")

@@ -485,6 +485,11 @@ def sdk_client_kwargs(session: requests.Session | None = None) -> dict[str, Any]
     return {"transport": transport, "retry_total": 0}
 
 
+def is_managed(facts: CertificateFacts) -> bool:
+    """Whether this engine issued the version (and so may renew, adopt or revoke it)."""
+    return facts.tags.get(MANAGED_BY_TAG) == MANAGED_BY
+
+
 def tags_match(actual: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
     return all(actual.get(k) == v for k, v in wanted.items())
 

@@ -49,6 +49,7 @@ from .keyvault import (
     KeyVault,
     PendingCsr,
     dns_names_of,
+    is_managed,
     key_label,
     names_key,
     sdk_client_kwargs,
@@ -73,10 +74,6 @@ def managed_tags(spec: CertificateSpec) -> dict[str, str]:
 
 # The engine's own tags on a version: what :func:`managed_tags` adds, and the revocation reason.
 ENGINE_TAGS = frozenset({MANAGED_BY_TAG, TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED})
-
-
-def is_managed(facts: CertificateFacts) -> bool:
-    return facts.tags.get(MANAGED_BY_TAG) == MANAGED_BY
 
 
 def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec: CertificateSpec) -> str | None:
