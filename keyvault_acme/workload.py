@@ -611,6 +611,14 @@ def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
             **{str(k): str(v) for k, v in extra_tags.items()}}
     certificates = _certificates(values.get("certificates"), vault_url=vault.url, zones=(*zones, *rfc), acme=acme,
                                  tags=tags, allowlist=allowlist, owner=f"workload {workload}")
+    for i, cert in enumerate(certificates):
+        # A purge-protected vault refuses every purge (403) until the retention period ends, so the destroy
+        # would fail on every retry; production vaults always have purge protection.
+        if cert.purge_on_delete and vault.purge_protection:
+            raise SpecError(f"certificates[{i}].purge_on_delete",
+                            "cannot succeed with vault.purge_protection (Key Vault refuses every purge with 403)",
+                            "remove purge_on_delete (the deleted certificate stays recoverable until the retention "
+                            "ends), or turn vault.purge_protection off outside production")
     return WorkloadConfig(
         workload=workload, environment=environment, production=production, location=location,
         subscription_id=subscription_id, tenant_id=tenant_id, resource_group=rg, vault=vault, monitoring=monitoring,

@@ -249,3 +249,20 @@ def test_secret_bearing_values_are_not_echoed_in_workload_errors(change, field):
         parse_workload_config(base(**change))
     assert e.value.field == field
     assert "c2VjcmV0" not in str(e.value)
+
+
+@pytest.mark.parametrize("change", [
+    {"vault": {"purge_protection": True}},
+    {"environment": "prod", "alerts": {"emails": ["oncall@example.com"]}},  # production: purge protection by default
+])
+def test_purge_on_delete_is_refused_where_purge_protection_forbids_every_purge(change):
+    values = base(**change, certificates=[{"name": "www", "dns_names": ["www.shop.example.com"], "purge_on_delete": True}])
+    with pytest.raises(SpecError) as e:
+        parse_workload_config(values)
+    assert e.value.field == "certificates[0].purge_on_delete"
+    assert "vault.purge_protection" in e.value.problem and "purge_on_delete" in e.value.fix
+
+
+def test_purge_on_delete_is_fine_without_purge_protection():
+    values = base(certificates=[{"name": "www", "dns_names": ["www.shop.example.com"], "purge_on_delete": "true"}])
+    assert parse_workload_config(values).certificates[0].purge_on_delete is True
