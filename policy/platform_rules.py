@@ -30,7 +30,9 @@ _WIDE_SCOPE = re.compile(r"^/subscriptions/[^/]+(/resourceGroups/[^/]+)?/?$|^/$|
 ALLOWLIST_CONFIG_SCHEMA: dict[str, Any] = {
     "allowlists": {
         "type": "object",
-        "description": "Workload (or stack) name -> {suffixes: [...], names: [...]}: the DNS names it may hold.",
+        "description": "<project>/<stack>, exactly as Pulumi names them -> {suffixes: [...], names: [...]}: "
+                       "the DNS names that stack's certificates may hold. A stack not listed may hold none.",
+        "propertyNames": {"pattern": "^[^/]+/[^/]+$"},
         "additionalProperties": {
             "type": "object",
             "properties": {
@@ -44,17 +46,19 @@ ALLOWLIST_CONFIG_SCHEMA: dict[str, Any] = {
 
 
 def stack_of(urn: str) -> str:
-    # urn:pulumi:<stack>::<project>::<type>::<name>
-    return urn.split("::", 1)[0].split(":")[-1]
+    """``<project>/<stack>`` of a resource: urn:pulumi:<stack>::<project>::<type>::<name>."""
+    stack, project = urn.split("::", 2)[:2]
+    return f"{project}/{stack.split(':', 2)[-1]}"
 
 
 def allowlist_key(config: Mapping[str, Any], stack: str) -> str | None:
-    """The allowlist for a stack: by its exact name, else by its workload (the stack name before ``-<env>``)."""
+    """The allowlist of exactly this ``<project>/<stack>``, or None.
+
+    No prefix or fallback match: stack names are chosen by whoever runs ``pulumi stack init``, so a stack
+    ``shop-x`` (or a project of another team with a stack ``shop-prod``) must not inherit ``shop``'s names.
+    """
     lists = config.get("allowlists") or {}
-    for key in (stack, stack.rsplit("-", 1)[0]):
-        if key in lists:
-            return key
-    return None
+    return stack if stack in lists else None
 
 
 def certificate_name_violations(resource_type: str, props: Mapping[str, Any], urn: str,
@@ -69,10 +73,10 @@ def certificate_name_violations(resource_type: str, props: Mapping[str, Any], ur
     key = allowlist_key(config, stack)
     if key is None:
         return [f"stack {stack} has no DNS-name allowlist in the platform policy config; "
-                "ask the platform team to add one under allowlists"]
+                f"ask the platform team to add one under allowlists.\"{stack}\""]
     try:
         check_names(names, allowlist_from_dict(config["allowlists"][key], f"allowlists.{key}"),
-                    field=f"{props.get('name', 'certificate')}.dns_names", owner=f"workload {key}")
+                    field=f"{props.get('name', 'certificate')}.dns_names", owner=f"stack {key}")
     except SpecError as e:
         return [str(e)]
     return []

@@ -32,8 +32,9 @@ PACK_CONFIG = json.loads((POLICY / "config.json").read_text())
 ALLOWLIST_CONFIG = PACK_CONFIG["certificate-dns-names-allowed"]
 
 
-def validate(policy, resource_type: str, props: dict, *, stack: str = "shop-prod", config=None) -> list[str]:
-    urn = f"urn:pulumi:{stack}::keyvault-acme::keyvault-acme:index:CertificateWorkload${resource_type}::x"
+def validate(policy, resource_type: str, props: dict, *, stack: str = "shop-prod", config=None,
+             project: str = "keyvault-acme") -> list[str]:
+    urn = f"urn:pulumi:{stack}::{project}::keyvault-acme:index:CertificateWorkload${resource_type}::x"
     violations: list[str] = []
     args = ResourceValidationArgs(resource_type, props, urn, "x", None, None,
                                   config=ALLOWLIST_CONFIG if config is None else config)
@@ -41,17 +42,50 @@ def validate(policy, resource_type: str, props: dict, *, stack: str = "shop-prod
     return violations
 
 
-def test_names_inside_the_workloads_allowlist_pass():
+def test_names_inside_the_stacks_allowlist_pass():
     props = {"name": "www", "dns_names": ["shop.example.com", "*.shop.example.com"]}
     assert validate(platform_rules.certificate_names_allowed, CERT, props) == []
-    assert validate(platform_rules.certificate_names_allowed, CERT, props, stack="shop-dev") == []
+    dev = {"name": "www", "dns_names": ["dev.shop.example.com", "*.dev.shop.example.com"]}
+    assert validate(platform_rules.certificate_names_allowed, CERT, dev, stack="shop-dev") == []
 
 
 def test_a_name_outside_fails_naming_the_name_and_the_rule():
     props = {"name": "www", "dns_names": ["www.shop.example.com", "login.bank.example"]}
     (message,) = validate(platform_rules.certificate_names_allowed, CERT, props)
-    assert "login.bank.example is not allowed for workload shop" in message
+    assert "login.bank.example is not allowed for stack keyvault-acme/shop-prod" in message
     assert "suffixes shop.example.com" in message
+
+
+def test_each_stack_has_its_own_list():
+    # shop-dev may not hold production names just because both stacks belong to "shop".
+    (message,) = validate(platform_rules.certificate_names_allowed, CERT, {"dns_names": ["www.shop.example.com"]},
+                          stack="shop-dev")
+    assert "www.shop.example.com is not allowed for stack keyvault-acme/shop-dev" in message
+
+
+@pytest.mark.parametrize("stack, project", [
+    ("shop-x", "keyvault-acme"),      # used to fall back to "shop" (the name before the last hyphen)
+    ("shop", "keyvault-acme"),
+    ("shop-prod-2", "keyvault-acme"),
+    ("shop-prod", "another-project"),  # same stack name, another team's project
+])
+def test_only_the_exact_project_and_stack_get_an_allowlist(stack, project):
+    config = {"allowlists": {"keyvault-acme/shop-prod": {"suffixes": ["shop.example.com"]},
+                             "shop": {"suffixes": ["shop.example.com"]}}}  # an old workload-keyed entry is inert
+    props = {"name": "www", "dns_names": ["www.shop.example.com"]}
+    (message,) = validate(platform_rules.certificate_names_allowed, CERT, props, stack=stack, project=project,
+                          config=config)
+    assert f"stack {project}/{stack} has no DNS-name allowlist" in message
+    assert validate(platform_rules.certificate_names_allowed, CERT, props, config=config) == []
+
+
+def test_the_config_schema_takes_only_project_slash_stack_keys():
+    import jsonschema
+
+    schema = {"type": "object", "properties": platform_rules.ALLOWLIST_CONFIG_SCHEMA}
+    jsonschema.validate(ALLOWLIST_CONFIG, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"allowlists": {"shop": {"suffixes": ["shop.example.com"]}}}, schema)
 
 
 def test_the_stack_file_cannot_widen_the_platform_allowlist():
@@ -64,7 +98,8 @@ def test_the_stack_file_cannot_widen_the_platform_allowlist():
 def test_a_stack_without_an_allowlist_is_refused():
     (message,) = validate(platform_rules.certificate_names_allowed, CERT, {"dns_names": ["a.example.com"]},
                           stack="payroll-prod")
-    assert "stack payroll-prod has no DNS-name allowlist" in message
+    assert "stack keyvault-acme/payroll-prod has no DNS-name allowlist" in message
+    assert 'allowlists."keyvault-acme/payroll-prod"' in message
 
 
 def test_unknown_names_at_preview_and_other_types_are_not_judged():
@@ -104,7 +139,7 @@ def test_a_narrowed_platform_allowlist_stops_the_dev_stack():
     cfg = load_stack_file(STACKS / "Pulumi.shop-dev.yaml")
     run = harness.run(lambda: CertificateWorkload(cfg.stack_name, cfg).outputs, stack="shop-dev", config={},
                       subscription_id=cfg.subscription_id)
-    narrowed = {"allowlists": {"shop": {"names": ["www.dev.shop.example.com", "dev.shop.example.com"]}}}
+    narrowed = {"allowlists": {"keyvault-acme/shop-dev": {"names": ["www.dev.shop.example.com", "dev.shop.example.com"]}}}
     refused = [m for r in run.of_type(CERT)
                for m in validate(platform_rules.certificate_names_allowed, CERT, r.inputs, stack="shop-dev", config=narrowed)]
     assert len(refused) == 1 and "*.dev.shop.example.com is not allowed" in refused[0]
