@@ -211,3 +211,20 @@ def test_renew_due_isolates_a_failing_certificate(capsys, tmp_path, emulator, sh
     [line] = err.splitlines()
     assert line.startswith("keyvault-acme: error: broken: ") and "403" in line
     assert engine.inspect(f"https://{vault}.vault.azure.net", "fine") is not None
+
+
+def test_a_terminal_sees_the_engine_wait_for_propagation_and_validation(capsys, tmp_path, emulator, short_pebble,
+                                                                        cli_env):
+    from tests.cli.conftest import ZONE, write_stack
+
+    label = uuid.uuid4().hex[:8]
+    host, port = emulator.dns_address
+    stack = write_stack(tmp_path / "Pulumi.progress.yaml", vault=f"kvprog{label}",
+                        directory_url=short_pebble.directory_url, resolver=f"{host}:{port}",
+                        certificates=[{"name": "shown", "dns_names": [f"shown-{label}.{ZONE}"]}])
+    code, _, err = kvacme(capsys, stack, "issue", "shown", "--verbose")  # --verbose: progress off a terminal too
+    assert code == 0
+    [propagation] = [line for line in err.splitlines() if "waiting for DNS propagation" in line]
+    assert f"_acme-challenge.shown-{label}.{ZONE}" in propagation and f"{host}:{port}" in propagation
+    assert sum("the CA is validating 1 name" in line for line in err.splitlines()) == 1
+    assert sum("the CA validated 1 name" in line for line in err.splitlines()) == 1
