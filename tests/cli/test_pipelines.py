@@ -110,3 +110,82 @@ def test_templates_reference_only_files_that_exist():
     assert referenced and all((AZDO_DIR / t).is_file() for t in referenced)
     assert (AZDO_DIR / "oidc-env.sh").is_file()
     assert all("pipelines/azure-devops/oidc-env.sh" in s for s in every_string(p) if "oidc-env.sh" in s)
+
+
+# ------------------------------------------------------------------------------------------ platform policy, identities
+
+
+def _steps(job: dict) -> list[dict]:
+    return job.get("steps") or job["strategy"]["runOnce"]["deploy"]["steps"]
+
+
+def test_github_runs_the_platforms_policy_pack_on_every_preview_and_up():
+    wf = load(GITHUB)
+    pack = wf["env"]["POLICY_PACK"]
+    assert pack.startswith("platform-policy/") and "vars.PLATFORM_POLICY_PATH" in pack
+    for name, job in wf["jobs"].items():
+        steps = job["steps"]
+        [policy_checkout] = [s for s in steps if s.get("with", {}).get("path") == "platform-policy"]
+        # The pack comes from the platform team's repository at its released ref, not from this (PR-editable) one.
+        assert policy_checkout["uses"].startswith("actions/checkout@")
+        assert policy_checkout["with"]["repository"] == "${{ vars.PLATFORM_POLICY_REPO }}"
+        assert policy_checkout["with"]["ref"] == "${{ vars.PLATFORM_POLICY_REF }}"
+        pulumi_steps = [s for s in steps if str(s.get("uses", "")).startswith("pulumi/actions")]
+        assert pulumi_steps, name
+        for s in pulumi_steps:
+            assert s["with"]["policyPacks"] == "${{ env.POLICY_PACK }}", name
+            assert s["with"]["policyPackConfigs"] == "${{ env.POLICY_PACK }}/config.json", name
+            assert steps.index(policy_checkout) < steps.index(s)
+
+
+def test_github_previews_pull_requests_as_the_read_only_identity():
+    wf = load(GITHUB)
+    for name, job in wf["jobs"].items():
+        [login] = [s["with"] for s in job["steps"] if str(s.get("uses", "")).startswith("azure/login")]
+        client = job.get("env", {}).get("ARM_CLIENT_ID", wf["env"]["ARM_CLIENT_ID"])
+        want = "${{ vars.AZURE_PREVIEW_CLIENT_ID }}" if name == "preview" else "${{ vars.AZURE_CLIENT_ID }}"
+        assert login["client-id"] == client == want, name  # azure/login and the providers' env agree
+    header = GITHUB.read_text().split("\nname:", 1)[0]
+    assert "AZURE_PREVIEW_CLIENT_ID" in header and "repo:<org>/<repo>:pull_request" in header
+    issuer_part = header.split("AZURE_CLIENT_ID, the issuer", 1)[1].split("AZURE_PREVIEW_CLIENT_ID", 1)[0]
+    assert ":pull_request" not in issuer_part  # pull requests never federate to the issuer
+    assert "Key Vault Reader" in header and "Reader on the workload's resource group" in header
+
+
+def test_github_check_runs_as_the_issuer_and_its_name_matches_what_check_verifies():
+    from keyvault_acme.checks import STEPS
+
+    wf = load(GITHUB)
+    assert not [s for s in wf["jobs"]["preview"]["steps"] if "keyvault-acme" in s.get("run", "") and " check" in s["run"]]
+    for name in ("up", "renew"):
+        [check] = [s for s in wf["jobs"][name]["steps"] if s.get("run", "").endswith(" check")]
+        assert "failure()" in check["if"], name
+        # The step's name promises only steps Engine.check performs.
+        promised = check["name"].split("(", 1)[1].split(")", 1)[0].split(", ")
+        assert {"zones writable", "NS delegation", "CAA"} <= set(promised)
+        assert set(promised) - {"CA"} <= set(STEPS) and "CA directory" in STEPS
+
+
+def test_azure_devops_runs_the_platforms_policy_pack_and_previews_read_only():
+    p = load(AZDO)
+    [repo] = p["resources"]["repositories"]
+    assert repo["repository"] == "platformPolicy" and repo["ref"]
+    setup = load(AZDO_DIR / "steps-setup.yml")
+    checkouts = [s for s in setup["steps"] if "checkout" in s]
+    assert [(s["checkout"], s["path"]) for s in checkouts] == [("self", "s"), ("platformPolicy", "platform-policy")]
+    args = p["variables"]["policyArgs"]
+    assert '--policy-pack "$(Pipeline.Workspace)/platform-policy/$(policyPackPath)"' in args
+    assert '--policy-pack-config "$(Pipeline.Workspace)/platform-policy/$(policyPackPath)/config.json"' in args
+    stages = {s["stage"]: s for s in p["stages"]}
+    for name, stage in stages.items():
+        for job in stage["jobs"]:
+            for step in _steps(job):
+                script = step.get("inputs", {}).get("inlineScript", "")
+                for line in script.splitlines():
+                    if line.startswith(("pulumi preview", "pulumi up")):
+                        assert line.endswith("$(policyArgs)"), (name, line)
+                if step.get("task") == "AzureCLI@2":
+                    want = "$(previewServiceConnection)" if name == "preview" else "$(serviceConnection)"
+                    assert step["inputs"]["azureSubscription"] == want, (name, step["displayName"])
+                    assert name != "preview" or " check" not in script
+    assert p["variables"]["previewServiceConnection"] != p["variables"]["serviceConnection"]

@@ -208,3 +208,30 @@ def test_removing_any_one_assignment_makes_a_step_fail_with_403(world, make_worl
         else:
             not_needed.append(kind)
     assert not_needed == [], "assignments nothing needs (so not least privilege)"
+
+
+def test_the_preview_identitys_documented_reads_refresh_the_certificate_and_nothing_more(world, emulator):
+    # The pipelines' read-only preview identity (pipelines/*): Key Vault Reader on the vault and Secrets User
+    # on the public chain companion are enough for the provider's read (what `pulumi preview --refresh` does)...
+    world.apply()
+    engine = Engine(world.issuer.credential(), timeout_s=60)
+    if engine.inspect(world.cfg.vault.url, world.spec.name) is None:
+        engine.issue(world.spec)
+    preview = _app(emulator, f"{world.cfg.workload}-preview")
+    emulator.admin.assign_role(preview.client_id, "Key Vault Reader", world.vault_id)
+    emulator.admin.assign_role(preview.client_id, "Key Vault Secrets User", f"{world.vault_id}/secrets/{world.spec.name}-chain")
+    facts = Engine(preview.credential(), timeout_s=60).inspect(world.cfg.vault.url, world.spec.name)
+    assert facts is not None and facts.pem_chain.count("BEGIN CERTIFICATE") >= 2  # the chain, not only the leaf
+    # ... and read no secret value that matters, nor change anything.
+    readers = SecretClient(world.cfg.vault.url, preview.credential())
+    denied = [
+        lambda: readers.get_secret(world.spec.name),
+        lambda: readers.get_secret(world.spec.acme.account_key_secret),
+        lambda: readers.set_secret("planted", "x"),
+        lambda: CertificateClient(world.cfg.vault.url, preview.credential()).begin_create_certificate(
+            "rogue", CertificatePolicy.get_default()),
+    ]
+    for i, attempt in enumerate(denied):
+        with pytest.raises(HttpResponseError) as e:
+            attempt()
+        assert e.value.status_code == 403, i
