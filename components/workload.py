@@ -14,6 +14,7 @@ plus zone read; consumers -> Key Vault Secrets User on each certificate's own se
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 import pulumi
@@ -52,9 +53,17 @@ CUSTOM_ROLES = {  # key -> (role name prefix, actions)
     "dns-zone-read": ("ACME DNS zone reader", DNS_ZONE_READ_ACTIONS),
 }
 
-# What Key Vault tells Event Grid about certificates; NearExpiry fires 30 days before expiry by default.
-EXPIRY_EVENTS = ("Microsoft.KeyVault.CertificateNearExpiry", "Microsoft.KeyVault.CertificateExpired")
-RENEWAL_EVENTS = ("Microsoft.KeyVault.CertificateNewVersionCreated",)
+# What Key Vault tells Event Grid about certificates. CertificateNearExpiry fires 30 days before expiry
+# whatever the lifetime: with the default renewal point (a third of the lifetime left) that is exactly when a
+# 90-day certificate becomes due, and at or right after issuance for 45- and 6-day ones. It says nothing is
+# wrong, so it pages nobody: it and NewVersionCreated are informational (Azure Monitor alerts of severity 4
+# with no action group: on record, no notification). What pages is an expired certificate, a failed renewal
+# and a certificate not renewed by its renew_after + RENEWAL_GRACE (the two scheduled queries below).
+ACTIONABLE_EVENTS = ("Microsoft.KeyVault.CertificateExpired",)
+INFORMATIONAL_EVENTS = ("Microsoft.KeyVault.CertificateNearExpiry", "Microsoft.KeyVault.CertificateNewVersionCreated")
+# How long past renew_after a certificate may stay unrenewed before someone is paged: two missed runs of the
+# 6-hourly schedule. Even a 6-day certificate (due with 2 days left) then leaves 1.5 days to act.
+RENEWAL_GRACE_HOURS = 12
 
 # The engine discards the pending operation of every issuance or renewal that fails (CA refused, DNS or
 # validation failed, deadline passed), and only then: that DELETE is the one trace in the vault's audit log of
@@ -67,6 +76,24 @@ FAILED_RENEWAL_QUERY = """AzureDiagnostics
     or (toint(httpStatusCode_d) >= 400
         and not(toint(httpStatusCode_d) == 404 and OperationName in ("CertificateGet", "CertificatePendingGet")))
 | summarize failures = count() by Resource, OperationName, bin(TimeGenerated, 15m)"""
+
+
+def overdue_renewal_query(renew_after: Mapping[str, str], grace_hours: int = RENEWAL_GRACE_HOURS) -> str:
+    """A log query with one row per certificate past its ``renew_after`` + grace at evaluation time.
+
+    The dates are the stack's own outputs, written into the rule by each ``pulumi up``: a renewal moves its
+    date forward, so the rule fires only when renewals stopped happening, for whatever reason (pipeline
+    disabled, identity expired, CA or DNS failing), without reading any log.
+    """
+    rows = ",\n    ".join(f'"{name}", datetime({_utc(when)})' for name, when in sorted(renew_after.items()) if when)
+    return (f"datatable(certificate: string, renew_after: datetime) [\n    {rows}\n]\n"
+            f"| where now() > renew_after + {grace_hours}h\n"
+            f"| project certificate, renew_after, overdue_hours = (now() - renew_after) / 1h")
+
+
+def _utc(when: str) -> str:
+    # KQL's datetime() literal: ISO 8601 in UTC with a Z (the provider's output carries an offset).
+    return datetime.fromisoformat(when).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -187,9 +214,10 @@ class CertificateWorkload(pulumi.ComponentResource):
         record_sets = self._challenge_record_sets(rg_name, zones) if cfg.grant_roles else {}
         issuer_principal = self._issuer(rg_name)
         self.role_assignments = self._roles(vault_id, zones, record_sets, issuer_principal) if cfg.grant_roles else {}
-        if cfg.alerting.enabled:
-            self._alerting(rg_name, vault_id, workspace_id)
+        action_group = self._alerting(rg_name, vault_id, workspace_id) if cfg.alerting.enabled else None
         self.certificates = self._certificates(record_sets)
+        if action_group is not None and workspace_id is not None and self.certificates:
+            self._overdue_alert(rg_name, workspace_id, action_group)
 
         self.outputs: Mapping[str, Any] = {
             "vault_uri": self.vault_uri,
@@ -401,8 +429,9 @@ class CertificateWorkload(pulumi.ComponentResource):
         return assignments
 
     def _alerting(self, rg_name: pulumi.Input[str], vault_id: pulumi.Input[str],
-                  workspace_id: pulumi.Input[str] | None) -> None:
-        """Vault events (expiry, renewal) and failed renewals (from the audit log) to one Action Group."""
+                  workspace_id: pulumi.Input[str] | None) -> monitor.ActionGroup:
+        """The Action Group; expired certificates and failed renewals (audit log) page it, vault events that
+        mean nothing is wrong (near expiry, new version) are recorded without notification."""
         name, cfg = self._name, self.config
         action_group = monitor.ActionGroup(
             f"{name}-alerts", action_group_name=f"ag-{cfg.stack_name}-certificates",
@@ -417,12 +446,13 @@ class CertificateWorkload(pulumi.ComponentResource):
             f"{name}-vault-events", system_topic_name=f"evgt-{cfg.vault.name}", resource_group_name=rg_name,
             location=cfg.location, source=vault_id, topic_type="Microsoft.KeyVault.vaults", tags=self._tags,
             opts=self._here())
-        for suffix, events, severity in (("expiry", EXPIRY_EVENTS, "Sev1"), ("renewed", RENEWAL_EVENTS, "Sev4")):
+        for suffix, events, severity, groups in (("expired", ACTIONABLE_EVENTS, "Sev1", [action_group.id]),
+                                                 ("info", INFORMATIONAL_EVENTS, "Sev4", [])):
             eventgrid.SystemTopicEventSubscription(
                 f"{name}-vault-events-{suffix}", event_subscription_name=f"certificate-{suffix}",
                 resource_group_name=rg_name, system_topic_name=topic.name,
                 destination=eventgrid.MonitorAlertEventSubscriptionDestinationArgs(
-                    endpoint_type="MonitorAlert", action_groups=[action_group.id], severity=severity,
+                    endpoint_type="MonitorAlert", action_groups=groups, severity=severity,
                     description=f"{cfg.stack_name}: Key Vault certificate {suffix}"),
                 filter=eventgrid.EventSubscriptionFilterArgs(included_event_types=list(events)),
                 opts=self._here())
@@ -436,6 +466,24 @@ class CertificateWorkload(pulumi.ComponentResource):
                 criteria=monitor.ScheduledQueryRuleCriteriaArgs(all_of=[monitor.ConditionArgs(
                     query=FAILED_RENEWAL_QUERY, time_aggregation="Count", operator="GreaterThan", threshold=0)]),
                 actions=monitor.ActionsArgs(action_groups=[action_group.id]), tags=self._tags, opts=self._here())
+        return action_group
+
+    def _overdue_alert(self, rg_name: pulumi.Input[str], workspace_id: pulumi.Input[str],
+                       action_group: monitor.ActionGroup) -> None:
+        """Pages when a certificate is still not renewed RENEWAL_GRACE_HOURS after its renew_after."""
+        cfg = self.config
+        renew_after = pulumi.Output.all(**{n: c.renew_after for n, c in self.certificates.items()})
+        monitor.ScheduledQueryRule(
+            f"{self._name}-renewal-overdue", rule_name=f"alert-{cfg.stack_name}-renewal-overdue",
+            display_name=f"{cfg.stack_name}: certificate not renewed in time",
+            description=f"A certificate is more than {RENEWAL_GRACE_HOURS} hours past its renew_after and was not "
+                        "renewed: the scheduled pulumi up --refresh is not running or keeps failing.",
+            resource_group_name=rg_name, location=cfg.location, kind="LogAlert", enabled=True, severity=1,
+            scopes=[workspace_id], evaluation_frequency="PT1H", window_size="PT1H",
+            criteria=monitor.ScheduledQueryRuleCriteriaArgs(all_of=[monitor.ConditionArgs(
+                query=renew_after.apply(overdue_renewal_query), time_aggregation="Count", operator="GreaterThan",
+                threshold=0)]),
+            actions=monitor.ActionsArgs(action_groups=[action_group.id]), tags=self._tags, opts=self._here())
 
     def _certificates(self, record_sets: Mapping[str, dns.RecordSet]) -> dict[str, Any]:
         """One ``Certificate`` per entry, after the assignments and record sets its issuance needs exist."""

@@ -7,11 +7,13 @@ import pytest
 
 from components import CertificateWorkload
 from components.workload import (
-    EXPIRY_EVENTS,
+    ACTIONABLE_EVENTS,
+    INFORMATIONAL_EVENTS,
     KEY_VAULT_CERTIFICATES_OFFICER,
     KEY_VAULT_SECRETS_OFFICER,
     KEY_VAULT_SECRETS_USER,
-    RENEWAL_EVENTS,
+    RENEWAL_GRACE_HOURS,
+    overdue_renewal_query,
 )
 from keyvault_acme.authorization import Allowlist
 from keyvault_acme.errors import NameNotAuthorized
@@ -77,9 +79,10 @@ def test_dev_registers_exactly_the_workload_resources(dev):
         (f"{T}authorization:RoleAssignment", "shop-dev-consumer-app-secret-wildcard-dev"),
         (f"{T}monitor:ActionGroup", "shop-dev-alerts"),
         (f"{T}eventgrid:SystemTopic", "shop-dev-vault-events"),
-        (f"{T}eventgrid:SystemTopicEventSubscription", "shop-dev-vault-events-expiry"),
-        (f"{T}eventgrid:SystemTopicEventSubscription", "shop-dev-vault-events-renewed"),
+        (f"{T}eventgrid:SystemTopicEventSubscription", "shop-dev-vault-events-expired"),
+        (f"{T}eventgrid:SystemTopicEventSubscription", "shop-dev-vault-events-info"),
         (f"{T}monitor:ScheduledQueryRule", "shop-dev-renewal-failed"),
+        (f"{T}monitor:ScheduledQueryRule", "shop-dev-renewal-overdue"),
         (CERT, "shop-dev-cert-www-dev"),
         (CERT, "shop-dev-cert-wildcard-dev"),
     ])
@@ -374,7 +377,7 @@ def test_a_name_outside_the_allowlist_fails_before_anything_is_registered():
 
 
 @pytest.mark.parametrize("which", ["dev", "prod"])
-def test_vault_events_and_failed_renewals_reach_the_action_group(which, request):
+def test_what_pages_is_expiry_failure_and_overdue_renewal_and_near_expiry_pages_nobody(which, request):
     run, cfg = request.getfixturevalue(which)
     vault = run.one(f"{T}keyvault:Vault").id
     group = run.one(f"{T}monitor:ActionGroup")
@@ -382,25 +385,68 @@ def test_vault_events_and_failed_renewals_reach_the_action_group(which, request)
     assert [w["serviceUri"] for w in group.inputs.get("webhookReceivers", [])] == [w.uri for w in cfg.alerting.webhooks]
     topic = run.one(f"{T}eventgrid:SystemTopic")
     assert topic.inputs["source"] == vault and topic.inputs["topicType"] == "Microsoft.KeyVault.vaults"
-    subscribed: set[str] = set()
+    paged, recorded = set(), set()
     for sub in run.of_type(f"{T}eventgrid:SystemTopicEventSubscription"):
         assert sub.inputs["systemTopicName"] == topic.state["name"]
-        assert sub.inputs["destination"]["endpointType"] == "MonitorAlert"
-        assert sub.inputs["destination"]["actionGroups"] == [group.id]
-        subscribed |= set(sub.inputs["filter"]["includedEventTypes"])
-    assert subscribed == set(EXPIRY_EVENTS + RENEWAL_EVENTS) == {
-        "Microsoft.KeyVault.CertificateNearExpiry", "Microsoft.KeyVault.CertificateExpired",
-        "Microsoft.KeyVault.CertificateNewVersionCreated"}
-    rule = run.one(f"{T}monitor:ScheduledQueryRule")
+        destination = sub.inputs["destination"]
+        assert destination["endpointType"] == "MonitorAlert"
+        events = set(sub.inputs["filter"]["includedEventTypes"])
+        if destination.get("actionGroups"):
+            assert destination["actionGroups"] == [group.id] and destination["severity"] == "Sev1"
+            paged |= events
+        else:
+            assert destination["severity"] == "Sev4"  # in Azure Monitor's alert list, nobody notified
+            recorded |= events
+    assert paged == set(ACTIONABLE_EVENTS) == {"Microsoft.KeyVault.CertificateExpired"}
+    # NearExpiry fires when a certificate becomes due (or earlier): it is no sign that anything failed.
+    assert recorded == set(INFORMATIONAL_EVENTS) == {"Microsoft.KeyVault.CertificateNearExpiry",
+                                                     "Microsoft.KeyVault.CertificateNewVersionCreated"}
+    rules_by_name = {r.name: r for r in run.of_type(f"{T}monitor:ScheduledQueryRule")}
+    assert set(rules_by_name) == {f"{cfg.stack_name}-renewal-failed", f"{cfg.stack_name}-renewal-overdue"}
     workspace = cfg.monitoring.workspace_id or run.one(f"{T}operationalinsights:Workspace").id
-    assert rule.inputs["scopes"] == [workspace]
-    assert rule.inputs["actions"]["actionGroups"] == [group.id]
-    (condition,) = rule.inputs["criteria"]["allOf"]
-    assert "MICROSOFT.KEYVAULT" in condition["query"] and condition["operator"] == "GreaterThan"
+    for rule in rules_by_name.values():
+        assert rule.inputs["scopes"] == [workspace] and rule.inputs["severity"] == 1
+        assert rule.inputs["actions"]["actionGroups"] == [group.id]
+        (condition,) = rule.inputs["criteria"]["allOf"]
+        assert condition["operator"] == "GreaterThan" and condition["threshold"] == 0
+    (failed,) = rules_by_name[f"{cfg.stack_name}-renewal-failed"].inputs["criteria"]["allOf"]
+    assert "MICROSOFT.KEYVAULT" in failed["query"]
     # A failure at the CA or in DNS shows in Key Vault only as the engine discarding its pending operation;
     # a 404 on reading a certificate that is not issued yet is no failure.
-    assert 'OperationName == "CertificatePendingDelete"' in condition["query"]
-    assert "not(toint(httpStatusCode_d) == 404" in condition["query"]
+    assert 'OperationName == "CertificatePendingDelete"' in failed["query"]
+    assert "not(toint(httpStatusCode_d) == 404" in failed["query"]
+    # The overdue rule carries each certificate's renew_after output (the mock's) and the grace.
+    (overdue,) = rules_by_name[f"{cfg.stack_name}-renewal-overdue"].inputs["criteria"]["allOf"]
+    for cert in cfg.certificates:
+        assert f'"{cert.name}", datetime(2027-01-30T00:00:00Z)' in overdue["query"]
+    assert f"| where now() > renew_after + {RENEWAL_GRACE_HOURS}h" in overdue["query"]
+    assert overdue["query"] == overdue_renewal_query({c.name: "2027-01-30T00:00:00+00:00" for c in cfg.certificates})
+
+
+def test_a_renewal_moves_the_overdue_alerts_date_and_only_that_certificates():
+    before = overdue_renewal_query({"www": "2027-01-30T00:00:00+00:00", "api": "2027-01-10T00:00:00+00:00"})
+    after = overdue_renewal_query({"www": "2027-03-01T00:00:00+00:00", "api": "2027-01-10T00:00:00+00:00"})
+    assert '"www", datetime(2027-01-30T00:00:00Z)' in before and '"www", datetime(2027-03-01T00:00:00Z)' in after
+    assert '"api", datetime(2027-01-10T00:00:00Z)' in before and '"api", datetime(2027-01-10T00:00:00Z)' in after
+
+
+@pytest.mark.parametrize("lifetime_days", [90, 45, 6])
+def test_near_expiry_comes_no_later_than_renewal_so_it_cannot_mean_renewal_failed(lifetime_days):
+    # Key Vault's CertificateNearExpiry: 30 days before expiry (at issuance when the lifetime is shorter). With
+    # the default renewal point (a third of the lifetime left) a 90-day certificate becomes due at that very
+    # moment and shorter ones later: NearExpiry fires at or before renew_after, while nothing can have failed
+    # yet. Hence informational.
+    from datetime import datetime, timedelta, timezone
+
+    from keyvault_acme.renewal import renew_after
+
+    issued = datetime(2027, 1, 1, tzinfo=timezone.utc)
+    expires = issued + timedelta(days=lifetime_days)
+    near_expiry = max(issued, expires - timedelta(days=30))
+    due = renew_after(issued, expires)
+    assert near_expiry <= due + timedelta(seconds=1)
+    # The overdue alert instead fires RENEWAL_GRACE_HOURS after the due point, with time left to act.
+    assert due + timedelta(hours=RENEWAL_GRACE_HOURS) < expires - timedelta(hours=24)
 
 
 def test_outputs(dev):
