@@ -18,7 +18,8 @@ PolicyPack(
         ),
         ResourceValidationPolicy(
             name="no-broad-role-assignments",
-            description="No Owner, Contributor or User Access Administrator, and no subscription- or group-wide scope.",
+            description="No Owner, Contributor or User Access Administrator, no subscription- or group-wide scope, and "
+                        "no Key Vault secrets role on a whole vault (it holds the ACME account key).",
             validate=platform_rules.role_assignments_narrow,
         ),
     ],

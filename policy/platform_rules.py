@@ -25,6 +25,13 @@ FORBIDDEN_ROLES = {
     "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
     "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
 }
+# Data roles that read or write every secret when granted on a whole vault: the vault also holds the ACME
+# account key, so they go on single secrets (<vault>/secrets/<name>) only.
+SECRET_ROLES = {
+    "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
+}
+_VAULT_SCOPE = re.compile(r"/providers/Microsoft\.KeyVault/vaults/[^/]+/?$", re.I)
 _WIDE_SCOPE = re.compile(r"^/subscriptions/[^/]+(/resourceGroups/[^/]+)?/?$|^/$|^/providers/Microsoft\.Management/", re.I)
 
 ALLOWLIST_CONFIG_SCHEMA: dict[str, Any] = {
@@ -93,6 +100,9 @@ def role_assignment_violations(resource_type: str, props: Mapping[str, Any]) -> 
         if guid in FORBIDDEN_ROLES:
             out.append(f"role assignment grants {FORBIDDEN_ROLES[guid]}; grant a narrow data role on one vault or "
                        "record set instead")
+        if guid in SECRET_ROLES and isinstance(scope, str) and _VAULT_SCOPE.search(scope):
+            out.append(f"role assignment grants {SECRET_ROLES[guid]} on the whole vault {scope}, which holds the ACME "
+                       "account key; scope it to <vault>/secrets/<certificate>")
     if isinstance(scope, str) and _WIDE_SCOPE.match(scope):
         out.append(f"role assignment scope {scope} is subscription- or resource-group-wide; scope it to the vault, "
                    "the zone or the _acme-challenge record set")

@@ -116,6 +116,10 @@ def test_unknown_names_at_preview_and_other_types_are_not_judged():
       "scope": "/subscriptions/s"}, "subscription- or resource-group-wide"),
     ({"roleDefinitionId": "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6",
       "scope": "/subscriptions/s/resourceGroups/rg"}, "subscription- or resource-group-wide"),
+    ({"roleDefinitionId": "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6",
+      "scope": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"}, "Key Vault Secrets User on the whole vault"),
+    ({"roleDefinitionId": "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+      "scope": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/"}, "Key Vault Secrets Officer on the whole vault"),
 ])
 def test_broad_role_assignments_are_refused(props, words):
     (message,) = validate(platform_rules.role_assignments_narrow, "azure-native:authorization:RoleAssignment", props)
