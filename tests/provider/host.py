@@ -36,12 +36,17 @@ def from_struct(struct, keep_unknowns: bool = False) -> dict[str, Any]:
     return rpc.deserialize_properties(struct, keep_unknowns)
 
 
-class ProviderError(Exception):
-    """The host answered an RPC with an error (the provider raised)."""
+# Below pytest's 300 s timeout: an RPC that hangs fails with the host's last words instead of a bare timeout.
+RPC_TIMEOUT_S = 240
 
-    def __init__(self, error: grpc.RpcError) -> None:
+
+class ProviderError(Exception):
+    """The host answered an RPC with an error (the provider raised), or did not answer in time."""
+
+    def __init__(self, error: grpc.RpcError, stderr_tail: str = "") -> None:
         self.code, self.details = error.code(), error.details()
-        super().__init__(f"{self.code}: {self.details}")
+        super().__init__(f"{self.code}: {self.details}" + (f"\nprovider host stderr (last lines):\n{stderr_tail}"
+                                                           if stderr_tail else ""))
 
 
 class ProviderHost:
@@ -88,9 +93,10 @@ class ProviderHost:
 
     def _call(self, method: str, request):
         try:
-            return getattr(self.stub, method)(request, timeout=600)
+            return getattr(self.stub, method)(request, timeout=RPC_TIMEOUT_S)
         except grpc.RpcError as e:
-            raise ProviderError(e) from None
+            tail = "\n".join(self.stderr().splitlines()[-30:]) if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED else ""
+            raise ProviderError(e, tail) from None
 
     # -- one method per RPC, in the engine's shapes --------------------------------------------------
     def configure(self, config: Mapping[str, Any]) -> provider_pb2.ConfigureResponse:
