@@ -25,7 +25,7 @@ test: venv system-deps
 	$(PY) -m pytest -q
 
 demo: venv system-deps
-	$(PY) -m keyvault_acme.demo
+	$(PY) -m demo
 
 bench: venv bench-deps
 	$(PY) -m tests.bench

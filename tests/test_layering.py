@@ -13,8 +13,6 @@ FORBIDDEN = {
     "components": {"emulator", "tests"},
     "emulator": {"keyvault_acme", "providers", "components", "pulumi", "tests"},
 }
-# The demo drives the local world (emulator, Pebble) on purpose; it is not the engine's library code.
-EXEMPT = {"keyvault_acme/demo.py"}
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -31,9 +29,5 @@ def imported_roots(path: Path) -> set[str]:
 def test_no_layer_imports_upwards(package):
     files = sorted((ROOT / package).rglob("*.py"))
     assert files, f"{package} has no modules"
-    offences = {
-        str(f.relative_to(ROOT)): sorted(imported_roots(f) & FORBIDDEN[package])
-        for f in files
-        if str(f.relative_to(ROOT)) not in EXEMPT
-    }
+    offences = {str(f.relative_to(ROOT)): sorted(imported_roots(f) & FORBIDDEN[package]) for f in files}
     assert not {f: bad for f, bad in offences.items() if bad}

@@ -1,4 +1,4 @@
-"""`make demo` runs `python -m keyvault_acme.demo`: end to end, in its own process, leaving nothing running."""
+"""`make demo` runs `python -m demo`: end to end, in its own process, leaving nothing running."""
 from __future__ import annotations
 
 import re
@@ -22,7 +22,7 @@ def listening(host: str, port: int) -> bool:
 
 
 def test_make_demo_module_runs_the_whole_lifecycle_and_stops_everything():
-    result = subprocess.run([sys.executable, "-m", "keyvault_acme.demo", "--validity", "12"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "demo", "--validity", "12"], cwd=ROOT,
                             capture_output=True, text=True, timeout=240)
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]

@@ -13,7 +13,7 @@ import stat
 import sys
 from pathlib import Path
 
-from keyvault_acme.demo import LOCAL_STACK, ROOT, Demo
+from demo.walkthrough import LOCAL_STACK, ROOT, Demo
 from keyvault_acme.workload import load_stack_file
 
 RECORDER = """#!{python}

@@ -7,7 +7,7 @@ status, a renewal that comes due within seconds because this Pebble issues certi
 ``--validity`` seconds (nothing fakes the clock), and revoke. Where the ``pulumi`` CLI is installed it also
 runs ``pulumi up``, ``refresh`` and ``destroy`` on the local stack with a local file backend.
 
-The demo is the one place that wires the emulator to the engine, so it is exempt from the layering test;
+The demo lives outside the engine because it wires the emulator, the component's role plan and the engine together;
 it changes no production code path: clients only see HTTPS_PROXY, NO_PROXY, a CA bundle and AZURE_*
 variables, exactly as in CI. Everything it starts is stopped, and its files are removed, on any exit.
 """
@@ -27,8 +27,8 @@ from typing import Any, Iterator, Mapping, Sequence, TextIO
 
 import yaml
 
-from . import cli
-from .workload import NAMESPACE, WorkloadConfig, load_stack_file
+from keyvault_acme import cli
+from keyvault_acme.workload import NAMESPACE, WorkloadConfig, load_stack_file
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_STACK = ROOT / "stacks" / "Pulumi.local.yaml"
@@ -80,7 +80,7 @@ class Demo:
             app = self.create_azure_resources(self.workload)
             self.runtime_stack = self.render_stack()
             stack.enter_context(_environment(self.client_environment(app)))
-            from .lifecycle import Engine
+            from keyvault_acme.lifecycle import Engine
             self.engine = Engine(timeout_s=120)
             yield
 
@@ -268,7 +268,7 @@ def _validity(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m keyvault_acme.demo",
+    parser = argparse.ArgumentParser(prog="python -m demo",
                                      description="make demo: the local stack's certificates through their whole "
                                                  "lifecycle, on this machine (Pebble + the Azure emulator).")
     parser.add_argument("--validity", type=_validity, default=DEFAULT_VALIDITY_S, metavar="SECONDS",
@@ -292,6 +292,3 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     demo.say(f"Done in {time.monotonic() - started:.1f} s; Pebble and the emulator are stopped, nothing is left running")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
