@@ -467,8 +467,10 @@ class KeyVault:
 
     def _versions(self, vault: Vault, route: _Route, body: Any, request: Request) -> Response:
         kind = self._kind(route)
-        item, _, _ = self._resolve(vault, kind, route.name or "", None)
+        item, _, managed = self._resolve(vault, kind, route.name or "", None)
         value = [self._item_entry(vault, kind, item, v, versioned=True) for v in item.versions.values()]
+        if managed:  # a certificate's key or secret versions say so, as in the list of all of them
+            value = [{**entry, "managed": True} for entry in value]
         return Response.of_json(200, {"value": value, "nextLink": None})
 
     def _update(self, vault: Vault, route: _Route, body: dict[str, Any], request: Request) -> Response:

@@ -21,7 +21,7 @@ from .dns.challenges import DnsSolver
 from .dns.propagation import Nameserver, ns_names
 from .dns.rfc2136 import Rfc2136Provider
 from .errors import CREDENTIALS_HINT, CaaForbidsCa, KeyVaultAcmeError, SpecError
-from .keyvault import is_managed
+from .keyvault import CHAIN_SUFFIX, is_managed
 from .model import AzureDnsZone, CertificateSpec, CheckResult
 from .names import counted, zone_for
 from .preflight import caa_lookup, check_caa
@@ -107,6 +107,8 @@ class Checks:
             vault = self.engine._vault(spec.vault_url)
             facts = vault.certificate(spec.name, deadline=self.deadline)
             account = vault.secret_versions(secret, deadline=self.deadline)
+            vault.refuse_foreign_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=self.deadline)
+            vault.refuse_foreign_secret(secret, deadline=self.deadline)
         except Exception as e:  # noqa: BLE001 - 403, unreachable vault, bad URL: each is the finding
             fix = getattr(e, "hint", "") or "check the vault URL, the network and the identity's Key Vault roles"
             return CheckResult("vault", False, one_line(e), fix)

@@ -74,6 +74,14 @@ class CertificateDeletedButRecoverable(KeyVaultError):
             "or purge it (az keyvault certificate purge), then retry")
 
 
+class SecretRefused(KeyVaultError):
+    """A secret the engine was about to read is not one it may read: it belongs to a certificate (Key Vault
+    marks those ``managed``; an exportable certificate's secret holds its private key), or a secret the engine
+    writes itself does not carry the engine's tag. Decided from properties, before any value is fetched."""
+
+    hint = "rename the certificate or secret whose name collides"
+
+
 class CertificateNotFound(KeyVaultError):
     """The Key Vault certificate does not exist (or has no issued version yet)."""
 

@@ -51,6 +51,7 @@ from .errors import (
     KeyVaultError,
     KeyVaultForbidden,
     KeyVaultReadOnly,
+    SecretRefused,
 )
 from .model import CertificateFacts, KeySpec
 from .renewal import TAG_REVOKED
@@ -369,21 +370,33 @@ class KeyVault:
             return
         self._call(f"purge {what}", purge, deadline=deadline, missing_ok=True)
 
-    # -- secrets (account key, TSIG key, public chains) ------------------------------------------------------
+    # -- secrets (account key, TSIG key, EAB key, public chains) ---------------------------------------------
+    #
+    # Every read of a secret's value goes through :meth:`_read_secret`, which first looks at the versions'
+    # properties (no values) and refuses a certificate's secret, and, for the secrets the engine writes itself
+    # (account key, chains), one that lacks the engine's tag: a name collision must never bring another
+    # certificate's private key into this process.
 
-    def get_secret(self, name: str, version: str | None = None, *, deadline: float | None = None) -> str | None:
-        secret = self._call(f"get secret {name!r}", lambda: self.secrets.get_secret(name, version),
-                            deadline=deadline, missing_ok=True)
+    def get_secret(self, name: str, version: str | None = None, *, ours: bool,
+                   deadline: float | None = None) -> str | None:
+        """The value of the latest (or a given) version; None when the secret does not exist. ``ours``: the
+        engine wrote it (every version must carry the engine's tag); else it is the operator's (TSIG, EAB)."""
+        secret = self._read_secret(name, version, ours=ours, deadline=deadline)
         return None if secret is None else secret.value
 
     def get_secret_and_tags(self, name: str, version: str | None = None, *,
                             deadline: float | None = None) -> tuple[str, str, dict[str, str]] | None:
-        """(value, version, tags) of the latest (or a given) version; None when the secret does not exist."""
-        secret = self._call(f"get secret {name!r}", lambda: self.secrets.get_secret(name, version),
-                            deadline=deadline, missing_ok=True)
+        """(value, version, tags) of the latest (or a given) version of a secret the engine wrote; None when
+        the secret does not exist."""
+        secret = self._read_secret(name, version, ours=True, deadline=deadline)
         if secret is None:
             return None
         return secret.value, secret.properties.version, dict(secret.properties.tags or {})
+
+    def refuse_foreign_secret(self, name: str, *, ours: bool = True, deadline: float | None = None) -> None:
+        """Raise :class:`SecretRefused` when the secret ``name`` exists and is not one the engine may use
+        (see :func:`secret_problem`); checked from properties only."""
+        self._checked_versions(name, ours=ours, deadline=deadline)
 
     def set_secret_tags(self, name: str, version: str, tags: Mapping[str, str], *,
                         deadline: float | None = None) -> None:
@@ -410,23 +423,38 @@ class KeyVault:
         self._call(f"disable secret {name!r} version {version}",
                    lambda: self.secrets.update_secret_properties(name, version, enabled=False), deadline=deadline)
 
+    def _checked_versions(self, name: str, *, ours: bool, deadline: float | None) -> list[Any]:
+        versions = self.secret_versions(name, deadline=deadline)
+        problem = secret_problem(name, versions, ours=ours)
+        if problem:
+            raise SecretRefused(f"Key Vault {self.vault_url}: {problem}")
+        return versions
+
+    def _read_secret(self, name: str, version: str | None, *, ours: bool, deadline: float | None) -> Any:
+        if not self._checked_versions(name, ours=ours, deadline=deadline):
+            return None
+        secret = self._call(f"get secret {name!r}" + (f" version {version}" if version else ""),
+                            lambda: self.secrets.get_secret(name, version), deadline=deadline, missing_ok=True)
+        # The properties came back with the value: a secret that changed hands since the listing is dropped too.
+        problem = secret and secret_problem(name, [secret.properties], ours=ours)
+        if problem:
+            raise SecretRefused(f"Key Vault {self.vault_url}: {problem}")
+        return secret
+
     def _store_chain(self, name: str, version: str, thumb: str, pem_chain: str, *, deadline: float | None) -> None:
         self.set_secret(f"{name}{CHAIN_SUFFIX}", pem_chain, content_type=PEM_CONTENT_TYPE, deadline=deadline,
                         tags={MANAGED_BY_TAG: MANAGED_BY, _CHAIN_VERSION_TAG: version, "thumbprint": thumb})
 
     def _chain_for(self, name: str, cert: KeyVaultCertificate, *, deadline: float | None) -> str:
+        """The public chain stored with this version, or the leaf alone when there is none (a version merged
+        outside the engine)."""
         leaf_pem = pem_of(x509.load_der_x509_certificate(bytes(cert.cer)))
         chain_name = f"{name}{CHAIN_SUFFIX}"
-        secret = self._call(f"get secret {chain_name!r}", lambda: self.secrets.get_secret(chain_name),
-                            deadline=deadline, missing_ok=True)
-        if secret is not None and (secret.properties.tags or {}).get(_CHAIN_VERSION_TAG) != cert.properties.version:
-            # An older version asked for, or a version merged outside the engine: look for its own chain.
-            want = cert.properties.version
-            match = next((p for p in self.secret_versions(chain_name, deadline=deadline)
-                          if (p.tags or {}).get(_CHAIN_VERSION_TAG) == want), None)
-            secret = None if match is None else self._call(
-                f"get secret {chain_name!r} version {match.version}",
-                lambda: self.secrets.get_secret(chain_name, match.version), deadline=deadline, missing_ok=True)
+        want = cert.properties.version
+        match = next((p for p in reversed(self._checked_versions(chain_name, ours=True, deadline=deadline))
+                      if (p.tags or {}).get(_CHAIN_VERSION_TAG) == want), None)
+        secret = None if match is None else self._read_secret(chain_name, match.version, ours=True,
+                                                              deadline=deadline)
         if secret is None or not secret.value or not secret.value.startswith(leaf_pem):
             return leaf_pem
         return secret.value
@@ -492,6 +520,25 @@ def is_managed(facts: CertificateFacts) -> bool:
 
 def tags_match(actual: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
     return all(actual.get(k) == v for k, v in wanted.items())
+
+
+def secret_problem(name: str, versions: Sequence[Any], *, ours: bool) -> str | None:
+    """Why the engine must not read the secret ``name`` with these version properties, or None.
+
+    A certificate's secret (``managed``) is never read: an exportable certificate's holds its private key. A
+    secret the engine writes itself (``ours``: the account key, the ``-chain`` companions) must carry the
+    engine's tag on every version, or its name is taken by something else.
+    """
+    if any(p.managed for p in versions):
+        return (f"the secret {name!r} belongs to the certificate {name!r} (it may hold that certificate's private "
+                f"key), so keyvault-acme will not read it; rename that certificate or choose another name "
+                f"(keyvault-acme keeps each certificate's public chain in the secret <certificate>{CHAIN_SUFFIX} "
+                f"and the ACME account key in acme.account_key_secret)")
+    if ours and any((p.tags or {}).get(MANAGED_BY_TAG) != MANAGED_BY for p in versions):
+        return (f"the secret {name!r} was not written by keyvault-acme (a version lacks the tag "
+                f"{MANAGED_BY_TAG}={MANAGED_BY}); choose another name, or tag every version to let keyvault-acme "
+                f"use it")
+    return None
 
 
 def names_key(names: Iterable[str]) -> tuple[str, ...]:

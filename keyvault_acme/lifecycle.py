@@ -192,6 +192,10 @@ class Engine:
             offered = ", ".join(directory.profiles) or "none"
             raise PreflightError(f"the CA at {spec.acme.directory_url} does not offer the profile {spec.profile!r} "
                                  f"(offered: {offered}); fix the certificate's profile")
+        # Names taken by a certificate: never read (its secret may hold its private key), never written over.
+        vault = self._vault(spec.vault_url)
+        vault.refuse_foreign_secret(spec.acme.account_key_secret, deadline=deadline)
+        vault.refuse_foreign_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=deadline)
         providers = self._providers(spec, deadline)
         for provider in providers.values():
             check = getattr(provider, "check_access", None)
@@ -351,9 +355,19 @@ class Engine:
         if not _KV_NAME.match(spec.name) or len(spec.name) + len(CHAIN_SUFFIX) > 127:
             raise SpecError("name", f"{spec.name!r} is not a usable Key Vault certificate name",
                             f"use 1-{127 - len(CHAIN_SUFFIX)} letters, digits and hyphens")
-        if not _KV_NAME.match(spec.acme.account_key_secret) or len(spec.acme.account_key_secret) > 127:
-            raise SpecError("acme.account_key_secret", f"{spec.acme.account_key_secret!r} is not a Key Vault secret name",
+        if spec.name.lower().endswith(CHAIN_SUFFIX):
+            raise SpecError("name", f"{spec.name!r} ends in {CHAIN_SUFFIX!r}, the suffix of the secrets that hold "
+                            "certificates' public chains (certificate X keeps its chain in the secret "
+                            f"X{CHAIN_SUFFIX})", f"choose a name that does not end in {CHAIN_SUFFIX!r}")
+        account_key = spec.acme.account_key_secret
+        if not _KV_NAME.match(account_key) or len(account_key) > 127:
+            raise SpecError("acme.account_key_secret", f"{account_key!r} is not a Key Vault secret name",
                             "use letters, digits and hyphens")
+        if account_key.lower() == spec.name.lower() or account_key.lower().endswith(CHAIN_SUFFIX):
+            raise SpecError("acme.account_key_secret", f"{account_key!r} is the name of a certificate or of a "
+                            f"certificate's chain secret (<certificate>{CHAIN_SUFFIX})",
+                            "choose a secret name that is no certificate's name and does not end in "
+                            f"{CHAIN_SUFFIX!r}")
         names = check_spec(spec)
         tags = managed_tags(spec)
         if len(tags) + 1 > MAX_TAGS:  # +1: the revocation reason may be added later
@@ -402,7 +416,7 @@ class Engine:
         eab = None
         if acme.eab_kid and acme.eab_hmac is not None:
             eab = self._vault(acme.eab_hmac.vault_url).get_secret(acme.eab_hmac.name, acme.eab_hmac.version,
-                                                                 deadline=deadline)
+                                                                 ours=False, deadline=deadline)
 
         def register(key) -> AcmeClient:
             client = AcmeClient(acme.directory_url, key, contact=acme.contact, eab_kid=acme.eab_kid,
@@ -449,7 +463,7 @@ class Engine:
             cached = self._tsig.get(ref.secret_id)
         if cached is not None and now - cached[0] < TSIG_CACHE_S:
             return cached[1]
-        value = self._vault(ref.vault_url).get_secret(ref.name, ref.version, deadline=deadline)
+        value = self._vault(ref.vault_url).get_secret(ref.name, ref.version, ours=False, deadline=deadline)
         if value is None:
             raise SpecError(f"zones[{zone.name}].tsig_secret", f"the secret {ref.secret_id} does not exist",
                             "store the base64 TSIG secret in that Key Vault secret")

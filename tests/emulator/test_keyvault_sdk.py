@@ -111,6 +111,17 @@ def test_non_exportable_secret_carries_no_private_key(credential, vault_url):
     assert "PRIVATE KEY" not in pem and "BEGIN CERTIFICATE" in pem
 
 
+def test_a_certificates_secret_and_its_versions_are_listed_as_managed(credential, vault_url):
+    """What keyvault-acme relies on to never read a certificate's secret: its properties say ``managed``."""
+    certs, secrets = CertificateClient(vault_url, credential), SecretClient(vault_url, credential)
+    certs.begin_create_certificate("listed", CertificatePolicy.get_default()).result()
+    secrets.set_secret("plain", "v")
+    versions = list(secrets.list_properties_of_secret_versions("listed"))
+    assert versions and all(p.managed for p in versions)
+    assert [p.managed for p in secrets.list_properties_of_secret_versions("plain")] == [None]
+    assert {p.name: p.managed for p in secrets.list_properties_of_secrets()}["listed"] is True
+
+
 def test_merge_rejects_a_certificate_for_another_key(credential, vault_url):
     certs, ca = CertificateClient(vault_url, credential), LocalCA()
     policy = CertificatePolicy(issuer_name="Unknown", subject="CN=a.example")

@@ -6,6 +6,7 @@ import logging
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from azure.keyvault.certificates import CertificateClient
@@ -80,19 +81,99 @@ def test_no_private_key_material_in_results_errors_or_logs(world, engine, creden
         assert "PRIVATE KEY" not in text
 
 
+def forbid_value_reads(emulator, secret: str) -> list[dict]:
+    """403 (not retried: a read fails the call at once) on every GET of ``secret``'s value, latest or versioned;
+    listing its versions' properties (``/versions``, no values) stays allowed."""
+    return [emulator.admin.add_fault(status=403, host="*.vault.azure.net", path=path, method="GET")
+            for path in (f"/secrets/{secret}", f"/secrets/{secret}/", f"/secrets/{secret}/[!v]*")]
+
+
+def value_reads_forbidden(emulator, faults) -> None:
+    for f in faults:
+        emulator.admin.remove_fault(f["id"])
+
+
 def test_the_certificate_secret_is_never_read(world, engine, emulator):
     spec = world.spec([unique(AZURE_ZONE)], key=KeySpec(exportable=True))
-    # Any read of the certificate's secret would fail the run.
-    faults = [emulator.admin.add_fault(status=500, host="*.vault.azure.net", path=f"/secrets/{spec.name}", method="GET"),
-              emulator.admin.add_fault(status=500, host="*.vault.azure.net", path=f"/secrets/{spec.name}/*",
-                                       method="GET")]
+    faults = forbid_value_reads(emulator, spec.name)  # any read of the certificate's secret fails the run
     try:
         facts = engine.issue(spec)
         assert engine.inspect(spec.vault_url, spec.name) == facts
         engine.revoke(spec)
     finally:
-        for f in faults:
-            emulator.admin.remove_fault(f["id"])
+        value_reads_forbidden(emulator, faults)
+
+
+def exportable_certificate(credential, vault_url: str, name: str) -> None:
+    """A certificate the engine did not make, whose secret holds its private key (Key Vault's default policy:
+    self-signed, exportable)."""
+    from azure.keyvault.certificates import CertificateContentType, CertificatePolicy
+
+    policy = CertificatePolicy(issuer_name="Self", subject="CN=taken.example", exportable=True,
+                               content_type=CertificateContentType.pem)
+    CertificateClient(vault_url, credential).begin_create_certificate(name, policy).result()
+    assert "PRIVATE KEY" in SecretClient(vault_url, credential).get_secret(name).value
+
+
+def test_names_that_collide_with_chain_secrets_or_the_account_key_are_refused_offline(world, engine):
+    from keyvault_acme.errors import SpecError
+
+    spec = world.spec([unique(AZURE_ZONE)])
+    for bad, field in (({"name": "www-chain"}, "name"), ({"name": "WWW-Chain"}, "name"),
+                       ({"acme": replace(spec.acme, account_key_secret=spec.name)}, "acme.account_key_secret"),
+                       ({"acme": replace(spec.acme, account_key_secret="www-chain")}, "acme.account_key_secret")):
+        with pytest.raises(SpecError) as info:
+            engine.check_spec(replace(spec, **bad))
+        assert info.value.field == field and "-chain" in str(info.value)
+
+
+def test_a_certificate_named_like_a_chain_secret_is_never_read(world, engine, emulator, credential):
+    """Certificate ``X-chain`` (exportable, not ours) in the vault: issuing X must not store X's chain over it or
+    read it, and inspecting an X whose chain secret is gone must not read the other certificate's secret."""
+    from keyvault_acme.errors import SecretRefused
+
+    spec = world.spec([unique(AZURE_ZONE)])
+    chain = f"{spec.name}-chain"
+    exportable_certificate(credential, spec.vault_url, chain)
+    faults = forbid_value_reads(emulator, chain)
+    try:
+        with pytest.raises(SecretRefused, match=f"'{chain}' belongs to the certificate") as info:
+            engine.issue(spec)
+        assert "PRIVATE KEY" not in str(info.value)
+        assert engine.inspect(spec.vault_url, spec.name) is None  # refused before anything was created
+        assert engine._vault(spec.vault_url).pending(spec.name) is None
+    finally:
+        value_reads_forbidden(emulator, faults)
+
+    # X issued while its chain secret was free; then the chain secret goes and a certificate takes the name.
+    other = world.spec([unique(AZURE_ZONE)])
+    engine.issue(other)
+    secrets, other_chain = SecretClient(spec.vault_url, credential), f"{other.name}-chain"
+    secrets.begin_delete_secret(other_chain).result()
+    secrets.purge_deleted_secret(other_chain)
+    exportable_certificate(credential, spec.vault_url, other_chain)
+    faults = forbid_value_reads(emulator, other_chain)
+    try:
+        with pytest.raises(SecretRefused, match="belongs to the certificate"):
+            engine.inspect(other.vault_url, other.name)
+    finally:
+        value_reads_forbidden(emulator, faults)
+
+
+def test_an_account_key_secret_that_is_a_certificate_is_never_read(world, engine, emulator, credential):
+    from keyvault_acme.errors import SecretRefused
+
+    taken = f"cert-{uuid.uuid4().hex[:8]}"
+    exportable_certificate(credential, world.vault_url, taken)
+    spec = world.spec([unique(AZURE_ZONE)])
+    spec = replace(spec, acme=replace(spec.acme, account_key_secret=taken))
+    faults = forbid_value_reads(emulator, taken)
+    try:
+        with pytest.raises(SecretRefused, match=f"'{taken}' belongs to the certificate"):
+            engine.issue(spec)
+    finally:
+        value_reads_forbidden(emulator, faults)
+    assert engine.inspect(spec.vault_url, spec.name) is None
 
 
 def test_key_vault_throttling_and_server_errors_are_retried(world, engine, emulator):
@@ -192,7 +273,7 @@ def test_account_key_creation_race_converges_on_one_key(world, credential, round
     assert later == racers
     vault = KeyVault(world.vault_url, credential)
     first = first_version(vault.secret_versions(name))
-    assert key_from_secret(vault.get_secret(name, first.version)).thumbprint() in racers
+    assert key_from_secret(vault.get_secret(name, first.version, ours=True)).thumbprint() in racers
 
 
 def test_the_first_version_is_chosen_within_the_earliest_second_by_version_id():
