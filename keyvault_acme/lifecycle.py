@@ -30,7 +30,7 @@ from .account import AccountCache, new_account_key
 from .checks import Checks
 from .acme_client import AcmeClient
 from .dns.azure import AzureDnsClients, AzureDnsProvider
-from .dns.base import DnsProvider
+from .dns.base import DnsProvider, authoritative_hint
 from .dns.challenges import DnsSolver
 from .dns.rfc2136 import Rfc2136Provider
 from .errors import (
@@ -128,8 +128,7 @@ class _TimedProvider:
         self._provider.cleanup(fqdn, value)
 
     def authoritative_servers(self, zone: str):
-        hint = getattr(self._provider, "authoritative_servers", None)
-        return hint(zone) if callable(hint) else None
+        return authoritative_hint(self._provider, zone)
 
 
 class _TimedSolver:

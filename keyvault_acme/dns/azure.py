@@ -124,17 +124,17 @@ class AzureDnsProvider:
             self.zone.resource_group, self.zone.name), deadline)
         return [ns.rstrip(".") for ns in (zone.name_servers or [])]
 
-    def authoritative_servers(self, zone: str) -> list[Server]:
-        """Addresses of the zone's ``nameServers`` (Azure's, read over ARM, not from public NS records,
-        so a zone not yet delegated can still be checked)."""
-        servers: list[Server] = []
+    def authoritative_servers(self, zone: str) -> dict[str, list[Server]]:
+        """The zone's ``nameServers`` (Azure's, read over ARM, not from public NS records, so a zone not yet
+        delegated can still be checked), each with its IPv4 and IPv6 addresses."""
+        servers: dict[str, list[Server]] = {}
         names = self.nameservers()
         for host in names:
             try:
                 infos = socket.getaddrinfo(host, 53, type=socket.SOCK_DGRAM)
             except OSError:
                 continue
-            servers += [(info[4][0], 53) for info in infos if (info[4][0], 53) not in servers]
+            servers[host] = list(dict.fromkeys((info[4][0], 53) for info in infos))
         if not servers:
             raise DnsError(f"the name servers of Azure DNS zone {self.zone.name} ({', '.join(names) or 'none'}) "
                            "have no addresses here; set resolvers to servers that answer for the zone")

@@ -21,8 +21,9 @@ class DnsProvider(Protocol):
     ``_acme-challenge.example.com``): ``present`` adds its value to the record set and keeps the others,
     ``cleanup`` removes only its own value and must not fail when it is already gone. ``fqdn`` is
     absolute, lower-case, without trailing dot. Providers may also offer
-    ``authoritative_servers(zone) -> list[(host, port)]``: servers that answer for the zone, used to
-    check propagation when no resolvers are configured (see :func:`authoritative_hint`).
+    ``authoritative_servers(zone) -> {nameserver: [(address, port), ...]}``: the servers that answer for the
+    zone and each one's addresses, used to check propagation when no resolvers are configured (see
+    :func:`authoritative_hint`).
     """
 
     propagation_timeout: float
@@ -40,10 +41,11 @@ class Challenge:
     value: str
 
 
-def authoritative_hint(provider: DnsProvider, zone: str) -> list[Server] | None:
-    """The provider's own idea of the zone's authoritative servers, when it has one."""
+def authoritative_hint(provider: DnsProvider, zone: str) -> dict[str, list[Server]] | None:
+    """The provider's own idea of the zone's authoritative servers (name -> addresses), when it has one."""
     hint = getattr(provider, "authoritative_servers", None)
-    return list(hint(zone)) if callable(hint) else None
+    found = hint(zone) if callable(hint) else None
+    return None if found is None else {name: list(addresses) for name, addresses in found.items()}
 
 
 def parse_server(text: str, default_port: int = 53) -> Server:

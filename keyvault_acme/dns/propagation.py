@@ -1,9 +1,13 @@
 """Is the challenge record live? Ask the servers that answer for the zone, never sleep a fixed time.
 
 Which servers: the configured resolvers when there are any (queried recursively); else the provider's
-own hint (an RFC 2136 primary knows it is authoritative); else the zone's NS set, each name server
-queried directly on port 53 without recursion. A record counts as propagated when EVERY one of them
-serves the value, because the CA may ask any of them.
+own hint (an RFC 2136 primary knows it is authoritative; Azure DNS lists the zone's name servers); else
+the zone's NS set, each name server queried directly on port 53 without recursion. A record counts as
+propagated when EVERY one of them serves the value, because the CA may ask any of them.
+
+A name server is one server however many addresses it has (IPv4 and IPv6): it serves the value when
+any of its addresses does. An address we cannot reach (no IPv6 on this runner) does not hold up the
+check, but at least one address of every name server must answer.
 """
 from __future__ import annotations
 
@@ -35,11 +39,18 @@ PROPAGATION_BACKOFF = Backoff(initial=0.01, factor=1.6, cap=5.0)
 
 @dataclass(frozen=True)
 class Nameserver:
-    """A server to ask: authoritative (no recursion) or a configured resolver (recursive)."""
+    """One address to ask: authoritative (no recursion) or a configured resolver (recursive). ``name`` is the
+    name server the address belongs to, when it has several; addresses of one name count as one server."""
 
     host: str
     port: int = 53
     recursive: bool = False
+    name: str = ""
+
+    @property
+    def server(self) -> str:
+        """The server this address stands for (its name server, or the address itself)."""
+        return self.name or f"{self.host}:{self.port}"
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}" + (" (resolver)" if self.recursive else "")
@@ -51,7 +62,7 @@ def servers_for_zone(zone: str, provider: DnsProvider | None, resolvers: Sequenc
         return [Nameserver(*parse_server(r), recursive=True) for r in resolvers]
     hint = authoritative_hint(provider, zone) if provider is not None else None
     if hint:
-        return [Nameserver(host, port) for host, port in hint]
+        return [Nameserver(host, port, name=name) for name, addresses in hint.items() for host, port in addresses]
     return _ns_addresses(zone)
 
 
@@ -64,7 +75,7 @@ def _ns_addresses(zone: str) -> list[Nameserver]:
     for ns in ns_names:
         for rdtype in ("A", "AAAA"):
             try:
-                servers += [Nameserver(r.address) for r in dns.resolver.resolve(ns, rdtype)]
+                servers += [Nameserver(r.address, name=ns) for r in dns.resolver.resolve(ns, rdtype)]
             except dns.exception.DNSException:
                 continue
     if not servers:
@@ -179,8 +190,9 @@ def wait_for_propagation(expectations: Iterable[Expectation], *, timeout: float 
                          sleep: Callable[[float], None] = time.sleep) -> None:
     """Return once every (record, server) pair serves all its values; PropagationTimeout otherwise.
 
-    All records are checked in the same rounds (not one after the other), each round asks only the
-    pairs still missing something, in parallel when there are several.
+    A server with several addresses (:attr:`Nameserver.server`) serves a record once any one of its
+    addresses does. All records are checked in the same rounds (not one after the other), each round asks
+    only the addresses still missing something, in parallel when there are several.
     """
     pending: dict[tuple[str, Nameserver], set[str]] = {}
     for e in expectations:
@@ -197,21 +209,25 @@ def wait_for_propagation(expectations: Iterable[Expectation], *, timeout: float 
             limit = max(0.05, min(QUERY_TIMEOUT, waiter.remaining))
             results = list(pool.map(lambda k: _check(k, pending[k], limit), keys)) if len(keys) > 1 \
                 else [_check(keys[0], pending[keys[0]], limit)]
+            served = {(record, server.server) for (record, server), (done, _) in zip(keys, results) if done}
             for key, (done, seen) in zip(keys, results):
-                if done:
-                    del pending[key]
-                else:
-                    last_seen[key] = seen
+                last_seen[key] = seen
+            for record, server in keys:  # one address serving is its whole server serving
+                if (record, server.server) in served:
+                    del pending[(record, server)]
             if not pending:
                 return
             try:
                 waiter.sleep()
             except Deadline:
                 (record, server), values = next(iter(pending.items()))
-                more = f" (and {len(pending) - 1} more record/server pairs)" if len(pending) > 1 else ""
+                addresses = [(s, last_seen.get((r, s), "nothing")) for r, s in pending
+                             if r == record and s.server == server.server]
+                missing = {(r, s.server) for r, s in pending}
+                more = f" (and {len(missing) - 1} more record/server pairs)" if len(missing) > 1 else ""
                 raise PropagationTimeout(
-                    f"{server} did not serve TXT {record} = {sorted(values)} within the propagation timeout; "
-                    f"it served {last_seen.get((record, server), 'nothing')}{more}") from None
+                    f"{server.server} did not serve TXT {record} = {sorted(values)} within the propagation "
+                    f"timeout; it served {'; '.join(f'{seen} at {s}' for s, seen in addresses)}{more}") from None
 
 
 def _check(key: tuple[str, Nameserver], values: set[str], timeout: float) -> tuple[bool, str]:

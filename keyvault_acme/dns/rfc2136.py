@@ -62,9 +62,9 @@ class Rfc2136Provider:
     def __repr__(self) -> str:
         return f"Rfc2136Provider({self.zone} at {self.server[0]}:{self.server[1]}, key {self._key_name})"
 
-    def authoritative_servers(self, zone: str) -> list[Server]:
+    def authoritative_servers(self, zone: str) -> dict[str, list[Server]]:
         """The primary we update answers for the zone; configure resolvers to also check secondaries."""
-        return [self.server]
+        return {f"{self.server[0]}:{self.server[1]}": [self.server]}
 
     def check_writable(self) -> int:
         """Preflight without changing the zone: the server answers the zone's SOA with authority, and accepts a

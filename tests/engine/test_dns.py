@@ -72,6 +72,54 @@ def test_propagation_waits_for_every_server_and_names_the_missing_one(bind):
         p.cleanup(record, "live")
 
 
+# An IPv6 address this host cannot reach, as on a runner without IPv6: the kernel answers "network is
+# unreachable" at once (a link-local address on an interface that does not exist), nothing leaves loopback.
+UNREACHABLE_V6 = ("fe80::1%99", 53)
+
+
+class _DualStackNameserver:
+    """BIND's RFC 2136 provider, but its hint names one name server with an unreachable IPv6 address and a
+    working IPv4 one, as Azure DNS's name servers look from a runner without IPv6."""
+
+    def __init__(self, inner: Rfc2136Provider, bind) -> None:
+        self._inner, self._bind = inner, bind
+        self.propagation_timeout = inner.propagation_timeout
+
+    def present(self, fqdn, value, **kw):
+        self._inner.present(fqdn, value, **kw)
+
+    def cleanup(self, fqdn, value, **kw):
+        self._inner.cleanup(fqdn, value, **kw)
+
+    def authoritative_servers(self, zone):
+        return {"ns1-dual.example": [UNREACHABLE_V6, (self._bind.host, self._bind.port)]}
+
+
+def test_a_name_server_serves_when_any_of_its_addresses_does(bind):
+    record = f"_acme-challenge.dual.{BIND_ZONE}"
+    p = provider(bind)
+    p.present(record, "live")
+    try:
+        dual = (Nameserver(*UNREACHABLE_V6, name="ns1"), Nameserver(bind.host, bind.port, name="ns1"))
+        wait_for_propagation([Expectation(record, "live", dual)], timeout=3)
+        # Every name server still needs one address that answers: one reachable only over IPv6 is not served.
+        v6_only = Nameserver(*UNREACHABLE_V6, name="ns2")
+        with pytest.raises(PropagationTimeout, match="ns2 did not serve") as e:
+            wait_for_propagation([Expectation(record, "live", (*dual, v6_only))], timeout=0.3)
+        assert "ns1" not in str(e.value)
+    finally:
+        p.cleanup(record, "live")
+
+
+def test_without_resolvers_the_solver_checks_each_name_server_over_any_address(bind):
+    """No resolvers: the provider's name servers decide, and an unreachable IPv6 address does not stall it."""
+    s = DnsSolver({BIND_ZONE: _DualStackNameserver(provider(bind), bind)}, propagation_timeout=3)
+    assert [str(n) for n in s.servers(BIND_ZONE)] == ["fe80::1%99:53", f"{bind.host}:{bind.port}"]
+    with s.published([Challenge("dual-stack.rfc2136.test", "v")]):
+        assert bind.txt_values("_acme-challenge.dual-stack.rfc2136.test") == {"v"}
+    assert bind.txt_values("_acme-challenge.dual-stack.rfc2136.test") == set()
+
+
 def test_solver_publishes_waits_and_cleans_up_after_success(bind):
     s = solver(bind)
     challenges = [Challenge("ok.rfc2136.test", "v1"), Challenge("*.ok.rfc2136.test", "v2")]
