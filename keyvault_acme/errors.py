@@ -86,6 +86,10 @@ class CertificateNotFound(KeyVaultError):
     """The Key Vault certificate does not exist (or has no issued version yet)."""
 
 
+class CertificateExpired(KeyVaultAcmeError):
+    """The version has expired: CAs refuse to revoke it, and no client trusts it any more."""
+
+
 class CertificateMismatch(KeyVaultAcmeError):
     """Key Vault's CSR or an existing certificate does not match the spec (names, key)."""
 

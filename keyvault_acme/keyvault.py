@@ -323,6 +323,20 @@ class KeyVault:
             return None  # only a pending operation exists: nothing issued yet
         return self._facts(cert, self._chain_for(name, cert, deadline=deadline))
 
+    def versions(self, name: str, *, deadline: float | None = None) -> list[Any]:
+        """Properties (tags, dates, thumbprint; no certificate) of every version; empty when the certificate is
+        gone. A version without a thumbprint never completed (a pending or discarded operation)."""
+        return self._call(f"list versions of certificate {name!r}",
+                          lambda: list(self.certificates.list_properties_of_certificate_versions(name)),
+                          deadline=deadline, missing_ok=True) or []
+
+    def leaf(self, name: str, version: str, *, deadline: float | None = None) -> x509.Certificate | None:
+        """The issued certificate of one version (public), without reading its chain; None when there is none."""
+        cert = self._call(f"get certificate {name!r} version {version}",
+                          lambda: self.certificates.get_certificate_version(name, version),
+                          deadline=deadline, missing_ok=True)
+        return x509.load_der_x509_certificate(bytes(cert.cer)) if cert is not None and cert.cer else None
+
     def update(self, name: str, version: str | None = None, *, tags: Mapping[str, str] | None = None,
                enabled: bool | None = None, deadline: float | None = None) -> None:
         kwargs: dict[str, Any] = {}

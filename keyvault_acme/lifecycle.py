@@ -35,6 +35,7 @@ from .dns.challenges import DnsSolver
 from .dns.rfc2136 import Rfc2136Provider
 from .errors import (
     CertificateDeletedButRecoverable,
+    CertificateExpired,
     CertificateMismatch,
     CertificateNotFound,
     KeyVaultAcmeError,
@@ -238,7 +239,8 @@ class Engine:
             return self._issue_version(spec, names, vault, deadline)
 
     def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> CertificateFacts:
-        """Revoke the current version at the CA, record the reason in its tags, and disable it unless told not to."""
+        """Revoke the current version at the CA that issued it, record the reason in its tags, and disable it
+        unless told not to. An expired version is refused (:class:`CertificateExpired`): CAs do not revoke it."""
         if reason not in REVOCATION_REASONS:
             raise SpecError("reason", f"unknown revocation reason {reason!r}",
                             f"use one of {', '.join(REVOCATION_REASONS)}")
@@ -248,13 +250,53 @@ class Engine:
             facts = vault.certificate(spec.name, deadline=deadline)
             if facts is None:
                 raise CertificateNotFound(f"{spec.vault_url}/certificates/{spec.name} has no issued version to revoke")
+            if datetime.now(timezone.utc) >= facts.not_after:
+                raise CertificateExpired(f"{facts.id} version {facts.version} expired at {facts.not_after.isoformat()}"
+                                         "; CAs do not revoke expired certificates, and nothing trusts it any more")
             leaf = split_pem_chain(facts.pem_chain)[0]
-            revoked_now = self._account(spec, vault, deadline).revoke(leaf, reason, deadline=deadline)
-            tags = {**dict(facts.tags), TAG_REVOKED: reason}
-            vault.update(spec.name, facts.version, tags=tags, enabled=False if disable else None, deadline=deadline)
-            self.log.info("revoked %s version %s (serial %s, reason %s)%s", facts.id, facts.version, facts.serial,
-                          reason, "" if revoked_now else "; the CA had already revoked it")
+            tags = self._revoke_version(spec, vault, facts.version, leaf, facts.tags, reason, disable, deadline)
             return replace(facts, tags=tags, revoked_reason=reason, enabled=facts.enabled and not disable)
+
+    def revoke_all(self, spec: CertificateSpec, reason: str = "unspecified") -> list[str]:
+        """Before a destroy: revoke every version this engine issued that is neither expired nor revoked yet
+        (all of them are being deleted), each at the CA that issued it; record and disable each. Expired
+        versions are skipped with a log line: CAs refuse to revoke them, which would block the destroy for
+        good. Returns the serials (hex) revoked now."""
+        if reason not in REVOCATION_REASONS:
+            raise SpecError("reason", f"unknown revocation reason {reason!r}",
+                            f"use one of {', '.join(REVOCATION_REASONS)}")
+        deadline = self._deadline()
+        vault = self._vault(spec.vault_url)
+        revoked: list[str] = []
+        with self._certificate_lock(spec):
+            for props in vault.versions(spec.name, deadline=deadline):
+                tags = dict(props.tags or {})
+                if not props.x509_thumbprint or tags.get(MANAGED_BY_TAG) != MANAGED_BY or tags.get(TAG_REVOKED):
+                    continue  # never issued, not ours, or revoked already
+                leaf = vault.leaf(spec.name, props.version, deadline=deadline)
+                if leaf is None:
+                    continue
+                if datetime.now(timezone.utc) >= leaf.not_valid_after_utc:
+                    self.log.info("not revoking %s/certificates/%s version %s (serial %x): it expired at %s, and "
+                                  "CAs do not revoke expired certificates", vault.vault_url, spec.name,
+                                  props.version, leaf.serial_number, leaf.not_valid_after_utc.isoformat())
+                    continue
+                self._revoke_version(spec, vault, props.version, leaf, tags, reason, True, deadline)
+                revoked.append(format(leaf.serial_number, "x"))
+        return revoked
+
+    def _revoke_version(self, spec: CertificateSpec, vault: KeyVault, version: str, leaf: x509.Certificate,
+                        tags: Mapping[str, str], reason: str, disable: bool, deadline: float) -> dict[str, str]:
+        # At the CA recorded on the version: the spec may have moved to another CA since it was issued.
+        directory_url = tags.get(TAG_DIRECTORY) or spec.acme.directory_url
+        revoked_now = self._account(spec, vault, deadline, directory_url=directory_url).revoke(
+            leaf, reason, deadline=deadline)
+        tags = {**dict(tags), TAG_REVOKED: reason}
+        vault.update(spec.name, version, tags=tags, enabled=False if disable else None, deadline=deadline)
+        self.log.info("revoked %s/certificates/%s version %s (serial %x, reason %s) at %s%s", vault.vault_url,
+                      spec.name, version, leaf.serial_number, reason, directory_url,
+                      "" if revoked_now else "; the CA had already revoked it")
+        return tags
 
     def update_tags(self, spec: CertificateSpec) -> CertificateFacts | None:
         """Give the current version the spec's tags now, without issuing a new one; None when there is none.
@@ -409,9 +451,14 @@ class Engine:
         with self._lock:
             return self._cert_locks.setdefault(key, threading.Lock())
 
-    def _account(self, spec: CertificateSpec, vault: KeyVault, deadline: float) -> AcmeClient:
-        """The registered ACME client for the spec's account (key in the certificate's vault)."""
+    def _account(self, spec: CertificateSpec, vault: KeyVault, deadline: float, *,
+                 directory_url: str | None = None) -> AcmeClient:
+        """The registered ACME client for the spec's account (key in the certificate's vault), at the spec's CA
+        or at ``directory_url`` (the CA that issued an older version: the same key has its account there, and
+        the spec's external account binding belongs to the spec's CA)."""
         acme = spec.acme
+        if directory_url and directory_url != acme.directory_url:
+            acme = replace(acme, directory_url=directory_url, eab_kid=None, eab_hmac=None)
         eab = None
         if acme.eab_kid and acme.eab_hmac is not None:
             eab = self._vault(acme.eab_hmac.vault_url).get_secret(acme.eab_hmac.name, acme.eab_hmac.version,

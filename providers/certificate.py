@@ -221,9 +221,7 @@ class CertificateProvider(ResourceProvider):
         engine, inputs = self._get_engine(), split_state(props)
         spec, settings = _spec(inputs), provider_settings(inputs)
         if settings["revoke_on_delete"]:
-            facts = engine.inspect(spec.vault_url, spec.name)
-            if facts is not None and facts.revoked_reason is None:
-                engine.revoke(spec, settings["revoke_reason"])
+            engine.revoke_all(spec, settings["revoke_reason"])  # every unexpired version: all are deleted
         engine.delete(spec.vault_url, spec.name, purge=settings["purge_on_delete"])
 
 

@@ -124,13 +124,17 @@ def test_renaming_the_vault_replaces_create_before_delete_and_revokes_the_old(li
     assert old_id == "" and set(outs) <= {"__provider"}
 
 
-def test_destroy_revokes_then_deletes_and_tolerates_gone(live, deployed):
+def test_destroy_revokes_every_version_then_deletes_and_tolerates_gone(live, deployed):
     inputs = live.inputs("rm-www", ["rm-www"], revoke_reason="superseded", purge_on_delete=True)
     deployed.up(inputs)
+    first = dict(deployed.outputs)
+    assert deployed.up({**inputs, "dns_names": inputs["dns_names"] + ["rm-api.rfc2136.test"]}) == "update"
     outs = dict(deployed.outputs)
+    assert outs["version"] != first["version"]
     deployed.destroy()
-    status = live.pebble.cert_status_details(outs["serial"])
-    assert status["Status"] == "Revoked"
+    # The earlier version is deleted with the certificate too, and still valid: it is revoked as well.
+    for serial in (first["serial"], outs["serial"]):
+        assert live.pebble.cert_status(serial) == "Revoked"
     assert live.host.read(outs["certificate_id"], outs)[0] == ""
     live.host.delete(outs["certificate_id"], outs)  # deleting again (a retried destroy) is fine
 
