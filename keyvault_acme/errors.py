@@ -86,6 +86,13 @@ class CertificateNotFound(KeyVaultError):
     """The Key Vault certificate does not exist (or has no issued version yet)."""
 
 
+class CertificateBusy(KeyVaultAcmeError):
+    """Another run (another process: a CLI next to a scheduled pulumi up) is issuing this certificate now."""
+
+    retryable = True
+    hint = "another run is issuing this certificate; retry when it has finished"
+
+
 class CertificateExpired(KeyVaultAcmeError):
     """The version has expired: CAs refuse to revoke it, and no client trusts it any more."""
 

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import requests
@@ -289,6 +290,12 @@ class KeyVault:
         if op is None or not op.csr:
             return None
         return PendingCsr(name, bytes(op.csr), str(op.status))
+
+    def pending_created(self, name: str, *, deadline: float | None = None) -> datetime | None:
+        """When the pending operation's version was created (Key Vault's clock), or None when there is none: the
+        newest version that has no certificate yet."""
+        unfinished = [p for p in self.versions(name, deadline=deadline) if not p.x509_thumbprint and p.created_on]
+        return max((p.created_on for p in unfinished), default=None)
 
     def discard_pending(self, name: str, *, deadline: float | None = None) -> None:
         """Cancel and delete a pending operation (crash leftovers, failed orders). Gone is not an error."""

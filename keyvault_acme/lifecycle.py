@@ -7,8 +7,10 @@ key never leaves Key Vault; we only ever hold the CSR, certificates and public k
 
 Idempotent by design, because a failed Pulumi create records nothing and is simply tried again:
 ``issue`` adopts an existing certificate this engine manages when it already satisfies the spec, a
-pending operation left by a crash is reused when its CSR still fits (otherwise discarded), and a
-failed issuance discards the pending operation it created. Every operation has a deadline.
+pending operation left by a crashed run is reused once that run's deadline is over (when its CSR still
+fits; otherwise discarded), one another run is still working on is left alone (a retryable
+:class:`~keyvault_acme.errors.CertificateBusy`), and a failed issuance discards the pending operation it
+created. Every operation has a deadline.
 
 Thread-safe: one engine serves many certificates at once; certificates of one ACME account share one
 registered client; operations on the same certificate are serialised within the process.
@@ -34,6 +36,7 @@ from .dns.base import DnsProvider, authoritative_hint
 from .dns.challenges import DnsSolver
 from .dns.rfc2136 import Rfc2136Provider
 from .errors import (
+    CertificateBusy,
     CertificateDeletedButRecoverable,
     CertificateExpired,
     CertificateMismatch,
@@ -171,6 +174,7 @@ class Engine:
         self._dns_clients: AzureDnsClients | None = None
         self._accounts: AccountCache[AcmeClient] = AccountCache()
         self._cert_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._pending_ours: set[tuple[str, str]] = set()  # pending operations this engine created, not yet done
         self._tsig: dict[str, tuple[float, str]] = {}
         self._dir_clients: dict[str, AcmeClient] = {}
 
@@ -350,10 +354,12 @@ class Engine:
         except BaseException:
             # Nothing half-made stays behind: the pending version (and its key) goes, the name stays free.
             with contextlib.suppress(KeyVaultAcmeError):
-                vault.discard_pending(spec.name, deadline=time.monotonic() + 30)
+                self._discard(vault, spec, time.monotonic() + 30)
             raise
         certs = split_pem_chain(chain.fullchain_pem)
         facts = vault.merge(spec.name, certs, deadline=deadline)
+        with self._lock:
+            self._pending_ours.discard(self._key(spec))
         if dict(facts.tags) != tags:  # a reused pending operation carried older tags
             vault.update(spec.name, facts.version, tags=tags, deadline=deadline)
             facts = replace(facts, tags=tags)
@@ -367,26 +373,49 @@ class Engine:
 
     def _pending_csr(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
                      tags: Mapping[str, str], deadline: float) -> PendingCsr:
-        """A pending operation whose CSR fits the spec: a new one, or one a crashed run left behind."""
+        """A pending operation whose CSR fits the spec: a new one, or one left behind by a run that is over.
+
+        Key Vault allows one pending operation per certificate, so creating it is the claim on issuing. One
+        that exists already is another run's while it may still be working (younger than the operation
+        deadline): taking it over would order twice with one CSR and let the loser's clean-up delete the
+        winner's operation, so that is :class:`CertificateBusy`. One left by this engine, or older than any
+        run may last (a crash), is reused when its CSR fits and replaced otherwise.
+        """
+        key = self._key(spec)
         try:
             pending = vault.create_pending(spec.name, spec.key, names, tags, deadline=deadline)
         except KeyVaultError as e:
             if e.status != 409 or isinstance(e, CertificateDeletedButRecoverable):
                 raise
-            # 409 while a pending operation exists (a crash between create and merge).
             pending = vault.pending(spec.name, deadline=deadline)
+            if pending is not None and key not in self._pending_ours:
+                created = vault.pending_created(spec.name, deadline=deadline)
+                age = None if created is None else (datetime.now(timezone.utc) - created).total_seconds()
+                if age is None or age < self.timeout_s:
+                    since = "at an unknown time" if created is None else f"at {created.isoformat()}"
+                    raise CertificateBusy(
+                        f"{spec.vault_url}/certificates/{spec.name}: another run is issuing this certificate (its "
+                        f"pending operation was created {since}); retry when it has finished, or after "
+                        f"{self.timeout_s:.0f} s when that run has crashed") from None
             if pending is None or pending.status.lower() != "inprogress" or csr_problem(pending.csr, names, spec):
                 self.log.info("discarding a stale pending operation of %s/%s", spec.vault_url, spec.name)
-                vault.discard_pending(spec.name, deadline=deadline)
+                self._discard(vault, spec, deadline)
                 pending = vault.create_pending(spec.name, spec.key, names, tags, deadline=deadline)
             else:
                 self.log.info("reusing the pending operation of %s/%s left by an earlier run", spec.vault_url,
                               spec.name)
+        with self._lock:
+            self._pending_ours.add(key)
         problem = csr_problem(pending.csr, names, spec)
         if problem:
-            vault.discard_pending(spec.name, deadline=deadline)
+            self._discard(vault, spec, deadline)
             raise CertificateMismatch(f"{spec.vault_url}/certificates/{spec.name}: {problem}; nothing was ordered")
         return pending
+
+    def _discard(self, vault: KeyVault, spec: CertificateSpec, deadline: float) -> None:
+        vault.discard_pending(spec.name, deadline=deadline)
+        with self._lock:
+            self._pending_ours.discard(self._key(spec))
 
     # -- spec checks ------------------------------------------------------------------------------------
 
@@ -446,10 +475,13 @@ class Engine:
                                                      timeout_s=self.timeout_s)
             return vault
 
+    @staticmethod
+    def _key(spec: CertificateSpec) -> tuple[str, str]:
+        return spec.vault_url.rstrip("/").lower(), spec.name.lower()
+
     def _certificate_lock(self, spec: CertificateSpec) -> threading.Lock:
-        key = (spec.vault_url.rstrip("/").lower(), spec.name.lower())
         with self._lock:
-            return self._cert_locks.setdefault(key, threading.Lock())
+            return self._cert_locks.setdefault(self._key(spec), threading.Lock())
 
     def _account(self, spec: CertificateSpec, vault: KeyVault, deadline: float, *,
                  directory_url: str | None = None) -> AcmeClient:

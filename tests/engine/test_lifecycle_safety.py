@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -206,23 +207,83 @@ def test_read_only_failover_is_a_clear_retryable_error_and_leaves_nothing(world,
     assert engine.issue(spec).names == spec.dns_names  # after the failover, the same call just works
 
 
-def test_a_pending_operation_left_by_a_crash_is_reused_and_a_stale_one_replaced(world, engine, pebble):
+def wait_until_older_than(vault, name: str, seconds: float) -> None:
+    """Real time passes (a poll with a deadline) until the pending operation is ``seconds`` old by Key Vault."""
+    from datetime import datetime, timezone
+
+    deadline = time.monotonic() + seconds + 30
+    while (datetime.now(timezone.utc) - vault.pending_created(name)).total_seconds() <= seconds:
+        assert time.monotonic() < deadline, "the pending operation never aged"
+        time.sleep(0.2)
+
+
+def test_a_pending_operation_of_a_run_that_is_over_is_reused_and_a_stale_misfit_replaced(world, credential, pebble):
+    from keyvault_acme.errors import CertificateBusy
+    from keyvault_acme.keyvault import same_public_key, split_pem_chain
     from keyvault_acme.lifecycle import managed_tags
 
+    engine = Engine(credential, timeout_s=4)  # a run lasts at most 4 s: older leftovers are a crashed run's
     spec = world.spec([unique(AZURE_ZONE)])
     vault = engine._vault(spec.vault_url)
     crashed = vault.create_pending(spec.name, spec.key, spec.dns_names, managed_tags(spec))  # then "crash"
+    with pytest.raises(CertificateBusy):  # young: for all we know, its run is still working
+        engine.issue(spec)
+    assert vault.pending(spec.name).csr_der == crashed.csr_der  # and it was left alone
+    wait_until_older_than(vault, spec.name, engine.timeout_s)
     facts = engine.issue(spec)
     assert vault.pending(spec.name) is None
-    from keyvault_acme.keyvault import split_pem_chain, same_public_key
-
     assert same_public_key(split_pem_chain(facts.pem_chain)[0].public_key(), crashed.csr.public_key())
-    # A leftover for other names is discarded, not merged into the wrong certificate.
+    # A stale leftover for other names is discarded, not merged into the wrong certificate.
     other = world.spec([unique(AZURE_ZONE)], name=f"p-{uuid.uuid4().hex[:8]}")
     stale = vault.create_pending(other.name, other.key, [unique(AZURE_ZONE)], {})
+    wait_until_older_than(vault, other.name, engine.timeout_s)
     renewed = engine.issue(other)
     assert not same_public_key(split_pem_chain(renewed.pem_chain)[0].public_key(), stale.csr.public_key())
     assert set(renewed.names) == set(other.dns_names)
+
+
+def test_an_engine_reuses_its_own_pending_operation_at_once(world, engine, emulator):
+    """A failed issuance whose clean-up failed too leaves the engine's own operation: the retry reuses it."""
+    from keyvault_acme.keyvault import same_public_key, split_pem_chain
+
+    spec = world.spec([unique(AZURE_ZONE)])
+    faults = [emulator.admin.add_fault(status=400, host="management.azure.com", path="*/TXT/*", method="PUT"),
+              emulator.admin.add_fault(status=400, host="*.vault.azure.net", path=f"/certificates/{spec.name}/pending")]
+    try:
+        with pytest.raises(KeyVaultAcmeError, match="Azure DNS"):
+            engine.issue(spec)
+    finally:
+        value_reads_forbidden(emulator, faults)
+    left = engine._vault(spec.vault_url).pending(spec.name)
+    assert left is not None
+    facts = engine.issue(spec)
+    assert same_public_key(split_pem_chain(facts.pem_chain)[0].public_key(), left.csr.public_key())
+
+
+def test_two_engines_issuing_one_certificate_do_not_share_a_pending_operation(world, credential, emulator, pebble):
+    """A CLI `renew --due` next to a scheduled `pulumi up --refresh`: the second run stops with a retryable
+    error and leaves the first one's operation alone; the first completes."""
+    from keyvault_acme.errors import CertificateBusy
+
+    first, second = Engine(credential), Engine(credential)
+    spec = world.spec([unique(AZURE_ZONE)])
+    vault = second._vault(spec.vault_url)
+    # The first run is held in its DNS write for a moment, with its pending operation made.
+    slow = emulator.admin.add_fault(kind="latency", latency_ms=1500, host="management.azure.com", path="*/TXT/*",
+                                    method="PUT", count=1)
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(first.issue, spec)
+        deadline = time.monotonic() + 30
+        while vault.pending(spec.name) is None:
+            assert time.monotonic() < deadline and not running.done(), "the first run never started"
+            time.sleep(0.02)
+        with pytest.raises(CertificateBusy, match="another run is issuing this certificate") as info:
+            second.issue(spec)
+        assert info.value.retryable
+        facts = running.result()
+    value_reads_forbidden(emulator, [f for f in [slow] if any(x["id"] == f["id"] for x in emulator.admin.faults())])
+    assert facts.names == spec.dns_names and vault.pending(spec.name) is None
+    assert second.issue(spec) == facts  # afterwards the second run just adopts it
 
 
 def test_a_failed_order_discards_its_pending_operation(world, engine, emulator, credential):
