@@ -345,13 +345,15 @@ class AcmeClient:
     def obtain_chain(self, csr_der: bytes, dns_names: Sequence[str], solver: ChallengeSolver, *,
                      profile: Optional[str] = None, preferred_chain: Optional[str] = None,
                      replaces: Optional[str] = None, resume_url: Optional[str] = None,
-                     timeout: Optional[float] = None) -> IssuedChain:
+                     timeout: Optional[float] = None, deadline: Optional[float] = None) -> IssuedChain:
         """The whole issuance: order -> DNS-01 for every pending authorization -> finalize -> chain.
 
         Records are published through ``solver`` and removed before finalizing, whatever happens.
-        ``resume_url`` continues an order created earlier (after a crash) when it is still usable.
+        ``resume_url`` continues an order created earlier (after a crash) when it is still usable. The whole
+        issuance ends by ``deadline`` (a ``time.monotonic()`` value), else within ``timeout`` seconds.
         """
-        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        if deadline is None:
+            deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
         order = None
         if resume_url:
             order = self.resume_order(resume_url, deadline=deadline)

@@ -33,7 +33,7 @@ from .checks import Checks
 from .acme_client import AcmeClient
 from .dns.azure import AzureDnsClients, AzureDnsProvider
 from .dns.base import DnsProvider, authoritative_hint
-from .dns.challenges import DnsSolver
+from .dns.challenges import CLEANUP_MIN_S, DnsSolver
 from .dns.rfc2136 import Rfc2136Provider
 from .errors import (
     CertificateBusy,
@@ -121,15 +121,15 @@ class _TimedProvider:
         self._provider, self._spent = provider, spent
         self.propagation_timeout = provider.propagation_timeout
 
-    def present(self, fqdn: str, value: str) -> None:
+    def present(self, fqdn: str, value: str, *, deadline: float | None = None) -> None:
         start = time.perf_counter()
         try:
-            self._provider.present(fqdn, value)
+            self._provider.present(fqdn, value, deadline=deadline)
         finally:
             self._spent.append(time.perf_counter() - start)
 
-    def cleanup(self, fqdn: str, value: str) -> None:
-        self._provider.cleanup(fqdn, value)
+    def cleanup(self, fqdn: str, value: str, *, deadline: float | None = None) -> None:
+        self._provider.cleanup(fqdn, value, deadline=deadline)
 
     def authoritative_servers(self, zone: str):
         return authoritative_hint(self._provider, zone)
@@ -189,9 +189,10 @@ class Engine:
 
         Creates nothing: no Key Vault object, no DNS record, no ACME account or order.
         """
-        deadline = self._deadline()
-        names = self._checked_names(spec)
-        directory = self._directory_client(spec.acme.directory_url).directory
+        self._preflight(spec, self._checked_names(spec), self._deadline())
+
+    def _preflight(self, spec: CertificateSpec, names: tuple[str, ...], deadline: float) -> None:
+        directory = self._directory_client(spec.acme.directory_url).read_directory(deadline=deadline)
         if spec.profile and spec.profile not in directory.profiles:
             offered = ", ".join(directory.profiles) or "none"
             raise PreflightError(f"the CA at {spec.acme.directory_url} does not offer the profile {spec.profile!r} "
@@ -230,7 +231,7 @@ class Engine:
                     self.log.info("adopting %s version %s: %s", existing.id, existing.version, decision.message)
                     return existing
                 self.log.info("%s: %s", existing.id, decision.message)
-            self.preflight(spec)
+            self._preflight(spec, names, deadline)
             return self._issue_version(spec, names, vault, deadline)
 
     def renew(self, spec: CertificateSpec) -> CertificateFacts:
@@ -239,7 +240,7 @@ class Engine:
         names = self._checked_names(spec)
         vault = self._vault(spec.vault_url)
         with self._certificate_lock(spec):
-            self.preflight(spec)
+            self._preflight(spec, names, deadline)
             return self._issue_version(spec, names, vault, deadline)
 
     def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> CertificateFacts:
@@ -349,12 +350,12 @@ class Engine:
                                   timings, writes)
             chain = client.obtain_chain(pending.csr_der, names, solver, profile=spec.profile,
                                         preferred_chain=spec.preferred_chain,
-                                        timeout=max(0.0, deadline - time.monotonic()))
+                                        deadline=deadline)
             timings.mark("finalize")
         except BaseException:
             # Nothing half-made stays behind: the pending version (and its key) goes, the name stays free.
             with contextlib.suppress(KeyVaultAcmeError):
-                self._discard(vault, spec, time.monotonic() + 30)
+                self._discard(vault, spec, max(deadline, time.monotonic() + CLEANUP_MIN_S))
             raise
         certs = split_pem_chain(chain.fullchain_pem)
         facts = vault.merge(spec.name, certs, deadline=deadline)
@@ -519,7 +520,8 @@ class Engine:
 
     def _provider(self, zone: AzureDnsZone | Rfc2136Zone, spec: CertificateSpec, deadline: float) -> DnsProvider:
         if isinstance(zone, AzureDnsZone):
-            return AzureDnsProvider(zone, self._azure_dns(), propagation_timeout=spec.propagation_timeout_s)
+            return AzureDnsProvider(zone, self._azure_dns(), deadline=deadline,
+                                    propagation_timeout=spec.propagation_timeout_s)
         return Rfc2136Provider.from_zone(zone, self._tsig_secret(zone, deadline),
                                          propagation_timeout=spec.propagation_timeout_s)
 

@@ -88,13 +88,18 @@ class AzureDnsClients:
 
 
 class AzureDnsProvider:
-    """DNS-01 records in one Azure DNS zone."""
+    """DNS-01 records in one Azure DNS zone.
+
+    ``deadline`` (``time.monotonic()``) bounds every call that is not given its own: the engine builds a
+    provider per operation with the operation's deadline. Without one, each call gets ``timeout_s``.
+    """
 
     def __init__(self, zone: AzureDnsZone, clients: AzureDnsClients, *, timeout_s: float = 60.0,
-                 propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT) -> None:
+                 deadline: float | None = None, propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT) -> None:
         self.zone = zone
         self._clients = clients
         self.timeout_s = timeout_s
+        self.deadline = deadline
         self.propagation_timeout = propagation_timeout
 
     @property
@@ -204,6 +209,7 @@ class AzureDnsProvider:
         self._call(what, attempt, deadline)
 
     def _call(self, what: str, fn: Callable[[], Any], deadline: float | None) -> Any:
+        deadline = deadline if deadline is not None else self.deadline
         try:
             return retry_call(fn, what=what, retry_after=_verdict, deadline=deadline,
                               timeout=None if deadline is not None else self.timeout_s)

@@ -19,7 +19,8 @@ class DnsProvider(Protocol):
 
     Several values may live at one name at once (``example.com`` and ``*.example.com`` share
     ``_acme-challenge.example.com``): ``present`` adds its value to the record set and keeps the others,
-    ``cleanup`` removes only its own value and must not fail when it is already gone. ``fqdn`` is
+    ``cleanup`` removes only its own value and must not fail when it is already gone. Both give up at
+    ``deadline`` (a ``time.monotonic()`` value: the operation's, so no provider waits on its own clock). ``fqdn`` is
     absolute, lower-case, without trailing dot. Providers may also offer
     ``authoritative_servers(zone) -> {nameserver: [(address, port), ...]}``: the servers that answer for the
     zone and each one's addresses, used to check propagation when no resolvers are configured (see
@@ -28,9 +29,9 @@ class DnsProvider(Protocol):
 
     propagation_timeout: float
 
-    def present(self, fqdn: str, value: str) -> None: ...
+    def present(self, fqdn: str, value: str, *, deadline: float | None = None) -> None: ...
 
-    def cleanup(self, fqdn: str, value: str) -> None: ...
+    def cleanup(self, fqdn: str, value: str, *, deadline: float | None = None) -> None: ...
 
 
 @dataclass(frozen=True)

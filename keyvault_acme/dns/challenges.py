@@ -21,6 +21,8 @@ from .propagation import Expectation, Nameserver, follow_cnames, servers_for_zon
 
 log = logging.getLogger("keyvault_acme.dns.challenges")
 
+CLEANUP_MIN_S = 10.0  # removing records still gets this long when the operation's deadline has passed
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -85,7 +87,7 @@ class DnsSolver:
         placements = self.place(challenges)
         presented: list[Placement] = []
         try:
-            self._present(placements, presented)
+            self._present(placements, presented, deadline)
             started = time.monotonic()
             timeout = self.propagation_timeout or max(
                 getattr(self.providers[z], "propagation_timeout", DEFAULT_PROPAGATION_TIMEOUT)
@@ -99,20 +101,21 @@ class DnsSolver:
             log.debug("%d challenge records live after %.3f s", len(placements), time.monotonic() - started)
             yield placements
         finally:
-            self._cleanup(presented)
+            # The operation's deadline, but a few seconds even when it has run out: records come down.
+            self._cleanup(presented, None if deadline is None else max(deadline, time.monotonic() + CLEANUP_MIN_S))
 
-    def _present(self, placements: Sequence[Placement], presented: list[Placement]) -> None:
+    def _present(self, placements: Sequence[Placement], presented: list[Placement], deadline: float | None) -> None:
         def present(p: Placement) -> None:
             presented.append(p)  # before present: a half-done write is still cleaned up
-            self.providers[p.zone].present(p.record, p.value)
+            self.providers[p.zone].present(p.record, p.value, deadline=deadline)
 
         _per_record(placements, present)
 
-    def _cleanup(self, presented: Sequence[Placement]) -> None:
+    def _cleanup(self, presented: Sequence[Placement], deadline: float | None) -> None:
         # Every record gets its chance; a failing cleanup is logged, never hides the original outcome.
         def cleanup(p: Placement) -> None:
             try:
-                self.providers[p.zone].cleanup(p.record, p.value)
+                self.providers[p.zone].cleanup(p.record, p.value, deadline=deadline)
             except Exception as e:  # noqa: BLE001
                 log.warning("could not remove the challenge record %s in %s: %s", p.record, p.zone, e)
 

@@ -85,18 +85,18 @@ class Rfc2136Provider:
                            f"{dns.rcode.to_text(response.rcode())} without its SOA); check the zone and server")
         update = self._update()
         update.present(self.zone + ".", "SOA")  # a prerequisite only: nothing to change
-        self._send(update, f"TSIG-signed no-op update of {self.zone}")
+        self._send(update, f"TSIG-signed no-op update of {self.zone}", None)
         return soa[0].serial
 
-    def present(self, fqdn: str, value: str) -> None:
+    def present(self, fqdn: str, value: str, *, deadline: float | None = None) -> None:
         update = self._update()
         update.add(self._name(fqdn), self.ttl, _txt(value))  # RFC 2136 add: joins the RRset, keeps other values
-        self._send(update, f"add TXT {fqdn}")
+        self._send(update, f"add TXT {fqdn}", deadline)
 
-    def cleanup(self, fqdn: str, value: str) -> None:
+    def cleanup(self, fqdn: str, value: str, *, deadline: float | None = None) -> None:
         update = self._update()
         update.delete(self._name(fqdn), _txt(value))  # only this value; deleting a missing RR is not an error
-        self._send(update, f"remove TXT {fqdn}")
+        self._send(update, f"remove TXT {fqdn}", deadline)
 
     def _name(self, fqdn: str) -> dns.name.Name:
         name = dns.name.from_text(fqdn)
@@ -108,14 +108,14 @@ class Rfc2136Provider:
         return dns.update.UpdateMessage(self.zone + ".", keyring=self._keyring, keyname=self._key_name,
                                         keyalgorithm=self._algorithm)
 
-    def _send(self, update: dns.update.UpdateMessage, what: str) -> None:
+    def _send(self, update: dns.update.UpdateMessage, what: str, deadline: float | None) -> None:
         host, port = self.server
 
         def attempt() -> dns.message.Message:
             return dns.query.tcp(update, host, port=port, timeout=self.timeout)
 
         try:
-            response = retry_call(attempt, what=f"{what} at {host}:{port}", timeout=self.timeout * 3,
+            response = retry_call(attempt, what=f"{what} at {host}:{port}", timeout=self.timeout * 3, deadline=deadline,
                                   retry_after=lambda e: isinstance(e, (dns.exception.Timeout, OSError)))
         except dns.tsig.PeerError as e:
             raise DnsError(f"{what} at {host}:{port}: TSIG rejected ({type(e).__name__}); "

@@ -131,11 +131,11 @@ def test_revoke_with_reason_is_reported_by_pebble(acme, solver, pebble):
 def test_failed_validation_is_a_typed_error_and_records_are_cleaned_up(acme, pebble, bind):
     # A provider that writes a wrong value: the CA must refuse, we must still clean up.
     class Liar(Rfc2136Provider):
-        def present(self, fqdn, value):
-            super().present(fqdn, "not-the-right-value")
+        def present(self, fqdn, value, **kw):
+            super().present(fqdn, "not-the-right-value", **kw)
 
-        def cleanup(self, fqdn, value):
-            super().cleanup(fqdn, "not-the-right-value")
+        def cleanup(self, fqdn, value, **kw):
+            super().cleanup(fqdn, "not-the-right-value", **kw)
 
     liar = DnsSolver({BIND_ZONE: Liar(BIND_ZONE, bind.server, bind.tsig_key_name, bind.tsig_secret_b64)},
                      propagation_timeout=0.01)

@@ -1,0 +1,59 @@
+"""One deadline per operation: every step of an issuance (preflight, DNS writes and clean-up, Key Vault, the
+CA) works against the deadline ``Engine.timeout_s`` set when the operation began, not a clock of its own."""
+from __future__ import annotations
+
+import pytest
+
+from keyvault_acme.dns.azure import AzureDnsProvider
+from keyvault_acme.dns.rfc2136 import Rfc2136Provider
+from keyvault_acme.errors import Deadline
+from keyvault_acme.keyvault import KeyVault
+from keyvault_acme.lifecycle import Engine
+from tests.engine.conftest import AZURE_ZONE, unique
+from tests.services import BIND_ZONE
+
+pytestmark = pytest.mark.integration
+
+
+def record_deadlines(monkeypatch, cls, method: str, seen: list) -> None:
+    original = getattr(cls, method)
+
+    def spy(self, *args, deadline=None, **kwargs):
+        seen.append((f"{cls.__name__}.{method}", deadline if deadline is not None else getattr(self, "deadline", None)))
+        return original(self, *args, deadline=deadline, **kwargs)
+
+    monkeypatch.setattr(cls, method, spy)
+
+
+def test_every_step_of_an_issuance_shares_the_operations_deadline(world, credential, monkeypatch):
+    engine = Engine(credential)
+    spec = world.spec([unique(AZURE_ZONE), unique(BIND_ZONE)], zones="both")
+    seen: list = []
+    for cls, method in ((KeyVault, "certificate"), (KeyVault, "refuse_foreign_secret"),
+                        (KeyVault, "create_pending"), (KeyVault, "merge"), (AzureDnsProvider, "check_access"),
+                        (AzureDnsProvider, "present"), (AzureDnsProvider, "cleanup"),
+                        (Rfc2136Provider, "present"), (Rfc2136Provider, "cleanup")):
+        record_deadlines(monkeypatch, cls, method, seen)
+    engine.issue(spec)
+    called = {name for name, _ in seen}
+    assert {"KeyVault.certificate", "KeyVault.refuse_foreign_secret", "AzureDnsProvider.check_access",
+            "AzureDnsProvider.present", "Rfc2136Provider.present", "AzureDnsProvider.cleanup"} <= called
+    # The issuance's first step fixed the deadline; preflight and the DNS writes use the same one.
+    first = seen[0][1]
+    assert first is not None
+    assert {deadline for name, deadline in seen if not name.endswith("cleanup")} == {first}
+    # Clean-up gets that deadline too (or a few seconds more when it has run out, so records come down).
+    assert all(deadline >= first for name, deadline in seen if name.endswith("cleanup"))
+
+
+@pytest.mark.timeout(45)  # Azure DNS's own 60 s per call would be stopped here
+def test_azure_dns_writes_give_up_at_the_operations_deadline(world, credential, emulator):
+    engine = Engine(credential, timeout_s=3)
+    spec = world.spec([unique(AZURE_ZONE)])
+    fault = emulator.admin.add_fault(status=503, host="management.azure.com", path="*/TXT/*", method="PUT")
+    try:
+        with pytest.raises(Deadline, match="Azure DNS"):
+            engine.issue(spec)
+    finally:
+        emulator.admin.remove_fault(fault["id"])
+    assert engine.inspect(spec.vault_url, spec.name) is None
