@@ -70,6 +70,9 @@ class Bind:
             self.admin_secret_b64 = _keygen(self.admin_key_name)
             for zone in self.zones:
                 (self._dir / f"{zone}.zone").write_text(_zone_file(zone))
+            # The forwarded zones are delegated from it, so BIND recurses (and forwards) instead of answering NXDOMAIN.
+            (self._dir / "root.zone").write_text(_zone_file("") + "".join(
+                f"{zone}. IN NS ns1.root.\n" for zone in self.forward_zones))
             conf = self._dir / "named.conf"
             conf.write_text(self._named_conf())
             self._child = ChildProcess([self.binary, "-g", "-c", str(conf), "-u", "root"],
@@ -111,6 +114,8 @@ class Bind:
         zones += "".join(
             f'zone "{zone}" {{ type forward; forward only; forwarders {{ {host} port {port}; }}; }};\n'
             for zone, (host, port) in self.forward_zones.items())
+        # A root of our own: a name in none of the zones is NXDOMAIN here, and recursion never leaves loopback.
+        zones += 'zone "." { type primary; file "root.zone"; notify no; };\n'
         # Recursion (for loopback only) makes BIND chase CNAMEs from one of its zones into another and
         # into forwarded zones, as a CA's resolver does; Pebble's own DNS client does not chase them.
         recursion = "yes"
@@ -176,9 +181,10 @@ def _keygen(name: str) -> str:
 
 
 def _zone_file(zone: str) -> str:
+    origin = f"{zone}." if zone else "."  # "" is the root
     return (
-        f"$ORIGIN {zone}.\n$TTL 60\n"
-        f"@ IN SOA ns1.{zone}. hostmaster.{zone}. ( 1 60 60 3600 30 )\n"
-        f"@ IN NS ns1.{zone}.\n"
-        f"ns1 IN A 127.0.0.1\n"
+        f"$ORIGIN {origin}\n$TTL 60\n"
+        f"@ IN SOA ns1.{zone or 'root'}. hostmaster.{zone or 'root'}. ( 1 60 60 3600 30 )\n"
+        f"@ IN NS ns1.{zone or 'root'}.\n"
+        f"ns1{'' if zone else '.root'} IN A 127.0.0.1\n"
     )

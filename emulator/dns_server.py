@@ -2,7 +2,8 @@
 
 Every query reads the live `ZoneStore`, so a record set is served the moment ARM writes it (Azure DNS takes
 seconds; tests then never wait). Pebble uses this server as its resolver, so it also answers the way a resolver
-would need: CNAMEs inside the served zones are followed, and names outside every zone are REFUSED.
+would need: CNAMEs inside the served zones are followed, a name above the zones (``test`` for ``azure.test``:
+it exists in the local world, holding the delegation) has no records, and other names are REFUSED.
 """
 from __future__ import annotations
 
@@ -121,8 +122,9 @@ def resolve(store: ZoneStore, query: dns.message.Message) -> dns.message.Message
     question = query.question[0]
     zone = store.zone_for(question.name) if question.rdclass == dns.rdataclass.IN else None
     if zone is None:
-        response.set_rcode(dns.rcode.REFUSED)
-        return response
+        if not any(z.origin.is_subdomain(question.name) for z in store.list_zones()):
+            response.set_rcode(dns.rcode.REFUSED)
+        return response  # above our zones: the name exists (it delegates to them) and has nothing else
 
     response.flags |= dns.flags.AA
     name, seen = question.name, {question.name}

@@ -4,7 +4,8 @@
   them, and every name in a configured zone.
 * :func:`check_caa` (RFC 8659): for each name, the closest CAA RRset up the tree must let one of the
   CA's ``caaIdentities`` issue (``issuewild`` for wildcards). The decision (:func:`caa_verdict`) is
-  pure; :func:`caa_lookup` is the small DNS edge that feeds it.
+  pure; :func:`caa_lookup` is the small DNS edge that feeds it. A lookup no server answers (SERVFAIL,
+  REFUSED, silence) is "could not tell", never "no CAA": the check then fails and says how to fix it.
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence
 
 import dns.exception
+import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from .dns.base import parse_server
 from .dns.challenges import DnsSolver
-from .dns.propagation import query
-from .errors import CaaForbidsCa, SpecError
+from .dns.propagation import Nameserver, query
+from .errors import CaaForbidsCa, PreflightError, SpecError
 from .model import CertificateSpec
 from .names import MAX_NAMES, base_name, is_wildcard, normalize_names, zone_for
 
@@ -61,8 +64,9 @@ def relevant_caa(name: str, lookup: CaaLookup) -> tuple[Optional[str], Sequence[
         owner = ".".join(labels[i:])
         records = lookup(owner)
         if records is None:
-            log.debug("CAA lookup for %s failed; leaving the CAA decision to the CA", owner)
-            return None, ()
+            raise PreflightError(f"CAA for {name} could not be checked: no DNS server answered the CAA query for "
+                                 f"{owner} (SERVFAIL, REFUSED or no answer); set resolvers to recursive DNS servers "
+                                 f"that answer for {owner}, so the check can tell whether the CA may issue")
         if records:
             return owner, records
     return None, ()
@@ -117,21 +121,36 @@ def check_caa(names: Iterable[str], identities: Sequence[str], lookup: CaaLookup
 
 
 def caa_lookup(solver: DnsSolver, resolver: Optional[dns.resolver.Resolver] = None) -> CaaLookup:
-    """CAA records of a name: asked of its configured zone's servers, or of the resolver above the zones."""
+    """CAA records of a name: asked of its configured zone's servers; above the zones, of the configured
+    resolvers, else of ``resolver`` (the system's by default). None when no server could tell."""
 
     def lookup(name: str) -> Optional[Sequence[CaaRecord]]:
         try:
-            zone = zone_for(name, solver.providers)
+            servers = solver.servers(zone_for(name, solver.providers))
         except SpecError:
-            return _resolve(name, resolver)
-        try:
-            response = query(name, "CAA", solver.servers(zone)[0])
-        except (dns.exception.DNSException, OSError):
-            return None
-        return [CaaRecord(rd.flags, rd.tag.decode(), rd.value.decode()) for rrset in response.answer
-                if rrset.rdtype == dns.rdatatype.CAA for rd in rrset]
+            servers = [Nameserver(*parse_server(r), recursive=True) for r in solver.resolvers]
+            if not servers:
+                return _resolve(name, resolver)
+        return first_answer(name, servers)
 
     return lookup
+
+
+def first_answer(name: str, servers: Sequence[Nameserver]) -> Optional[Sequence[CaaRecord]]:
+    """The CAA records of ``name`` from the first of ``servers`` that answers (NOERROR or NXDOMAIN); None when
+    none does: a server failing (SERVFAIL, REFUSED) or silent knows nothing, it does not say "no CAA"."""
+    for server in servers:
+        try:
+            response = query(name, "CAA", server)
+        except (dns.exception.DNSException, OSError) as e:
+            log.debug("%s did not answer the CAA query for %s: %s", server, name, type(e).__name__)
+            continue
+        if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            log.debug("%s answered %s to the CAA query for %s", server, dns.rcode.to_text(response.rcode()), name)
+            continue
+        return [CaaRecord(rd.flags, rd.tag.decode(), rd.value.decode()) for rrset in response.answer
+                if rrset.rdtype == dns.rdatatype.CAA for rd in rrset]
+    return None
 
 
 def _resolve(name: str, resolver: Optional[dns.resolver.Resolver]) -> Optional[Sequence[CaaRecord]]:

@@ -139,6 +139,13 @@ def test_names_outside_every_zone_are_refused(query: Query) -> None:
     assert response.rcode() == dns.rcode.REFUSED and not response.flags & dns.flags.AA
 
 
+def test_names_above_the_zones_exist_without_records(query: Query) -> None:
+    """A CAA check climbs to the top-level domain: ``com`` above ``example.com`` answers, with nothing there."""
+    for qname in ("com", "org."):
+        response = query(qname, "CAA")
+        assert response.rcode() == dns.rcode.NOERROR and not response.answer and not response.flags & dns.flags.AA
+
+
 def test_writes_are_served_at_once(store: ZoneStore, server: DnsServer) -> None:
     name = "_acme-challenge.fresh.example.com"
     ask = lambda: dns.query.udp(dns.message.make_query(name, "TXT"), "127.0.0.1", port=server.port, timeout=5)

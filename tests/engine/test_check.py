@@ -135,8 +135,11 @@ def test_an_rfc2136_zone_the_resolvers_do_not_serve_fails_delegation(world, engi
     host, port = emulator.dns_address  # the emulator's DNS knows nothing of BIND's zone
     spec = world.spec([unique(BIND_ZONE)], zones="rfc2136", resolvers=(f"{host}:{port}",))
     problems = by_step(failed(engine.check(spec)))
-    # The challenge's CNAME lookup cannot be answered either; both name the resolver.
-    assert set(problems) == {"zones writable", "NS delegation"}
+    # The challenge's CNAME lookup cannot be answered either; both name the resolver. Nor can CAA: a refusal
+    # is "could not tell", never "no CAA".
+    assert set(problems) == {"zones writable", "NS delegation", "CAA"}
+    [caa] = problems["CAA"]
+    assert "could not be checked" in caa.detail and "set resolvers" in caa.detail
     [delegation] = problems["NS delegation"]
     assert delegation.detail.startswith(f"{BIND_ZONE}: {host}:{port}") and "NS" in delegation.detail
     assert f"{host}:{port}" in problems["zones writable"][0].detail

@@ -1,6 +1,7 @@
+import dns.resolver
 import pytest
 
-from keyvault_acme.errors import CaaForbidsCa, SpecError
+from keyvault_acme.errors import CaaForbidsCa, PreflightError, SpecError
 from keyvault_acme.model import CertificateSpec, Rfc2136Zone, SecretRef
 from keyvault_acme.preflight import CaaRecord, caa_lookup, caa_verdict, check_caa, check_spec, relevant_caa
 
@@ -79,8 +80,50 @@ def test_tree_climbing_finds_the_closest_rrset_and_strips_the_wildcard():
     assert relevant_caa("www.example.org", lookup) == (None, ())
 
 
-def test_failed_lookup_leaves_the_decision_to_the_ca():
-    check_caa(["www.example.com"], LE, lambda name: None)
+def test_a_lookup_nobody_answered_is_not_taken_for_no_caa():
+    with pytest.raises(PreflightError, match="CAA for www.example.com could not be checked.*set resolvers"):
+        check_caa(["www.example.com"], LE, lambda name: None)
+
+
+def test_a_failing_or_silent_server_is_skipped_for_the_next(bind):
+    """SERVFAIL, REFUSED or silence from one server is no answer: the next server is asked; if none
+    answers, the lookup could not tell (None), never "no CAA" ([])."""
+    import dns.message
+    import dns.rcode
+    import socketserver
+    import threading
+
+    from emulator.process import free_dns_port
+    from keyvault_acme.dns.propagation import Nameserver
+    from keyvault_acme.preflight import first_answer
+
+    class Refuse(socketserver.BaseRequestHandler):
+        def handle(self):
+            data, sock = self.request
+            response = dns.message.make_response(dns.message.from_wire(data))
+            response.set_rcode(self.server.rcode)
+            sock.sendto(response.to_wire(), self.client_address)
+
+    servers = []
+    for rcode in (dns.rcode.SERVFAIL, dns.rcode.REFUSED):
+        server = socketserver.UDPServer(("127.0.0.1", 0), Refuse)
+        server.rcode = rcode
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    try:
+        failing = [Nameserver("127.0.0.1", s.server_address[1]) for s in servers]
+        silent = Nameserver("127.0.0.1", free_dns_port())
+        bind.set_record("skip.rfc2136.test", "CAA", '0 issue "other-ca.example"')
+        try:
+            answered = first_answer("skip.rfc2136.test", [*failing, silent, Nameserver(bind.host, bind.port)])
+            assert [(r.tag, r.value) for r in answered] == [("issue", "other-ca.example")]
+        finally:
+            bind.delete_record("skip.rfc2136.test", "CAA")
+        assert first_answer("skip.rfc2136.test", [*failing, silent]) is None
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
 
 
 def test_check_caa_names_the_name_owner_and_fix():
@@ -98,7 +141,9 @@ def test_caa_from_the_authoritative_server_with_tree_climbing(bind):
 
     solver = DnsSolver({"rfc2136.test": Rfc2136Provider("rfc2136.test", bind.server, bind.tsig_key_name,
                                                         bind.tsig_secret_b64)})
-    lookup = caa_lookup(solver)
+    above = dns.resolver.Resolver(configure=False)  # names above the zone: BIND's own root, loopback only
+    above.nameservers, above.port = [bind.host], bind.port
+    lookup = caa_lookup(solver, above)
     check_caa(["free.caa.rfc2136.test"], ["pebble.letsencrypt.org"], lookup)  # no CAA anywhere: allowed
     bind.set_record("caa.rfc2136.test", "CAA", '0 issue "other-ca.example"')
     try:
