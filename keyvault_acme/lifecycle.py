@@ -492,12 +492,13 @@ class Engine:
         acme = spec.acme
         if directory_url and directory_url != acme.directory_url:
             acme = replace(acme, directory_url=directory_url, eab_kid=None, eab_hmac=None)
-        eab = None
-        if acme.eab_kid and acme.eab_hmac is not None:
-            eab = self._vault(acme.eab_hmac.vault_url).get_secret(acme.eab_hmac.name, acme.eab_hmac.version,
-                                                                 ours=False, deadline=deadline)
 
         def register(key) -> AcmeClient:
+            # The EAB key is read only here, once per process and account, not on every issuance.
+            eab = None
+            if acme.eab_kid and acme.eab_hmac is not None:
+                eab = self._vault(acme.eab_hmac.vault_url).get_secret(acme.eab_hmac.name, acme.eab_hmac.version,
+                                                                     ours=False, deadline=deadline)
             client = AcmeClient(acme.directory_url, key, contact=acme.contact, eab_kid=acme.eab_kid,
                                 eab_hmac_key=eab, timeout=self.timeout_s)
             client.account_url(deadline=deadline)

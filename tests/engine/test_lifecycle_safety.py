@@ -177,6 +177,24 @@ def test_an_account_key_secret_that_is_a_certificate_is_never_read(world, engine
     assert engine.inspect(spec.vault_url, spec.name) is None
 
 
+def test_the_eab_key_is_read_only_to_register_the_account(world, credential, emulator):
+    from keyvault_acme.model import SecretRef
+
+    SecretClient(world.vault_url, credential).set_secret("eab-hmac", "c2VjcmV0LWhtYWMta2V5")
+    plain = world.spec([unique(AZURE_ZONE)])
+    Engine(credential).issue(plain)  # the account key has its account at the CA
+    engine = Engine(credential)  # a new process: registers (finds the account), reading the EAB key once
+    spec = replace(plain, acme=replace(plain.acme, eab_kid="kid-1", eab_hmac=SecretRef(
+        f"{world.vault_url}/secrets/eab-hmac")))
+    engine.renew(spec)
+    faults = forbid_value_reads(emulator, "eab-hmac")  # from now on a read of it fails the call
+    try:
+        engine.renew(spec)
+        engine.revoke(spec)
+    finally:
+        value_reads_forbidden(emulator, faults)
+
+
 def test_key_vault_throttling_and_server_errors_are_retried(world, engine, emulator):
     spec = world.spec([unique(AZURE_ZONE)])
     faults = [emulator.admin.add_fault(status=429, retry_after=0, host="*.vault.azure.net",
