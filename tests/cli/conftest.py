@@ -11,7 +11,7 @@ import yaml
 
 from tests import services
 
-VALIDITY_S = 60
+VALIDITY_S = 600
 ZONE = "azure.test"
 
 
@@ -65,9 +65,9 @@ def stack(tmp_path_factory, cli_env, emulator, short_pebble):
         tmp_path_factory.mktemp("stack") / "Pulumi.clitest-test.yaml",
         vault=f"kvcli{label}", directory_url=short_pebble.directory_url, resolver=f"{host}:{port}",
         certificates=[
-            # Due after 5% of 60 s; the other after 90%: a wide window in which only the first is due.
+            # Due 3 s after issue; the other after 540 s: no test run comes near it, so only the first is due.
             {"name": "early", "dns_names": [f"early-{label}.{ZONE}", f"alt-{label}.{ZONE}"],
-             "renewal": {"fraction_remaining": 0.95}},
+             "renewal": {"fraction_remaining": 0.995}},
             {"name": "late", "dns_names": [f"*.late-{label}.{ZONE}"], "key": {"kty": "RSA", "size": 2048},
              "renewal": {"fraction_remaining": 0.1}},
             {"name": "unissued", "dns_names": [f"unissued-{label}.{ZONE}"]},

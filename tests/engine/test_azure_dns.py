@@ -105,11 +105,29 @@ def test_zone_in_another_subscription_by_resource_id(clients, emulator):
     p.cleanup(fqdn, "other")
 
 
-def test_authoritative_servers_come_from_the_zones_name_servers(clients):
+def test_authoritative_servers_come_from_the_zones_name_servers(clients, monkeypatch):
+    import socket
+
     p = provider(clients)
     names = p.nameservers()
     assert names and all(n.startswith("ns") and not n.endswith(".") for n in names)
-    # The emulator's names do not resolve here; the error says what to do instead.
+    # Name resolution stays on this machine: the test answers for the name servers itself.
+    addresses = {names[0]: [("192.0.2.1", 53), ("2001:db8::1", 53, 0, 0)]}
+    asked = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        asked.append(host)
+        if host not in addresses:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET6 if ":" in a[0] else socket.AF_INET, socket.SOCK_DGRAM, 17, "", a)
+                for a in addresses[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    # Each name server with all its addresses (IPv4 and IPv6); a name without addresses is left out.
+    assert p.authoritative_servers(AZURE_ZONE) == {names[0]: [("192.0.2.1", 53), ("2001:db8::1", 53)]}
+    assert asked == names
+    # When none of the names resolves here, the error says what to do instead.
+    addresses.clear()
     with pytest.raises(DnsError, match="set resolvers"):
         p.authoritative_servers(AZURE_ZONE)
 
