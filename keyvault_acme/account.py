@@ -138,7 +138,3 @@ class AccountCache(Generic[A]):
                 self._entries[key] = account
             return account
 
-    def forget(self, vault_url: str, secret_name: str, directory_url: str) -> None:
-        """Drop a cached account (e.g. the CA no longer knows it); the next ``get`` registers again."""
-        with self._lock:
-            self._entries.pop((vault_url.lower(), secret_name.lower(), directory_url), None)

@@ -13,6 +13,10 @@ what the engine needs on top:
 :meth:`AcmeClient.obtain_chain` composes the whole issuance; the steps are public too
 (:meth:`~AcmeClient.new_order`, :meth:`~AcmeClient.dns_challenges`, :meth:`~AcmeClient.validate`,
 :meth:`~AcmeClient.finalize`) so a caller can persist ``Order.url`` and resume after a crash.
+
+Extension points the engine does not use yet (each tested on its own): resuming an order
+(``obtain_chain(resume_url=...)``) and ARI (:meth:`AcmeClient.renewal_window`, to feed
+``renewal.renewal_decision(ari_window=...)``). Orders carry no ARI ``replaces`` yet.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, ContextManager, Iterable, Mapping, Optional, Protocol, Sequence
+from typing import Any, ContextManager, Mapping, Optional, Protocol, Sequence
 
 import josepy as jose
 import requests
@@ -36,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 
 from . import errors
 from .dns.base import Challenge
+from .config import revocation_reason
 from .model import REVOCATION_REASONS
 from .names import counted
 from .retry import DEFAULT_BACKOFF, Backoff, Waiter, parse_retry_after
@@ -70,6 +75,13 @@ class DirectoryInfo:
     renewal_info: Optional[str] = None  # ARI endpoint (RFC 9773); None when absent (e.g. Pebble 2.4)
     terms_of_service: Optional[str] = None
     external_account_required: bool = False
+
+    def check_profile(self, profile: Optional[str]) -> None:
+        """PreflightError when ``profile`` is set and the CA does not offer it."""
+        if profile and profile not in self.profiles:
+            offered = ", ".join(self.profiles) or "none"
+            raise errors.PreflightError(f"the CA at {self.url} does not offer the profile {profile!r} "
+                                        f"(offered: {offered}); fix the certificate's profile")
 
 
 @dataclass(frozen=True)
@@ -113,12 +125,6 @@ class ChallengeSolver(Protocol):
 
     def published(self, challenges: Sequence[Challenge], *, deadline: Optional[float] = None) -> ContextManager[Any]:
         ...
-
-
-class _NewOrder(messages.NewOrder):
-    """newOrder with ARI's ``replaces`` (RFC 9773), which the library's message does not carry yet."""
-
-    replaces: Optional[str] = jose.field("replaces", omitempty=True)
 
 
 # -- the network layer ------------------------------------------------------------------------------------
@@ -259,18 +265,14 @@ class AcmeClient:
         return response.headers["Location"]
 
     # -- orders -------------------------------------------------------------------------------------------
-    def new_order(self, dns_names: Sequence[str], *, profile: Optional[str] = None, replaces: Optional[str] = None,
+    def new_order(self, dns_names: Sequence[str], *, profile: Optional[str] = None,
                   deadline: Optional[float] = None) -> Order:
-        """Create an order for ``dns_names``. ``profile`` must be one the directory lists; ``replaces``
-        is the ARI certificate id of the certificate this one renews."""
+        """Create an order for ``dns_names``. ``profile`` must be one the directory lists."""
         deadline = self._deadline(deadline)
-        if profile and profile not in self.directory.profiles:
-            offered = ", ".join(self.directory.profiles) or "none"
-            raise errors.PreflightError(f"the CA does not offer the profile {profile!r} (offered: {offered}); "
-                                        "fix the certificate's profile")
+        self.read_directory(deadline=deadline).check_profile(profile)
         self.account_url(deadline=deadline)
-        body = _NewOrder(identifiers=[messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in dns_names],
-                         profile=profile, replaces=replaces)
+        body = messages.NewOrder(identifiers=[messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n)
+                                              for n in dns_names], profile=profile)
         response = self._post(self._dir()["newOrder"], body, "create the order", deadline)
         return _order(response.headers["Location"], response.json())
 
@@ -344,7 +346,7 @@ class AcmeClient:
 
     def obtain_chain(self, csr_der: bytes, dns_names: Sequence[str], solver: ChallengeSolver, *,
                      profile: Optional[str] = None, preferred_chain: Optional[str] = None,
-                     replaces: Optional[str] = None, resume_url: Optional[str] = None,
+                     resume_url: Optional[str] = None,
                      timeout: Optional[float] = None, deadline: Optional[float] = None) -> IssuedChain:
         """The whole issuance: order -> DNS-01 for every pending authorization -> finalize -> chain.
 
@@ -360,7 +362,7 @@ class AcmeClient:
             if order.status == "invalid" or set(order.identifiers) != {n.lower() for n in dns_names}:
                 order = None
         if order is None:
-            order = self.new_order(dns_names, profile=profile, replaces=replaces, deadline=deadline)
+            order = self.new_order(dns_names, profile=profile, deadline=deadline)
         if order.status == "pending":
             challenges = self.dns_challenges(order, deadline=deadline)
             if challenges:
@@ -377,14 +379,12 @@ class AcmeClient:
 
         Returns False when the CA says it was already revoked (revoking is idempotent for us).
         """
-        if reason not in REVOCATION_REASONS:
-            raise errors.SpecError("reason", f"unknown revocation reason {reason!r}",
-                                   f"use one of {', '.join(REVOCATION_REASONS)}")
+        code = REVOCATION_REASONS[revocation_reason(reason, "reason", "unspecified")]
         cert = _load_cert(certificate)
         deadline = self._deadline(deadline)
         self.account_url(deadline=deadline)
         try:
-            self._post(self._dir()["revokeCert"], messages.Revocation(certificate=cert, reason=REVOCATION_REASONS[reason]),
+            self._post(self._dir()["revokeCert"], messages.Revocation(certificate=cert, reason=code),
                        f"revoke certificate {cert.serial_number:x}", deadline)
         except errors.AcmeError as e:
             if e.problem_type.endswith(":alreadyRevoked"):

@@ -20,7 +20,7 @@ from .dns.base import Challenge, parse_server
 from .dns.challenges import DnsSolver
 from .dns.propagation import Nameserver, ns_names
 from .dns.rfc2136 import Rfc2136Provider
-from .errors import CREDENTIALS_HINT, CaaForbidsCa, KeyVaultAcmeError, SpecError
+from .errors import CREDENTIALS_HINT, CaaForbidsCa, KeyVaultAcmeError, PreflightError, SpecError
 from .keyvault import CHAIN_SUFFIX, is_managed
 from .model import AzureDnsZone, CertificateSpec, CheckResult
 from .names import counted, zone_for
@@ -139,9 +139,10 @@ class Checks:
         offered = ", ".join(directory.profiles) or "none"
         if not self.spec.profile:
             return CheckResult("profile", True, f"none requested: the CA's default (offered: {offered})")
-        if self.spec.profile not in directory.profiles:
-            return CheckResult("profile", False, f"the CA does not offer the profile {self.spec.profile!r} "
-                                                 f"(offered: {offered})", "set profile to an offered one, or remove it")
+        try:
+            directory.check_profile(self.spec.profile)
+        except PreflightError as e:
+            return CheckResult("profile", False, one_line(e), "set profile to an offered one, or remove it")
         return CheckResult("profile", True, f"{self.spec.profile}: {directory.profiles[self.spec.profile]}")
 
     def providers(self, *, azure: bool) -> tuple[dict[str, Any], list[CheckResult]]:

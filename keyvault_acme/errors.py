@@ -122,7 +122,7 @@ class RateLimited(AcmeError):
         self.retry_after = retry_after
         super().__init__(detail, **kw)
         when = f" after {retry_after.isoformat()}" if retry_after else " later"
-        self.hint = f"the CA's rate limit was hit; retry{when}; renewals with ARI 'replaces' are exempt"
+        self.hint = f"the CA's rate limit was hit; retry{when}"
 
 
 class AcmeUnauthorized(AcmeError):

@@ -42,7 +42,7 @@ from azure.keyvault.certificates import (
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.secrets import SecretClient
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID
 from urllib3.connection import HTTPConnection
@@ -56,7 +56,7 @@ from .errors import (
 )
 from .model import CertificateFacts, KeySpec
 from .renewal import TAG_REVOKED
-from .retry import parse_retry_after, retry_call
+from .retry import RETRYABLE_STATUS, azure_verdict, retry_call
 
 log = logging.getLogger("keyvault_acme.keyvault")
 
@@ -69,8 +69,6 @@ CHAIN_SUFFIX = "-chain"
 PEM_CONTENT_TYPE = "application/x-pem-file"
 _CHAIN_VERSION_TAG = "certificate-version"
 
-# Statuses Key Vault documents as transient (throttling, service trouble).
-_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _READ_ONLY_MARKERS = ("read-only", "read only", "readonly")
 
 
@@ -90,7 +88,7 @@ def dns_names_of(cert_or_csr: x509.Certificate | x509.CertificateSigningRequest)
     return tuple(san.get_values_for_type(x509.DNSName))
 
 
-def key_label(public_key: Any) -> str:
+def public_key_label(public_key: Any) -> str:
     """``RSA 2048`` / ``EC P-256``: the same label as :attr:`KeySpec.label`, from a public key."""
     if isinstance(public_key, rsa.RSAPublicKey):
         return f"RSA {public_key.key_size}"
@@ -173,17 +171,9 @@ def is_read_only(error: BaseException) -> bool:
 
 
 def retry_verdict(error: BaseException) -> float | bool:
-    """For :func:`retry_call`: True / seconds to retry (throttling, 5xx, connection trouble), False to raise."""
-    if isinstance(error, (ServiceRequestError, ServiceResponseError)):
-        return True
-    if not isinstance(error, HttpResponseError) or is_read_only(error):
-        return False  # read-only lasts minutes: the caller decides, not a tight loop here
-    if _status(error) not in _RETRYABLE_STATUS:
-        return False
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    after = parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
-    return after if after is not None else True
+    """For :func:`retry_call`: Azure's transient errors (:func:`azure_verdict`), except read-only mode, which
+    lasts minutes: the caller decides, not a tight loop here."""
+    return False if is_read_only(error) else azure_verdict(error)
 
 
 def map_error(error: BaseException, what: str) -> KeyVaultError:
@@ -197,7 +187,7 @@ def map_error(error: BaseException, what: str) -> KeyVaultError:
     if status == 409 and "deletedbutrecoverable" in code.lower():
         return CertificateDeletedButRecoverable(detail, status=status, code=code)
     mapped = KeyVaultError(detail, status=status, code=code)
-    mapped.retryable = status in _RETRYABLE_STATUS or isinstance(error, (ServiceRequestError, ServiceResponseError))
+    mapped.retryable = status in RETRYABLE_STATUS or isinstance(error, (ServiceRequestError, ServiceResponseError))
     return mapped
 
 
@@ -440,10 +430,6 @@ class KeyVault:
                                                             tags=dict(tags or {})), deadline=deadline)
         return secret.properties.version
 
-    def disable_secret_version(self, name: str, version: str, *, deadline: float | None = None) -> None:
-        self._call(f"disable secret {name!r} version {version}",
-                   lambda: self.secrets.update_secret_properties(name, version, enabled=False), deadline=deadline)
-
     def _checked_versions(self, name: str, *, ours: bool, deadline: float | None) -> list[Any]:
         versions = self.secret_versions(name, deadline=deadline)
         problem = secret_problem(name, versions, ours=ours)
@@ -537,10 +523,6 @@ def sdk_client_kwargs(session: requests.Session | None = None) -> dict[str, Any]
 def is_managed(facts: CertificateFacts) -> bool:
     """Whether this engine issued the version (and so may renew, adopt or revoke it)."""
     return facts.tags.get(MANAGED_BY_TAG) == MANAGED_BY
-
-
-def tags_match(actual: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
-    return all(actual.get(k) == v for k, v in wanted.items())
 
 
 def secret_problem(name: str, versions: Sequence[Any], *, ours: bool) -> str | None:

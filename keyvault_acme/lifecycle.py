@@ -43,7 +43,6 @@ from .errors import (
     CertificateNotFound,
     KeyVaultAcmeError,
     KeyVaultError,
-    PreflightError,
     SpecError,
 )
 from .keyvault import (
@@ -54,12 +53,13 @@ from .keyvault import (
     PendingCsr,
     dns_names_of,
     is_managed,
-    key_label,
+    public_key_label,
     names_key,
     sdk_client_kwargs,
     split_pem_chain,
 )
-from .model import REVOCATION_REASONS, AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
+from .config import revocation_reason
+from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
 from .preflight import caa_lookup, check_caa, check_spec
 from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
 
@@ -85,8 +85,8 @@ def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec:
     have, want = names_key(dns_names_of(csr)), names_key(names)
     if have != want:
         return f"Key Vault's CSR names {', '.join(have)}, the spec {', '.join(want)}"
-    if key_label(csr.public_key()) != spec.key.label:
-        return f"Key Vault's CSR has a {key_label(csr.public_key())} key, the spec asks for {spec.key.label}"
+    if public_key_label(csr.public_key()) != spec.key.label:
+        return f"Key Vault's CSR has a {public_key_label(csr.public_key())} key, the spec asks for {spec.key.label}"
     return None
 
 
@@ -193,10 +193,7 @@ class Engine:
 
     def _preflight(self, spec: CertificateSpec, names: tuple[str, ...], deadline: float) -> None:
         directory = self._directory_client(spec.acme.directory_url).read_directory(deadline=deadline)
-        if spec.profile and spec.profile not in directory.profiles:
-            offered = ", ".join(directory.profiles) or "none"
-            raise PreflightError(f"the CA at {spec.acme.directory_url} does not offer the profile {spec.profile!r} "
-                                 f"(offered: {offered}); fix the certificate's profile")
+        directory.check_profile(spec.profile)
         # Names taken by a certificate: never read (its secret may hold its private key), never written over.
         vault = self._vault(spec.vault_url)
         vault.refuse_foreign_secret(spec.acme.account_key_secret, deadline=deadline)
@@ -246,9 +243,7 @@ class Engine:
     def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> CertificateFacts:
         """Revoke the current version at the CA that issued it, record the reason in its tags, and disable it
         unless told not to. An expired version is refused (:class:`CertificateExpired`): CAs do not revoke it."""
-        if reason not in REVOCATION_REASONS:
-            raise SpecError("reason", f"unknown revocation reason {reason!r}",
-                            f"use one of {', '.join(REVOCATION_REASONS)}")
+        revocation_reason(reason, "reason", "unspecified")
         deadline = self._deadline()
         vault = self._vault(spec.vault_url)
         with self._certificate_lock(spec):
@@ -267,9 +262,7 @@ class Engine:
         (all of them are being deleted), each at the CA that issued it; record and disable each. Expired
         versions are skipped with a log line: CAs refuse to revoke them, which would block the destroy for
         good. Returns the serials (hex) revoked now."""
-        if reason not in REVOCATION_REASONS:
-            raise SpecError("reason", f"unknown revocation reason {reason!r}",
-                            f"use one of {', '.join(REVOCATION_REASONS)}")
+        revocation_reason(reason, "reason", "unspecified")
         deadline = self._deadline()
         vault = self._vault(spec.vault_url)
         revoked: list[str] = []

@@ -85,10 +85,11 @@ def due_at(facts: CertificateFacts, spec: CertificateSpec,
 
 def issued_with_tags(spec: CertificateSpec) -> dict[str, str]:
     """Tags the engine writes on each version it issues, read back by the policies below."""
-    return {TAG_DIRECTORY: spec.acme.directory_url, TAG_PROFILE: spec.profile or "", TAG_KEY: key_label(spec)}
+    return {TAG_DIRECTORY: spec.acme.directory_url, TAG_PROFILE: spec.profile or "", TAG_KEY: recorded_key(spec)}
 
 
-def key_label(spec: CertificateSpec) -> str:
+def recorded_key(spec: CertificateSpec) -> str:
+    """The key settings as the ``acme-key`` tag records them (the label, and whether it is exportable)."""
     return spec.key.label + (" exportable" if spec.key.exportable else "")
 
 
@@ -138,7 +139,7 @@ def _recorded_differs(i: Inputs, tag: str, want: str, reason: str, what: str) ->
 
 
 def key_changed(i: Inputs) -> Optional[Decision]:
-    return _recorded_differs(i, TAG_KEY, key_label(i.spec), "KeyChanged", "key settings")
+    return _recorded_differs(i, TAG_KEY, recorded_key(i.spec), "KeyChanged", "key settings")
 
 
 def ca_changed(i: Inputs) -> Optional[Decision]:

@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Callable, TypeVar
 
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
 from .errors import Deadline
 
 T = TypeVar("T")
@@ -98,6 +100,22 @@ class Waiter:
         err = Deadline(f"{self.what}: gave up at the deadline after {self.attempts} attempts{detail}")
         err.__cause__ = last_error
         return err
+
+
+# Statuses Azure documents as transient (timeout, throttling, service trouble), for Key Vault and ARM alike.
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def azure_verdict(error: BaseException) -> float | bool:
+    """For :func:`retry_call` around an Azure SDK call: True / seconds (its Retry-After) to retry a transient
+    status or a connection failure, False to raise."""
+    if isinstance(error, (ServiceRequestError, ServiceResponseError)):
+        return True
+    if not isinstance(error, HttpResponseError) or getattr(error, "status_code", None) not in RETRYABLE_STATUS:
+        return False
+    headers = getattr(getattr(error, "response", None), "headers", None) or {}
+    after = parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
+    return after if after is not None else True
 
 
 def retry_call(fn: Callable[[], T], *, what: str, retry_after: Callable[[BaseException], float | None | bool],

@@ -25,7 +25,7 @@ from azure.mgmt.dns.models import RecordSet, TxtRecord
 
 from ..errors import DnsError, PreflightError
 from ..model import AzureDnsZone
-from ..retry import parse_retry_after, retry_call
+from ..retry import azure_verdict, retry_call
 from .base import DEFAULT_PROPAGATION_TIMEOUT, Server
 
 log = logging.getLogger("keyvault_acme.dns.azure")
@@ -45,7 +45,7 @@ def relative_name(fqdn: str, zone: str) -> str:
     return name[: -len(zone) - 1]
 
 
-def txt_values(record_set: RecordSet | None) -> list[str]:
+def record_set_values(record_set: RecordSet | None) -> list[str]:
     """The TXT strings of a record set (each TXT record's chunks joined, as resolvers see them)."""
     if record_set is None:
         return []
@@ -186,7 +186,7 @@ class AzureDnsProvider:
                 current = self._client.record_sets.get(rg, zone, rel, "TXT")
             except ResourceNotFoundError:
                 current = None
-            before = txt_values(current)
+            before = record_set_values(current)
             after = change(before)
             if after == before and current is not None:
                 return
@@ -228,11 +228,4 @@ class AzureDnsProvider:
 
 
 def _verdict(error: BaseException) -> float | bool:
-    if isinstance(error, _Conflict):
-        return True
-    status = _status(error)
-    if status in (429, 500, 502, 503, 504):
-        headers = getattr(getattr(error, "response", None), "headers", None) or {}
-        after = parse_retry_after(headers.get("Retry-After"))
-        return after if after is not None else True
-    return False
+    return True if isinstance(error, _Conflict) else azure_verdict(error)

@@ -28,7 +28,7 @@ import dns.resolver
 
 from ..errors import Deadline, DnsError, PropagationTimeout
 from ..retry import Backoff, Waiter
-from .base import DnsProvider, Server, authoritative_hint, parse_server
+from .base import DnsProvider, authoritative_hint, parse_server
 
 log = logging.getLogger("keyvault_acme.dns.propagation")
 

@@ -9,7 +9,7 @@ import dns.message
 import dns.query
 import pytest
 
-from keyvault_acme.dns.azure import AzureDnsClients, AzureDnsProvider, relative_name, txt_values
+from keyvault_acme.dns.azure import AzureDnsClients, AzureDnsProvider, record_set_values, relative_name
 from keyvault_acme.dns.base import DnsProvider
 from keyvault_acme.errors import DnsError, PreflightError
 from keyvault_acme.keyvault import sdk_client_kwargs
@@ -63,7 +63,7 @@ def test_present_shares_one_record_set_and_cleanup_empties_it(clients, emulator)
     p.cleanup(fqdn, "value-wildcard")  # already gone: fine
     # Emptied, not deleted: a role assignment may be scoped to exactly this record set.
     rs = record_set(clients, AZURE_ZONE, fqdn)
-    assert rs is not None and txt_values(rs) == []
+    assert rs is not None and record_set_values(rs) == []
     assert served(emulator, fqdn) == set()
 
 

@@ -64,8 +64,8 @@ def test_thumbprint_serial_names_and_key_label_come_from_the_der():
     der = cert.public_bytes(serialization.Encoding.DER)
     assert kv.thumbprint(der) == hashlib.sha1(der).hexdigest().upper()
     assert kv.dns_names_of(cert) == ("a.example.test", "b.example.test")
-    assert kv.key_label(cert.public_key()) == "EC P-384" == KeySpec("EC", curve="P-384").label
-    assert kv.key_label(rsa.generate_private_key(65537, 2048).public_key()) == KeySpec("RSA", 2048).label
+    assert kv.public_key_label(cert.public_key()) == "EC P-384" == KeySpec("EC", curve="P-384").label
+    assert kv.public_key_label(rsa.generate_private_key(65537, 2048).public_key()) == KeySpec("RSA", 2048).label
 
 
 def test_public_key_from_key_vault_jwk_round_trips_rsa_and_ec():
@@ -119,3 +119,13 @@ def test_read_only_failover_is_a_clear_retryable_error_and_not_retried_in_a_tigh
 
 def test_names_key_ignores_case_order_duplicates_and_trailing_dots():
     assert kv.names_key(["B.example.test.", "a.example.test", "b.example.test"]) == ("a.example.test", "b.example.test")
+
+
+@pytest.mark.parametrize("error", [_http_error(408), _http_error(429, headers={"Retry-After": "7"}), _http_error(503),
+                                   _http_error(403), _http_error(412), ServiceRequestError("connection reset")],
+                         ids=["408", "429", "503", "403", "412", "connection"])
+def test_key_vault_and_azure_dns_retry_the_same_errors(error):
+    """One rule for every Azure call: Azure DNS retried neither 408 nor a reset connection before."""
+    from keyvault_acme.dns import azure
+
+    assert azure._verdict(error) == kv.retry_verdict(error)

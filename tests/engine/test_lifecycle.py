@@ -31,7 +31,7 @@ def assert_issued(facts, spec, engine, pebble, credential):
     # The certificate's public key is Key Vault's key (public part, read with the key client).
     vault = engine._vault(spec.vault_url)
     assert kv.same_public_key(vault.public_key(spec.name, facts.version), leaf.public_key())
-    assert kv.key_label(leaf.public_key()) == spec.key.label
+    assert kv.public_key_label(leaf.public_key()) == spec.key.label
     assert facts.tags["managed-by"] == "keyvault-acme"
     assert facts.id == f"{spec.vault_url}/certificates/{spec.name}"
     assert facts.versioned_id.endswith(f"/{facts.version}")
