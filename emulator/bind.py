@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -25,13 +24,13 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
-from .process import ChildProcess, free_dns_port, wait_until
+from .process import ChildProcess, Daemon, free_dns_port, wait_until
 
 NAMED_BINARY = "/usr/sbin/named"
 TSIG_KEYGEN = "/usr/sbin/tsig-keygen"
 
 
-class Bind:
+class Bind(Daemon):
     """A running ``named`` serving ``zones`` (primary, dynamic) on 127.0.0.1:``port``."""
 
     tsig_algorithm = "hmac-sha256"
@@ -49,8 +48,6 @@ class Bind:
         self.tsig_secret_b64 = ""
         self.admin_secret_b64 = ""
         self.binary = binary
-        self._dir: Path | None = None
-        self._child: ChildProcess | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -83,20 +80,6 @@ class Bind:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self) -> None:
-        if self._child is not None:
-            self._child.stop()
-            self._child = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __enter__(self) -> "Bind":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def _serves_all_zones(self) -> bool:
         return all(self.query(zone, "SOA", timeout=0.1).rcode() == dns.rcode.NOERROR for zone in self.zones)

@@ -700,15 +700,8 @@ class KeyVault:
         except kvcrypto.CryptoInputError as exc:
             raise _bad(str(exc)) from None
         item = self._check_new(vault, "keys", name)
-        now, attrs = _now(), body.get("attributes") or {}
-        version = Version(uuid.uuid4().hex, now, now, enabled=bool(attrs.get("enabled", True)),
-                          nbf=attrs.get("nbf"), exp=attrs.get("exp"), key_pem=kvcrypto.key_to_pem(key), kty=kty,
-                          key_ops=list(body.get("key_ops") or _default_ops(kty)),
-                          tags={str(k): str(t) for k, t in (body.get("tags") or {}).items()})
-        if item is None:
-            item = vault.keys[name.lower()] = Item(name)
-        item.versions[version.version] = version
-        item.current = version.version
+        item, version = _add_version(vault.keys, item, name, body, key_pem=kvcrypto.key_to_pem(key), kty=kty,
+                                     key_ops=list(body.get("key_ops") or _default_ops(kty)))
         return Response.of_json(200, self._bundle(vault, "keys", item, version, False, request))
 
     def _sign(self, vault: Vault, route: _Route, body: dict[str, Any], request: Request) -> Response:
@@ -735,16 +728,24 @@ class KeyVault:
         value = body.get("value")
         if not isinstance(value, str):
             raise _bad("Property value is required and must be a string.")
-        now, attrs = _now(), body.get("attributes") or {}
-        version = Version(uuid.uuid4().hex, now, now, enabled=bool(attrs.get("enabled", True)),
-                          nbf=attrs.get("nbf"), exp=attrs.get("exp"), value=value,
-                          content_type=body.get("contentType"),
-                          tags={str(k): str(t) for k, t in (body.get("tags") or {}).items()})
-        if item is None:
-            item = vault.secrets[name.lower()] = Item(name)
-        item.versions[version.version] = version
-        item.current = version.version
+        item, version = _add_version(vault.secrets, item, name, body, value=value,
+                                     content_type=body.get("contentType"))
         return Response.of_json(200, self._bundle(vault, "secrets", item, version, False, request))
+
+
+def _add_version(collection: dict[str, Item], item: Item | None, name: str, body: dict[str, Any],
+                 **fields: Any) -> tuple[Item, Version]:
+    """A new current version of a key or secret (the item made on first use), with the request's attributes
+    and tags."""
+    now, attrs = _now(), body.get("attributes") or {}
+    version = Version(uuid.uuid4().hex, now, now, enabled=bool(attrs.get("enabled", True)), nbf=attrs.get("nbf"),
+                      exp=attrs.get("exp"), tags={str(k): str(t) for k, t in (body.get("tags") or {}).items()},
+                      **fields)
+    if item is None:
+        item = collection[name.lower()] = Item(name)
+    item.versions[version.version] = version
+    item.current = version.version
+    return item, version
 
 
 def _default_ops(kty: str) -> list[str]:

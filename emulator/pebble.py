@@ -16,7 +16,6 @@ import datetime as dt
 import functools
 import ipaddress
 import json
-import shutil
 import ssl
 import tempfile
 import urllib.request
@@ -27,12 +26,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .process import ChildProcess, free_port, wait_until
+from .process import ChildProcess, Daemon, free_port, wait_until
 
 PEBBLE_BINARY = "/usr/bin/pebble"
 
 
-class Pebble:
+class Pebble(Daemon):
     """A running Pebble. Restarting forgets accounts, orders and roots, so keep one per test session."""
 
     def __init__(self, dns_server: tuple[str, int] | None = None, *, validity_s: int | None = None,
@@ -48,8 +47,6 @@ class Pebble:
         if authz_reuse_percent is not None:
             self.env["PEBBLE_AUTHZREUSE"] = str(authz_reuse_percent)
         self.env.update(env or {})
-        self._dir: Path | None = None
-        self._child: ChildProcess | None = None
         self.port = self.management_port = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -82,20 +79,6 @@ class Pebble:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self) -> None:
-        if self._child is not None:
-            self._child.stop()
-            self._child = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __enter__(self) -> "Pebble":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # -- what clients need ---------------------------------------------------------------------------
     @property

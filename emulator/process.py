@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import time
@@ -75,6 +76,31 @@ class ChildProcess:
 
     def stop(self) -> None:
         self._finalizer()
+
+
+class Daemon:
+    """A local service run as a child process with a temporary directory of its own: ``start()`` (in the
+    subclass) makes both, ``stop()`` ends both; a context manager."""
+
+    _dir: Path | None = None
+    _child: ChildProcess | None = None
+
+    def start(self):  # pragma: no cover - each service starts its own way
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self._child is not None:
+            self._child.stop()
+            self._child = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def _die_with_parent() -> None:

@@ -225,24 +225,21 @@ class KeyVault:
     # SDK clients are built on first use: a vault we only read certificates from never builds a KeyClient.
     @property
     def certificates(self) -> CertificateClient:
-        with self._lock:
-            if self._certs is None:
-                self._certs = CertificateClient(self.vault_url, self._credential, **self._kwargs)
-            return self._certs
+        return self._client("_certs", CertificateClient)
 
     @property
     def secrets(self) -> SecretClient:
-        with self._lock:
-            if self._secrets is None:
-                self._secrets = SecretClient(self.vault_url, self._credential, **self._kwargs)
-            return self._secrets
+        return self._client("_secrets", SecretClient)
 
     @property
     def keys(self) -> KeyClient:
+        return self._client("_keys", KeyClient)
+
+    def _client(self, attr: str, cls: Callable[..., T]) -> T:
         with self._lock:
-            if self._keys is None:
-                self._keys = KeyClient(self.vault_url, self._credential, **self._kwargs)
-            return self._keys
+            if getattr(self, attr) is None:
+                setattr(self, attr, cls(self.vault_url, self._credential, **self._kwargs))
+            return getattr(self, attr)
 
     def _call(self, what: str, fn: Callable[[], T], *, deadline: float | None = None,
               missing_ok: bool = False) -> T | None:

@@ -8,6 +8,7 @@ caches are what production reuses too).
 """
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -95,6 +96,27 @@ class World:
         return CertificateSpec(vault_url=self.vault_url, name=name or f"c-{uuid.uuid4().hex[:10]}",
                                dns_names=tuple(names), zones=chosen,
                                acme=AcmeAccount(directory_url=self.directory_url), key=key, **kwargs)
+
+
+@contextlib.contextmanager
+def faults(emulator, *specs: dict) -> Iterator[list[dict]]:
+    """The emulator's faults ``specs`` (``add_fault`` keywords) while the block runs; those not used up by then
+    are removed."""
+    made = [emulator.admin.add_fault(**spec) for spec in specs]
+    try:
+        yield made
+    finally:
+        live = {f["id"] for f in emulator.admin.faults()}
+        for fault in made:
+            if fault["id"] in live:
+                emulator.admin.remove_fault(fault["id"])
+
+
+def forbid_value_reads(emulator, secret: str):
+    """403 (not retried: a read fails the call at once) on every GET of ``secret``'s value, latest or versioned;
+    listing its versions' properties (``/versions``, no values) stays allowed."""
+    return faults(emulator, *({"status": 403, "host": "*.vault.azure.net", "path": path, "method": "GET"}
+                              for path in (f"/secrets/{secret}", f"/secrets/{secret}/", f"/secrets/{secret}/[!v]*")))
 
 
 def unique(zone: str, label: str = "www") -> str:

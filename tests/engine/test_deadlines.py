@@ -9,7 +9,7 @@ from keyvault_acme.dns.rfc2136 import Rfc2136Provider
 from keyvault_acme.errors import Deadline
 from keyvault_acme.keyvault import KeyVault
 from keyvault_acme.lifecycle import Engine
-from tests.engine.conftest import AZURE_ZONE, unique
+from tests.engine.conftest import AZURE_ZONE, faults, unique
 from tests.services import BIND_ZONE
 
 pytestmark = pytest.mark.integration
@@ -50,10 +50,7 @@ def test_every_step_of_an_issuance_shares_the_operations_deadline(world, credent
 def test_azure_dns_writes_give_up_at_the_operations_deadline(world, credential, emulator):
     engine = Engine(credential, timeout_s=3)
     spec = world.spec([unique(AZURE_ZONE)])
-    fault = emulator.admin.add_fault(status=503, host="management.azure.com", path="*/TXT/*", method="PUT")
-    try:
+    with faults(emulator, {"status": 503, "host": "management.azure.com", "path": "*/TXT/*", "method": "PUT"}):
         with pytest.raises(Deadline, match="Azure DNS"):
             engine.issue(spec)
-    finally:
-        emulator.admin.remove_fault(fault["id"])
     assert engine.inspect(spec.vault_url, spec.name) is None

@@ -18,7 +18,7 @@ from keyvault_acme.account import earliest_second_is_over, first_version, key_fr
 from keyvault_acme.errors import Deadline, KeyVaultAcmeError, KeyVaultReadOnly
 from keyvault_acme.lifecycle import Engine
 from keyvault_acme.model import KeySpec
-from tests.engine.conftest import AZURE_ZONE, unique
+from tests.engine.conftest import AZURE_ZONE, faults, forbid_value_reads, unique
 from tests.services import BIND_ZONE
 
 pytestmark = pytest.mark.integration
@@ -82,27 +82,12 @@ def test_no_private_key_material_in_results_errors_or_logs(world, engine, creden
         assert "PRIVATE KEY" not in text
 
 
-def forbid_value_reads(emulator, secret: str) -> list[dict]:
-    """403 (not retried: a read fails the call at once) on every GET of ``secret``'s value, latest or versioned;
-    listing its versions' properties (``/versions``, no values) stays allowed."""
-    return [emulator.admin.add_fault(status=403, host="*.vault.azure.net", path=path, method="GET")
-            for path in (f"/secrets/{secret}", f"/secrets/{secret}/", f"/secrets/{secret}/[!v]*")]
-
-
-def value_reads_forbidden(emulator, faults) -> None:
-    for f in faults:
-        emulator.admin.remove_fault(f["id"])
-
-
 def test_the_certificate_secret_is_never_read(world, engine, emulator):
     spec = world.spec([unique(AZURE_ZONE)], key=KeySpec(exportable=True))
-    faults = forbid_value_reads(emulator, spec.name)  # any read of the certificate's secret fails the run
-    try:
+    with forbid_value_reads(emulator, spec.name):  # any read of the certificate's secret fails the run
         facts = engine.issue(spec)
         assert engine.inspect(spec.vault_url, spec.name) == facts
         engine.revoke(spec)
-    finally:
-        value_reads_forbidden(emulator, faults)
 
 
 def exportable_certificate(credential, vault_url: str, name: str) -> None:
@@ -136,15 +121,12 @@ def test_a_certificate_named_like_a_chain_secret_is_never_read(world, engine, em
     spec = world.spec([unique(AZURE_ZONE)])
     chain = f"{spec.name}-chain"
     exportable_certificate(credential, spec.vault_url, chain)
-    faults = forbid_value_reads(emulator, chain)
-    try:
+    with forbid_value_reads(emulator, chain):
         with pytest.raises(SecretRefused, match=f"'{chain}' belongs to the certificate") as info:
             engine.issue(spec)
         assert "PRIVATE KEY" not in str(info.value)
         assert engine.inspect(spec.vault_url, spec.name) is None  # refused before anything was created
         assert engine._vault(spec.vault_url).pending(spec.name) is None
-    finally:
-        value_reads_forbidden(emulator, faults)
 
     # X issued while its chain secret was free; then the chain secret goes and a certificate takes the name.
     other = world.spec([unique(AZURE_ZONE)])
@@ -153,12 +135,9 @@ def test_a_certificate_named_like_a_chain_secret_is_never_read(world, engine, em
     secrets.begin_delete_secret(other_chain).result()
     secrets.purge_deleted_secret(other_chain)
     exportable_certificate(credential, spec.vault_url, other_chain)
-    faults = forbid_value_reads(emulator, other_chain)
-    try:
+    with forbid_value_reads(emulator, other_chain):
         with pytest.raises(SecretRefused, match="belongs to the certificate"):
             engine.inspect(other.vault_url, other.name)
-    finally:
-        value_reads_forbidden(emulator, faults)
 
 
 def test_an_account_key_secret_that_is_a_certificate_is_never_read(world, engine, emulator, credential):
@@ -168,12 +147,9 @@ def test_an_account_key_secret_that_is_a_certificate_is_never_read(world, engine
     exportable_certificate(credential, world.vault_url, taken)
     spec = world.spec([unique(AZURE_ZONE)])
     spec = replace(spec, acme=replace(spec.acme, account_key_secret=taken))
-    faults = forbid_value_reads(emulator, taken)
-    try:
+    with forbid_value_reads(emulator, taken):
         with pytest.raises(SecretRefused, match=f"'{taken}' belongs to the certificate"):
             engine.issue(spec)
-    finally:
-        value_reads_forbidden(emulator, faults)
     assert engine.inspect(spec.vault_url, spec.name) is None
 
 
@@ -187,38 +163,28 @@ def test_the_eab_key_is_read_only_to_register_the_account(world, credential, emu
     spec = replace(plain, acme=replace(plain.acme, eab_kid="kid-1", eab_hmac=SecretRef(
         f"{world.vault_url}/secrets/eab-hmac")))
     engine.renew(spec)
-    faults = forbid_value_reads(emulator, "eab-hmac")  # from now on a read of it fails the call
-    try:
+    with forbid_value_reads(emulator, "eab-hmac"):  # from now on a read of it fails the call
         engine.renew(spec)
         engine.revoke(spec)
-    finally:
-        value_reads_forbidden(emulator, faults)
 
 
 def test_key_vault_throttling_and_server_errors_are_retried(world, engine, emulator):
     spec = world.spec([unique(AZURE_ZONE)])
-    faults = [emulator.admin.add_fault(status=429, retry_after=0, host="*.vault.azure.net",
-                                       path=f"/certificates/{spec.name}/create", count=2),
-              emulator.admin.add_fault(status=503, host="*.vault.azure.net",
-                                       path=f"/certificates/{spec.name}/pending/merge", count=1)]
-    try:
+    with faults(emulator, {"status": 429, "retry_after": 0, "host": "*.vault.azure.net",
+                           "path": f"/certificates/{spec.name}/create", "count": 2},
+                {"status": 503, "host": "*.vault.azure.net", "path": f"/certificates/{spec.name}/pending/merge",
+                 "count": 1}) as made:
         facts = engine.issue(spec)
-    finally:
-        for f in faults:
-            emulator.admin.remove_fault(f["id"]) if any(x["id"] == f["id"] for x in emulator.admin.faults()) else None
-    assert not [x for x in emulator.admin.faults() if x["id"] in {f["id"] for f in faults}], "every fault was hit"
+        assert not [x for x in emulator.admin.faults() if x["id"] in {f["id"] for f in made}], "every fault was hit"
     assert facts.names == spec.dns_names
 
 
 def test_read_only_failover_is_a_clear_retryable_error_and_leaves_nothing(world, engine, emulator, credential):
     spec = world.spec([unique(AZURE_ZONE)])
     engine.inspect(spec.vault_url, "warm-up")  # the vault client exists before the failover
-    fault = emulator.admin.add_fault(kind="readonly", host=world.vault_url.split("//")[1])
-    try:
+    with faults(emulator, {"kind": "readonly", "host": world.vault_url.split("//")[1]}):
         with pytest.raises(KeyVaultReadOnly) as info:
             engine.issue(spec)
-    finally:
-        emulator.admin.remove_fault(fault["id"])
     assert info.value.retryable and "read-only" in str(info.value) and "retry" in str(info.value)
     assert spec.name not in [c.name for c in CertificateClient(spec.vault_url, credential)
                              .list_properties_of_certificates()]
@@ -265,13 +231,10 @@ def test_an_engine_reuses_its_own_pending_operation_at_once(world, engine, emula
     from keyvault_acme.keyvault import same_public_key, split_pem_chain
 
     spec = world.spec([unique(AZURE_ZONE)])
-    faults = [emulator.admin.add_fault(status=400, host="management.azure.com", path="*/TXT/*", method="PUT"),
-              emulator.admin.add_fault(status=400, host="*.vault.azure.net", path=f"/certificates/{spec.name}/pending")]
-    try:
+    with faults(emulator, {"status": 400, "host": "management.azure.com", "path": "*/TXT/*", "method": "PUT"}, {"status": 400, "host": "*.vault.azure.net",
+                                "path": f"/certificates/{spec.name}/pending"}):
         with pytest.raises(KeyVaultAcmeError, match="Azure DNS"):
             engine.issue(spec)
-    finally:
-        value_reads_forbidden(emulator, faults)
     left = engine._vault(spec.vault_url).pending(spec.name)
     assert left is not None
     facts = engine.issue(spec)
@@ -287,9 +250,8 @@ def test_two_engines_issuing_one_certificate_do_not_share_a_pending_operation(wo
     spec = world.spec([unique(AZURE_ZONE)])
     vault = second._vault(spec.vault_url)
     # The first run is held in its DNS write for a moment, with its pending operation made.
-    slow = emulator.admin.add_fault(kind="latency", latency_ms=1500, host="management.azure.com", path="*/TXT/*",
-                                    method="PUT", count=1)
-    with ThreadPoolExecutor(1) as pool:
+    with faults(emulator, {"kind": "latency", "latency_ms": 1500, "host": "management.azure.com",
+                           "path": "*/TXT/*", "method": "PUT", "count": 1}), ThreadPoolExecutor(1) as pool:
         running = pool.submit(first.issue, spec)
         deadline = time.monotonic() + 30
         while vault.pending(spec.name) is None:
@@ -299,19 +261,15 @@ def test_two_engines_issuing_one_certificate_do_not_share_a_pending_operation(wo
             second.issue(spec)
         assert info.value.retryable
         facts = running.result()
-    value_reads_forbidden(emulator, [f for f in [slow] if any(x["id"] == f["id"] for x in emulator.admin.faults())])
     assert facts.names == spec.dns_names and vault.pending(spec.name) is None
     assert second.issue(spec) == facts  # afterwards the second run just adopts it
 
 
 def test_a_failed_order_discards_its_pending_operation(world, engine, emulator, credential):
     spec = world.spec([unique(AZURE_ZONE)])
-    fault = emulator.admin.add_fault(status=400, host="management.azure.com", path="*/TXT/*", method="PUT")
-    try:
+    with faults(emulator, {"status": 400, "host": "management.azure.com", "path": "*/TXT/*", "method": "PUT"}):
         with pytest.raises(KeyVaultAcmeError, match="Azure DNS"):
             engine.issue(spec)
-    finally:
-        emulator.admin.remove_fault(fault["id"])
     # Key Vault keeps the never-completed version (disabled, without a certificate), as the real service does:
     # nothing issued, no pending operation, and the next attempt simply creates a new version.
     assert engine.inspect(spec.vault_url, spec.name) is None
