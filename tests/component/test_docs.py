@@ -136,3 +136,59 @@ def test_readme_links_resolve():
         assert (ROOT / target).exists(), target
     for target in re.findall(r"\]\(((?!https?:)[^)#]+)(?:#[^)]*)?\)", DOCS):
         assert (CONFIGURATION.parent / target).resolve().exists(), target
+
+
+# ------------------------------------------------------------------------------------- README vs the code
+
+SECURITY = README.split("\n## Security model", 1)[1].split("\n## ", 1)[0]
+
+
+def security_claims() -> list[str]:
+    """The bullets of the Security model, whitespace-normalised (the permissions table is not a claim list)."""
+    body = SECURITY.split("**Permissions**", 1)[0]
+    return [" ".join(claim.split()) for claim in re.split(r"\n- ", body)[1:]]
+
+
+def test_every_security_claim_names_tests_that_exist():
+    claims = security_claims()
+    assert len(claims) >= 10, "the Security model lost its claims"
+    for claim in claims:
+        files = re.findall(r"`(tests/[\w/]+\.py)`", claim)
+        assert files, f"a Security model claim names no test file: {claim[:80]}"
+        sources = []
+        for name in files:
+            path = ROOT / name
+            assert path.is_file(), name
+            sources.append(path.read_text(encoding="utf-8"))
+            assert re.search(r"^def test_\w+\(", sources[-1], re.MULTILINE), f"{name} holds no test"
+        for test in re.findall(r"`(test_\w+)`", claim):
+            assert any(re.search(rf"^def {test}\(", s, re.MULTILINE) for s in sources), \
+                f"{test} is not a test in {', '.join(files)}"
+
+
+def test_the_runbook_names_every_step_check_runs():
+    from keyvault_acme.checks import STEPS
+
+    operations = README.split("\n## Operations", 1)[1].split("\n## ", 1)[0]
+    assert [step for step in STEPS if f"`{step}`" not in operations] == []
+
+
+def test_the_documented_name_rules_and_timeout_are_the_engines():
+    from keyvault_acme.keyvault import CHAIN_SUFFIX, MANAGED_BY, MANAGED_BY_TAG
+    from keyvault_acme.lifecycle import DEFAULT_TIMEOUT_S
+
+    for text in (README, DOCS):
+        assert f"`<name>{CHAIN_SUFFIX}`" in text and f"`{MANAGED_BY_TAG}={MANAGED_BY}`" in text
+    assert f"{DEFAULT_TIMEOUT_S:.0f} s" in README.split("(`CertificateBusy`)", 1)[1]
+
+
+def test_make_demo_runs_the_top_level_demo_package():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    demo_recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert "-m demo" in demo_recipe and (ROOT / "demo" / "__main__.py").is_file()
+    assert "`python -m demo`" in README
+
+
+def test_no_claim_that_ari_renewals_escape_rate_limits():
+    for text in (README, DOCS):
+        assert not re.search(r"exempt", text, re.IGNORECASE)
