@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .acme_client import each
 from .dns.azure import TXT_WRITE, AzureDnsProvider
-from .dns.base import Challenge, parse_server
+from .dns.base import Challenge
 from .dns.challenges import DnsSolver
-from .dns.propagation import Nameserver, ns_names
+from .dns.propagation import Nameserver, by_server, ns_names, resolver_servers
 from .dns.rfc2136 import Rfc2136Provider
 from .errors import CREDENTIALS_HINT, CaaForbidsCa, KeyVaultAcmeError, PreflightError, SpecError
 from .keyvault import CHAIN_SUFFIX, is_managed
@@ -216,9 +216,10 @@ class Checks:
                     expected, source = provider.nameservers(deadline=self.deadline), "Azure DNS (nameServers)"
                 else:
                     host, port = provider.server
-                    expected, source = ns_names(zone, Nameserver(host, port)), f"the primary {host}:{port}"
-                resolvers = [Nameserver(*parse_server(r), recursive=True) for r in self.spec.resolvers]
-                served = ({str(r): ns_names(zone, r) for r in resolvers} if resolvers
+                    primary = [Nameserver(*address) for address in provider.addresses()]
+                    expected, source = ns_names(zone, primary), f"the primary {host}:{port}"
+                resolvers = by_server(resolver_servers(self.spec.resolvers))
+                served = ({who: ns_names(zone, addresses) for who, addresses in resolvers.items()} if resolvers
                           else {"public DNS": ns_names(zone)})
             except KeyVaultAcmeError as e:
                 results.append(CheckResult("NS delegation", False, f"{zone}: {one_line(e)}",

@@ -18,9 +18,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from .dns.base import parse_server
 from .dns.challenges import DnsSolver
-from .dns.propagation import Nameserver, query
+from .dns.propagation import Nameserver, query, resolver_servers
 from .errors import CaaForbidsCa, PreflightError, SpecError
 from .model import CertificateSpec
 from .names import MAX_NAMES, base_name, is_wildcard, normalize_names, zone_for
@@ -128,7 +127,7 @@ def caa_lookup(solver: DnsSolver, resolver: Optional[dns.resolver.Resolver] = No
         try:
             servers = solver.servers(zone_for(name, solver.providers))
         except SpecError:
-            servers = [Nameserver(*parse_server(r), recursive=True) for r in solver.resolvers]
+            servers = resolver_servers(solver.resolvers)
             if not servers:
                 return _resolve(name, resolver)
         return first_answer(name, servers)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import socket
 import threading
 from typing import Any, Callable, Iterable, Mapping
 
@@ -26,7 +25,8 @@ from azure.mgmt.dns.models import RecordSet, TxtRecord
 from ..errors import DnsError, PreflightError
 from ..model import AzureDnsZone
 from ..retry import azure_verdict, retry_call
-from .base import DEFAULT_PROPAGATION_TIMEOUT, Server
+from .base import DEFAULT_PROPAGATION_TIMEOUT
+from .servers import Server, host_addresses
 
 log = logging.getLogger("keyvault_acme.dns.azure")
 
@@ -136,10 +136,9 @@ class AzureDnsProvider:
         names = self.nameservers()
         for host in names:
             try:
-                infos = socket.getaddrinfo(host, 53, type=socket.SOCK_DGRAM)
+                servers[host] = host_addresses(host)
             except OSError:
                 continue
-            servers[host] = list(dict.fromkeys((info[4][0], 53) for info in infos))
         if not servers:
             raise DnsError(f"the name servers of Azure DNS zone {self.zone.name} ({', '.join(names) or 'none'}) "
                            "have no addresses here; set resolvers to servers that answer for the zone")

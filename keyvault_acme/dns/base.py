@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-DEFAULT_PROPAGATION_TIMEOUT = 120.0
+from .servers import Server
 
-Server = tuple[str, int]  # (host or address, port)
+DEFAULT_PROPAGATION_TIMEOUT = 120.0
 
 
 @runtime_checkable
@@ -47,16 +47,4 @@ def authoritative_hint(provider: DnsProvider, zone: str) -> dict[str, list[Serve
     hint = getattr(provider, "authoritative_servers", None)
     found = hint(zone) if callable(hint) else None
     return None if found is None else {name: list(addresses) for name, addresses in found.items()}
-
-
-def parse_server(text: str, default_port: int = 53) -> Server:
-    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest.lstrip(":") or default_port)
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, int(port)
-    return text, default_port
 

@@ -28,7 +28,8 @@ import dns.resolver
 
 from ..errors import Deadline, DnsError, PropagationTimeout
 from ..retry import Backoff, Waiter
-from .base import DnsProvider, authoritative_hint, parse_server
+from .base import DnsProvider, authoritative_hint
+from .servers import is_address, parse_server, server_addresses
 
 log = logging.getLogger("keyvault_acme.dns.propagation")
 
@@ -59,11 +60,30 @@ class Nameserver:
 def servers_for_zone(zone: str, provider: DnsProvider | None, resolvers: Sequence[str] = ()) -> list[Nameserver]:
     """The servers whose answers count for ``zone`` (see the module docstring for the order of choice)."""
     if resolvers:
-        return [Nameserver(*parse_server(r), recursive=True) for r in resolvers]
+        return resolver_servers(resolvers)
     hint = authoritative_hint(provider, zone) if provider is not None else None
     if hint:
         return [Nameserver(host, port, name=name) for name, addresses in hint.items() for host, port in addresses]
     return _ns_addresses(zone)
+
+
+def resolver_servers(resolvers: Sequence[str]) -> list[Nameserver]:
+    """The configured resolvers' addresses, asked recursively. A resolver given by host name is one server
+    over all its addresses (named as configured); DnsError naming the entry when the name does not resolve."""
+    servers = []
+    for i, text in enumerate(resolvers):
+        name = "" if is_address(parse_server(text)[0]) else text.strip()
+        servers += [Nameserver(host, port, recursive=True, name=name)
+                    for host, port in server_addresses(text, f"resolvers[{i}]")]
+    return servers
+
+
+def by_server(servers: Iterable[Nameserver]) -> dict[str, list[Nameserver]]:
+    """Addresses grouped by the server they stand for (:attr:`Nameserver.server`), in order."""
+    grouped: dict[str, list[Nameserver]] = {}
+    for server in servers:
+        grouped.setdefault(server.server, []).append(server)
+    return grouped
 
 
 def _ns_addresses(zone: str) -> list[Nameserver]:
@@ -156,23 +176,30 @@ def follow_cnames(name: str, servers_for_name: Callable[[str], Sequence[Nameserv
     raise DnsError(f"CNAME chain longer than {MAX_CNAME_HOPS} hops: {' -> '.join(seen)}")
 
 
-def ns_names(zone: str, server: Nameserver | None = None) -> set[str]:
-    """The NS set of ``zone`` as ``server`` serves it (the system resolver when None): host names in lower
-    case without the trailing dot. DnsError naming the server and the zone when it cannot be read."""
-    who = str(server) if server is not None else "the system resolver"
-    try:
-        if server is None:
+def ns_names(zone: str, addresses: Sequence[Nameserver] = ()) -> set[str]:
+    """The NS set of ``zone`` as the first of ``addresses`` (one server's) that answers serves it; the system
+    resolver's when there are none. Host names in lower case without the trailing dot. DnsError naming the
+    server and the zone when it cannot be read."""
+    if not addresses:
+        try:
             return {str(r.target).rstrip(".").lower() for r in dns.resolver.resolve(zone, "NS", lifetime=5)}
-        response = query(zone, "NS", server)
-    except (dns.exception.DNSException, OSError) as e:
-        raise DnsError(f"{who} did not answer the NS query for {zone}: {_failure(e)}") from None
-    owner = dns.name.from_text(zone)
-    # An authoritative answer, or a referral (a server that only delegates puts the NS set in authority).
-    names = {str(rd.target).rstrip(".").lower() for rrset in (*response.answer, *response.authority)
-             if rrset.rdtype == dns.rdatatype.NS and rrset.name == owner for rd in rrset}
-    if response.rcode() != dns.rcode.NOERROR or not names:
-        raise DnsError(f"{who} has no NS records for {zone} (answered {dns.rcode.to_text(response.rcode())})")
-    return names
+        except dns.exception.DNSException as e:
+            raise DnsError(f"the system resolver did not answer the NS query for {zone}: {_failure(e)}") from None
+    problems = []
+    for server in addresses:
+        try:
+            response = query(zone, "NS", server)
+        except (dns.exception.DNSException, OSError) as e:
+            problems.append(f"{server} did not answer the NS query for {zone}: {_failure(e)}")
+            continue
+        owner = dns.name.from_text(zone)
+        # An authoritative answer, or a referral (a server that only delegates puts the NS set in authority).
+        names = {str(rd.target).rstrip(".").lower() for rrset in (*response.answer, *response.authority)
+                 if rrset.rdtype == dns.rdatatype.NS and rrset.name == owner for rd in rrset}
+        if response.rcode() != dns.rcode.NOERROR or not names:
+            raise DnsError(f"{server} has no NS records for {zone} (answered {dns.rcode.to_text(response.rcode())})")
+        return names
+    raise DnsError("; ".join(problems))
 
 
 @dataclass(frozen=True)

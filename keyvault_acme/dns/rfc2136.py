@@ -23,8 +23,9 @@ import dns.update
 from ..errors import DnsError
 from ..model import Rfc2136Zone
 from ..retry import retry_call
-from .base import DEFAULT_PROPAGATION_TIMEOUT, Server, parse_server
+from .base import DEFAULT_PROPAGATION_TIMEOUT
 from .propagation import Nameserver, query
+from .servers import Server, parse_server, server_addresses
 
 log = logging.getLogger("keyvault_acme.dns.rfc2136")
 
@@ -62,9 +63,13 @@ class Rfc2136Provider:
     def __repr__(self) -> str:
         return f"Rfc2136Provider({self.zone} at {self.server[0]}:{self.server[1]}, key {self._key_name})"
 
+    def addresses(self) -> list[Server]:
+        """The server's addresses, resolved at each use (a host name may move); DnsError when it does not resolve."""
+        return server_addresses(self.server, f"zones[].server of zone {self.zone}")
+
     def authoritative_servers(self, zone: str) -> dict[str, list[Server]]:
         """The primary we update answers for the zone; configure resolvers to also check secondaries."""
-        return {f"{self.server[0]}:{self.server[1]}": [self.server]}
+        return {f"{self.server[0]}:{self.server[1]}": self.addresses()}
 
     def check_writable(self) -> int:
         """Preflight without changing the zone: the server answers the zone's SOA with authority, and accepts a
@@ -74,11 +79,15 @@ class Rfc2136Provider:
         records is proven only by the first challenge (no RFC 2136 message can ask without writing).
         """
         host, port = self.server
-        try:
-            response = query(self.zone, "SOA", Nameserver(host, port), timeout=self.timeout)
-        except (dns.exception.DNSException, OSError) as e:
-            raise DnsError(f"{host}:{port} did not answer the SOA query for {self.zone}: "
-                           f"{type(e).__name__}: {e}") from None
+        problems = []
+        for address in self.addresses():
+            try:
+                response = query(self.zone, "SOA", Nameserver(*address), timeout=self.timeout)
+                break
+            except (dns.exception.DNSException, OSError) as e:
+                problems.append(f"{_shown(address)}: {type(e).__name__}: {e}")
+        else:
+            raise DnsError(f"{host}:{port} did not answer the SOA query for {self.zone} ({'; '.join(problems)})")
         soa = [rd for rrset in response.answer if rrset.rdtype == dns.rdatatype.SOA for rd in rrset]
         if response.rcode() != dns.rcode.NOERROR or not soa or not response.flags & dns.flags.AA:
             raise DnsError(f"{host}:{port} is not authoritative for {self.zone} (answered "
@@ -110,9 +119,19 @@ class Rfc2136Provider:
 
     def _send(self, update: dns.update.UpdateMessage, what: str, deadline: float | None) -> None:
         host, port = self.server
+        addresses = self.addresses()
 
         def attempt() -> dns.message.Message:
-            return dns.query.tcp(update, host, port=port, timeout=self.timeout)
+            # The addresses in order until one answers: a name's IPv6 address may be unreachable from here.
+            failure: Exception | None = None
+            for address in addresses:
+                try:
+                    return dns.query.tcp(update, address[0], port=address[1], timeout=self.timeout)
+                except (dns.exception.Timeout, OSError) as e:
+                    log.debug("%s at %s: %s", what, _shown(address), type(e).__name__)
+                    failure = e
+            assert failure is not None  # server_addresses returns at least one address
+            raise failure
 
         try:
             response = retry_call(attempt, what=f"{what} at {host}:{port}", timeout=self.timeout * 3, deadline=deadline,
@@ -127,6 +146,11 @@ class Rfc2136Provider:
             hint = _REFUSALS.get(rcode, "")
             raise DnsError(f"{what} at {host}:{port}: {dns.rcode.to_text(rcode)}" + (f"; {hint}" if hint else ""))
         log.debug("%s at %s:%s: done", what, host, port)
+
+
+def _shown(address: Server) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _txt(value: str) -> dns.rdtypes.ANY.TXT.TXT:
