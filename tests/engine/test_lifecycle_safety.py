@@ -153,6 +153,25 @@ def test_an_account_key_secret_that_is_a_certificate_is_never_read(world, engine
     assert engine.inspect(spec.vault_url, spec.name) is None
 
 
+def test_an_untagged_secret_under_the_account_key_name_is_refused_not_used(world, engine, emulator, credential):
+    """A secret someone else wrote under acme.account_key_secret is not the engine's: using it would sign as a
+    stranger's account (or overwrite their secret), so the engine refuses until every version carries its tag."""
+    from keyvault_acme.errors import SecretRefused
+    from keyvault_acme.keyvault import MANAGED_BY, MANAGED_BY_TAG
+
+    taken = f"someones-{uuid.uuid4().hex[:8]}"
+    secrets = SecretClient(world.vault_url, credential)
+    secrets.set_secret(taken, "not an account key")
+    spec = world.spec([unique(AZURE_ZONE)])
+    spec = replace(spec, acme=replace(spec.acme, account_key_secret=taken))
+    with forbid_value_reads(emulator, taken):
+        with pytest.raises(SecretRefused, match=f"{MANAGED_BY_TAG}={MANAGED_BY}"):
+            engine.issue(spec)
+    assert engine.inspect(spec.vault_url, spec.name) is None
+    assert len(list(secrets.list_properties_of_secret_versions(taken))) == 1, \
+        "the stranger's secret was not overwritten"
+
+
 def test_the_eab_key_is_read_only_to_register_the_account(world, credential, emulator):
     from keyvault_acme.model import SecretRef
 
