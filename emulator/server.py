@@ -22,6 +22,11 @@ from .wire import Request, Response
 
 log = logging.getLogger("emulator")
 
+
+def client_environ(proxy_url: str, ca_bundle: str, no_proxy: str) -> dict[str, str]:
+    """The only environment a client needs: the proxy, what bypasses it, and the CA bundle to trust."""
+    return {"HTTPS_PROXY": proxy_url, "NO_PROXY": no_proxy, "REQUESTS_CA_BUNDLE": ca_bundle}
+
 try:  # Azure DNS is built separately; the Key Vault core works without it.
     from .arm_dns import ArmDns
     from .dns_server import DnsServer
@@ -123,9 +128,7 @@ class Emulator:
         return AdminClient(self.proxy_url)
 
     def environ(self, ca_bundle: str | None = None, no_proxy: str = "127.0.0.1,localhost,::1") -> dict[str, str]:
-        """The only environment a client needs: the proxy, what bypasses it, and the CA bundle to trust."""
-        return {"HTTPS_PROXY": self.proxy_url, "NO_PROXY": no_proxy,
-                "REQUESTS_CA_BUNDLE": ca_bundle or self.ca_bundle_path}
+        return client_environ(self.proxy_url, ca_bundle or self.ca_bundle_path, no_proxy)
 
     # -- internals ----------------------------------------------------------------------------------------
     def _tls_for(self, host: str) -> Any:

@@ -226,7 +226,7 @@ def main(argv=None) -> int:
 
     tmp = tempfile.mkdtemp(prefix="kvacme-bench-")
     try:
-        with services.emulator_server() as emulator, \
+        with services.emulator_server(own_process=True) as emulator, \
                 services.bind_server(forward_zones={z: emulator.dns_address for z in services.AZURE_ZONES}) as bind, \
                 Pebble(dns_server=bind.address, nonce_reject_percent=0) as pebble:
             bundle = services.write_ca_bundle(Path(tmp) / "bundle.pem",

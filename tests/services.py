@@ -70,11 +70,14 @@ def azure_zone_id(zone: str) -> str:
 
 
 @contextlib.contextmanager
-def emulator_server() -> Iterator["Emulator"]:
-    """The emulator with :data:`AZURE_ZONES` created (start it before BIND, which forwards those zones)."""
+def emulator_server(*, own_process: bool = False) -> Iterator["Emulator"]:
+    """The emulator with :data:`AZURE_ZONES` created (start it before BIND, which forwards those zones).
+
+    ``own_process``: run it as ``python -m emulator`` (the benchmark: Azure is remote, not in our GIL)."""
+    from emulator.external import EmulatorProcess
     from emulator.server import Emulator
 
-    with Emulator() as emu:
+    with (EmulatorProcess() if own_process else Emulator()) as emu:
         for zone, subscription in AZURE_ZONES.items():
             emu.admin.add_zone(zone, subscription, AZURE_RESOURCE_GROUP)
         yield emu
