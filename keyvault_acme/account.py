@@ -122,9 +122,18 @@ class AccountCache(Generic[A]):
         self._entries: dict[tuple[str, str, str], A] = {}
         self._locks: dict[tuple[str, str, str], threading.Lock] = {}
 
+    @staticmethod
+    def _key(vault: KeyVault, secret_name: str, directory_url: str) -> tuple[str, str, str]:
+        return (vault.vault_url.lower(), secret_name.lower(), directory_url)
+
+    def loaded(self, vault: KeyVault, secret_name: str, directory_url: str) -> bool:
+        """Whether this process already loaded (and so already vetted) that account's key."""
+        with self._lock:
+            return self._key(vault, secret_name, directory_url) in self._entries
+
     def get(self, vault: KeyVault, secret_name: str, directory_url: str,
             register: Callable[[jose.JWK], A], *, deadline: float | None = None) -> A:
-        key = (vault.vault_url.lower(), secret_name.lower(), directory_url)
+        key = self._key(vault, secret_name, directory_url)
         with self._lock:
             if key in self._entries:
                 return self._entries[key]

@@ -196,7 +196,10 @@ class Engine:
         directory.check_profile(spec.profile)
         # Names taken by a certificate: never read (its secret may hold its private key), never written over.
         vault = self._vault(spec.vault_url)
-        vault.refuse_foreign_secret(spec.acme.account_key_secret, deadline=deadline)
+        # A key this process already loaded was vetted then; checking again would cost a Key Vault call
+        # on every issuance.
+        if not self._accounts.loaded(vault, spec.acme.account_key_secret, spec.acme.directory_url):
+            vault.refuse_foreign_secret(spec.acme.account_key_secret, deadline=deadline)
         vault.refuse_foreign_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=deadline)
         providers = self._providers(spec, deadline)
         for provider in providers.values():
