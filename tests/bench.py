@@ -97,6 +97,24 @@ def run_engine(world, engine, recorder, args) -> dict:
     return results
 
 
+def median_of_runs(label: str, argv_for: Callable[[int], list[str]], env: dict, runs: int,
+                   timeout: float = 180) -> float | None:
+    """Median wall time of ``runs`` whole processes (``argv_for(i)`` builds run i's command line, untimed);
+    None, with the tool's last words, when a run fails."""
+    times = []
+    for i in range(runs):
+        argv = argv_for(i)
+        start = time.perf_counter()
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            print(f"{label} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+            return None
+        times.append(elapsed)
+    print(f"{label} (whole process): median {median(times):.3f} s  (n={len(times)})")
+    return median(times)
+
+
 def run_cli(world, args) -> float | None:
     """Whole process of ``keyvault-acme issue`` (a fresh interpreter, as an operator runs it)."""
     exe = Path(sys.executable).with_name("keyvault-acme")
@@ -106,22 +124,15 @@ def run_cli(world, args) -> float | None:
         return None
     if not exe.exists():
         return None
-    times = []
-    for i in range(args.repeat_slow):
-        host, port = world.emulator.dns_address
+    host, port = world.emulator.dns_address
+
+    def argv(i: int) -> list[str]:
         stack = write_stack(Path(world.tmp) / f"Pulumi.bench{i}-test.yaml", vault=world.vault_name,
                             directory_url=world.pebble.directory_url, resolver=f"{host}:{port}",
                             certificates=[{"name": f"cli{i}", "dns_names": [world.name("cli", "azure")]}])
-        start = time.perf_counter()
-        proc = subprocess.run([str(exe), "--config", str(stack), "-q", "issue", f"cli{i}"], env=world.env,
-                              capture_output=True, text=True, timeout=120)
-        elapsed = time.perf_counter() - start
-        if proc.returncode != 0:
-            print(f"keyvault-acme issue failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
-            return None
-        times.append(elapsed)
-    print(f"keyvault-acme issue (whole process): median {median(times):.3f} s  (n={len(times)})")
-    return median(times)
+        return [str(exe), "--config", str(stack), "-q", "issue", f"cli{i}"]
+
+    return median_of_runs("keyvault-acme issue", argv, world.env, args.repeat_slow, timeout=120)
 
 
 def run_certbot(world, args) -> float | None:
@@ -136,22 +147,14 @@ def run_certbot(world, args) -> float | None:
                    f"dns_rfc2136_name = {world.bind.tsig_key_name}\ndns_rfc2136_secret = {world.bind.tsig_secret_b64}\n"
                    "dns_rfc2136_algorithm = HMAC-SHA256\n")
     ini.chmod(0o600)
-    times = []
-    for i in range(args.repeat_slow):
-        argv = [str(exe), "certonly", "--non-interactive", "--agree-tos", "--register-unsafely-without-email",
-                "--server", world.pebble.directory_url, "--dns-rfc2136", "--dns-rfc2136-credentials", str(ini),
-                "--dns-rfc2136-propagation-seconds", "0", "--key-type", "ecdsa",
-                "--config-dir", str(base / "config"), "--work-dir", str(base / "work"), "--logs-dir", str(base / "logs"),
-                "-d", world.name("certbot")]
-        start = time.perf_counter()
-        proc = subprocess.run(argv, env=world.env, capture_output=True, text=True, timeout=180)
-        elapsed = time.perf_counter() - start
-        if proc.returncode != 0:
-            print(f"certbot failed: {proc.stderr.strip()[-400:]}")
-            return None
-        times.append(elapsed)
-    print(f"certbot + certbot-dns-rfc2136 (whole process): median {median(times):.3f} s  (n={len(times)})")
-    return median(times)
+    return median_of_runs(
+        "certbot + certbot-dns-rfc2136",
+        lambda i: [str(exe), "certonly", "--non-interactive", "--agree-tos", "--register-unsafely-without-email",
+                   "--server", world.pebble.directory_url, "--dns-rfc2136", "--dns-rfc2136-credentials", str(ini),
+                   "--dns-rfc2136-propagation-seconds", "0", "--key-type", "ecdsa",
+                   "--config-dir", str(base / "config"), "--work-dir", str(base / "work"),
+                   "--logs-dir", str(base / "logs"), "-d", world.name("certbot")],
+        world.env, args.repeat_slow)
 
 
 def run_lego(world, args) -> float | None:
@@ -163,20 +166,13 @@ def run_lego(world, args) -> float | None:
            "RFC2136_NAMESERVER": world.bind.server, "RFC2136_TSIG_KEY": world.bind.tsig_key_name,
            "RFC2136_TSIG_SECRET": world.bind.tsig_secret_b64, "RFC2136_TSIG_ALGORITHM": "hmac-sha256.",
            "RFC2136_PROPAGATION_TIMEOUT": "10", "RFC2136_POLLING_INTERVAL": "1"}
-    times = []
-    for i in range(args.repeat_slow):
-        argv = [exe, "--server", world.pebble.directory_url, "--email", "bench@example.test", "--accept-tos",
-                "--dns", "rfc2136", "--dns.resolvers", world.bind.server, "--dns.disable-cp",
-                "--key-type", "ec256", "--path", str(Path(world.tmp) / "lego"), "--domains", world.name("lego"), "run"]
-        start = time.perf_counter()
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180)
-        elapsed = time.perf_counter() - start
-        if proc.returncode != 0:
-            print(f"lego failed: {proc.stderr.strip()[-400:]}")
-            return None
-        times.append(elapsed)
-    print(f"lego 4.9 rfc2136 (whole process): median {median(times):.3f} s  (n={len(times)})")
-    return median(times)
+    return median_of_runs(
+        "lego 4.9 rfc2136",
+        lambda i: [exe, "--server", world.pebble.directory_url, "--email", "bench@example.test", "--accept-tos",
+                   "--dns", "rfc2136", "--dns.resolvers", world.bind.server, "--dns.disable-cp",
+                   "--key-type", "ec256", "--path", str(Path(world.tmp) / "lego"), "--domains", world.name("lego"),
+                   "run"],
+        env, args.repeat_slow)
 
 
 class World:
