@@ -39,6 +39,41 @@ def _guid(*parts: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(parts)))
 
 
+# The ARM id Azure gives each resource type (templates over its inputs), and the input that is its name.
+ARM_IDS: dict[str, tuple[str, str | None]] = {
+    "azure-native:resources:ResourceGroup": ("/subscriptions/{sub}/resourceGroups/{resourceGroupName}",
+                                             "resourceGroupName"),
+    "azure-native:keyvault:Vault": ("{rg}/providers/Microsoft.KeyVault/vaults/{vaultName}", "vaultName"),
+    "azure-native:dns:Zone": ("{rg}/providers/Microsoft.Network/dnszones/{zoneName}", "zoneName"),
+    "azure-native:dns:RecordSet": (
+        "{rg}/providers/Microsoft.Network/dnszones/{zoneName}/{recordType}/{relativeRecordSetName}",
+        "relativeRecordSetName"),
+    "azure-native:managedidentity:UserAssignedIdentity": (
+        "{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{resourceName}", "resourceName"),
+    "azure-native:authorization:RoleDefinition": (
+        "{scope}/providers/Microsoft.Authorization/roleDefinitions/{roleDefinitionId}", None),
+    "azure-native:authorization:RoleAssignment": (
+        "{scope}/providers/Microsoft.Authorization/roleAssignments/{roleAssignmentName}", None),
+    "azure-native:eventgrid:SystemTopic": ("{rg}/providers/Microsoft.EventGrid/systemTopics/{systemTopicName}",
+                                           "systemTopicName"),
+    "azure-native:monitor:ActionGroup": ("{rg}/providers/Microsoft.Insights/actionGroups/{actionGroupName}", None),
+    "azure-native:operationalinsights:Workspace": (
+        "{rg}/providers/Microsoft.OperationalInsights/workspaces/{workspaceName}", None),
+    "azure-native:monitor:DiagnosticSetting": (
+        "{resourceUri}/providers/Microsoft.Insights/diagnosticSettings/{name}", None),
+    "azure-native:network:PrivateEndpoint": (
+        "{rg}/providers/Microsoft.Network/privateEndpoints/{privateEndpointName}", "privateEndpointName"),
+    "azure-native:network:PrivateDnsZoneGroup": (
+        "{rg}/providers/Microsoft.Network/privateEndpoints/{privateEndpointName}"
+        "/privateDnsZoneGroups/{privateDnsZoneGroupName}", None),
+    "azure-native:privatedns:PrivateZone": ("{rg}/providers/Microsoft.Network/privateDnsZones/{privateZoneName}",
+                                            "privateZoneName"),
+    "azure-native:privatedns:VirtualNetworkLink": (
+        "{rg}/providers/Microsoft.Network/privateDnsZones/{privateZoneName}"
+        "/virtualNetworkLinks/{virtualNetworkLinkName}", None),
+}
+
+
 class AzureMocks(pulumi.runtime.Mocks):
     def __init__(self, subscription_id: str) -> None:
         self.subscription_id = subscription_id
@@ -55,53 +90,23 @@ class AzureMocks(pulumi.runtime.Mocks):
         if typ == "pulumi:providers:azure-native":
             rid = f"provider-{args.name}"
             self.provider_subscriptions[rid] = i["subscriptionId"]
-        elif typ == "azure-native:resources:ResourceGroup":
-            rid = f"/subscriptions/{sub}/resourceGroups/{i['resourceGroupName']}"
-            state["name"] = i["resourceGroupName"]
-        elif typ == "azure-native:keyvault:Vault":
-            rid = f"{rg}/providers/Microsoft.KeyVault/vaults/{i['vaultName']}"
-            state["name"] = i["vaultName"]
-            state["properties"] = {**i["properties"], "vaultUri": f"https://{i['vaultName']}.vault.azure.net/"}
-        elif typ == "azure-native:dns:Zone":
-            rid = f"{rg}/providers/Microsoft.Network/dnszones/{i['zoneName']}"
-            state.update(name=i["zoneName"], nameServers=[f"ns1-0{n}.azure-dns.com." for n in (1, 2)])
-        elif typ == "azure-native:dns:RecordSet":
-            rid = (f"{rg}/providers/Microsoft.Network/dnszones/{i['zoneName']}/"
-                   f"{i['recordType']}/{i['relativeRecordSetName']}")
-            state["name"] = i["relativeRecordSetName"]
-        elif typ == "azure-native:managedidentity:UserAssignedIdentity":
-            rid = f"{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{i['resourceName']}"
-            state.update(name=i["resourceName"], principalId=_guid("principal", rid), clientId=_guid("client", rid))
-        elif typ == "azure-native:authorization:RoleDefinition":
-            rid = f"{i['scope']}/providers/Microsoft.Authorization/roleDefinitions/{i['roleDefinitionId']}"
-        elif typ == "azure-native:authorization:RoleAssignment":
-            rid = f"{i['scope']}/providers/Microsoft.Authorization/roleAssignments/{i['roleAssignmentName']}"
-        elif typ == "azure-native:eventgrid:SystemTopic":
-            rid = f"{rg}/providers/Microsoft.EventGrid/systemTopics/{i['systemTopicName']}"
-            state["name"] = i["systemTopicName"]
-        elif typ == "azure-native:monitor:ActionGroup":
-            rid = f"{rg}/providers/Microsoft.Insights/actionGroups/{i['actionGroupName']}"
-        elif typ == "azure-native:operationalinsights:Workspace":
-            rid = f"{rg}/providers/Microsoft.OperationalInsights/workspaces/{i['workspaceName']}"
-        elif typ == "azure-native:monitor:DiagnosticSetting":
-            rid = f"{i['resourceUri']}/providers/Microsoft.Insights/diagnosticSettings/{i['name']}"
-        elif typ == "azure-native:network:PrivateEndpoint":
-            rid = f"{rg}/providers/Microsoft.Network/privateEndpoints/{i['privateEndpointName']}"
-            state["name"] = i["privateEndpointName"]
-        elif typ == "azure-native:network:PrivateDnsZoneGroup":
-            rid = (f"{rg}/providers/Microsoft.Network/privateEndpoints/{i['privateEndpointName']}"
-                   f"/privateDnsZoneGroups/{i['privateDnsZoneGroupName']}")
-        elif typ == "azure-native:privatedns:PrivateZone":
-            rid = f"{rg}/providers/Microsoft.Network/privateDnsZones/{i['privateZoneName']}"
-            state["name"] = i["privateZoneName"]
-        elif typ == "azure-native:privatedns:VirtualNetworkLink":
-            rid = (f"{rg}/providers/Microsoft.Network/privateDnsZones/{i['privateZoneName']}"
-                   f"/virtualNetworkLinks/{i['virtualNetworkLinkName']}")
         elif typ.startswith("pulumi-python:dynamic"):
             rid = f"{i['vault_url']}/certificates/{i['name']}"
             state.update(secret_id=f"{i['vault_url']}/secrets/{i['name']}", renew_after="2027-01-30T00:00:00+00:00")
+        elif typ in ARM_IDS:
+            template, name_key = ARM_IDS[typ]
+            rid = template.format(rg=rg, sub=sub, **i)
+            if name_key:
+                state["name"] = i[name_key]
         else:
             rid = f"{rg}/providers/mock/{typ}/{args.name}"
+        # What Azure fills in on create, which the component reads back.
+        if typ == "azure-native:keyvault:Vault":
+            state["properties"] = {**i["properties"], "vaultUri": f"https://{i['vaultName']}.vault.azure.net/"}
+        elif typ == "azure-native:dns:Zone":
+            state["nameServers"] = [f"ns1-0{n}.azure-dns.com." for n in (1, 2)]
+        elif typ == "azure-native:managedidentity:UserAssignedIdentity":
+            state.update(principalId=_guid("principal", rid), clientId=_guid("client", rid))
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
