@@ -44,6 +44,7 @@ from .config import revocation_reason
 from .model import REVOCATION_REASONS
 from .names import counted
 from .retry import DEFAULT_BACKOFF, Backoff, Waiter, parse_retry_after
+from .transport import new_session
 
 log = logging.getLogger("keyvault_acme.acme")
 
@@ -142,10 +143,13 @@ class _Problem(Exception):
 
 
 class _Network(acme_client.ClientNetwork):
-    """ClientNetwork that keeps the response facts with each error and hands out nonces thread-safely."""
+    """ClientNetwork that keeps the response facts with each error, hands out nonces thread-safely and
+    uses the engine's HTTP session (:mod:`keyvault_acme.transport`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.session.close()
+        self.session = new_session()
         self._nonce_lock = threading.Lock()
 
     def _check_response(self, response: requests.Response, content_type: Optional[str] = None) -> requests.Response:
