@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from cryptography import x509
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from . import kvcrypto
 from .authz import Authorizer, vault_scope
 from .entra import DEFAULT_TENANT, Entra, InvalidToken
+from .state import plain
 from .wire import Principal, Request, Response
 
 VAULT_SUFFIX = ".vault.azure.net"
@@ -175,12 +176,11 @@ class KeyVault:
 
     def to_dict(self) -> dict[str, Any]:
         with self._lock:
-            return {
-                "registered": [asdict(i) for i in self._registered.values()],
-                "vaults": {n: {k: {key: asdict(item) for key, item in v.collection(k).items()}
-                               for k in ("certificates", "keys", "secrets")}
+            return plain({
+                "registered": list(self._registered.values()),
+                "vaults": {n: {k: v.collection(k) for k in ("certificates", "keys", "secrets")}
                            for n, v in self._vaults.items()},
-            }
+            })
 
     def load_dict(self, data: dict[str, Any]) -> None:
         with self._lock:
