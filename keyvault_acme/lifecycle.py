@@ -60,7 +60,7 @@ from .keyvault import (
 )
 from .config import revocation_reason
 from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
-from .preflight import caa_lookup, check_caa, check_spec
+from .preflight import CaaCache, caa_lookup, check_caa, check_spec
 from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -177,6 +177,7 @@ class Engine:
         self._pending_ours: set[tuple[str, str]] = set()  # pending operations this engine created, not yet done
         self._tsig: dict[str, tuple[float, str]] = {}
         self._dir_clients: dict[str, AcmeClient] = {}
+        self._caa_cache = CaaCache()
 
     # -- public API -------------------------------------------------------------------------------------
 
@@ -206,7 +207,8 @@ class Engine:
             check = getattr(provider, "check_access", None)
             if callable(check):
                 check(deadline=deadline)
-        check_caa(names, directory.caa_identities, caa_lookup(DnsSolver(providers, resolvers=spec.resolvers)))
+        check_caa(names, directory.caa_identities,
+                  caa_lookup(DnsSolver(providers, resolvers=spec.resolvers), cache=self._caa_cache))
 
     def check(self, spec: CertificateSpec, *, timeout_s: float = 60.0) -> tuple[CheckResult, ...]:
         """Every precondition of issuing ``spec``, without creating or changing anything anywhere: the spec,

@@ -10,10 +10,13 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence
 
 import dns.exception
+import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.resolver
@@ -119,18 +122,65 @@ def check_caa(names: Iterable[str], identities: Sequence[str], lookup: CaaLookup
                                f"'0 {tag} \"{who}\"' at {owner} or remove the name")
 
 
-def caa_lookup(solver: DnsSolver, resolver: Optional[dns.resolver.Resolver] = None) -> CaaLookup:
-    """CAA records of a name: asked of its configured zone's servers; above the zones, of the configured
-    resolvers, else of ``resolver`` (the system's by default). None when no server could tell."""
+class CaaCache:
+    """CAA answers kept for as long as DNS says they hold, shared by every issuance of one engine.
 
-    def lookup(name: str) -> Optional[Sequence[CaaRecord]]:
+    A hundred certificates under one zone climb through the same parents; without this, each issuance asks
+    again about every ancestor. An answer lives for its TTL (the RRset's; for "no CAA here", the SOA's
+    negative TTL, RFC 2308), at most ``max_ttl`` seconds; "could not tell" is never kept. CAs keep CAA
+    answers for their TTL too, so a change the cache has not seen yet is one the CA may not have seen either.
+    """
+
+    def __init__(self, *, max_ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_ttl = max_ttl
+        self._clock = clock
+        self._answers: dict[str, tuple[float, tuple[CaaRecord, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, owner: str) -> Optional[Sequence[CaaRecord]]:
+        """The records kept for ``owner`` (empty: no CAA there); None when nothing is kept or it expired."""
+        with self._lock:
+            kept = self._answers.get(owner)
+            if kept is None:
+                return None
+            if kept[0] <= self._clock():
+                del self._answers[owner]
+                return None
+            return kept[1]
+
+    def put(self, owner: str, records: Sequence[CaaRecord], ttl: float) -> None:
+        ttl = min(ttl, self.max_ttl)
+        if ttl > 0:
+            with self._lock:
+                self._answers[owner] = (self._clock() + ttl, tuple(records))
+
+
+def caa_lookup(solver: DnsSolver, resolver: Optional[dns.resolver.Resolver] = None, *,
+               cache: Optional[CaaCache] = None) -> CaaLookup:
+    """CAA records of a name: asked of its configured zone's servers; above the zones, of the configured
+    resolvers, else of ``resolver`` (the system's by default). None when no server could tell. With
+    ``cache``, an answer kept there is used while its TTL lasts, and every new answer is kept."""
+
+    def ask(name: str) -> Optional[tuple[Sequence[CaaRecord], float]]:
         try:
             servers = solver.servers(zone_for(name, solver.providers))
         except SpecError:
             servers = resolver_servers(solver.resolvers)
             if not servers:
                 return _resolve(name, resolver)
-        return first_answer(name, servers)
+        return _first_answer(name, servers)
+
+    def lookup(name: str) -> Optional[Sequence[CaaRecord]]:
+        kept = cache.get(name) if cache is not None else None
+        if kept is not None:
+            return kept
+        answer = ask(name)
+        if answer is None:
+            return None
+        records, ttl = answer
+        if cache is not None:
+            cache.put(name, records, ttl)
+        return records
 
     return lookup
 
@@ -138,6 +188,11 @@ def caa_lookup(solver: DnsSolver, resolver: Optional[dns.resolver.Resolver] = No
 def first_answer(name: str, servers: Sequence[Nameserver]) -> Optional[Sequence[CaaRecord]]:
     """The CAA records of ``name`` from the first of ``servers`` that answers (NOERROR or NXDOMAIN); None when
     none does: a server failing (SERVFAIL, REFUSED) or silent knows nothing, it does not say "no CAA"."""
+    answer = _first_answer(name, servers)
+    return None if answer is None else answer[0]
+
+
+def _first_answer(name: str, servers: Sequence[Nameserver]) -> Optional[tuple[Sequence[CaaRecord], float]]:
     for server in servers:
         try:
             response = query(name, "CAA", server)
@@ -147,16 +202,37 @@ def first_answer(name: str, servers: Sequence[Nameserver]) -> Optional[Sequence[
         if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             log.debug("%s answered %s to the CAA query for %s", server, dns.rcode.to_text(response.rcode()), name)
             continue
-        return [CaaRecord(rd.flags, rd.tag.decode(), rd.value.decode()) for rrset in response.answer
-                if rrset.rdtype == dns.rdatatype.CAA for rd in rrset]
+        return _records(response), answer_ttl(response)
     return None
 
 
-def _resolve(name: str, resolver: Optional[dns.resolver.Resolver]) -> Optional[Sequence[CaaRecord]]:
+def _records(response: dns.message.Message) -> tuple[CaaRecord, ...]:
+    return tuple(CaaRecord(rd.flags, rd.tag.decode(), rd.value.decode()) for rrset in response.answer
+                 if rrset.rdtype == dns.rdatatype.CAA for rd in rrset)
+
+
+def answer_ttl(response: dns.message.Message) -> float:
+    """How long an answer holds: the lowest TTL in its answer section and, when it has no record of the type
+    asked (NXDOMAIN or no data), the SOA's negative TTL from the authority section (RFC 2308); 0 when a
+    negative answer carries no SOA."""
+    asked = response.question[0].rdtype if response.question else None
+    ttls = [rrset.ttl for rrset in response.answer]
+    if not any(rrset.rdtype == asked for rrset in response.answer):
+        negative = [min(rrset.ttl, min(rd.minimum for rd in rrset)) for rrset in response.authority
+                    if rrset.rdtype == dns.rdatatype.SOA]
+        if not negative:
+            return 0
+        ttls += negative
+    return min(ttls)
+
+
+def _resolve(name: str, resolver: Optional[dns.resolver.Resolver]) -> Optional[tuple[Sequence[CaaRecord], float]]:
     try:
         answer = (resolver or dns.resolver.get_default_resolver()).resolve(name, "CAA", lifetime=3)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return []
+    except dns.resolver.NoAnswer as e:
+        return (), answer_ttl(e.response())
+    except dns.resolver.NXDOMAIN as e:
+        return (), min((answer_ttl(r) for r in e.responses().values()), default=0)
     except dns.exception.DNSException:
         return None
-    return [CaaRecord(rd.flags, rd.tag.decode(), rd.value.decode()) for rd in answer]
+    return _records(answer.response), answer_ttl(answer.response)

@@ -155,3 +155,109 @@ def test_caa_from_the_authoritative_server_with_tree_climbing(bind):
             check_caa(["*.caa.rfc2136.test"], [], lookup)  # Pebble 2.4 lists no identities: a total ban still shows
     finally:
         bind.delete_record("caa.rfc2136.test", "CAA")
+
+
+# -- the CAA cache -----------------------------------------------------------------------------------------
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def response(text):
+    import dns.message
+
+    return dns.message.from_text(text)
+
+
+POSITIVE = """id 1
+opcode QUERY
+rcode NOERROR
+flags QR AA
+;QUESTION
+example.com. IN CAA
+;ANSWER
+example.com. 3600 IN CAA 0 issue "letsencrypt.org"
+;AUTHORITY
+"""
+NO_DATA = """id 1
+opcode QUERY
+rcode NOERROR
+flags QR AA
+;QUESTION
+www.example.com. IN CAA
+;ANSWER
+;AUTHORITY
+example.com. 3600 IN SOA ns1.example.com. hostmaster.example.com. 1 60 60 3600 30
+"""
+CNAME_THEN_NXDOMAIN = """id 1
+opcode QUERY
+rcode NXDOMAIN
+flags QR AA
+;QUESTION
+alias.example.com. IN CAA
+;ANSWER
+alias.example.com. 20 IN CNAME gone.example.com.
+;AUTHORITY
+example.com. 3600 IN SOA ns1.example.com. hostmaster.example.com. 1 60 60 3600 300
+"""
+NXDOMAIN_WITHOUT_SOA = """id 1
+opcode QUERY
+rcode NXDOMAIN
+flags QR
+;QUESTION
+test. IN CAA
+;ANSWER
+;AUTHORITY
+"""
+
+
+@pytest.mark.parametrize("text, ttl", [
+    (POSITIVE, 3600),  # the RRset's TTL
+    (NO_DATA, 30),  # RFC 2308: the lower of the SOA's TTL and its minimum field
+    (CNAME_THEN_NXDOMAIN, 20),  # no longer than any record on the way
+    (NXDOMAIN_WITHOUT_SOA, 0),  # nothing says how long "none" holds: not kept
+])
+def test_answer_ttl(text, ttl):
+    from keyvault_acme.preflight import answer_ttl
+
+    assert answer_ttl(response(text)) == ttl
+
+
+def test_cache_keeps_answers_for_their_ttl_capped():
+    from keyvault_acme.preflight import CaaCache
+
+    clock = Clock()
+    cache = CaaCache(max_ttl=300, clock=clock)
+    cache.put("example.com", caa((0, "issue", "letsencrypt.org")), 3600)
+    cache.put("www.example.com", [], 30)
+    cache.put("test", [], 0)
+    assert cache.get("www.example.com") == () and cache.get("test") is None
+    clock.now += 30
+    assert cache.get("www.example.com") is None, "a negative answer expires with its SOA's negative TTL"
+    assert cache.get("example.com")[0].value == "letsencrypt.org"
+    clock.now += 270
+    assert cache.get("example.com") is None, "no answer is kept beyond max_ttl"
+
+
+def test_cached_lookup_against_bind(bind):
+    from keyvault_acme.dns.challenges import DnsSolver
+    from keyvault_acme.dns.rfc2136 import Rfc2136Provider
+    from keyvault_acme.preflight import CaaCache
+
+    solver = DnsSolver({"rfc2136.test": Rfc2136Provider("rfc2136.test", bind.server, bind.tsig_key_name,
+                                                        bind.tsig_secret_b64)})
+    clock = Clock()
+    cached = caa_lookup(solver, cache=CaaCache(clock=clock))
+    owner = "cached.caa.rfc2136.test"
+    assert cached(owner) == ()  # NXDOMAIN, kept for the zone's negative TTL (30 s)
+    bind.set_record(owner, "CAA", '0 issue "other-ca.example"', ttl=60)
+    try:
+        assert cached(owner) == (), "within the negative TTL the kept answer stands, as it does at a CA"
+        assert [r.value for r in caa_lookup(solver)(owner)] == ["other-ca.example"]
+        clock.now += 31
+        assert [r.value for r in cached(owner)] == ["other-ca.example"]
+    finally:
+        bind.delete_record(owner, "CAA")
