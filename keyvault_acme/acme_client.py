@@ -334,7 +334,11 @@ class AcmeClient:
             csr = x509.load_der_x509_csr(csr_der)
             response = self._post(order.finalize, messages.CertificateRequest(csr=csr), "finalize the order", deadline)
             order = _order(order.url, response.json())
-        order = self._poll(order, {"pending", "ready", "processing"}, "wait for the certificate", deadline)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        else:
+            retry_after = None
+        order = self._poll(order, {"pending", "ready", "processing"}, "wait for the certificate", deadline,
+                           retry_after=retry_after)
         if order.status != "valid" or not order.certificate:
             raise self._order_failure(order, deadline)
         response = self._post(order.certificate, None, "download the certificate", deadline)
@@ -443,12 +447,15 @@ class AcmeClient:
             except (requests.ConnectionError, requests.Timeout) as e:
                 waiter.sleep(last_error=e)
 
-    def _poll(self, order: Order, waiting: set[str], what: str, deadline: float) -> Order:
+    def _poll(self, order: Order, waiting: set[str], what: str, deadline: float, *,
+              retry_after: Optional[float] = None) -> Order:
+        """Poll until the order leaves ``waiting``. The first poll goes at once, unless the CA has just said
+        it is processing the order (asking again right away cannot find it done) or when to ask
+        (``retry_after``)."""
         waiter = Waiter(f"ACME: {what}", deadline=deadline, backoff=self.poll_backoff)
-        retry_after = None
         first = True
         while order.status in waiting:
-            if not first or retry_after is not None:
+            if not first or retry_after is not None or order.status == "processing":
                 waiter.sleep(retry_after)
             first = False
             response = self._get(order.url, what, deadline)

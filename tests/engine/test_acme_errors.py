@@ -1,11 +1,13 @@
-"""Problem documents (RFC 8555 6.7) -> typed errors, and chain choice: pure, no network."""
+"""Problem documents (RFC 8555 6.7) -> typed errors, chain choice and order polling: no network."""
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from acme import messages
 
-from keyvault_acme import errors
-from keyvault_acme.acme_client import _choose_chain, problem_error
+from keyvault_acme import acme_client, errors
+from keyvault_acme.acme_client import AcmeClient, Order, _choose_chain, problem_error
+from keyvault_acme.retry import Backoff, Waiter
 
 
 def problem(code, detail="the CA's words", **kw):
@@ -66,3 +68,58 @@ def test_preferred_chain_is_chosen_by_the_top_certificates_issuer():
     assert _choose_chain([default, alternate], "Root X1") == default
     assert _choose_chain([default, alternate], "No Such Root") == default
     assert _choose_chain([default, alternate], None) == default
+
+
+# -- polling --------------------------------------------------------------------------------------------------
+def _client_answering(statuses):
+    """An AcmeClient whose order URL answers the given statuses, one per poll."""
+    client = AcmeClient.__new__(AcmeClient)  # no network: only _poll is exercised
+    client.poll_backoff = Backoff(initial=0.005, factor=2.0, cap=5.0, jitter=0)
+    statuses = list(statuses)
+
+    class Response:
+        headers: dict = {}
+
+        def __init__(self, status):
+            self.status = status
+
+        def json(self):
+            return {"status": self.status, "identifiers": [], "authorizations": [],
+                    "finalize": "https://ca.example/finalize/1"}
+
+    client._get = lambda url, what, deadline: Response(statuses.pop(0))
+    return client
+
+
+def _order_in(status):
+    return Order(url="https://ca.example/order/1", status=status, identifiers=(), authorizations=(),
+                 finalize="https://ca.example/finalize/1")
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    recorded = []
+
+    class RecordingWaiter(Waiter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, sleep=recorded.append, **kwargs)
+
+    monkeypatch.setattr(acme_client, "Waiter", RecordingWaiter)
+    return recorded
+
+
+def test_a_pending_order_is_polled_at_once(sleeps):
+    order = _client_answering(["ready"])._poll(_order_in("pending"), {"pending"}, "wait", time.monotonic() + 5)
+    assert order.status == "ready" and sleeps == []
+
+
+def test_a_processing_order_is_given_a_moment_before_the_first_poll(sleeps):
+    client = _client_answering(["processing", "valid"])
+    order = client._poll(_order_in("processing"), {"processing"}, "wait", time.monotonic() + 5)
+    assert order.status == "valid" and sleeps == [0.005, 0.01]
+
+
+def test_retry_after_from_the_ca_paces_the_first_poll(sleeps):
+    client = _client_answering(["valid"])
+    client._poll(_order_in("processing"), {"processing"}, "wait", time.monotonic() + 5, retry_after=2.0)
+    assert sleeps == [2.0]
