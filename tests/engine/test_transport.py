@@ -1,11 +1,16 @@
-"""The engine's HTTP session: the environment's proxy and CA settings, resolved once per origin."""
+"""The engine's HTTP session: proxy and CA settings resolved once per origin, CA bundles loaded once, TLS intact."""
 
+import contextlib
+import http.server
 import socket
+import threading
+import warnings
 
 import pytest
 import requests
 
-from keyvault_acme.transport import ProxyNoDelayAdapter, Session, new_session
+from emulator.tls import TestCA
+from keyvault_acme.transport import Adapter, Session, new_session, verifying_context
 
 PROXY = "http://proxy.corp.example:3128"
 
@@ -68,6 +73,68 @@ def test_callers_may_change_what_they_get(env):
 def test_new_session_keeps_nodelay_through_proxies():
     session = new_session(pool_maxsize=3)
     adapter = session.get_adapter("https://vault.vault.azure.net/")
-    assert isinstance(adapter, ProxyNoDelayAdapter) and adapter._pool_maxsize == 3
+    assert isinstance(adapter, Adapter) and adapter._pool_maxsize == 3
     manager = adapter.proxy_manager_for(PROXY)
     assert (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) in manager.connection_pool_kw["socket_options"]
+
+
+# -- TLS: one verifying context per CA bundle, and verification intact --------------------------------------
+@pytest.fixture
+def no_proxy_env(monkeypatch):
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
+                "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@contextlib.contextmanager
+def https_server(tmp_path, served_as: str):
+    """An HTTPS server on loopback presenting a certificate for ``served_as``; yields (url, CA bundle path)."""
+    ca = TestCA(tmp_path / "ca")
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    server.socket = ca.context_for(served_as).wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/", str(ca.bundle_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_ca_bundle_is_loaded_once_and_still_verifies(tmp_path, no_proxy_env):
+    with https_server(tmp_path, "127.0.0.1") as (url, bundle):
+        verifying_context.cache_clear()
+        for _ in range(2):  # two sessions, two connections
+            with new_session() as session:
+                assert session.get(url, verify=bundle, timeout=5).text == "ok"
+        assert verifying_context.cache_info().misses == 1
+
+
+def test_a_certificate_for_another_host_is_refused(tmp_path, no_proxy_env):
+    with https_server(tmp_path, "other.example") as (url, bundle), new_session() as session:
+        with pytest.raises(requests.exceptions.SSLError):
+            session.get(url, verify=bundle, timeout=5)
+
+
+def test_a_certificate_from_another_ca_is_refused(tmp_path, no_proxy_env):
+    other = TestCA(tmp_path / "other-ca")
+    with https_server(tmp_path, "127.0.0.1") as (url, _), new_session() as session:
+        with pytest.raises(requests.exceptions.SSLError):
+            session.get(url, verify=str(other.bundle_path), timeout=5)
+
+
+def test_verify_false_still_means_no_verification(tmp_path, no_proxy_env):
+    with https_server(tmp_path, "other.example") as (url, _), new_session() as session, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning: the point of this test
+        assert session.get(url, verify=False, timeout=5).text == "ok"
