@@ -461,7 +461,8 @@ class Engine:
             if self._credential is None:
                 from azure.identity import DefaultAzureCredential
 
-                self._credential = DefaultAzureCredential()
+                # Token requests share the clients' session: one CA bundle load, one environment read.
+                self._credential = DefaultAzureCredential(transport=self._client_kwargs["transport"])
             return self._client_kwargs
 
     def _vault(self, vault_url: str) -> KeyVault:
