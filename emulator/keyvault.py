@@ -7,12 +7,14 @@ Key Vault, so deleting or recovering a certificate moves all three together.
 from __future__ import annotations
 
 import base64
+import json
 import datetime as dt
 import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 from typing import Any, Callable
 
 from cryptography import x509
@@ -53,6 +55,36 @@ class KvError(Exception):
 
 def _bad(message: str) -> KvError:
     return KvError(400, "BadParameter", message)
+
+
+MAX_PAGE = 25  # Key Vault's page size, and the most `maxresults` may ask for
+
+
+def _page(request: Request, value: list[dict[str, Any]]) -> Response:
+    """One page of a list, as Key Vault pages: at most `maxresults` (1-25, default 25) entries, and a nextLink
+    (the full URL, port included, with an opaque $skiptoken) while more remain; the SDKs follow it."""
+    raw = request.query.get("maxresults")
+    try:
+        size = MAX_PAGE if raw is None else int(raw)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= MAX_PAGE:
+        raise _bad(f"invalid maxresults {raw!r}: it must be between 1 and {MAX_PAGE}")
+    start = 0
+    if "$skiptoken" in request.query:
+        try:
+            start = int(json.loads(base64.urlsafe_b64decode(request.query["$skiptoken"] + "==")
+                                   )["NextMarker"])
+        except (ValueError, KeyError, TypeError):
+            raise _bad("invalid $skiptoken") from None
+    end = start + size
+    next_link = None
+    if end < len(value):
+        token = base64.urlsafe_b64encode(json.dumps({"NextMarker": str(end)}).encode()).decode().rstrip("=")
+        query = urlencode({"api-version": request.query.get("api-version", ""), "$skiptoken": token,
+                           "maxresults": size}, safe="$")
+        next_link = f"https://{request.host}:443{request.path}?{query}"
+    return Response.of_json(200, {"value": value[start:end], "nextLink": next_link})
 
 
 @dataclass(frozen=True)
@@ -463,15 +495,17 @@ class KeyVault:
                 if cert.deleted is None and cert.current:
                     entry = self._item_entry(vault, kind, cert, cert.versions[cert.current], versioned=False)
                     value.append({**entry, "managed": True})
-        return Response.of_json(200, {"value": value, "nextLink": None})
+        return _page(request, value)
 
     def _versions(self, vault: Vault, route: _Route, body: Any, request: Request) -> Response:
         kind = self._kind(route)
         item, _, managed = self._resolve(vault, kind, route.name or "", None)
-        value = [self._item_entry(vault, kind, item, v, versioned=True) for v in item.versions.values()]
+        # Key Vault lists versions in an order that is stable but not chronological: by version id, here.
+        value = [self._item_entry(vault, kind, item, item.versions[version], versioned=True)
+                 for version in sorted(item.versions)]
         if managed:  # a certificate's key or secret versions say so, as in the list of all of them
             value = [{**entry, "managed": True} for entry in value]
-        return Response.of_json(200, {"value": value, "nextLink": None})
+        return _page(request, value)
 
     def _update(self, vault: Vault, route: _Route, body: dict[str, Any], request: Request) -> Response:
         kind = self._kind(route)
@@ -521,7 +555,7 @@ class KeyVault:
         value = [{**self._item_entry(vault, kind, item, self._pick(item, kind, None), versioned=False),
                   **self._deleted_fields(vault, kind, item)}
                  for item in vault.collection(kind).values() if item.deleted is not None and item.versions]
-        return Response.of_json(200, {"value": value, "nextLink": None})
+        return _page(request, value)
 
     def _purge(self, vault: Vault, route: _Route, body: Any, request: Request) -> Response:
         kind = self._kind(route)

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from .helpers import LocalCA
+from .helpers import API, LocalCA, bearer
 
 PEM = "application/x-pem-file"
 
@@ -163,3 +163,18 @@ def test_renewal_keeps_serving_the_current_version_until_merge(credential, vault
     assert second.properties.version != first.properties.version
     assert certs.get_certificate("r").properties.version == second.properties.version
     assert x509.load_der_x509_certificate(second.cer).public_key() != x509.load_der_x509_certificate(first.cer).public_key()
+
+
+def test_lists_come_in_pages_of_25_that_the_sdk_follows(azure_env, credential, vault_url, raw, emu, root_app):
+    client = SecretClient(vault_url, credential)
+    created = [client.set_secret("many", f"v{i}").properties.version for i in range(60)]
+    pages = [list(page) for page in client.list_properties_of_secret_versions("many").by_page()]
+    assert [len(p) for p in pages] == [25, 25, 10]
+    listed = [p.version for page in pages for p in page]
+    assert sorted(listed) == sorted(created)
+    assert listed != created, "versions are listed in a stable order that is not the order of creation"
+    small = list(client.list_properties_of_secret_versions("many", max_page_size=7).by_page())
+    assert len(small) == 9 and sum(len(list(p)) for p in small) == 60
+    too_many = raw.get(f"{vault_url}secrets/many/versions", params={**API, "maxresults": "26"},
+                       headers=bearer(emu, root_app["client_id"]))
+    assert too_many.status_code == 400 and too_many.json()["error"]["code"] == "BadParameter"

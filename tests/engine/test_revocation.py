@@ -75,3 +75,16 @@ def test_expired_versions_are_not_revoked_and_the_destroy_goes_on(both_cas, engi
         engine.revoke(spec)
     engine.delete(spec.vault_url, spec.name)
     assert engine.inspect(spec.vault_url, spec.name) is None
+
+
+def test_a_certificate_with_more_versions_than_one_page(world, engine, pebble):
+    """Key Vault lists 25 versions a page, in no chronological order: the current chain is still found, and a
+    destroy still revokes every version."""
+    spec = world.spec([unique(AZURE_ZONE)])
+    versions = [engine.issue(spec)] + [engine.renew(spec) for _ in range(27)]
+    current = engine.inspect(spec.vault_url, spec.name)
+    assert current.version == versions[-1].version
+    assert current.pem_chain == versions[-1].pem_chain and current.pem_chain.count("BEGIN CERTIFICATE") >= 2
+    revoked = engine.revoke_all(spec, "cessationOfOperation")
+    assert sorted(revoked) == sorted(v.serial for v in versions)
+    assert {pebble.cert_status(v.serial) for v in versions} == {"Revoked"}
