@@ -123,10 +123,14 @@ class Rfc2136Provider:
 
         def attempt() -> dns.message.Message:
             # The addresses in order until one answers: a name's IPv6 address may be unreachable from here.
+            # UDP first, as nsupdate does (TCP when the answer is truncated): an update answered twice after
+            # a retry is harmless, since adding a record that exists and deleting one that does not are no-ops.
             failure: Exception | None = None
             for address in addresses:
                 try:
-                    return dns.query.tcp(update, address[0], port=address[1], timeout=self.timeout)
+                    response, _ = dns.query.udp_with_fallback(update, address[0], port=address[1],
+                                                              timeout=self.timeout)
+                    return response
                 except (dns.exception.Timeout, OSError) as e:
                     log.debug("%s at %s: %s", what, _shown(address), type(e).__name__)
                     failure = e

@@ -96,8 +96,9 @@ def test_localhost_as_rfc2136_server_writes_checks_and_answers_for_the_zone(bind
 
 def test_rfc2136_updates_try_the_next_address_when_one_does_not_answer(bind, monkeypatch):
     fake_names(monkeypatch, {"dual.primary.test": [UNREACHABLE_V6, bind.host]})
-    real_tcp, sent_to = dns.query.tcp, []
-    monkeypatch.setattr(dns.query, "tcp", lambda q, where, **kw: sent_to.append(where) or real_tcp(q, where, **kw))
+    real_send, sent_to = dns.query.udp_with_fallback, []
+    monkeypatch.setattr(dns.query, "udp_with_fallback",
+                        lambda q, where, **kw: sent_to.append(where) or real_send(q, where, **kw))
     p = Rfc2136Provider(BIND_ZONE, f"dual.primary.test:{bind.port}", bind.tsig_key_name, bind.tsig_secret_b64,
                         timeout=2)
     assert p.check_writable() > 0
@@ -108,7 +109,8 @@ def test_rfc2136_updates_try_the_next_address_when_one_does_not_answer(bind, mon
     finally:
         p.cleanup(record, "v")
     assert bind.txt_values(record) == set()
-    assert sent_to == [UNREACHABLE_V6, bind.host] * 3  # the no-op update, add, remove: each tried v6 first
+    # The SOA query, the no-op update, add, remove: each tried v6 first.
+    assert sent_to == [UNREACHABLE_V6, bind.host] * 4
 
 
 def test_localhost_as_resolver_checks_propagation_and_delegation(bind):
