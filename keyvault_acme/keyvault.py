@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import requests
 from azure.core.exceptions import (
@@ -39,7 +39,6 @@ from azure.keyvault.certificates import (
     KeyType,
     KeyVaultCertificate,
 )
-from azure.keyvault.keys import KeyClient
 from azure.keyvault.secrets import SecretClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -57,6 +56,9 @@ from .model import CertificateFacts, KeySpec
 from .renewal import TAG_REVOKED
 from .retry import RETRYABLE_STATUS, azure_verdict, retry_call
 from .transport import new_session
+
+if TYPE_CHECKING:
+    from azure.keyvault.keys import KeyClient
 
 log = logging.getLogger("keyvault_acme.keyvault")
 
@@ -233,6 +235,9 @@ class KeyVault:
 
     @property
     def keys(self) -> KeyClient:
+        # Imported here: only key checks read keys, and the package costs every CLI start 40 ms.
+        from azure.keyvault.keys import KeyClient
+
         return self._client("_keys", KeyClient)
 
     def _client(self, attr: str, cls: Callable[..., T]) -> T:
