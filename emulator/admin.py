@@ -4,7 +4,7 @@
     POST   /admin/clients            {client_id?, secret?, tenant_id?, name?, roles?: [{role, scope}]} -> 201
     GET    /admin/clients            DELETE /admin/clients/{client_id}
     POST   /admin/role-definitions   {name, actions?, data_actions?, not_actions?, not_data_actions?} -> 201
-    POST   /admin/role-assignments   {app_id, role, scope} -> 201      GET (?app_id=)   DELETE .../{id}
+    POST   /admin/role-assignments   {app_id, role, scope, propagation_s?} -> 201   GET (?app_id=)   DELETE .../{id}
     POST   /admin/vaults             {name, subscription_id?, resource_group?, tenant_id?} -> 201   GET
     POST   /admin/faults             {kind?, host?, path?, method?, status?, retry_after?, latency_ms?, count?} -> 201
     GET    /admin/faults             DELETE /admin/faults (all)   DELETE /admin/faults/{id}
@@ -78,7 +78,8 @@ class Admin:
             return _ok(201, asdict(role))
         if resource == "role-assignments":
             if method == "POST" and ident is None:
-                return _ok(201, self._assign(body["app_id"], body["role"], body.get("scope", "/")))
+                return _ok(201, self._assign(body["app_id"], body["role"], body.get("scope", "/"),
+                                             float(body.get("propagation_s", 0))))
             if method == "GET" and ident is None:
                 return _ok(200, {"value": [asdict(a) for a in self._authz.assignments(request.query.get("app_id"))]})
             if method == "DELETE" and ident is not None:
@@ -120,9 +121,9 @@ class Admin:
         assignments = [self._assign(client.client_id, r["role"], r.get("scope", "/")) for r in body.get("roles", [])]
         return _ok(201, {**asdict(client), "role_assignments": assignments})
 
-    def _assign(self, app_id: str, role: str, scope: str) -> dict[str, Any]:
+    def _assign(self, app_id: str, role: str, scope: str, propagation_s: float = 0.0) -> dict[str, Any]:
         try:
-            return asdict(self._authz.assign(app_id, role, scope))
+            return asdict(self._authz.assign(app_id, role, scope, propagation_s=propagation_s))
         except KeyError:
             raise _AdminError(400, f"unknown role {role!r}; define it first with /admin/role-definitions") from None
 

@@ -65,8 +65,10 @@ class AdminClient:
             "name": name, "actions": list(actions), "data_actions": list(data_actions),
             "not_actions": list(not_actions), "not_data_actions": list(not_data_actions)})
 
-    def assign_role(self, app_id: str, role: str, scope: str = "/") -> dict[str, Any]:
-        return self.call("POST", "/admin/role-assignments", {"app_id": app_id, "role": role, "scope": scope})
+    def assign_role(self, app_id: str, role: str, scope: str = "/", *, propagation_s: float = 0.0) -> dict[str, Any]:
+        """Assigns ``role`` at ``scope``, in effect after ``propagation_s`` seconds (as Azure's take minutes)."""
+        return self.call("POST", "/admin/role-assignments", {"app_id": app_id, "role": role, "scope": scope,
+                                                             "propagation_s": propagation_s})
 
     def unassign_role(self, assignment_id: str) -> None:
         self.call("DELETE", f"/admin/role-assignments/{assignment_id}")

@@ -5,10 +5,12 @@ case-insensitively, as ARM does. Unknown principals are denied: nothing is allow
 """
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import threading
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 ROOT_SCOPE = "/"
 
@@ -95,6 +97,8 @@ class Assignment:
     role: str
     scope: str
     id: str = field(default="")
+    created_on: str = ""  # ISO 8601, as ARM reports it
+    effective_at: float = 0.0  # epoch seconds: Azure takes minutes to apply a new assignment everywhere
 
 
 # Key Vault data-plane operations are the "data actions"; everything else is management plane.
@@ -129,7 +133,8 @@ def vault_scope(subscription_id: str, resource_group: str, vault_name: str) -> s
 class Authorizer:
     """Thread-safe role definitions and assignments; `allowed` is the one question services ask."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._roles: dict[str, Role] = {
             name.lower(): Role(name, tuple(r["actions"]), (), tuple(r["data_actions"]), ())
@@ -153,13 +158,17 @@ class Authorizer:
             self._custom.add(name.lower())
         return role
 
-    def assign(self, app_id: str, role: str, scope: str) -> Assignment:
+    def assign(self, app_id: str, role: str, scope: str, *, propagation_s: float = 0.0) -> Assignment:
+        """Assign ``role`` at ``scope``; it takes effect ``propagation_s`` seconds from now (Azure: up to 10 min)."""
         if not scope.startswith("/"):
             raise ValueError(f"scope {scope!r} must be an ARM id starting with '/'")
+        now = self._clock()
         with self._lock:
             if role.lower() not in self._roles:
                 raise KeyError(role)
-            assignment = Assignment(app_id, self._roles[role.lower()].name, scope, f"ra-{self._next_id}")
+            assignment = Assignment(app_id, self._roles[role.lower()].name, scope, f"ra-{self._next_id}",
+                                    dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat(),
+                                    now + max(0.0, float(propagation_s)))
             self._next_id += 1
             self._assignments.append(assignment)
         return assignment
@@ -175,9 +184,11 @@ class Authorizer:
             return [a for a in self._assignments if app_id is None or a.app_id == app_id]
 
     def allowed(self, app_id: str, action: str, scope: str) -> bool:
+        now = self._clock()
         with self._lock:
             for a in self._assignments:
-                if a.app_id == app_id and scope_covers(a.scope, scope) and self._roles[a.role.lower()].permits(action):
+                if a.app_id == app_id and a.effective_at <= now and scope_covers(a.scope, scope) \
+                        and self._roles[a.role.lower()].permits(action):
                     return True
         return False
 

@@ -46,6 +46,13 @@ class DnsError(KeyVaultAcmeError):
     retryable = True
 
 
+class DnsForbidden(DnsError):
+    """Azure DNS answered 403: the identity may not read or write the zone or record set."""
+
+    retryable = False
+    hint = "grant the identity 'DNS Zone Contributor' on the zone or a TXT record-set role"
+
+
 class PropagationTimeout(DnsError):
     """The challenge record was not served by every authoritative server before the deadline."""
 

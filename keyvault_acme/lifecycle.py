@@ -28,8 +28,9 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from cryptography import x509
 
+from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
 from .account import AccountCache, new_account_key
-from .checks import Checks
+from .checks import Checks, one_line
 from .acme_client import AcmeClient
 from .dns.azure import AzureDnsClients, AzureDnsProvider
 from .dns.base import DnsProvider, authoritative_hint
@@ -62,6 +63,7 @@ from .config import revocation_reason
 from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
 from .preflight import CaaCache, caa_lookup, check_caa, check_spec
 from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
+from .retry import retry_call
 
 DEFAULT_TIMEOUT_S = 600.0
 MAX_TAGS = 15  # Key Vault's limit per object
@@ -216,8 +218,45 @@ class Engine:
         delegation, CAA. One result per step (per zone for the zone steps); see :mod:`.checks`."""
         return Checks(self, spec, time.monotonic() + timeout_s).run()
 
-    def issue(self, spec: CertificateSpec) -> CertificateFacts:
-        """Issue the certificate, or adopt the current version when this engine issued one that fits."""
+    def issue(self, spec: CertificateSpec, *, access_granted_at: datetime | None = None) -> CertificateFacts:
+        """Issue the certificate, or adopt the current version when this engine issued one that fits.
+
+        ``access_granted_at``: when the role assignments this needs were made. Until they have surely taken
+        effect (:mod:`.access`), a 403 from Key Vault or Azure DNS is retried instead of raised.
+        """
+        return self._once_access_settles(spec, access_granted_at, lambda: self._issue(spec))
+
+    def renew(self, spec: CertificateSpec, *, access_granted_at: datetime | None = None) -> CertificateFacts:
+        """A new version of the same Key Vault certificate (new key pair, same names unless the spec changed).
+        ``access_granted_at`` as for :meth:`issue`."""
+        return self._once_access_settles(spec, access_granted_at, lambda: self._renew(spec))
+
+    def _once_access_settles(self, spec: CertificateSpec, granted_at: datetime | None,
+                             operation: Callable[[], CertificateFacts]) -> CertificateFacts:
+        if granted_at is None:
+            return operation()
+        until = settles_at(granted_at)
+        announced = False
+
+        def verdict(error: BaseException) -> bool:
+            nonlocal announced
+            if not may_still_settle(error, granted_at, datetime.now(timezone.utc)):
+                return False
+            if not announced:
+                announced = True
+                self.log.info("%s/certificates/%s: %s; role assignments made at %s can take up to %d minutes to "
+                              "take effect, so this is retried until %s", spec.vault_url.rstrip("/"), spec.name,
+                              one_line(error), granted_at.isoformat(), RBAC_PROPAGATION.seconds // 60,
+                              until.isoformat())
+            return True
+
+        # The window decides; the deadline only bounds the last wait, which may start just before it closes.
+        window_s = max(0.0, (until - datetime.now(timezone.utc)).total_seconds())
+        return retry_call(operation, what=f"waiting for access to {spec.vault_url.rstrip('/')}/certificates/"
+                                          f"{spec.name}", retry_after=verdict, timeout=window_s + ACCESS_BACKOFF.cap,
+                          backoff=ACCESS_BACKOFF)
+
+    def _issue(self, spec: CertificateSpec) -> CertificateFacts:
         deadline = self._deadline()
         names = self._checked_names(spec)
         vault = self._vault(spec.vault_url)
@@ -236,8 +275,7 @@ class Engine:
             self._preflight(spec, names, deadline)
             return self._issue_version(spec, names, vault, deadline)
 
-    def renew(self, spec: CertificateSpec) -> CertificateFacts:
-        """A new version of the same Key Vault certificate (new key pair, same names unless the spec changed)."""
+    def _renew(self, spec: CertificateSpec) -> CertificateFacts:
         deadline = self._deadline()
         names = self._checked_names(spec)
         vault = self._vault(spec.vault_url)

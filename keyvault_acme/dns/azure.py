@@ -22,7 +22,7 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.dns import DnsManagementClient
 from azure.mgmt.dns.models import RecordSet, TxtRecord
 
-from ..errors import DnsError, PreflightError
+from ..errors import DnsError, DnsForbidden, PreflightError
 from ..model import AzureDnsZone
 from ..retry import azure_verdict, retry_call
 from .base import DEFAULT_PROPAGATION_TIMEOUT
@@ -148,6 +148,8 @@ class AzureDnsProvider:
         """Preflight: the zone exists and we may read it. Writes are proven by the first challenge."""
         try:
             self.nameservers(deadline=deadline)
+        except DnsForbidden:
+            raise  # kept as it is: a 403 just after a role assignment is waited out (Engine.issue)
         except DnsError as e:
             raise PreflightError(f"Azure DNS zone {self.zone.resource_id}: {e}") from None
 
@@ -216,11 +218,8 @@ class AzureDnsProvider:
             raise DnsError(f"{what}: the record set kept changing under us") from None
         except HttpResponseError as e:
             message = getattr(getattr(e, "error", None), "message", None) or str(e).splitlines()[0]
-            err = DnsError(f"{what}: {message} [{_status(e)}]")
-            if _status(e) == 403:
-                err.retryable = False
-                err.hint = "grant the identity 'DNS Zone Contributor' on the zone or a TXT record-set role"
-            elif _status(e) == 404:
+            err = (DnsForbidden if _status(e) == 403 else DnsError)(f"{what}: {message} [{_status(e)}]")
+            if _status(e) == 404:
                 err.retryable = False
                 err.hint = "check the zone's resource id (subscription, resource group, name)"
             raise err from None

@@ -160,3 +160,17 @@ def test_permissions_api_wants_a_token_and_an_api_version(raw, azure_env):
     assert raw.get(url, params=_PERMISSIONS).status_code == 401
     response = _permissions(raw, azure_env, app["client_id"], _ZONE, **{"api-version": "1999-01-01"})
     assert response.status_code == 400 and "api-version" in response.json()["error"]["message"]
+
+
+def test_a_new_assignment_takes_effect_only_after_its_propagation_time():
+    now = [1000.0]
+    authz = Authorizer(clock=lambda: now[0])
+    scope = "/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/v"
+    action = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
+    made = authz.assign("app", "Key Vault Secrets User", scope, propagation_s=90)
+    assert made.created_on == "1970-01-01T00:16:40+00:00"  # ARM's createdOn: when it was made
+    assert not authz.allowed("app", action, scope)
+    now[0] += 89
+    assert not authz.allowed("app", action, scope)
+    now[0] += 1
+    assert authz.allowed("app", action, scope)
