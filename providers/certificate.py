@@ -41,7 +41,9 @@ from keyvault_acme.resource_diff import NONE, REPLACE, plan_change
 
 from .state import (
     OUTPUTS,
+    ADVISORY_INPUTS,
     PROVIDER_INPUTS,
+    access_granted_at,
     check_provider_settings,
     facts_from_outputs,
     facts_to_outputs,
@@ -173,10 +175,13 @@ class CertificateProvider(ResourceProvider):
     # diff -------------------------------------------------------------------------------------------
 
     def _plan(self, olds: Mapping[str, Any], news: Mapping[str, Any]):
-        new_inputs = split_state(news)
+        def planned(props: Mapping[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in split_state(props).items() if k not in ADVISORY_INPUTS}
+
+        new_inputs = planned(news)
         unknown = {k for k, v in new_inputs.items() if _has_unknown(v)}
         return plan_change(
-            split_state(olds), new_inputs, facts_from_outputs(olds), datetime.now(timezone.utc),
+            planned(olds), new_inputs, facts_from_outputs(olds), datetime.now(timezone.utc),
             unknown=unknown, other_keys=PROVIDER_INPUTS.keys(),
         )
 
@@ -197,8 +202,9 @@ class CertificateProvider(ResourceProvider):
         return {**inputs, **provider_settings(inputs), **facts_to_outputs(facts, _spec(inputs))}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        spec = _spec(split_state(props))
-        facts = self._get_engine().issue(spec)  # adopts a matching certificate left by a failed create
+        inputs = split_state(props)
+        # Adopts a matching certificate left by a failed create.
+        facts = self._get_engine().issue(_spec(inputs), access_granted_at=access_granted_at(inputs))
         return CreateResult(facts.id, self._outputs(props, facts))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -209,12 +215,13 @@ class CertificateProvider(ResourceProvider):
         return ReadResult(facts.id, self._outputs(inputs, facts))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        engine, spec = self._get_engine(), _spec(split_state(news))
+        engine, inputs = self._get_engine(), split_state(news)
+        spec, granted_at = _spec(inputs), access_granted_at(inputs)
         plan = self._plan(olds, news)
         # Settings changed without a reissue ("record"): new tags reach Key Vault now, not at the next renewal.
-        facts = engine.renew(spec) if plan.reissue else engine.update_tags(spec)
+        facts = engine.renew(spec, access_granted_at=granted_at) if plan.reissue else engine.update_tags(spec)
         if facts is None:  # deleted between refresh and update
-            facts = engine.issue(spec)
+            facts = engine.issue(spec, access_granted_at=granted_at)
         return UpdateResult(self._outputs(news, facts))  # always the full outputs: None would wipe state
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -230,7 +237,9 @@ class Certificate(Resource, module="keyvault_acme", name="Certificate"):
 
     Type token ``pulumi-python:dynamic/keyvault_acme:Certificate``. Inputs are the certificate
     settings of the stack config (see :mod:`keyvault_acme.config`) plus ``revoke_on_delete``,
-    ``revoke_reason`` and ``purge_on_delete``. Reference ``secret_id`` (versionless) from App Gateway,
+    ``revoke_reason``, ``purge_on_delete`` and ``access_granted_at`` (when the role assignments the
+    certificate needs were made, ISO 8601: a 403 from Key Vault or Azure DNS in the ten minutes after is
+    waited out, as Azure takes that long to apply them; never a change to plan). Reference ``secret_id`` (versionless) from App Gateway,
     Front Door or App Service so they pick up renewals.
     """
 
@@ -269,6 +278,7 @@ class Certificate(Resource, module="keyvault_acme", name="Certificate"):
         revoke_on_delete: Optional[pulumi.Input[bool]] = None,
         revoke_reason: Optional[pulumi.Input[str]] = None,
         purge_on_delete: Optional[pulumi.Input[bool]] = None,
+        access_granted_at: Optional[pulumi.Input[str]] = None,
         opts: Optional[pulumi.ResourceOptions] = None,
     ) -> None:
         inputs = {
@@ -276,7 +286,7 @@ class Certificate(Resource, module="keyvault_acme", name="Certificate"):
             "key": key, "profile": profile, "preferred_chain": preferred_chain, "renewal": renewal,
             "tags": tags, "resolvers": resolvers, "propagation_timeout_s": propagation_timeout_s,
             "revoke_on_delete": revoke_on_delete, "revoke_reason": revoke_reason,
-            "purge_on_delete": purge_on_delete,
+            "purge_on_delete": purge_on_delete, "access_granted_at": access_granted_at,
         }
         # Outputs are declared as None so Pulumi exposes them as attributes.
         super().__init__(CertificateProvider(), resource_name, {**inputs, **dict.fromkeys(OUTPUTS)}, opts)

@@ -16,12 +16,16 @@ from typing import Any, Mapping
 from keyvault_acme.model import REVOCATION_REASONS, CertificateFacts, CertificateSpec
 from keyvault_acme.renewal import due_at
 
-# Inputs only the resource has: what ``pulumi destroy`` does to the certificate.
+# Inputs only the resource has: what ``pulumi destroy`` does to the certificate, and when the role
+# assignments it needs were made (ISO 8601; a 403 until they surely apply is waited out, see keyvault_acme.access).
 PROVIDER_INPUTS: Mapping[str, Any] = {
     "revoke_on_delete": True,
     "revoke_reason": "cessationOfOperation",
     "purge_on_delete": False,
+    "access_granted_at": None,
 }
+# Inputs that inform an operation but are no part of what the certificate is: never a change to plan.
+ADVISORY_INPUTS = frozenset({"access_granted_at"})
 
 # CertificateFacts fields renamed: Pulumi reserves ``id``, and ``tags`` is an input. The Key Vault tags
 # say what a version was issued with (CA, profile, key), which the renewal decision compares.
@@ -85,4 +89,20 @@ def check_provider_settings(settings: Mapping[str, Any]) -> list[tuple[str, str]
     if reason not in REVOCATION_REASONS:
         failures.append(("revoke_reason", f"{reason!r} is not a revocation reason; use one of "
                                           f"{', '.join(REVOCATION_REASONS)}"))
+    granted = settings["access_granted_at"]
+    if granted is not None and access_granted_at(settings) is None:
+        failures.append(("access_granted_at", f"{granted!r} is not an ISO 8601 time with a UTC offset; "
+                                              "pass the role assignments' createdOn, e.g. 2026-11-26T09:30:00Z"))
     return failures
+
+
+def access_granted_at(settings: Mapping[str, Any]) -> datetime | None:
+    """The ``access_granted_at`` setting as a time; None when unset or unreadable."""
+    value = settings.get("access_granted_at")
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None

@@ -67,7 +67,7 @@ def live(tmp_path_factory, bind, short_pebble, emulator):
             mp.setenv(key, value)
         credential = ClientSecretCredential(app["tenant_id"], app["client_id"], app["secret"])
         world = World(bind=bind, pebble=short_pebble, emulator=emulator, credential=credential,
-                      secrets={"client": app["secret"], "tsig": bind.tsig_secret_b64})
+                      secrets={"client": app["secret"], "tsig": bind.tsig_secret_b64}, app_id=app["client_id"])
         for vault in world.vaults:
             SecretClient(vault, credential).set_secret("tsig", bind.tsig_secret_b64)
         with ProviderHost(directory / "host", env=env) as host:

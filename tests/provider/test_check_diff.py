@@ -9,6 +9,7 @@ from pulumi.runtime.rpc import UNKNOWN
 
 from keyvault_acme.config import certificate_spec_from_dict
 from keyvault_acme.renewal import issued_with_tags
+from providers.state import PROVIDER_INPUTS
 from tests.provider.conftest import INPUTS
 from tests.provider.host import changes
 
@@ -36,6 +37,8 @@ def test_check_normalises_and_fills_defaults(offline_host, serialized_provider):
     ({"purge_on_delete": "yes"}, "purge_on_delete", "true or false"),
     ({"acme": {"eab_kid": "kid", "eab_hmac": "c2VjcmV0"}}, "acme.eab_hmac", "never put a secret value"),
     ({"colour": "blue"}, "colour", "use only"),
+    ({"access_granted_at": "yesterday"}, "access_granted_at", "ISO 8601"),
+    ({"access_granted_at": "2026-11-26T09:30:00"}, "access_granted_at", "UTC offset"),
 ])
 def test_check_names_the_field_and_the_fix(offline_host, serialized_provider, change, field, fix):
     _, failures = offline_host.check({}, {**INPUTS, **change, "__provider": serialized_provider})
@@ -67,8 +70,7 @@ def recorded(checked: dict, *, not_before: datetime, lifetime: timedelta, **fact
     """Outputs as create records them (the provider's inputs plus the certificate's facts)."""
     version = "0" * 32
     spec = certificate_spec_from_dict({k: v for k, v in checked.items()
-                                       if k not in ("revoke_on_delete", "revoke_reason", "purge_on_delete",
-                                                    "__provider")})
+                                       if k not in PROVIDER_INPUTS and k != "__provider"})
     return {**checked, "certificate_id": CERT_ID, "versioned_certificate_id": f"{CERT_ID}/{version}",
             "secret_id": CERT_ID.replace("certificates", "secrets"),
             "versioned_secret_id": f"{CERT_ID.replace('certificates', 'secrets')}/{version}",
@@ -119,6 +121,13 @@ def test_diff_updates_when_renewal_is_due(offline_host, checked):
 @pytest.mark.parametrize("facts", [{"enabled": False}, {"revoked_reason": "keyCompromise"}])
 def test_diff_updates_when_revoked_or_disabled_out_of_band(offline_host, checked, facts):
     assert changes(offline_host.diff(CERT_ID, fresh(checked, **facts), checked)) == "update"
+
+
+@pytest.mark.parametrize("granted_at", ["2026-11-26T09:30:00Z", UNKNOWN])
+def test_when_access_was_granted_is_never_a_change(offline_host, checked, granted_at):
+    # The component passes the role assignments' createdOn: recreated grants must not renew certificates.
+    olds = fresh({**checked, "access_granted_at": "2026-01-01T00:00:00+00:00"})
+    assert changes(offline_host.diff(CERT_ID, olds, {**checked, "access_granted_at": granted_at})) == "none"
 
 
 def test_diff_with_unknowns_in_preview(offline_host, checked):

@@ -248,3 +248,20 @@ def test_a_tags_change_reaches_key_vault_at_once_without_renewing(live, deployed
     assert (deployed.outputs["version"], deployed.outputs["serial"]) == (first["version"], first["serial"])
     assert client.get_certificate("tag-www").properties.version == first["version"]
     assert deployed.up({**inputs, "tags": {"team": "payments"}}) == "none"
+
+
+def test_a_create_right_after_its_grants_waits_until_they_apply(live, deployed):
+    # The host's identity loses its grant and gets it back, applied only seconds later (Azure: minutes);
+    # the component passes the grants' createdOn, and the create waits instead of failing with 403.
+    from emulator.admin_client import ROOT_ROLE
+
+    admin = live.emulator.admin
+    [old] = [a for a in admin.role_assignments(live.app_id) if a["role"] == ROOT_ROLE]
+    admin.unassign_role(old["id"])
+    new = admin.assign_role(live.app_id, ROOT_ROLE, "/", propagation_s=2.0)
+    started = time.monotonic()
+    assert deployed.up({**live.inputs("late-grant", ["late-grant"]), "access_granted_at": new["created_on"]}) \
+        == "create"
+    assert time.monotonic() - started >= 1.5  # it did wait for the grant
+    assert live.pebble.cert_status(deployed.outputs["serial"]) == "Valid"
+    assert "can take up to 10 minutes" in live.host.stderr()

@@ -29,6 +29,7 @@ class World:
     emulator: Any
     credential: Any
     secrets: dict[str, str]  # values that must never reach state: the client secret, the TSIG secret
+    app_id: str = ""  # the identity the provider host signs in as
     host: ProviderHost | None = None
     vaults: tuple[str, ...] = field(default_factory=lambda: tuple(
         f"https://kv{uuid.uuid4().hex[:10]}{i}.vault.azure.net" for i in range(2)))
