@@ -176,6 +176,13 @@ def grants_for_certificate(grants: Sequence[RoleGrant], cert: CertificateConfig)
     return out
 
 
+def latest_grant(created_on: Sequence[str | None]) -> str | None:
+    """The latest of role assignments' ``createdOn`` times (ISO 8601, as ARM reports them); None when none is
+    known. A certificate issued right after its grants waits until Azure applies them (keyvault_acme.access)."""
+    known = [t for t in created_on if t]
+    return max(known, key=lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))) if known else None
+
+
 def _certificate_class():
     # Imported late: the component is importable (and its role plan testable) while the provider evolves.
     from providers.certificate import Certificate
@@ -491,9 +498,12 @@ class CertificateWorkload(pulumi.ComponentResource):
         Certificate = _certificate_class() if cfg.certificates else None
         certificates: dict[str, Any] = {}
         for cert in cfg.certificates:
-            needs = [self.role_assignments[g.key] for g in grants_for_certificate(self.role_grants, cert)
-                     if g.key in self.role_assignments]
-            needs += [record_sets[rs.resource_id] for rs in cert.challenge_record_sets if rs.resource_id in record_sets]
+            grants = [self.role_assignments[g.key] for g in grants_for_certificate(self.role_grants, cert)
+                      if g.key in self.role_assignments]
+            needs = grants + [record_sets[rs.resource_id] for rs in cert.challenge_record_sets
+                              if rs.resource_id in record_sets]
+            granted_at = pulumi.Output.all(*[a.created_on for a in grants]).apply(latest_grant)
             certificates[cert.name] = Certificate(
-                f"{self._name}-cert-{cert.name}", **cert.inputs(), opts=self._here(depends_on=needs))
+                f"{self._name}-cert-{cert.name}", **cert.inputs(), access_granted_at=granted_at,
+                opts=self._here(depends_on=needs))
         return certificates

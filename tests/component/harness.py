@@ -78,6 +78,7 @@ class AzureMocks(pulumi.runtime.Mocks):
     def __init__(self, subscription_id: str) -> None:
         self.subscription_id = subscription_id
         self.provider_subscriptions: dict[str, str] = {}  # provider id -> subscription
+        self._assignments_made = 0
 
     def _sub(self, args: pulumi.runtime.MockResourceArgs) -> str:
         provider_id = (args.provider or "").split("::")[-1]
@@ -107,6 +108,10 @@ class AzureMocks(pulumi.runtime.Mocks):
             state["nameServers"] = [f"ns1-0{n}.azure-dns.com." for n in (1, 2)]
         elif typ == "azure-native:managedidentity:UserAssignedIdentity":
             state.update(principalId=_guid("principal", rid), clientId=_guid("client", rid))
+        elif typ == "azure-native:authorization:RoleAssignment":
+            # ARM's createdOn (seven fractional digits); each assignment a different second, so "latest" shows.
+            self._assignments_made += 1
+            state["createdOn"] = f"2026-11-26T09:30:{self._assignments_made:02d}.1234567Z"
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs):

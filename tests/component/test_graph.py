@@ -13,6 +13,7 @@ from components.workload import (
     KEY_VAULT_SECRETS_OFFICER,
     KEY_VAULT_SECRETS_USER,
     RENEWAL_GRACE_HOURS,
+    latest_grant,
     overdue_renewal_query,
 )
 from keyvault_acme.authorization import Allowlist
@@ -349,6 +350,24 @@ def test_each_certificate_depends_on_exactly_the_assignments_it_needs(dev):
     assert vault_roles | {apex, zone_read, wildcard_chain} <= wildcard_deps  # *.dev... is validated at _acme-challenge
     assert www not in wildcard_deps and consumer not in www_deps | wildcard_deps
     assert wildcard_chain not in www_deps and www_chain not in wildcard_deps
+
+
+def test_each_certificate_is_told_when_its_last_grant_was_made(dev):
+    # A first deployment issues right after granting; Azure applies grants within minutes, so the
+    # certificate gets the latest createdOn of the assignments it needs, and waits out a 403 until then.
+    run, _ = dev
+    assignments = {a.urn: a for a in run.of_type(f"{T}authorization:RoleAssignment")}
+    certs = run.of_type(CERT)
+    assert certs
+    for cert in certs:
+        made = [assignments[urn].state["createdOn"] for urn in cert.dependencies if urn in assignments]
+        assert made and cert.inputs["access_granted_at"] == max(made)
+
+
+def test_latest_grant_compares_times_not_text():
+    assert latest_grant([]) is None and latest_grant([None, ""]) is None  # not known (yet)
+    assert latest_grant(["2026-11-26T10:00:00+01:00", "2026-11-26T09:30:00.1234567Z", None]) == \
+        "2026-11-26T09:30:00.1234567Z"  # 10:00+01:00 is 09:00 UTC
 
 
 def test_certificate_inputs_are_the_shared_dict_shape_with_workload_defaults(dev):
