@@ -131,8 +131,10 @@ class CaaCache:
     answers for their TTL too, so a change the cache has not seen yet is one the CA may not have seen either.
     """
 
-    def __init__(self, *, max_ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, max_ttl: float = 300.0, max_entries: int = 4096,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.max_ttl = max_ttl
+        self.max_entries = max_entries
         self._clock = clock
         self._answers: dict[str, tuple[float, tuple[CaaRecord, ...]]] = {}
         self._lock = threading.Lock()
@@ -150,9 +152,13 @@ class CaaCache:
 
     def put(self, owner: str, records: Sequence[CaaRecord], ttl: float) -> None:
         ttl = min(ttl, self.max_ttl)
-        if ttl > 0:
-            with self._lock:
-                self._answers[owner] = (self._clock() + ttl, tuple(records))
+        if ttl <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            if len(self._answers) >= self.max_entries:  # a long-lived engine: forget what has expired
+                self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
+            self._answers[owner] = (now + ttl, tuple(records))
 
 
 def caa_lookup(solver: DnsSolver, resolver: Optional[dns.resolver.Resolver] = None, *,

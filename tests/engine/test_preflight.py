@@ -242,6 +242,20 @@ def test_cache_keeps_answers_for_their_ttl_capped():
     assert cache.get("example.com") is None, "no answer is kept beyond max_ttl"
 
 
+def test_cache_forgets_expired_answers_when_it_grows():
+    from keyvault_acme.preflight import CaaCache
+
+    clock = Clock()
+    cache = CaaCache(max_entries=3, clock=clock)
+    cache.put("a.example", [], 10)
+    cache.put("b.example", [], 100)
+    clock.now += 20  # a.example has expired
+    cache.put("c.example", [], 100)
+    cache.put("d.example", [], 100)  # full: the expired entry goes, the live ones stay
+    assert len(cache._answers) == 3 and "a.example" not in cache._answers
+    assert cache.get("b.example") == ()
+
+
 def test_cached_lookup_against_bind(bind):
     from keyvault_acme.dns.challenges import DnsSolver
     from keyvault_acme.dns.rfc2136 import Rfc2136Provider
