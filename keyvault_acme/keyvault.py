@@ -69,7 +69,7 @@ MANAGED_BY = "keyvault-acme"
 REVOKED_REASON_TAG = TAG_REVOKED  # one tag name, read by the renewal policies too
 CHAIN_SUFFIX = "-chain"
 PEM_CONTENT_TYPE = "application/x-pem-file"
-_CHAIN_VERSION_TAG = "certificate-version"
+_CHAIN_THUMBPRINT_TAG = "thumbprint"  # the leaf's: which certificate version a chain belongs to
 
 _READ_ONLY_MARKERS = ("read-only", "read only", "readonly")
 
@@ -297,14 +297,31 @@ class KeyVault:
                    lambda: self.certificates.delete_certificate_operation(name), deadline=deadline, missing_ok=True)
         log.info("discarded pending operation of %s/%s", self.vault_url, name)
 
+    def store_chain(self, name: str, chain: Sequence[x509.Certificate], *, deadline: float | None = None) -> None:
+        """Keep the public chain (leaf first) in the companion secret ``<name>-chain``, tagged with the leaf's
+        thumbprint. Done before the merge: a chain that cannot be kept stops the issuance with nothing merged."""
+        pem_chain = "".join(pem_of(c) for c in chain)
+        thumb = thumbprint(chain[0].public_bytes(serialization.Encoding.DER))
+        secret = f"{name}{CHAIN_SUFFIX}"
+
+        def write() -> None:
+            self.set_secret(secret, pem_chain, content_type=PEM_CONTENT_TYPE, deadline=deadline,
+                            tags={MANAGED_BY_TAG: MANAGED_BY, _CHAIN_THUMBPRINT_TAG: thumb})
+
+        try:
+            write()
+        except CertificateDeletedButRecoverable:
+            # The certificate was deleted and then recovered by hand (our own error says to): its chain secret,
+            # deleted with it, is still soft-deleted. Bring it back.
+            self.recover_own_secret(secret, deadline=deadline)
+            write()
+
     def merge(self, name: str, chain: Sequence[x509.Certificate], *, deadline: float | None = None) -> CertificateFacts:
-        """Merge leaf + intermediates into the pending version, store the public chain, return the facts."""
+        """Merge leaf + intermediates into the pending version; the facts of the new version."""
         ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
         merged = self._call(f"merge certificate {name!r}",
                             lambda: self.certificates.merge_certificate(name, ders), deadline=deadline)
-        pem_chain = "".join(pem_of(c) for c in chain)
-        self._store_chain(name, merged.properties.version, thumbprint(ders[0]), pem_chain, deadline=deadline)
-        return self._facts(merged, pem_chain)
+        return self._facts(merged, "".join(pem_of(c) for c in chain))
 
     # -- certificates ----------------------------------------------------------------------------------------
 
@@ -450,18 +467,26 @@ class KeyVault:
             raise SecretRefused(f"Key Vault {self.vault_url}: {problem}")
         return secret
 
-    def _store_chain(self, name: str, version: str, thumb: str, pem_chain: str, *, deadline: float | None) -> None:
-        self.set_secret(f"{name}{CHAIN_SUFFIX}", pem_chain, content_type=PEM_CONTENT_TYPE, deadline=deadline,
-                        tags={MANAGED_BY_TAG: MANAGED_BY, _CHAIN_VERSION_TAG: version, "thumbprint": thumb})
+    def recover_own_secret(self, name: str, *, deadline: float | None = None) -> None:
+        """Recover the soft-deleted secret ``name`` when it is one the engine wrote; SecretRefused otherwise."""
+        deleted = self._call(f"get deleted secret {name!r}", lambda: self.secrets.get_deleted_secret(name),
+                             deadline=deadline)
+        problem = secret_problem(name, [deleted.properties], ours=True)
+        if problem:
+            raise SecretRefused(f"Key Vault {self.vault_url}: {problem}")
+        self._call(f"recover deleted secret {name!r}",
+                   lambda: self.secrets.begin_recover_deleted_secret(name).result(), deadline=deadline)
+        self._checked_versions(name, ours=True, deadline=deadline)  # every version, now that they are listable
+        log.info("recovered the soft-deleted secret %s/secrets/%s, which keyvault-acme wrote", self.vault_url, name)
 
     def _chain_for(self, name: str, cert: KeyVaultCertificate, *, deadline: float | None) -> str:
         """The public chain stored with this version, or the leaf alone when there is none (a version merged
         outside the engine)."""
         leaf_pem = pem_of(x509.load_der_x509_certificate(bytes(cert.cer)))
         chain_name = f"{name}{CHAIN_SUFFIX}"
-        want = cert.properties.version
+        thumb = thumbprint(bytes(cert.cer))
         match = next((p for p in reversed(self._checked_versions(chain_name, ours=True, deadline=deadline))
-                      if (p.tags or {}).get(_CHAIN_VERSION_TAG) == want), None)
+                      if (p.tags or {}).get(_CHAIN_THUMBPRINT_TAG) == thumb), None)
         secret = None if match is None else self._read_secret(chain_name, match.version, ours=True,
                                                               deadline=deadline)
         if secret is None or not secret.value or not secret.value.startswith(leaf_pem):

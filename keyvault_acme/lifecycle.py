@@ -388,12 +388,13 @@ class Engine:
                                         preferred_chain=spec.preferred_chain,
                                         deadline=deadline)
             timings.mark("finalize")
+            certs = split_pem_chain(chain.fullchain_pem)
+            vault.store_chain(spec.name, certs, deadline=deadline)
         except BaseException:
             # Nothing half-made stays behind: the pending version (and its key) goes, the name stays free.
             with contextlib.suppress(KeyVaultAcmeError):
                 self._discard(vault, spec, max(deadline, time.monotonic() + CLEANUP_MIN_S))
             raise
-        certs = split_pem_chain(chain.fullchain_pem)
         facts = vault.merge(spec.name, certs, deadline=deadline)
         with self._lock:
             self._pending_ours.discard(self._key(spec))

@@ -379,6 +379,34 @@ def test_issuing_over_a_soft_deleted_name_says_recover_or_purge(world, engine):
         engine.issue(spec)
 
 
+def test_a_certificate_recovered_by_hand_renews_and_gets_its_chain_back(world, engine, credential):
+    # The error above says "recover it"; the chain secret deleted with it stays soft-deleted until the engine
+    # next writes it, which must not fail after the merge.
+    spec = world.spec([unique(AZURE_ZONE)])
+    first = engine.issue(spec)
+    engine.delete(spec.vault_url, spec.name)
+    CertificateClient(spec.vault_url, credential).begin_recover_deleted_certificate(spec.name).result()
+    assert engine.inspect(spec.vault_url, spec.name).version == first.version
+    renewed = engine.renew(spec)
+    assert renewed.pem_chain.count("BEGIN CERTIFICATE") >= 2
+    assert engine.inspect(spec.vault_url, spec.name).pem_chain == renewed.pem_chain
+    chain = SecretClient(spec.vault_url, credential).list_properties_of_secret_versions(f"{spec.name}-chain")
+    assert len(list(chain)) == 2  # the recovered version and the new one
+
+
+def test_a_soft_deleted_secret_of_someone_else_under_the_chain_name_is_not_recovered(world, engine, credential):
+    spec = world.spec([unique(AZURE_ZONE)])
+    secrets = SecretClient(spec.vault_url, credential)
+    secrets.set_secret(f"{spec.name}-chain", "not ours")
+    secrets.begin_delete_secret(f"{spec.name}-chain").result()
+    with pytest.raises(KeyVaultAcmeError, match="not written by keyvault-acme"):
+        engine.issue(spec)
+    assert secrets.get_deleted_secret(f"{spec.name}-chain").properties.tags in (None, {})  # left as it was
+    # The chain is kept before the merge, so nothing was merged and no pending operation is left.
+    assert engine.inspect(spec.vault_url, spec.name) is None
+    assert engine._vault(spec.vault_url).pending(spec.name) is None
+
+
 def test_purging_a_certificate_already_purged_returns_at_once(world, engine):
     spec = world.spec([unique(AZURE_ZONE)])
     engine.issue(spec)
