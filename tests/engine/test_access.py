@@ -51,7 +51,7 @@ def _vault_scope(vault_url: str) -> str:
 
 
 def test_a_key_vault_grant_still_propagating_is_waited_for(world, emulator, pebble, caplog):
-    engine = _engine_for(emulator, [("/", 2.0)])
+    engine = _engine_for(emulator, [("/", 4.0)])  # longer than any start-up, so the first call is refused
     granted_at = datetime.now(timezone.utc)
     with caplog.at_level(logging.INFO, logger="keyvault_acme"):
         facts = engine.issue(world.spec([unique(AZURE_ZONE)]), access_granted_at=granted_at)

@@ -258,10 +258,10 @@ def test_a_create_right_after_its_grants_waits_until_they_apply(live, deployed):
     admin = live.emulator.admin
     [old] = [a for a in admin.role_assignments(live.app_id) if a["role"] == ROOT_ROLE]
     admin.unassign_role(old["id"])
-    new = admin.assign_role(live.app_id, ROOT_ROLE, "/", propagation_s=2.0)
+    new = admin.assign_role(live.app_id, ROOT_ROLE, "/", propagation_s=4.0)  # longer than check + start-up
     started = time.monotonic()
     assert deployed.up({**live.inputs("late-grant", ["late-grant"]), "access_granted_at": new["created_on"]}) \
         == "create"
-    assert time.monotonic() - started >= 1.5  # it did wait for the grant
+    assert time.monotonic() - started >= 3.5  # it did wait for the grant
     assert live.pebble.cert_status(deployed.outputs["serial"]) == "Valid"
     assert "can take up to 10 minutes" in live.host.stderr()
