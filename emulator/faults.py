@@ -90,8 +90,10 @@ class FaultInjector:
 def _fault_response(fault: Fault, request: Request) -> Response:
     headers: dict[str, str] = {}
     if fault.kind == "readonly":
-        code, message = "ServiceUnavailable", ("The vault is in read-only mode during a regional failover; "
-                                               f"{request.method} requests are rejected until it completes.")
+        # As Key Vault words it (seen in the field: 503 ServiceUnavailable, 'Operation "SecretSet" is
+        # unavailable: the service is currently in a read-only state.').
+        code, message = "ServiceUnavailable", (f'Operation "{operation_name(request)}" is unavailable: the service is '
+                                               "currently in a read-only state.")
     elif fault.status == 429:
         code, message = ("Throttled" if request.host.endswith(".vault.azure.net") else "TooManyRequests",
                          "Request was not processed because too many requests were received.")
@@ -103,3 +105,22 @@ def _fault_response(fault: Fault, request: Request) -> Response:
     if fault.retry_after is not None:
         headers["Retry-After"] = str(fault.retry_after)
     return Response.of_json(fault.status, {"error": {"code": code, "message": message}}, headers)
+
+
+_KINDS = {"certificates": "Certificate", "keys": "Key", "secrets": "Secret"}
+_VERBS = {"PUT": "Set", "PATCH": "Update", "DELETE": "Delete", "POST": "Create"}
+
+
+def operation_name(request: Request) -> str:
+    """Key Vault's name for a write, as its audit log and errors use it: SecretSet, CertificateCreate, ..."""
+    segs = [s for s in request.path.split("/") if s]
+    collection = segs[0].lower() if segs else ""
+    kind = _KINDS.get(collection.removeprefix("deleted"), "Vault")
+    last = segs[-1].lower() if segs else ""
+    if last == "merge":
+        return f"{kind}PendingMerge"
+    if last in ("recover", "import", "restore", "backup"):
+        return f"{kind}{last.capitalize()}"
+    if collection.startswith("deleted") and request.method == "DELETE":
+        return f"{kind}Purge"
+    return f"{kind}{_VERBS.get(request.method, request.method.capitalize())}"

@@ -73,10 +73,28 @@ def test_read_only_failover_rejects_writes_but_serves_reads(raw, emu, auth, vaul
     assert raw.post(f"{vault_url}certificates/ro/create", params=API, headers=auth, json=POLICY).status_code == 202
     emu.admin.add_fault("readonly", host="*.vault.azure.net")
     write = raw.post(f"{vault_url}certificates/other/create", params=API, headers=auth, json=POLICY)
-    assert write.status_code == 503 and "read-only" in write.json()["error"]["message"]
+    assert write.status_code == 503 and write.json()["error"] == {
+        "code": "ServiceUnavailable",
+        "message": 'Operation "CertificateCreate" is unavailable: the service is currently in a read-only state.'}
     assert raw.get(f"{vault_url}certificates/ro/pending", params=API, headers=auth).status_code == 200
     emu.admin.clear_faults()
     assert raw.post(f"{vault_url}certificates/other/create", params=API, headers=auth, json=POLICY).status_code == 202
+
+
+@pytest.mark.parametrize("method,path,name", [
+    ("PUT", "/secrets/s", "SecretSet"),
+    ("POST", "/certificates/c/create", "CertificateCreate"),
+    ("POST", "/certificates/c/pending/merge", "CertificatePendingMerge"),
+    ("PATCH", "/certificates/c/0123", "CertificateUpdate"),
+    ("DELETE", "/secrets/s", "SecretDelete"),
+    ("DELETE", "/deletedsecrets/s", "SecretPurge"),
+    ("POST", "/deletedsecrets/s/recover", "SecretRecover"),
+])
+def test_writes_are_named_as_key_vault_names_them(method, path, name):
+    from emulator.faults import operation_name
+    from emulator.wire import Request
+
+    assert operation_name(Request(method, "v.vault.azure.net", path, {}, {})) == name
 
 
 @pytest.mark.parametrize("method,path,kwargs,status,code", [

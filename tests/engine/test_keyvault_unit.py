@@ -110,7 +110,9 @@ def test_error_mapping_names_the_operation_and_gives_typed_errors():
 
 
 def test_read_only_failover_is_a_clear_retryable_error_and_not_retried_in_a_tight_loop():
-    err = _http_error(503, "ServiceUnavailable", "The vault is in read-only mode during a regional failover")
+    # Key Vault's words, as reported from the field during a failover.
+    err = _http_error(503, "ServiceUnavailable",
+                      'Operation "SecretSet" is unavailable: the service is currently in a read-only state.')
     assert kv.retry_verdict(err) is False
     mapped = kv.map_error(err, "merge certificate 'www'")
     assert isinstance(mapped, KeyVaultReadOnly) and mapped.retryable
