@@ -22,6 +22,7 @@ import pulumi_azure_native as azure_native
 from pulumi_azure_native import authorization, dns, eventgrid, keyvault, managedidentity, monitor, network
 from pulumi_azure_native import operationalinsights, privatedns, resources
 
+from keyvault_acme.access import azure_time
 from keyvault_acme.authorization import check_names
 from keyvault_acme.keyvault import CHAIN_SUFFIX
 from keyvault_acme.workload import (
@@ -179,8 +180,8 @@ def grants_for_certificate(grants: Sequence[RoleGrant], cert: CertificateConfig)
 def latest_grant(created_on: Sequence[str | None]) -> str | None:
     """The latest of role assignments' ``createdOn`` times (ISO 8601, as ARM reports them); None when none is
     known. A certificate issued right after its grants waits until Azure applies them (keyvault_acme.access)."""
-    known = [t for t in created_on if t]
-    return max(known, key=lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))) if known else None
+    known = [t for t in created_on if azure_time(t)]
+    return max(known, key=azure_time) if known else None
 
 
 def _certificate_class():

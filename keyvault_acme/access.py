@@ -9,7 +9,7 @@ though nothing is wrong. Whoever made the grants knows when (the component passe
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Optional
+from typing import Any, Optional
 
 from .errors import DnsForbidden, KeyVaultForbidden
 from .retry import Backoff
@@ -27,3 +27,15 @@ def settles_at(granted_at: datetime) -> datetime:
 def may_still_settle(error: BaseException, granted_at: Optional[datetime], now: datetime) -> bool:
     """Whether ``error`` may be a role assignment made at ``granted_at`` not having taken effect yet."""
     return isinstance(error, ACCESS_ERRORS) and granted_at is not None and now < settles_at(granted_at)
+
+
+def azure_time(value: Any) -> Optional[datetime]:
+    """A time as Azure writes them (ISO 8601 with a UTC offset or ``Z``, up to seven fractional digits, e.g. a
+    role assignment's ``createdOn``); None when ``value`` is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None

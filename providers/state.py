@@ -13,6 +13,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any, Mapping
 
+from keyvault_acme.access import azure_time
 from keyvault_acme.model import REVOCATION_REASONS, CertificateFacts, CertificateSpec
 from keyvault_acme.renewal import due_at
 
@@ -98,11 +99,4 @@ def check_provider_settings(settings: Mapping[str, Any]) -> list[tuple[str, str]
 
 def access_granted_at(settings: Mapping[str, Any]) -> datetime | None:
     """The ``access_granted_at`` setting as a time; None when unset or unreadable."""
-    value = settings.get("access_granted_at")
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else None
+    return azure_time(settings.get("access_granted_at"))
