@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from emulator.admin_client import ROOT_ROLE
+from emulator.authz import vault_scope
 from emulator.keyvault import DEFAULT_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION
 from keyvault_acme.access import RBAC_PROPAGATION, may_still_settle
 from keyvault_acme.errors import DnsError, DnsForbidden, KeyVaultError, KeyVaultForbidden
@@ -45,9 +46,7 @@ def _engine_for(emulator, grants: list[tuple[str, float]]) -> Engine:
 
 
 def _vault_scope(vault_url: str) -> str:
-    name = vault_url.split("//")[1].split(".")[0]
-    return (f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{DEFAULT_RESOURCE_GROUP}/providers/"
-            f"Microsoft.KeyVault/vaults/{name}")
+    return vault_scope(DEFAULT_SUBSCRIPTION, DEFAULT_RESOURCE_GROUP, vault_url.split("//")[1].split(".")[0])
 
 
 def test_a_key_vault_grant_still_propagating_is_waited_for(world, emulator, pebble, caplog):
