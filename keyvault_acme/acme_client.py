@@ -21,6 +21,7 @@ Extension points the engine does not use yet (each tested on its own): resuming 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
 import threading
 import time
@@ -48,7 +49,17 @@ from .transport import new_session
 
 log = logging.getLogger("keyvault_acme.acme")
 
-USER_AGENT = "keyvault-acme/0.1 (acme-python)"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("keyvault-acme")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+# RFC 8555 6.1: every request names the client; CAs (Let's Encrypt, Pebble 2.10) refuse requests without one.
+USER_AGENT = f"keyvault-acme/{_version()}"
 # Polls start at once and then every few milliseconds: a fast CA (Pebble) validates in about one; a
 # production CA gets a handful of extra polls in the first 100 ms, then the interval doubles to the cap
 # and any Retry-After it sends wins.
