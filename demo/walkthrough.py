@@ -156,9 +156,11 @@ class Demo:
         self.keyvault_acme("status")
         first = {n: self.engine.inspect(self.spec(n).vault_url, n) for n in names}
 
-        self.say("Waiting until renewal is due (a third of the lifetime left), then: renew --due")
+        self.say("Waiting until renewal is due (inside the CA's ARI window; a third of the lifetime left for a CA "
+                 "without ARI), then: renew --due")
         self.keyvault_acme("renew", "--due")  # nothing is due yet: it says so and renews nothing
-        due_at = max(cli.status_row(n, self.spec(n), first[n], _now()).renew_after for n in names)
+        due_at = max(cli.status_row(n, self.spec(n), first[n], _now(),
+                                    self.engine.decide(self.spec(n), first[n])).renew_after for n in names)
         self.wait_until(due_at)
         self.keyvault_acme("renew", "--due")
         renewed = {n: self.engine.inspect(self.spec(n).vault_url, n) for n in names}

@@ -14,9 +14,9 @@ what the engine needs on top:
 (:meth:`~AcmeClient.new_order`, :meth:`~AcmeClient.dns_challenges`, :meth:`~AcmeClient.validate`,
 :meth:`~AcmeClient.finalize`) so a caller can persist ``Order.url`` and resume after a crash.
 
-Extension points the engine does not use yet (each tested on its own): resuming an order
-(``obtain_chain(resume_url=...)``) and ARI (:meth:`AcmeClient.renewal_window`, to feed
-``renewal.renewal_decision(ari_window=...)``). Orders carry no ARI ``replaces`` yet.
+ARI (RFC 9773): :meth:`AcmeClient.renewal_info` reads the CA's suggested window (the engine caches it and
+feeds ``renewal.renewal_decision(ari_window=...)``). An extension point the engine does not use yet (tested on
+its own): resuming an order (``obtain_chain(resume_url=...)``).
 """
 from __future__ import annotations
 
@@ -94,6 +94,17 @@ class DirectoryInfo:
             offered = ", ".join(self.profiles) or "none"
             raise errors.PreflightError(f"the CA at {self.url} does not offer the profile {profile!r} "
                                         f"(offered: {offered}); fix the certificate's profile")
+
+
+@dataclass(frozen=True)
+class AriAnswer:
+    """The CA's renewal info for one certificate (RFC 9773): suggested window, and how long to wait before
+    asking again (``retry_after_s``, None when the CA did not say)."""
+
+    cert_id: str
+    window: tuple[datetime, datetime]
+    retry_after_s: Optional[float] = None
+    explanation_url: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -414,14 +425,27 @@ class AcmeClient:
     def renewal_window(self, certificate: bytes | str | x509.Certificate, *,
                        deadline: Optional[float] = None) -> Optional[tuple[datetime, datetime]]:
         """The CA's suggested renewal window (ARI, RFC 9773), or None when the CA has no ARI."""
-        url = self.directory.renewal_info
+        answer = self.renewal_info(certificate, deadline=deadline)
+        return None if answer is None else answer.window
+
+    def renewal_info(self, certificate: bytes | str | x509.Certificate, *,
+                     deadline: Optional[float] = None) -> Optional["AriAnswer"]:
+        """The CA's renewal info for ``certificate`` (ARI, RFC 9773): window and Retry-After; None when the CA
+        has no ARI. An unsigned GET: no account is needed."""
+        url = self.read_directory(deadline=deadline).renewal_info
         if not url:
             return None
         cert_id = ari_cert_id(_load_cert(certificate))
         response = self._retry("read renewal info", lambda: self._net.get(f"{url.rstrip('/')}/{cert_id}"),
                                self._deadline(deadline))
-        window = messages.RenewalInfo.from_json(response.json()).suggested_window
-        return window.start, window.end
+        body = response.json()
+        window = messages.RenewalInfo.from_json(body).suggested_window
+        if window.end <= window.start:  # RFC 9773 4.2: such a window is invalid
+            raise errors.AcmeError(f"the CA's renewal info for {cert_id} has an empty window "
+                                   f"({window.start.isoformat()} to {window.end.isoformat()})")
+        return AriAnswer(cert_id=cert_id, window=(window.start, window.end),
+                         retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
+                         explanation_url=body.get("explanationURL"))
 
     # -- internals ------------------------------------------------------------------------------------------
     def _deadline(self, deadline: Optional[float]) -> float:

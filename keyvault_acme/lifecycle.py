@@ -22,8 +22,8 @@ import logging
 import re
 import threading
 import time
-from dataclasses import replace
-from datetime import datetime, timezone
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from cryptography import x509
@@ -63,7 +63,20 @@ from .config import revocation_reason
 from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
 from .observe import Observer, Operation, failure_reason
 from .preflight import CaaCache, caa_lookup, check_caa, check_spec
-from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
+from .renewal import (
+    TAG_ARI,
+    TAG_DIRECTORY,
+    TAG_KEY,
+    TAG_PROFILE,
+    TAG_REVOKED,
+    Decision,
+    RenewalInfo,
+    ari_from_tags,
+    ari_recheck_at,
+    ari_tag,
+    issued_with_tags,
+    renewal_decision,
+)
 from .retry import retry_call
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -80,7 +93,23 @@ def managed_tags(spec: CertificateSpec) -> dict[str, str]:
 
 
 # The engine's own tags on a version: what :func:`managed_tags` adds, and the revocation reason.
-ENGINE_TAGS = frozenset({MANAGED_BY_TAG, TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED})
+ENGINE_TAGS = frozenset({MANAGED_BY_TAG, TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, TAG_ARI})
+# Tags the engine may add to a version after issuing it: the revocation reason and the CA's ARI answer.
+LATER_TAGS = 2
+ARI_TIMEOUT_S = 10.0  # one renewal-info read; ARI trouble must never hold up a decision for long
+ARI_FAILURE_RECHECK_S = 300.0  # after a failed read, the policy decides for this long before asking again
+
+
+@dataclass(frozen=True)
+class AriLookup:
+    """What :meth:`Engine.renewal_info` found: the CA's answer (maybe cached), or why there is none.
+
+    ``tags``: the version's tags after the engine cached a new answer in them (None when it wrote nothing),
+    so a caller that keeps the facts (the provider's state) can keep the cache too."""
+
+    info: RenewalInfo | None
+    note: str = ""
+    tags: Mapping[str, str] | None = None
 
 
 def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec: CertificateSpec) -> str | None:
@@ -184,6 +213,9 @@ class Engine:
         self._tsig: dict[str, tuple[float, str]] = {}
         self._dir_clients: dict[str, AcmeClient] = {}
         self._caa_cache = CaaCache()
+        # (directory, serial) -> (ask again after, answer): one CA request per Retry-After within this process
+        # too, and a failed read is not retried on every call.
+        self._ari: dict[tuple[str, str], tuple[datetime, AriLookup]] = {}
 
     # -- public API -------------------------------------------------------------------------------------
 
@@ -395,6 +427,86 @@ class Engine:
         """Public facts of the current version; None when the certificate is gone (or never issued)."""
         return self._vault(vault_url).certificate(name, deadline=self._deadline())
 
+    # -- renewal decisions ------------------------------------------------------------------------------
+
+    def decide(self, spec: CertificateSpec, facts: CertificateFacts | None, *,
+               now: datetime | None = None) -> Decision:
+        """Is the version ``facts`` due for renewal under ``spec``? The CA's ARI window decides when it offers
+        one (read at most once per Retry-After, see :meth:`renewal_info`), else the spec's policy;
+        ``Decision.decided_by`` says which. Never raises for ARI trouble."""
+        now = now or datetime.now(timezone.utc)
+        lookup = self.renewal_info(spec, facts, now=now)
+        return renewal_decision(facts, spec, now, ari_window=lookup.info.window if lookup.info else None,
+                                ari_note=lookup.note)
+
+    def renewal_info(self, spec: CertificateSpec, facts: CertificateFacts | None, *,
+                     now: datetime | None = None) -> AriLookup:
+        """The CA's renewal info for the version ``facts`` (RFC 9773), asked of the CA that issued it.
+
+        Cached on the version (tag ``acme-ari``) until the CA's Retry-After has passed, so ``preview``,
+        ``status`` and ``renew --due`` ask the CA at most once per certificate per Retry-After period whatever
+        process runs them; ``facts`` may be old (the provider's state): the version's current tags are read
+        before asking the CA. Without ARI, or when asking fails, ``info`` is None (or the last answer, while a
+        failure lasts) and ``note`` says why; nothing here raises, so ARI trouble never blocks a renewal.
+        """
+        if facts is None or not facts.pem_chain:
+            return AriLookup(None)
+        now = now or datetime.now(timezone.utc)
+        cached = ari_from_tags(facts.tags)
+        if cached is not None and cached.fresh(now):
+            return AriLookup(cached)
+        directory = facts.tags.get(TAG_DIRECTORY) or spec.acme.directory_url
+        key = (directory, facts.serial)
+        with self._lock:
+            remembered = self._ari.get(key)
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
+        deadline = time.monotonic() + min(ARI_TIMEOUT_S, self.timeout_s)
+        lookup, until = self._ask_renewal_info(spec, facts, directory, cached, now, deadline)
+        with self._lock:
+            self._ari[key] = (until, lookup)
+        return lookup
+
+    def _ask_renewal_info(self, spec: CertificateSpec, facts: CertificateFacts, directory: str,
+                          cached: RenewalInfo | None, now: datetime,
+                          deadline: float) -> tuple[AriLookup, datetime]:
+        vault = self._vault(spec.vault_url)
+        try:
+            tags = None
+            if is_managed(facts):
+                # Another process may have asked already; and a cache write must not put back old tags.
+                tags = vault.version_tags(spec.name, facts.version, deadline=deadline)
+                current = ari_from_tags(tags or {})
+                if current is not None and current.fresh(now):
+                    return AriLookup(current, tags=tags), current.next_check
+            client = self._directory_client(directory)
+            if not client.read_directory(deadline=deadline).renewal_info:
+                note = f"the CA at {directory} offers no renewal info (ARI)"
+                return AriLookup(None, note), now + timedelta(seconds=ARI_FAILURE_RECHECK_S)
+            leaf = x509.load_pem_x509_certificates(facts.pem_chain.encode())[0]
+            answer = client.renewal_info(leaf, deadline=deadline)
+        except Exception as e:  # noqa: BLE001 - whatever went wrong, the policy decides instead
+            note = f"the CA's renewal info could not be read ({one_line(e)})"
+            self.log.warning("%s version %s: %s; the renewal policy decides", facts.id, facts.version, note)
+            return AriLookup(cached, note), now + timedelta(seconds=ARI_FAILURE_RECHECK_S)
+        if answer is None:
+            return AriLookup(None, f"the CA at {directory} offers no renewal info (ARI)"), \
+                now + timedelta(seconds=ARI_FAILURE_RECHECK_S)
+        info = RenewalInfo(*answer.window, next_check=ari_recheck_at(now, answer.retry_after_s))
+        self.log.info("%s version %s: the CA suggests renewal between %s and %s%s", facts.id, facts.version,
+                      info.start.isoformat(), info.end.isoformat(),
+                      f" ({answer.explanation_url})" if answer.explanation_url else "")
+        written = None
+        if tags is not None:
+            written = {**tags, TAG_ARI: ari_tag(info)}
+            try:
+                vault.update(spec.name, facts.version, tags=written, deadline=deadline)
+            except Exception as e:  # noqa: BLE001 - only the cache is lost: the next run asks the CA again
+                self.log.warning("%s version %s: could not cache the CA's renewal info in its tags (%s)",
+                                 facts.id, facts.version, one_line(e))
+                written = None
+        return AriLookup(info, tags=written), info.next_check
+
     def delete(self, vault_url: str, name: str, *, purge: bool = False) -> None:
         """Soft-delete the certificate (and purge it when asked); a certificate already gone is not an error."""
         if not self._vault(vault_url).delete(name, purge=purge, deadline=self._deadline()):
@@ -509,10 +621,11 @@ class Engine:
                             f"{CHAIN_SUFFIX!r}")
         names = check_spec(spec)
         tags = managed_tags(spec)
-        if len(tags) + 1 > MAX_TAGS:  # +1: the revocation reason may be added later
-            raise SpecError("tags", f"{len(spec.tags)} tags leave no room for the engine's {len(tags) - len(spec.tags) + 1}",
+        if len(tags) + LATER_TAGS > MAX_TAGS:
+            raise SpecError("tags", f"{len(spec.tags)} tags leave no room for the engine's "
+                            f"{len(tags) - len(spec.tags) + LATER_TAGS}",
                             f"Key Vault allows {MAX_TAGS} tags per certificate; use at most "
-                            f"{MAX_TAGS - 1 - (len(tags) - len(spec.tags))}")
+                            f"{MAX_TAGS - LATER_TAGS - (len(tags) - len(spec.tags))}")
         for key, value in tags.items():
             if len(key) > 512 or len(value) > 256:
                 raise SpecError(f"tags.{key}", "is longer than Key Vault allows (512-character names, 256-character "

@@ -25,6 +25,7 @@ from keyvault_acme.model import REVOCATION_REASONS
 if TYPE_CHECKING:  # imported lazily at run time: `--help` and usage errors stay fast
     from keyvault_acme.lifecycle import Engine
     from keyvault_acme.model import CertificateFacts, CertificateSpec
+    from keyvault_acme.renewal import Decision
 
 PROG = "keyvault-acme"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
@@ -315,6 +316,7 @@ class Row:
     reason: str
     renew_after: datetime | None
     now: datetime
+    decided_by: str = ""  # who set renew_after: "ari" (the CA's window), "policy" (the spec's), "" (n/a)
 
     @property
     def days_left(self) -> float | None:
@@ -338,21 +340,26 @@ class Row:
             "thumbprint": f.thumbprint if f else None, "id": f.id if f else None,
             "secret_id": f.secret_id if f else None, "enabled": f.enabled if f else None,
             "revoked_reason": f.revoked_reason if f else None,
+            "decided_by": self.decided_by or None,
         }
 
 
 # The renewal chain's reason, as the one word the status table shows.
 _STATE = {"DoesNotExist": "missing", "Revoked": "revoked", "Disabled": "disabled", "Expired": "expired",
-          "Renewing": "due", "UpToDate": "valid"}  # anything else: the spec changed since it was issued
+          "Renewing": "due", "CARequestedRenewal": "due", "UpToDate": "valid"}  # anything else: the spec changed since it was issued
 ATTENTION = ("missing", "revoked", "disabled", "expired")
 
 
-def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | None", now: datetime) -> Row:
+def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | None", now: datetime,
+               decision: "Decision | None" = None) -> Row:
+    """One row; ``decision`` is the engine's (``Engine.decide``: with the CA's ARI window), else the policy's."""
     from keyvault_acme.renewal import due_at, renewal_decision
-    decision = renewal_decision(facts, spec, now)
+    if decision is None:
+        decision = renewal_decision(facts, spec, now)
     state = _STATE.get(decision.reason, "outdated")
-    return Row(name, spec, facts, state, decision.message if decision.reissue else "",
-               due_at(facts, spec) if facts else None, now)
+    renew_at = decision.renew_at or (due_at(facts, spec) if facts else None)
+    return Row(name, spec, facts, state, decision.message if decision.reissue else "", renew_at, now,
+               decision.decided_by)
 
 
 def format_table(rows: Sequence[Row]) -> str:
@@ -416,7 +423,9 @@ def cmd_status(ctx: Context) -> int:
     def row(item: tuple[str, "CertificateSpec"]) -> Row:
         name, spec = item
         ctx.progress(f"{name}: reading {spec.vault_url}/certificates/{spec.name}")
-        return status_row(name, spec, ctx.engine.inspect(spec.vault_url, spec.name), ctx.now())
+        facts = ctx.engine.inspect(spec.vault_url, spec.name)
+        now = ctx.now()
+        return status_row(name, spec, facts, now, ctx.engine.decide(spec, facts, now=now))
 
     with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="status") as pool:
         rows = list(pool.map(row, ctx.stack.select(ctx.args.names)))
@@ -459,13 +468,11 @@ def cmd_renew(ctx: Context) -> int:
         return EXIT_OK
     from concurrent.futures import ThreadPoolExecutor
 
-    from keyvault_acme.renewal import renewal_decision
-
     def renew_if_due(name: str, spec: "CertificateSpec") -> tuple[str, str]:
         """(what to print on stdout, error line or "") for one certificate; never raises."""
         try:
             facts = ctx.engine.inspect(spec.vault_url, spec.name)
-            decision = renewal_decision(facts, spec, ctx.now())
+            decision = ctx.engine.decide(spec, facts, now=ctx.now())
             if not decision.reissue:
                 return f"{name}: not due ({decision.message})\n", ""
             with ctx.progress.step(f"{name}: {decision.message}"):

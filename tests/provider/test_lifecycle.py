@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from azure.keyvault.certificates import CertificateClient
@@ -265,3 +265,19 @@ def test_a_create_right_after_its_grants_waits_until_they_apply(live, deployed):
     assert time.monotonic() - started >= 3.5  # it did wait for the grant
     assert live.pebble.cert_status(deployed.outputs["serial"]) == "Valid"
     assert "can take up to 10 minutes" in live.host.stderr()
+
+
+def test_preview_shows_a_renewal_the_ca_asked_for_through_ari(live, deployed):
+    inputs = live.inputs("ari-www", ["ari-www"])
+    deployed.up(inputs)
+    first = dict(deployed.outputs)
+    # The CA moves the window into the past (as before a mass revocation), on Pebble 2.10's management port.
+    now = datetime.now(timezone.utc)
+    live.pebble.set_renewal_info(first["pem_chain"], (now - timedelta(hours=2), now - timedelta(hours=1)))
+    assert deployed.preview(inputs) == "update"
+    assert "ari-www: CARequestedRenewal: Renewing: the CA asked for renewal now" in live.host.stderr()
+    assert deployed.up(inputs) == "update"
+    assert deployed.outputs["serial"] != first["serial"]
+    # The new version's window is the CA's ordinary one, cached in its tags: nothing more to do.
+    assert deployed.refresh() == "none"
+    assert "acme-ari" in deployed.outputs["vault_tags"]
