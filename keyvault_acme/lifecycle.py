@@ -434,7 +434,7 @@ class Engine:
             facts = replace(facts, tags=tags)
         timings.mark("merge")
         self.log.info("issued %s version %s (serial %s, %d names, %s) in %.3f s", facts.id, facts.version,
-                      facts.serial, len(names), spec.key.label, sum(timings.seconds.values()))
+                      facts.serial, len(names), spec.key.description, sum(timings.seconds.values()))
         self.log.debug("phases of %s: %s", facts.id, timings)
         if self._on_timings is not None:
             self._on_timings(spec.name, dict(timings.seconds))
