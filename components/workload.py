@@ -281,7 +281,7 @@ class CertificateWorkload(pulumi.ComponentResource):
             tags=self._tags,
             properties=keyvault.VaultPropertiesArgs(
                 tenant_id=cfg.tenant_id,
-                sku=keyvault.SkuArgs(family="A", name=cfg.vault.sku),
+                sku=keyvault.SkuArgs(family="A", name=cfg.vault.sku or "standard"),
                 enable_rbac_authorization=True,  # access policies would bypass every assignment below
                 enable_soft_delete=True,
                 soft_delete_retention_in_days=cfg.vault.soft_delete_retention_days,

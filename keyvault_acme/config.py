@@ -213,7 +213,7 @@ def key_from_dict(data: Mapping[str, Any] | None) -> KeySpec:
     data = settings(data, "key", KEY_SETTINGS)
     size = data.get("size")
     return KeySpec(
-        kty=str(data.get("kty", "EC")).upper(),
+        kty=str(data.get("kty", "EC")).upper().replace("_", "-"),
         size=int(_number(size, "key.size")) if size is not None else None,
         curve=data.get("curve"),
         exportable=boolean(data.get("exportable"), "key.exportable", False),
@@ -310,7 +310,7 @@ def spec_to_dict(spec: CertificateSpec) -> dict[str, Any]:
     if spec.acme.previous_directories:
         acme["previous_directories"] = list(spec.acme.previous_directories)
     key: dict[str, Any] = {"kty": spec.key.kty, "exportable": spec.key.exportable}
-    key.update({"size": spec.key.size} if spec.key.kty == "RSA" else {"curve": spec.key.curve})
+    key.update({"size": spec.key.size} if spec.key.family == "RSA" else {"curve": spec.key.curve})
     out: dict[str, Any] = {
         "vault_url": spec.vault_url, "name": spec.name, "dns_names": list(spec.dns_names),
         "zones": [zone(z) for z in spec.zones], "acme": acme, "key": key,

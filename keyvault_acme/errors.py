@@ -81,6 +81,12 @@ class CertificateDeletedButRecoverable(KeyVaultError):
             "or purge it (az keyvault certificate purge), then retry")
 
 
+class HsmNotAvailable(KeyVaultError):
+    """The vault refuses HSM-protected keys (``key.kty`` RSA-HSM / EC-HSM): it is a standard vault."""
+
+    hint = "use a premium vault for RSA-HSM / EC-HSM keys, or set key.kty to EC or RSA (software-protected)"
+
+
 class SecretRefused(KeyVaultError):
     """A secret the engine was about to read is not one it may read: it belongs to a certificate (Key Vault
     marks those ``managed``; an exportable certificate's secret holds its private key), or a secret the engine

@@ -64,6 +64,7 @@ from .keyvault import (
 from .config import revocation_reason
 from .issued import check_issued_chain
 from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
+from .observe import Observer, Operation, failure_reason
 from .preflight import CaaCache, caa_lookup, check_caa, check_spec
 from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
 from .retry import retry_call
@@ -182,13 +183,16 @@ class Engine:
 
     ``credential``: any azure-core TokenCredential; None uses DefaultAzureCredential (workload identity,
     managed identity, environment, Azure CLI). ``on_timings(name, seconds_by_phase)`` is called after
-    each issuance (metrics, benchmarks). ``timeout_s`` bounds each operation.
+    each issuance (metrics, benchmarks). ``observer`` hears of every issue, renew and revoke when it ends
+    (:mod:`.observe`). ``timeout_s`` bounds each operation.
     """
 
     def __init__(self, credential: Any | None = None, *, logger: logging.Logger | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S,
-                 on_timings: Callable[[str, Mapping[str, float]], None] | None = None) -> None:
+                 on_timings: Callable[[str, Mapping[str, float]], None] | None = None,
+                 observer: Observer | None = None) -> None:
         self.log = logger or logging.getLogger("keyvault_acme")
+        self.observer = observer
         self.timeout_s = timeout_s
         self._on_timings = on_timings
         self._credential_arg = credential
@@ -247,12 +251,36 @@ class Engine:
         ``access_granted_at``: when the role assignments this needs were made. Until they have surely taken
         effect (:mod:`.access`), a 403 from Key Vault or Azure DNS is retried instead of raised.
         """
-        return self._once_access_settles(spec, access_granted_at, lambda: self._issue(spec))
+        return self._observed("issue", spec,
+                              lambda: self._once_access_settles(spec, access_granted_at, lambda: self._issue(spec)))
 
     def renew(self, spec: CertificateSpec, *, access_granted_at: datetime | None = None) -> CertificateFacts:
         """A new version of the same Key Vault certificate (new key pair, same names unless the spec changed).
         ``access_granted_at`` as for :meth:`issue`."""
-        return self._once_access_settles(spec, access_granted_at, lambda: self._renew(spec))
+        return self._observed("renew", spec,
+                              lambda: self._once_access_settles(spec, access_granted_at, lambda: self._renew(spec)))
+
+    def _observed(self, kind: str, spec: CertificateSpec,
+                  operation: Callable[[], CertificateFacts]) -> CertificateFacts:
+        if self.observer is None:
+            return operation()
+        started_at, start = time.time(), time.monotonic()
+        try:
+            facts = operation()
+        except BaseException as e:
+            self._tell(Operation(kind, spec.vault_url, spec.name, started_at, time.monotonic() - start,
+                                 failure=failure_reason(e)))
+            raise
+        self._tell(Operation(kind, spec.vault_url, spec.name, started_at, time.monotonic() - start, facts=facts))
+        return facts
+
+    def _tell(self, op: Operation) -> None:
+        try:
+            assert self.observer is not None
+            self.observer.operation(op)
+        except Exception as e:  # noqa: BLE001 - metrics must never fail (or repeat) a certificate operation
+            self.log.warning("the %s observer failed on %s of %s: %s", type(self.observer).__name__, op.kind,
+                             op.certificate, one_line(e))
 
     def _once_access_settles(self, spec: CertificateSpec, granted_at: datetime | None,
                              operation: Callable[[], CertificateFacts]) -> CertificateFacts:
@@ -309,6 +337,9 @@ class Engine:
     def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> CertificateFacts:
         """Revoke the current version at the CA that issued it, record the reason in its tags, and disable it
         unless told not to. An expired version is refused (:class:`CertificateExpired`): CAs do not revoke it."""
+        return self._observed("revoke", spec, lambda: self._revoke(spec, reason, disable))
+
+    def _revoke(self, spec: CertificateSpec, reason: str, disable: bool) -> CertificateFacts:
         revocation_reason(reason, "reason", "unspecified")
         deadline = self._deadline()
         vault = self._vault(spec.vault_url)
@@ -433,7 +464,7 @@ class Engine:
             facts = replace(facts, tags=tags)
         timings.mark("merge")
         self.log.info("issued %s version %s (serial %s, %d names, %s) in %.3f s", facts.id, facts.version,
-                      facts.serial, len(names), spec.key.label, sum(timings.seconds.values()))
+                      facts.serial, len(names), spec.key.description, sum(timings.seconds.values()))
         self.log.debug("phases of %s: %s", facts.id, timings)
         if self._on_timings is not None:
             self._on_timings(spec.name, dict(timings.seconds))

@@ -17,6 +17,9 @@ from .errors import SpecError
 
 RSA_SIZES = (2048, 3072, 4096)
 EC_CURVES = ("P-256", "P-384")
+# Key Vault's key types: software-protected, or HSM-protected (premium vaults only; never exportable).
+KEY_TYPES = ("EC", "RSA", "EC-HSM", "RSA-HSM")
+HSM_SUFFIX = "-HSM"
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -34,32 +37,55 @@ REVOCATION_REASONS = MappingProxyType(
 
 @dataclass(frozen=True)
 class KeySpec:
-    """The key pair Key Vault generates for the certificate. It never leaves Key Vault unless exportable."""
+    """The key pair Key Vault generates for the certificate. It never leaves Key Vault unless exportable.
 
-    kty: str = "EC"  # "EC" or "RSA"
+    ``RSA-HSM`` / ``EC-HSM`` keys are made and kept in Key Vault's HSMs (premium vaults only); they are never
+    exportable.
+    """
+
+    kty: str = "EC"  # "EC", "RSA", "EC-HSM" or "RSA-HSM"
     size: int | None = None  # RSA only: 2048, 3072, 4096
     curve: str | None = None  # EC only: "P-256", "P-384"
     exportable: bool = False
 
     def __post_init__(self) -> None:
-        if self.kty == "RSA":
+        if self.kty not in KEY_TYPES:
+            raise SpecError("key.kty", f"unknown key type {self.kty!r}",
+                            "use 'EC' (P-256, P-384) or 'RSA' (2048-4096), or EC-HSM / RSA-HSM in a premium vault")
+        if self.family == "RSA":
             object.__setattr__(self, "size", self.size or 2048)
             if self.size not in RSA_SIZES:
                 raise SpecError("key.size", f"RSA key size {self.size} is not supported", f"use one of {RSA_SIZES}")
             if self.curve is not None:
-                raise SpecError("key.curve", "an RSA key has no curve", "remove key.curve or set key.kty to EC")
-        elif self.kty == "EC":
+                raise SpecError("key.curve", "an RSA key has no curve", f"remove key.curve or set key.kty to {self.kty.replace('RSA', 'EC')}")
+        else:
             object.__setattr__(self, "curve", self.curve or "P-256")
             if self.curve not in EC_CURVES:
                 raise SpecError("key.curve", f"EC curve {self.curve!r} is not supported", f"use one of {EC_CURVES}")
             if self.size is not None:
-                raise SpecError("key.size", "an EC key has no size", "remove key.size or set key.kty to RSA")
-        else:
-            raise SpecError("key.kty", f"unknown key type {self.kty!r}", "use 'EC' (P-256, P-384) or 'RSA' (2048-4096)")
+                raise SpecError("key.size", "an EC key has no size", f"remove key.size or set key.kty to {self.kty.replace('EC', 'RSA')}")
+        if self.hsm and self.exportable:
+            raise SpecError("key.exportable", f"a {self.kty} key never leaves the HSM, so it cannot be exportable",
+                            f"remove key.exportable, or use key.kty {self.family} for an exportable software key")
+
+    @property
+    def family(self) -> str:
+        """``EC`` or ``RSA``, whether HSM-protected or not."""
+        return self.kty.removesuffix(HSM_SUFFIX)
+
+    @property
+    def hsm(self) -> bool:
+        return self.kty.endswith(HSM_SUFFIX)
 
     @property
     def label(self) -> str:
-        return f"RSA {self.size}" if self.kty == "RSA" else f"EC {self.curve}"
+        """The public key's shape (``EC P-256``), as a CSR shows it: HSM protection is not visible there."""
+        return f"RSA {self.size}" if self.family == "RSA" else f"EC {self.curve}"
+
+    @property
+    def description(self) -> str:
+        """The label plus the protection, for logs and the ``acme-key`` tag (``EC P-256 HSM``)."""
+        return self.label + (" HSM" if self.hsm else "")
 
 
 def describe_shape(value: object) -> str:

@@ -102,7 +102,8 @@ class VaultConfig:
     name: str
     url: str
     existing_id: str | None = None
-    sku: str = "standard"
+    # A new vault's SKU; for an existing vault, the SKU declared for the HSM-key check (None: not declared).
+    sku: str | None = "standard"
     soft_delete_retention_days: int = 90
     purge_protection: bool = False
     private_endpoint_subnet_id: str | None = None
@@ -348,8 +349,8 @@ def _vault(data: Any, workload: str, environment: str, production: bool) -> Vaul
     url = (_str(d.get("url"), "vault.url", "", required=False) or f"https://{name.lower()}.vault.azure.net").rstrip("/")
     if not url.startswith("https://"):
         raise SpecError("vault.url", f"{url!r} is not an https URL", "use https://<vault>.vault.azure.net")
-    sku = str(d.get("sku") or "standard").lower()
-    if sku not in ("standard", "premium"):
+    sku = str(d.get("sku") or ("" if existing_id else "standard")).lower() or None
+    if sku not in (None, "standard", "premium"):
         raise SpecError("vault.sku", f"{sku!r} is not a Key Vault SKU", "use standard or premium (HSM-backed keys)")
     purge = boolean(d.get("purge_protection"), "vault.purge_protection", production)
     if production and not purge:
@@ -612,6 +613,13 @@ def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
     certificates = _certificates(values.get("certificates"), vault_url=vault.url, zones=(*zones, *rfc), acme=acme,
                                  tags=tags, allowlist=allowlist, owner=f"workload {workload}")
     for i, cert in enumerate(certificates):
+        # Key Vault refuses HSM keys in a standard vault only when the pending version is created; say so now,
+        # before any resource of the stack is made.
+        if cert.spec.key.hsm and vault.sku == "standard":
+            raise SpecError(f"certificates[{i}].key.kty",
+                            f"{cert.spec.key.kty} keys need a premium vault, and the vault {vault.name} is standard",
+                            "set vault.sku: premium (declare it for an existing premium vault), or use key.kty "
+                            f"{cert.spec.key.family}")
         # A purge-protected vault refuses every purge (403) until the retention period ends, so the destroy
         # would fail on every retry; production vaults always have purge protection.
         if cert.purge_on_delete and vault.purge_protection:

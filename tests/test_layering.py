@@ -9,6 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # package -> top-level modules it must never import
 FORBIDDEN = {
     "keyvault_acme": {"pulumi", "pulumi_azure_native", "pulumi_policy", "providers", "components", "emulator", "tests"},
+    "keyvault_acme_cli": {"pulumi", "pulumi_azure_native", "pulumi_policy", "providers", "components", "emulator",
+                          "tests"},
     "providers": {"components", "emulator", "tests"},
     "components": {"emulator", "tests"},
     "emulator": {"keyvault_acme", "providers", "components", "pulumi", "tests"},

@@ -1,0 +1,1 @@
+"""The ``keyvault-acme`` command line: argument parsing and output over the engine (keyvault_acme)."""
