@@ -45,7 +45,7 @@ _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 # ---------------------------------------------------------------------------------------------- shared parsers
 # Plain values arrive from YAML stack files, Pulumi config (structured values, numbers as floats) and
-# provider inputs alike; these are the one way each kind of value is read, for this module and workload.py.
+# provider inputs alike; these are the one way each kind of value is read, here and in keyvault_acme_stack.
 
 
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
@@ -80,15 +80,6 @@ def settings(value: Any, field: str, allowed: tuple[str, ...]) -> Mapping[str, A
         problem = "unknown setting" if len(unknown) == 1 else f"unknown settings {', '.join(unknown)}"
         raise SpecError(f"{field}.{unknown[0]}", problem, f"use only {', '.join(allowed)}")
     return value
-
-
-def listed(value: Any, field: str) -> list[Any]:
-    """A YAML list ([] when absent); a lone string or mapping is refused rather than iterated."""
-    if value is None:
-        return []
-    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
-        raise SpecError(field, f"must be a list, got {type(value).__name__}", f"write {field} as a YAML list")
-    return list(value)
 
 
 def _strings(value: Any, field: str) -> tuple[str, ...]:

@@ -84,7 +84,8 @@ def test_exportable_refuses_anything_but_true_or_false(given):
 
 
 def test_one_boolean_parser_serves_both_modules():
-    from keyvault_acme import config, workload
+    from keyvault_acme import config
+    from keyvault_acme_stack import workload
 
     assert workload.boolean is config.boolean
     assert not {"_bool", "_mapping", "_list"} & set(vars(workload))
