@@ -34,7 +34,7 @@ _SPEC_KEYS = {
 # silently become P-256).
 KEY_SETTINGS = tuple(f.name for f in fields(KeySpec))
 RENEWAL_SETTINGS = tuple(f.name for f in fields(RenewalPolicy))
-ACME_SETTINGS = ("directory_url", "account_key_secret", "contact", "eab_kid", "eab_hmac")
+ACME_SETTINGS = ("directory_url", "account_key_secret", "contact", "eab_kid", "eab_hmac", "previous_directories")
 # The TSIG algorithms dnspython signs with (RFC 8945 names); HMAC-MD5 is deprecated and left out.
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
 
@@ -232,6 +232,8 @@ def acme_from_dict(data: Mapping[str, Any] | None) -> AcmeAccount:
     if data.get("eab_kid"):
         kwargs["eab_kid"] = str(data["eab_kid"])
         kwargs["eab_hmac"] = secret_ref_from(_require(data, "eab_hmac", "acme."), "acme.eab_hmac")
+    if data.get("previous_directories"):
+        kwargs["previous_directories"] = _strings(data["previous_directories"], "acme.previous_directories")
     return AcmeAccount(**kwargs)
 
 
@@ -296,6 +298,8 @@ def spec_to_dict(spec: CertificateSpec) -> dict[str, Any]:
     if spec.acme.eab_kid:
         acme["eab_kid"] = spec.acme.eab_kid
         acme["eab_hmac"] = spec.acme.eab_hmac.secret_id if spec.acme.eab_hmac else None
+    if spec.acme.previous_directories:
+        acme["previous_directories"] = list(spec.acme.previous_directories)
     key: dict[str, Any] = {"kty": spec.key.kty, "exportable": spec.key.exportable}
     key.update({"size": spec.key.size} if spec.key.family == "RSA" else {"curve": spec.key.curve})
     out: dict[str, Any] = {
