@@ -35,7 +35,8 @@ _SPEC_KEYS = {
 # silently become P-256).
 KEY_SETTINGS = tuple(f.name for f in fields(KeySpec))
 RENEWAL_SETTINGS = tuple(f.name for f in fields(RenewalPolicy))
-ACME_SETTINGS = ("directory_url", "account_key_secret", "account_key", "contact", "eab_kid", "eab_hmac")
+ACME_SETTINGS = ("directory_url", "account_key_secret", "account_key", "contact", "eab_kid", "eab_hmac",
+                 "previous_directories")
 ACCOUNT_KEY_SETTINGS = ("kind", "name")
 # The TSIG algorithms dnspython signs with (RFC 8945 names); HMAC-MD5 is deprecated and left out.
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
@@ -47,7 +48,7 @@ _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 # ---------------------------------------------------------------------------------------------- shared parsers
 # Plain values arrive from YAML stack files, Pulumi config (structured values, numbers as floats) and
-# provider inputs alike; these are the one way each kind of value is read, for this module and workload.py.
+# provider inputs alike; these are the one way each kind of value is read, here and in keyvault_acme_stack.
 
 
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
@@ -82,15 +83,6 @@ def settings(value: Any, field: str, allowed: tuple[str, ...]) -> Mapping[str, A
         problem = "unknown setting" if len(unknown) == 1 else f"unknown settings {', '.join(unknown)}"
         raise SpecError(f"{field}.{unknown[0]}", problem, f"use only {', '.join(allowed)}")
     return value
-
-
-def listed(value: Any, field: str) -> list[Any]:
-    """A YAML list ([] when absent); a lone string or mapping is refused rather than iterated."""
-    if value is None:
-        return []
-    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
-        raise SpecError(field, f"must be a list, got {type(value).__name__}", f"write {field} as a YAML list")
-    return list(value)
 
 
 def _strings(value: Any, field: str) -> tuple[str, ...]:
@@ -260,6 +252,8 @@ def acme_from_dict(data: Mapping[str, Any] | None) -> AcmeAccount:
     if data.get("eab_kid"):
         kwargs["eab_kid"] = str(data["eab_kid"])
         kwargs["eab_hmac"] = secret_ref_from(_require(data, "eab_hmac", "acme."), "acme.eab_hmac")
+    if data.get("previous_directories"):
+        kwargs["previous_directories"] = _strings(data["previous_directories"], "acme.previous_directories")
     return AcmeAccount(**kwargs)
 
 
@@ -326,6 +320,8 @@ def spec_to_dict(spec: CertificateSpec) -> dict[str, Any]:
     if spec.acme.eab_kid:
         acme["eab_kid"] = spec.acme.eab_kid
         acme["eab_hmac"] = spec.acme.eab_hmac.secret_id if spec.acme.eab_hmac else None
+    if spec.acme.previous_directories:
+        acme["previous_directories"] = list(spec.acme.previous_directories)
     key: dict[str, Any] = {"kty": spec.key.kty, "exportable": spec.key.exportable}
     key.update({"size": spec.key.size} if spec.key.family == "RSA" else {"curve": spec.key.curve})
     out: dict[str, Any] = {

@@ -41,10 +41,12 @@ from .errors import (
     CertificateDeletedButRecoverable,
     CertificateExpired,
     CertificateMismatch,
+    ChainMismatch,
     CertificateNotFound,
     KeyVaultAcmeError,
     KeyVaultError,
     SpecError,
+    UntrustedDirectory,
 )
 from .keyvault import (
     CHAIN_SUFFIX,
@@ -60,6 +62,7 @@ from .keyvault import (
     split_pem_chain,
 )
 from .config import revocation_reason
+from .issued import check_issued_chain
 from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
 from .observe import Observer, Operation, failure_reason
 from .preflight import CaaCache, caa_lookup, check_caa, check_spec
@@ -91,6 +94,26 @@ def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec:
     if public_key_label(csr.public_key()) != spec.key.label:
         return f"Key Vault's CSR has a {public_key_label(csr.public_key())} key, the spec asks for {spec.key.label}"
     return None
+
+
+def revocation_directory(spec: CertificateSpec, tags: Mapping[str, str], what: str) -> str:
+    """Where to revoke a version: the CA its ``acme-directory`` tag names, when that is one the spec configures
+    (``acme.directory_url`` or ``acme.previous_directories``); the spec's CA when the tag is missing.
+
+    Raises UntrustedDirectory naming both otherwise; nothing is sent anywhere then."""
+    tagged = tags.get(TAG_DIRECTORY)
+    if not tagged:
+        return spec.acme.directory_url
+    trusted = spec.acme.trusted_directories()
+    if tagged.startswith("https://") and tagged.rstrip("/") in {url.rstrip("/") for url in trusted}:
+        return tagged
+    shown = tagged if len(tagged) <= 200 else tagged[:200] + "..."
+    raise UntrustedDirectory(
+        f"{what} is tagged {TAG_DIRECTORY}={shown!r}, which is not a CA this stack configures (acme.directory_url "
+        f"{spec.acme.directory_url}" + (f", acme.previous_directories {', '.join(spec.acme.previous_directories)}"
+                                        if spec.acme.previous_directories else "") +
+        "); nothing was sent to any CA and the version is unchanged. If that CA issued it, add its directory "
+        "URL to acme.previous_directories; otherwise someone changed the tag: restore it")
 
 
 class Timings:
@@ -360,8 +383,9 @@ class Engine:
 
     def _revoke_version(self, spec: CertificateSpec, vault: KeyVault, version: str, leaf: x509.Certificate,
                         tags: Mapping[str, str], reason: str, disable: bool, deadline: float) -> dict[str, str]:
-        # At the CA recorded on the version: the spec may have moved to another CA since it was issued.
-        directory_url = tags.get(TAG_DIRECTORY) or spec.acme.directory_url
+        # At the CA recorded on the version (the spec may have moved to another CA since it was issued), when the
+        # spec trusts that CA: a tag is no authority, anyone allowed to edit tags could name any URL.
+        directory_url = revocation_directory(spec, tags, f"{vault.vault_url}/certificates/{spec.name} version {version}")
         revoked_now = self._account(spec, vault, deadline, directory_url=directory_url).revoke(
             leaf, reason, deadline=deadline)
         tags = {**dict(tags), TAG_REVOKED: reason}
@@ -421,6 +445,12 @@ class Engine:
                                         deadline=deadline)
             timings.mark("finalize")
             certs = split_pem_chain(chain.fullchain_pem)
+            # Before anything is written: the CA's answer must be the certificate that was asked for.
+            try:
+                check_issued_chain(certs, pending.csr, names)
+            except ChainMismatch as e:
+                raise ChainMismatch(f"{spec.vault_url.rstrip('/')}/certificates/{spec.name}: {e}; its pending "
+                                    "operation (and the key Key Vault made for it) is discarded") from None
             vault.store_chain(spec.name, certs, deadline=deadline)
         except BaseException:
             # Nothing half-made stays behind: the pending version (and its key) goes, the name stays free.

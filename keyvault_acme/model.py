@@ -210,6 +210,19 @@ class AcmeAccount:
     contact: tuple[str, ...] = ()  # e-mail addresses, without "mailto:"
     eab_kid: str | None = None
     eab_hmac: SecretRef | None = None
+    # CAs this stack used before directory_url: versions they issued are revoked there, and nowhere else is.
+    previous_directories: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "previous_directories", tuple(self.previous_directories))
+        for i, url in enumerate(self.previous_directories):
+            if not isinstance(url, str) or not url.startswith("https://"):
+                raise SpecError(f"acme.previous_directories[{i}]", f"{str(url)[:200]!r} is not an https URL",
+                                "list the ACME directory URLs (https://...) of CAs this stack used before")
+
+    def trusted_directories(self) -> tuple[str, ...]:
+        """Where revocation may go: the configured CA and the ones configured as used before."""
+        return (self.directory_url, *self.previous_directories)
 
 
 @dataclass(frozen=True)

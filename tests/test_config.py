@@ -84,7 +84,8 @@ def test_exportable_refuses_anything_but_true_or_false(given):
 
 
 def test_one_boolean_parser_serves_both_modules():
-    from keyvault_acme import config, workload
+    from keyvault_acme import config
+    from keyvault_acme_stack import workload
 
     assert workload.boolean is config.boolean
     assert not {"_bool", "_mapping", "_list"} & set(vars(workload))
@@ -94,7 +95,7 @@ def test_one_boolean_parser_serves_both_modules():
     ("key", {"curv": "P-384"}, "key.curv", "kty, size, curve, exportable"),
     ("renewal", {"days": 30}, "renewal.days", "days_before_expiry, fraction_remaining"),
     ("acme", {"directory": "https://ca.example/dir"}, "acme.directory",
-     "directory_url, account_key_secret, account_key, contact, eab_kid, eab_hmac"),
+     "directory_url, account_key_secret, account_key, contact, eab_kid, eab_hmac, previous_directories"),
 ])
 def test_unknown_settings_are_named_with_the_accepted_ones(part, data, field, accepted):
     # `key: {curv: P-384}` used to give a P-256 key without a word.
