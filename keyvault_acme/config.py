@@ -41,9 +41,9 @@ ACCOUNT_KEY_SETTINGS = ("kind", "name")
 # The TSIG algorithms dnspython signs with (RFC 8945 names); HMAC-MD5 is deprecated and left out.
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
 
-_EMAIL = re.compile(r"^[^@\s:]+@[^@\s]+\.[^@\s]+$")
-_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_EMAIL = re.compile(r"[^@\s:]+@[^@\s]+\.[^@\s]+")
+_SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 # ---------------------------------------------------------------------------------------------- shared parsers
@@ -110,7 +110,7 @@ def email(value: Any, field: str) -> str:
     text = value if isinstance(value, str) else ""
     if text.lower().startswith("mailto:"):
         raise SpecError(field, f"{text!r} starts with mailto:", f"write the bare address, {text[len('mailto:'):]}")
-    if not _EMAIL.match(text):
+    if not _EMAIL.fullmatch(text):
         raise SpecError(field, f"{value!r} is not an e-mail address", "write name@example.com")
     return text
 
@@ -154,7 +154,7 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 def _hostname(text: str) -> bool:
     labels = text.rstrip(".").split(".")
     # A dotted all-numeric string (999.1.1.1) is a bad IPv4 address, not a host name.
-    return (0 < len(text) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+    return (0 < len(text) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
             and not all(label.isdigit() for label in labels))
 
 
@@ -224,7 +224,7 @@ def acme_from_dict(data: Mapping[str, Any] | None) -> AcmeAccount:
         kwargs["directory_url"] = url
     if data.get("account_key_secret"):
         name = data["account_key_secret"]
-        if not isinstance(name, str) or not _SECRET_NAME.match(name):
+        if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
             # A name, not the key: if a PEM was pasted here, it must not be echoed either.
             raise SpecError("acme.account_key_secret", f"is not a Key Vault secret name (got {describe_shape(name)})",
                             "give the secret's name (1-127 letters, digits and hyphens), e.g. acme-account-key")

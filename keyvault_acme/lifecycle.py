@@ -73,7 +73,7 @@ DEFAULT_TIMEOUT_S = 600.0
 MAX_TAGS = 15  # Key Vault's limit per object
 TSIG_CACHE_S = 300.0  # a rotated TSIG secret is picked up within minutes, without a read per issuance
 
-_KV_NAME = re.compile(r"^[0-9A-Za-z-]+$")
+_KV_NAME = re.compile(r"[0-9A-Za-z-]+")
 PHASES = ("kv_create", "order", "dns_write", "propagation", "validation", "finalize", "merge")
 
 
@@ -522,7 +522,7 @@ class Engine:
     def _checked_names(self, spec: CertificateSpec) -> tuple[str, ...]:
         if not spec.vault_url.startswith("https://"):
             raise SpecError("vault_url", f"{spec.vault_url!r} is not an https URL", "use https://<vault>.vault.azure.net")
-        if not _KV_NAME.match(spec.name) or len(spec.name) + len(CHAIN_SUFFIX) > 127:
+        if not _KV_NAME.fullmatch(spec.name) or len(spec.name) + len(CHAIN_SUFFIX) > 127:
             raise SpecError("name", f"{spec.name!r} is not a usable Key Vault certificate name",
                             f"use 1-{127 - len(CHAIN_SUFFIX)} letters, digits and hyphens")
         if spec.name.lower().endswith(CHAIN_SUFFIX):
@@ -530,7 +530,7 @@ class Engine:
                             "certificates' public chains (certificate X keeps its chain in the secret "
                             f"X{CHAIN_SUFFIX})", f"choose a name that does not end in {CHAIN_SUFFIX!r}")
         account_key = spec.acme.account_key_secret
-        if not _KV_NAME.match(account_key) or len(account_key) > 127:
+        if not _KV_NAME.fullmatch(account_key) or len(account_key) > 127:
             raise SpecError("acme.account_key_secret", f"{account_key!r} is not a Key Vault secret name",
                             "use letters, digits and hyphens")
         if account_key.lower() == spec.name.lower() or account_key.lower().endswith(CHAIN_SUFFIX):

@@ -108,10 +108,10 @@ class SecretRef:
 
     secret_id: str
 
-    _PATTERN = re.compile(r"^https://[a-z0-9-]+\.vault\.azure\.net/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?/?$")
+    _PATTERN = re.compile(r"https://[a-z0-9-]+\.vault\.azure\.net/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?/?")
 
     def __post_init__(self) -> None:
-        if not self._PATTERN.match(self.secret_id or ""):
+        if not self._PATTERN.fullmatch(self.secret_id or ""):
             # Never echo the value: what was given here is often the secret itself (a pasted TSIG key or EAB
             # HMAC), and this message reaches Pulumi check failures, CLI output and CI logs.
             raise SpecError(
@@ -141,13 +141,13 @@ class AzureDnsZone:
     resource_id: str
 
     _PATTERN = re.compile(
-        r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/]+)"
-        r"/providers/Microsoft\.Network/dns[zZ]ones/(?P<zone>[^/]+)$",
+        r"/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/\s]+)"
+        r"/providers/Microsoft\.Network/dns[zZ]ones/(?P<zone>[^/\s]+)",
         re.IGNORECASE,
     )
 
     def __post_init__(self) -> None:
-        if not self._PATTERN.match(self.resource_id or ""):
+        if not self._PATTERN.fullmatch(self.resource_id or ""):
             raise SpecError(
                 "zones[].resource_id",
                 f"{self.resource_id!r} is not an Azure DNS zone resource id",
@@ -155,7 +155,7 @@ class AzureDnsZone:
             )
 
     def _part(self, name: str) -> str:
-        m = self._PATTERN.match(self.resource_id)
+        m = self._PATTERN.fullmatch(self.resource_id)
         assert m
         return m.group(name)
 
