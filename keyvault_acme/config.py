@@ -239,7 +239,7 @@ def acme_from_dict(data: Mapping[str, Any] | None) -> AcmeAccount:
         kwargs["account_key_kind"] = kind
         if key.get("name"):
             name = key["name"]
-            if not isinstance(name, str) or not _SECRET_NAME.match(name):
+            if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
                 raise SpecError("acme.account_key.name", f"is not a Key Vault key name (got {describe_shape(name)})",
                                 "give the key's name (1-127 letters, digits and hyphens), e.g. acme-account-key")
             if kind != "key":
