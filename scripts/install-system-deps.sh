@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that tests and the demo run for real, only when missing, and fetches the
-# current Pebble (see fetch_current_pebble) into the project's own .cache/.
+# current Pebble (see fetch_current_pebble) into the project's own .cache/. Chromium (with the fonts it only
+# recommends) renders the HTML fleet report in its test and makes the README's screenshot.
 # Usage: install-system-deps.sh [--bench]   (--bench adds lego, which only `make bench` runs)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -8,12 +9,14 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 # Pebble as Debian 12 ships it (2.4: no ARI, no profiles) stays installed: a test proves clean degradation on it.
-declare -A binary=([pebble]=/usr/bin/pebble [bind9]=/usr/sbin/named [bind9-utils]=/usr/sbin/tsig-keygen)
+declare -A binary=([pebble]=/usr/bin/pebble [bind9]=/usr/sbin/named [bind9-utils]=/usr/sbin/tsig-keygen
+                   [chromium]=/usr/bin/chromium
+                   [fonts-liberation]=/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf)
 [ "${1:-}" = "--bench" ] && binary[lego]=/usr/bin/lego
 need=()
 for package in "${!binary[@]}"; do
   # Absolute paths: a normal user's PATH on Debian has no /usr/sbin.
-  [ -x "${binary[$package]}" ] || need+=("$package")
+  [ -e "${binary[$package]}" ] || need+=("$package")
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
