@@ -44,7 +44,8 @@ class Pebble(Daemon):
     """A running Pebble. Restarting forgets accounts, orders and roots, so keep one per test session."""
 
     def __init__(self, dns_server: tuple[str, int] | None = None, *, validity_s: int | None = None,
-                 profiles: Mapping[str, int] | None = None,
+                 profiles: Mapping[str, int] | None = None, eab_keys: Mapping[str, str] | None = None,
+                 eab_required: bool = False,
                  nonce_reject_percent: int | None = None, authz_reuse_percent: int | None = None,
                  env: dict[str, str] | None = None, binary: str = PEBBLE_BINARY) -> None:
         """``validity_s``: certificate lifetime in seconds (all profiles). ``profiles``: name -> lifetime in
@@ -54,6 +55,8 @@ class Pebble(Daemon):
         self.dns_server = dns_server
         self.validity_s = validity_s
         self.profiles = dict(profiles) if profiles else {"default": validity_s or DEFAULT_VALIDITY_S}
+        # External account binding: kid -> base64url HMAC key, and whether new accounts must present one.
+        self.eab_keys, self.eab_required = dict(eab_keys or {}), eab_required
         self.binary = binary
         # No random validation delay: the ACME wire is fast, our polling must show it.
         self.env = {"PEBBLE_VA_NOSLEEP": "1"}
@@ -81,7 +84,8 @@ class Pebble(Daemon):
                 "httpPort": free_port(),
                 "tlsPort": free_port(),
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": False,
+                "externalAccountBindingRequired": self.eab_required,
+                "externalAccountMACKeys": self.eab_keys,
             }}
             # 2.7+ read each profile's validityPeriod and ignore certificateValidityPeriod; 2.4 the reverse.
             config["pebble"]["profiles"] = {
@@ -90,16 +94,27 @@ class Pebble(Daemon):
             if self.validity_s is not None:
                 config["pebble"]["certificateValidityPeriod"] = int(self.validity_s)
             (self._dir / "pebble.json").write_text(json.dumps(config, indent=2))
-            argv = [self.binary, "-config", str(self._dir / "pebble.json")]
-            if self.dns_server:
-                argv += ["-dnsserver", f"{self.dns_server[0]}:{self.dns_server[1]}"]
-            self._child = ChildProcess(argv, log=self._dir / "pebble.log", env=self.env)
-            wait_until(lambda: bool(self._get(self.directory_url)), timeout=20, what="pebble",
-                       proc=self._child.proc, log=self._child.log)
+            self._launch()
             return self
         except BaseException:
             self.stop()
             raise
+
+    def restart(self) -> None:
+        """Stop and start the same CA on the same ports: it forgets every account, order and certificate (as a CA
+        reset would), while clients keep its URLs."""
+        assert self._child is not None, "Pebble is not running"
+        self._child.stop()
+        self._launch()
+
+    def _launch(self) -> None:
+        assert self._dir is not None
+        argv = [self.binary, "-config", str(self._dir / "pebble.json")]
+        if self.dns_server:
+            argv += ["-dnsserver", f"{self.dns_server[0]}:{self.dns_server[1]}"]
+        self._child = ChildProcess(argv, log=self._dir / "pebble.log", env=self.env)
+        wait_until(lambda: bool(self._get(self.directory_url)), timeout=20, what="pebble",
+                   proc=self._child.proc, log=self._child.log)
 
     # -- what clients need ---------------------------------------------------------------------------
     @property

@@ -29,9 +29,9 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
-from .account import AccountCache, AccountKey, key_from_secret, key_vault_account_key, new_account_key
+from .account import AccountCache, AccountKey, key_from_secret, key_vault_account_key, load_or_create_key, new_account_key
 from .checks import Checks, one_line
-from .acme_client import AcmeClient
+from .acme_client import AcmeClient, ari_cert_id
 from .dns.azure import AzureDnsClients, AzureDnsProvider
 from .dns.base import DnsProvider, authoritative_hint
 from .dns.challenges import CLEANUP_MIN_S, DnsSolver
@@ -47,6 +47,7 @@ from .errors import (
     KeyVaultError,
     SpecError,
     UntrustedDirectory,
+    with_note,
 )
 from .keyvault import (
     CHAIN_SUFFIX,
@@ -255,7 +256,7 @@ class Engine:
 
     def _preflight(self, spec: CertificateSpec, names: tuple[str, ...], deadline: float) -> None:
         directory = self._directory_client(spec.acme.directory_url).read_directory(deadline=deadline)
-        directory.check_profile(spec.profile)
+        directory.check_profile(spec.profile, len(names))
         # Names taken by a certificate: never read (its secret may hold its private key), never written over.
         vault = self._vault(spec.vault_url)
         # A key this process already loaded was vetted then; checking again would cost a Key Vault call
@@ -287,11 +288,14 @@ class Engine:
         return self._observed("issue", spec,
                               lambda: self._once_access_settles(spec, access_granted_at, lambda: self._issue(spec)))
 
-    def renew(self, spec: CertificateSpec, *, access_granted_at: datetime | None = None) -> CertificateFacts:
+    def renew(self, spec: CertificateSpec, *, access_granted_at: datetime | None = None,
+              current: CertificateFacts | None = None) -> CertificateFacts:
         """A new version of the same Key Vault certificate (new key pair, same names unless the spec changed).
-        ``access_granted_at`` as for :meth:`issue`."""
-        return self._observed("renew", spec,
-                              lambda: self._once_access_settles(spec, access_granted_at, lambda: self._renew(spec)))
+        ``access_granted_at`` as for :meth:`issue`. The order names the version it replaces (ARI ``replaces``,
+        which Let's Encrypt exempts from rate limits inside the window): ``current`` when the caller has its
+        facts (the provider's state, ``status``), else the current version is read."""
+        return self._observed("renew", spec, lambda: self._once_access_settles(
+            spec, access_granted_at, lambda: self._renew(spec, current)))
 
     def _observed(self, kind: str, spec: CertificateSpec,
                   operation: Callable[[], CertificateFacts]) -> CertificateFacts:
@@ -359,13 +363,29 @@ class Engine:
             self._preflight(spec, names, deadline)
             return self._issue_version(spec, names, vault, deadline)
 
-    def _renew(self, spec: CertificateSpec) -> CertificateFacts:
+    def _renew(self, spec: CertificateSpec, current: CertificateFacts | None) -> CertificateFacts:
         deadline = self._deadline()
         names = self._checked_names(spec)
         vault = self._vault(spec.vault_url)
         with self._certificate_lock(spec):
             self._preflight(spec, names, deadline)
-            return self._issue_version(spec, names, vault, deadline)
+            return self._issue_version(spec, names, vault, deadline,
+                                       replaces=self._replaces(spec, vault, current, deadline))
+
+    def _replaces(self, spec: CertificateSpec, vault: KeyVault, current: CertificateFacts | None,
+                  deadline: float) -> str | None:
+        """The ARI CertID of the version a renewal replaces; None when there is none this CA issued (another
+        CA cannot honour it). Reading it must never stop a renewal."""
+        try:
+            if current is None or not current.pem_chain:
+                current = vault.certificate(spec.name, deadline=deadline)
+            if current is None or current.tags.get(TAG_DIRECTORY, spec.acme.directory_url) != spec.acme.directory_url:
+                return None
+            return ari_cert_id(x509.load_pem_x509_certificates(current.pem_chain.encode())[0])
+        except Exception as e:  # noqa: BLE001 - a renewal without `replaces` is still a renewal
+            self.log.warning("%s/certificates/%s: not naming the version this renewal replaces (%s)",
+                             spec.vault_url.rstrip("/"), spec.name, one_line(e))
+            return None
 
     def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> CertificateFacts:
         """Revoke the current version at the CA that issued it, record the reason in its tags, and disable it
@@ -540,7 +560,7 @@ class Engine:
     # -- issuance ---------------------------------------------------------------------------------------
 
     def _issue_version(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
-                       deadline: float) -> CertificateFacts:
+                       deadline: float, *, replaces: str | None = None) -> CertificateFacts:
         timings = Timings()
         tags = managed_tags(spec)
         pending = self._pending_csr(spec, names, vault, tags, deadline)
@@ -553,7 +573,7 @@ class Engine:
                                             resolvers=spec.resolvers, propagation_timeout=spec.propagation_timeout_s),
                                   timings, writes)
             chain = client.obtain_chain(pending.csr_der, names, solver, profile=spec.profile,
-                                        preferred_chain=spec.preferred_chain,
+                                        preferred_chain=spec.preferred_chain, replaces=replaces,
                                         deadline=deadline)
             timings.mark("finalize")
             certs = split_pem_chain(chain.fullchain_pem)
@@ -726,7 +746,22 @@ class Engine:
             return self._accounts.get(vault, f"keys/{acme.account_key_name}", acme.directory_url, register,
                                       deadline=deadline,
                                       load=lambda: key_vault_account_key(vault, acme.account_key_name, deadline=deadline))
-        return self._accounts.get(vault, acme.account_key_secret, acme.directory_url, register, deadline=deadline)
+        created: list[bool] = []
+
+        def register_new(key: Any) -> AcmeClient:
+            try:
+                return register(key)
+            except KeyVaultAcmeError as e:
+                if not created:
+                    raise
+                # No orphan left unsaid: the key this failed registration created belongs to no account.
+                raise with_note(e, f"the ACME account key secret {vault.vault_url}/secrets/{acme.account_key_secret} "
+                                   "was created for this registration and no account at the CA uses it: delete it, "
+                                   "or keep it and run again once the above is fixed (it is then used)") from e
+
+        return self._accounts.get(vault, acme.account_key_secret, acme.directory_url, register_new, deadline=deadline,
+                                  load=lambda: load_or_create_key(vault, acme.account_key_secret, deadline=deadline,
+                                                                  created=created))
 
     def move_account_to_key(self, spec: CertificateSpec) -> str:
         """Move the spec's CA account from its secret-held key (``acme.account_key_secret``) to the Key Vault key

@@ -476,7 +476,7 @@ def cmd_renew(ctx: Context) -> int:
             if not decision.reissue:
                 return f"{name}: not due ({decision.message})\n", ""
             with ctx.progress.step(f"{name}: {decision.message}"):
-                new = ctx.engine.issue(spec) if facts is None else ctx.engine.renew(spec)
+                new = ctx.engine.issue(spec) if facts is None else ctx.engine.renew(spec, current=facts)
             return _reported("issued" if facts is None else "renewed", name, new), ""
         except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
             return "", f"{PROG}: error: {name}: {_explain(e)}"

@@ -238,7 +238,10 @@ class CertificateProvider(ResourceProvider):
         spec, granted_at = _spec(inputs), access_granted_at(inputs)
         plan = self._plan(olds, news)
         # Settings changed without a reissue ("record"): new tags reach Key Vault now, not at the next renewal.
-        facts = engine.renew(spec, access_granted_at=granted_at) if plan.reissue else engine.update_tags(spec)
+        if plan.reissue:  # the recorded version is the one this renewal replaces (ARI `replaces`)
+            facts = engine.renew(spec, access_granted_at=granted_at, current=facts_from_outputs(olds))
+        else:
+            facts = engine.update_tags(spec)
         if facts is None:  # deleted between refresh and update
             facts = engine.issue(spec, access_granted_at=granted_at)
         return UpdateResult(self._outputs(news, facts))  # always the full outputs: None would wipe state

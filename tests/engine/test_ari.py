@@ -3,13 +3,16 @@
 for the fallback to the lifetime policy."""
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from cryptography import x509
 
-from keyvault_acme.acme_client import ari_cert_id
+from keyvault_acme.account import new_account_key
+from keyvault_acme.acme_client import AcmeClient, ari_cert_id
 from keyvault_acme.lifecycle import Engine
 from keyvault_acme.renewal import TAG_ARI, ari_from_tags
 from tests.engine.conftest import AZURE_ZONE, unique
@@ -97,3 +100,49 @@ def test_without_ari_the_lifetime_policy_decides_and_says_so(world, engine, pebb
     assert (decision.reissue, decision.decided_by) == (False, "policy")
     assert "offers no renewal info (ARI)" in decision.message
     assert TAG_ARI not in engine.inspect(spec.vault_url, spec.name).tags
+
+
+# -- renewal orders name the version they replace (RFC 9773 5) ---------------------------------------------
+def test_a_renewal_order_names_the_version_it_replaces_and_the_ca_records_it(world, engine, proxy, caplog):
+    spec = via(proxy.directory_url, world.spec([unique(AZURE_ZONE)]))
+    old = engine.issue(spec)
+    cert_id = ari_cert_id(leaf_of(old))
+    orders = len(proxy.requests_to("/order-plz"))
+    renewed = engine.renew(spec)
+    [order] = proxy.requests_to("/order-plz")[orders:]
+    assert order.payload["replaces"] == cert_id
+    assert renewed.serial != old.serial
+    # The CA recorded the replacement: another order replacing the same certificate is refused as already
+    # replaced (and falls back to a plain order, once, saying so).
+    client = AcmeClient(proxy.directory_url, new_account_key(), timeout=30)
+    with caplog.at_level(logging.WARNING, logger="keyvault_acme.acme"):
+        fallback = client.new_order(list(spec.dns_names), replaces=cert_id)
+    assert fallback.replaces is None
+    [line] = [r.getMessage() for r in caplog.records if "refused to let this order replace" in r.getMessage()]
+    assert cert_id in line and "alreadyReplaced" in line
+
+
+def test_already_replaced_falls_back_to_a_plain_order_once(world, engine, proxy, caplog):
+    spec = via(proxy.directory_url, world.spec([unique(AZURE_ZONE)]))
+    old = engine.issue(spec)
+    engine.renew(spec, current=old)
+    orders = len(proxy.requests_to("/order-plz"))
+    # Old facts (a provider state another run has renewed since): the CA refuses `replaces`, the renewal goes on.
+    with caplog.at_level(logging.WARNING, logger="keyvault_acme.acme"):
+        third = engine.renew(spec, current=old)
+    sent = [s.payload for s in proxy.requests_to("/order-plz")[orders:]]
+    assert [p.get("replaces") for p in sent] == [ari_cert_id(leaf_of(old)), None]
+    assert any("alreadyReplaced" in r.getMessage() for r in caplog.records)
+    assert engine.inspect(spec.vault_url, spec.name).serial == third.serial
+
+
+def test_a_replaces_another_account_cannot_use_falls_back(world, engine, proxy, caplog):
+    spec = via(proxy.directory_url, world.spec([unique(AZURE_ZONE)]))
+    old = engine.issue(spec)
+    # The account changed (a new account key): the CA refuses to let it replace the old account's certificate.
+    moved = replace(spec, acme=replace(spec.acme, account_key_secret=f"other-account-{uuid.uuid4().hex[:6]}"))
+    with caplog.at_level(logging.WARNING, logger="keyvault_acme.acme"):
+        renewed = engine.renew(moved)
+    assert renewed.serial != old.serial
+    [line] = [r.getMessage() for r in caplog.records if "refused to let this order replace" in r.getMessage()]
+    assert "unauthorized" in line and "did not request the certificate" in line
