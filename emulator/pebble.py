@@ -73,7 +73,7 @@ class Pebble(Daemon):
             raise RuntimeError(f"{self.binary} is missing: run `make system-deps` (scripts/install-system-deps.sh)")
         self._dir = Path(tempfile.mkdtemp(prefix="pebble-"))
         try:
-            self._write_tls()
+            write_loopback_tls(self._dir)
             self.port, self.management_port = free_port(), free_port()
             config = {"pebble": {
                 "listenAddress": f"127.0.0.1:{self.port}",
@@ -185,30 +185,30 @@ class Pebble(Daemon):
         with self._opener().open(request, timeout=10) as response:
             return response.read().decode()
 
-    def _write_tls(self) -> None:
-        assert self._dir is not None
-        ca_key, ca = _tls_ca()
-        now = dt.datetime.now(dt.timezone.utc)
-        key = ec.generate_private_key(ec.SECP256R1())
-        leaf = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-                .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
-                .add_extension(x509.SubjectAlternativeName([
-                    x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1"))]), critical=False)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                               critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        pem = serialization.Encoding.PEM
-        (self._dir / "tls-ca.pem").write_bytes(ca.public_bytes(pem))
-        (self._dir / "tls-cert.pem").write_bytes(leaf.public_bytes(pem))
-        key_path = self._dir / "tls-key.pem"
-        key_path.touch(mode=0o600)
-        key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+def write_loopback_tls(directory: Path) -> None:
+    """``tls-ca.pem``, and ``tls-cert.pem`` / ``tls-key.pem`` for 127.0.0.1, ::1 and localhost, signed by the
+    process's loopback CA (:func:`_tls_ca`): what a local HTTPS server (Pebble, acme2certifier) presents."""
+    ca_key, ca = _tls_ca()
+    now = dt.datetime.now(dt.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("::1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (directory / "tls-ca.pem").write_bytes(ca.public_bytes(pem))
+    (directory / "tls-cert.pem").write_bytes(leaf.public_bytes(pem))
+    key_path = directory / "tls-key.pem"
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
 
 @functools.lru_cache(maxsize=1)
