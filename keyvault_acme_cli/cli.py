@@ -317,6 +317,7 @@ class Row:
     renew_after: datetime | None
     now: datetime
     decided_by: str = ""  # who set renew_after: "ari" (the CA's window), "policy" (the spec's), "" (n/a)
+    renewal_reason: str = ""  # the renewal decision's code: Renewing, CARequestedRenewal, NamesChanged, UpToDate...
 
     @property
     def days_left(self) -> float | None:
@@ -340,7 +341,7 @@ class Row:
             "thumbprint": f.thumbprint if f else None, "id": f.id if f else None,
             "secret_id": f.secret_id if f else None, "enabled": f.enabled if f else None,
             "revoked_reason": f.revoked_reason if f else None,
-            "decided_by": self.decided_by or None,
+            "decided_by": self.decided_by or None, "renewal_reason": self.renewal_reason or None,
         }
 
 
@@ -359,7 +360,7 @@ def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | No
     state = _STATE.get(decision.reason, "outdated")
     renew_at = decision.renew_at or (due_at(facts, spec) if facts else None)
     return Row(name, spec, facts, state, decision.message if decision.reissue else "", renew_at, now,
-               decision.decided_by)
+               decision.decided_by, decision.reason)
 
 
 def format_table(rows: Sequence[Row]) -> str:
