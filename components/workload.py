@@ -19,12 +19,22 @@ from typing import Any, Mapping, Sequence
 
 import pulumi
 import pulumi_azure_native as azure_native
-from pulumi_azure_native import authorization, dns, eventgrid, keyvault, managedidentity, monitor, network
-from pulumi_azure_native import operationalinsights, privatedns, resources
+from pulumi_azure_native import (
+    authorization,
+    dns,
+    eventgrid,
+    keyvault,
+    managedidentity,
+    monitor,
+    network,
+    operationalinsights,
+    privatedns,
+    resources,
+)
 
 from keyvault_acme.access import azure_time
-from keyvault_acme_stack.authorization import check_names
 from keyvault_acme.keyvault import CHAIN_SUFFIX
+from keyvault_acme_stack.authorization import check_names
 from keyvault_acme_stack.workload import (
     KEY_VAULT_PRIVATE_DNS_ZONE,
     CertificateConfig,

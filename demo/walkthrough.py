@@ -98,7 +98,7 @@ class Demo:
             self.note(f"Azure DNS zone {zone.name}")
         app = admin.add_client(client_id=cfg.issuer.client_id, name=f"{cfg.stack_name}-issuer")
         self.note(f"issuer identity {app['client_id']} (a service principal with a client secret, emulator only)")
-        for key, (title, actions) in CUSTOM_ROLES.items():
+        for title, actions in CUSTOM_ROLES.values():
             admin.define_role(title, actions=actions)
         for grant in role_plan(cfg):
             if grant.principal != "issuer":

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, ContextManager, Mapping, Optional, Protocol, Sequence
 
@@ -39,8 +39,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import errors
-from .dns.base import Challenge
 from .config import revocation_reason
+from .dns.base import Challenge
 from .model import REVOCATION_REASONS
 from .names import counted
 from .retry import DEFAULT_BACKOFF, Backoff, Waiter, parse_retry_after

@@ -82,7 +82,7 @@ _HSM_REFUSAL_MARKER = "hardware key operation not allowed"
 
 def thumbprint(der: bytes) -> str:
     """SHA-1 of the DER certificate in upper-case hex, as the Azure portal and ``x5t`` show it."""
-    return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - an identifier, not a security decision
+    return hashlib.sha1(der).hexdigest().upper()
 
 
 def dns_names_of(cert_or_csr: x509.Certificate | x509.CertificateSigningRequest) -> tuple[str, ...]:

@@ -30,8 +30,9 @@ from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
 from .account import AccountCache, new_account_key
-from .checks import Checks, one_line
 from .acme_client import AcmeClient
+from .checks import Checks, one_line
+from .config import revocation_reason
 from .dns.azure import AzureDnsClients, AzureDnsProvider
 from .dns.base import DnsProvider, authoritative_hint
 from .dns.challenges import CLEANUP_MIN_S, DnsSolver
@@ -54,12 +55,11 @@ from .keyvault import (
     PendingCsr,
     dns_names_of,
     is_managed,
-    public_key_label,
     names_key,
+    public_key_label,
     sdk_client_kwargs,
     split_pem_chain,
 )
-from .config import revocation_reason
 from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
 from .observe import Observer, Operation, failure_reason
 from .preflight import CaaCache, caa_lookup, check_caa, check_spec

@@ -40,8 +40,8 @@ from keyvault_acme.model import CertificateSpec
 from keyvault_acme.resource_diff import NONE, REPLACE, plan_change
 
 from .state import (
-    OUTPUTS,
     ADVISORY_INPUTS,
+    OUTPUTS,
     PROVIDER_INPUTS,
     access_granted_at,
     check_provider_settings,
