@@ -44,7 +44,6 @@ from azure.keyvault.secrets import SecretClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtensionOID
 
 from .errors import (
     AccountKeyRefused,
@@ -90,7 +89,7 @@ def thumbprint(der: bytes) -> str:
 
 def dns_names_of(cert_or_csr: x509.Certificate | x509.CertificateSigningRequest) -> tuple[str, ...]:
     try:
-        san = cert_or_csr.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert_or_csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return ()
     return tuple(san.get_values_for_type(x509.DNSName))
@@ -513,7 +512,7 @@ class KeyVault:
         secret = self._call(f"set secret {name!r}",
                             lambda: self.secrets.set_secret(name, value, content_type=content_type,
                                                             tags=dict(tags or {})), deadline=deadline)
-        return secret.properties.version
+        return str(secret.properties.version)  # a secret just set always has one
 
     def _checked_versions(self, name: str, *, ours: bool, deadline: float | None) -> list[Any]:
         versions = self.secret_versions(name, deadline=deadline)

@@ -487,8 +487,8 @@ class Engine:
         except KeyVaultError as e:
             if e.status != 409 or isinstance(e, CertificateDeletedButRecoverable):
                 raise
-            pending = vault.pending(spec.name, deadline=deadline)
-            if pending is not None and key not in self._pending_ours:
+            found = vault.pending(spec.name, deadline=deadline)
+            if found is not None and key not in self._pending_ours:
                 created = vault.pending_created(spec.name, deadline=deadline)
                 age = None if created is None else (datetime.now(timezone.utc) - created).total_seconds()
                 if age is None or age < self.timeout_s:
@@ -497,11 +497,12 @@ class Engine:
                         f"{spec.vault_url}/certificates/{spec.name}: another run is issuing this certificate (its "
                         f"pending operation was created {since}); retry when it has finished, or after "
                         f"{self.timeout_s:.0f} s when that run has crashed") from None
-            if pending is None or pending.status.lower() != "inprogress" or csr_problem(pending.csr, names, spec):
+            if found is None or found.status.lower() != "inprogress" or csr_problem(found.csr, names, spec):
                 self.log.info("discarding a stale pending operation of %s/%s", spec.vault_url, spec.name)
                 self._discard(vault, spec, deadline)
                 pending = vault.create_pending(spec.name, spec.key, names, tags, deadline=deadline)
             else:
+                pending = found
                 self.log.info("reusing the pending operation of %s/%s left by an earlier run", spec.vault_url,
                               spec.name)
         with self._lock:
