@@ -86,7 +86,14 @@ class Demo:
 
     def create_azure_resources(self, cfg: WorkloadConfig) -> dict[str, Any]:
         """What the local stack references as existing: vault, zones, and the issuer with its least privileges."""
-        from components.workload import BUILTIN_ROLE_NAMES, CUSTOM_ROLES, AccountKeyTarget, SecretScope, VaultScope, role_plan
+        from keyvault_acme_pulumi.components.workload import (
+            BUILTIN_ROLE_NAMES,
+            CUSTOM_ROLES,
+            AccountKeyTarget,
+            SecretScope,
+            VaultScope,
+            role_plan,
+        )
         from keyvault_acme_stack.workload import ChallengeRecordSet, DnsZoneConfig
 
         admin = self.emulator.admin

@@ -5,8 +5,9 @@ import dataclasses
 
 import pytest
 
-from components import CertificateWorkload
-from components.workload import (
+from keyvault_acme.errors import NameNotAuthorized
+from keyvault_acme_pulumi.components import CertificateWorkload
+from keyvault_acme_pulumi.components.workload import (
     ACTIONABLE_EVENTS,
     INFORMATIONAL_EVENTS,
     KEY_VAULT_CERTIFICATES_OFFICER,
@@ -16,7 +17,6 @@ from components.workload import (
     latest_grant,
     overdue_renewal_query,
 )
-from keyvault_acme.errors import NameNotAuthorized
 from keyvault_acme_stack.authorization import Allowlist
 from keyvault_acme_stack.workload import load_stack_file
 

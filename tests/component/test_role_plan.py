@@ -1,7 +1,7 @@
 """role_plan as a pure function of the config: what each account-key kind grants the issuer."""
 from __future__ import annotations
 
-from components.workload import (
+from keyvault_acme_pulumi.components.workload import (
     ACCOUNT_KEY_DATA_ACTIONS,
     KEY_VAULT_SECRETS_OFFICER,
     AccountKeyTarget,
@@ -49,7 +49,7 @@ def test_key_vault_account_key_gets_read_and_sign_on_that_key_and_nothing_on_the
 def test_each_scope_has_one_target_class():
     # RoleGrant.target was "a record set, a zone, a key, a secret name or None" behind a scope_kind string; every
     # reader had to know which went with which. Now the target's class is the scope, and scope_kind follows it.
-    from components.workload import SecretScope, VaultScope
+    from keyvault_acme_pulumi.components.workload import SecretScope, VaultScope
     from keyvault_acme_stack.workload import ChallengeRecordSet, DnsZoneConfig
 
     cfg = parse_workload_config({
