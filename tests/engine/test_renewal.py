@@ -4,8 +4,19 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from keyvault_acme.model import AcmeAccount, CertificateFacts, CertificateSpec, KeySpec, RenewalPolicy
-from keyvault_acme.renewal import (TAG_ARI, TAG_REVOKED, RenewalInfo, ari_from_tags, ari_recheck_at, ari_renewal_time,
-                                   ari_tag, due_at, issued_with_tags, renew_after, renewal_decision)
+from keyvault_acme.renewal import (
+    TAG_ARI,
+    TAG_REVOKED,
+    RenewalInfo,
+    ari_from_tags,
+    ari_recheck_at,
+    ari_renewal_time,
+    ari_tag,
+    due_at,
+    issued_with_tags,
+    renew_after,
+    renewal_decision,
+)
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
