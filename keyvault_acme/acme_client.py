@@ -367,11 +367,11 @@ class AcmeClient:
         self.account_url(deadline=deadline)
         identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in dns_names]
         if replaces and directory.renewal_info:
-            body = _NewOrder(identifiers=identifiers, profile=profile, replaces=replaces)
+            replacing = _NewOrder(identifiers=identifiers, profile=profile, replaces=replaces)
             try:
                 # One try: a CA's refusal of `replaces` can be a 5xx (Pebble, for a CertID it never issued),
                 # which must not be waited out as an outage would.
-                response = self._post(self._dir()["newOrder"], body, "create the order", deadline,
+                response = self._post(self._dir()["newOrder"], replacing, "create the order", deadline,
                                       retry_server_errors=False)
                 return _order(response.headers["Location"], response.json())
             except errors.AcmeError as e:

@@ -382,7 +382,9 @@ class KeyVault:
         cert = self._call(f"get certificate {name!r} version {version}",
                           lambda: self.certificates.get_certificate_version(name, version),
                           deadline=deadline, missing_ok=True)
-        return None if cert is None else dict(cert.properties.tags or {})
+        if cert is None:
+            return None
+        return dict((cert.properties.tags if cert.properties is not None else None) or {})
 
     def leaf(self, name: str, version: str, *, deadline: float | None = None) -> x509.Certificate | None:
         """The issued certificate of one version (public), without reading its chain; None when there is none."""

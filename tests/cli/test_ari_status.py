@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from keyvault_acme_cli import cli
 from keyvault_acme.lifecycle import Engine
+from keyvault_acme_cli import cli
 from keyvault_acme_stack.workload import load_stack_file
 from tests.cli.conftest import ZONE, write_stack
 

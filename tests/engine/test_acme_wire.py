@@ -8,10 +8,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyvault_acme.acme_client import AcmeClient
-from tests.engine.test_acme_issuance import make_csr, solver  # noqa: F401 - a fixture
+from keyvault_acme.dns.challenges import DnsSolver
+from keyvault_acme.dns.rfc2136 import Rfc2136Provider
+from tests.engine.test_acme_issuance import make_csr
 from tests.recording_proxy import RecordingProxy
+from tests.services import BIND_ZONE
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def solver(bind):
+    return DnsSolver({BIND_ZONE: Rfc2136Provider(BIND_ZONE, bind.server, bind.tsig_key_name, bind.tsig_secret_b64)})
 
 
 @pytest.fixture
