@@ -30,8 +30,8 @@ VAULT_SUFFIX = ".vault.azure.net"
 RESOURCE = "https://vault.azure.net"
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 DEFAULT_RESOURCE_GROUP = "emulator"
-_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_VERSION = re.compile(r"^[0-9a-fA-F]{32}$")
+_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
+_VERSION = re.compile(r"[0-9a-fA-F]{32}")
 _RECOVERY = {"recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90}
 _ACTION = "Microsoft.KeyVault/vaults/"
 PFX, PEM = "application/x-pkcs12", "application/x-pem-file"
@@ -296,12 +296,12 @@ class KeyVault:
         col = segs[0].lower() if segs else ""
 
         def named(i: int = 1) -> str:
-            if not _NAME.match(segs[i]):
+            if not _NAME.fullmatch(segs[i]):
                 raise _bad(f"The request URI contains an invalid name: {segs[i]}")
             return segs[i]
 
         def version(i: int = 2) -> str:
-            if not _VERSION.match(segs[i]):
+            if not _VERSION.fullmatch(segs[i]):
                 raise _bad(f"The request URI contains an invalid version: {segs[i]}")
             return segs[i].lower()
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
-from .account import AccountCache, new_account_key
+from .account import AccountCache, AccountKey, key_from_secret, key_vault_account_key, new_account_key
 from .checks import Checks, one_line
 from .acme_client import AcmeClient
 from .dns.azure import AzureDnsClients, AzureDnsProvider
@@ -73,7 +73,7 @@ DEFAULT_TIMEOUT_S = 600.0
 MAX_TAGS = 15  # Key Vault's limit per object
 TSIG_CACHE_S = 300.0  # a rotated TSIG secret is picked up within minutes, without a read per issuance
 
-_KV_NAME = re.compile(r"^[0-9A-Za-z-]+$")
+_KV_NAME = re.compile(r"[0-9A-Za-z-]+")
 PHASES = ("kv_create", "order", "dns_write", "propagation", "validation", "finalize", "merge")
 
 
@@ -228,7 +228,8 @@ class Engine:
         vault = self._vault(spec.vault_url)
         # A key this process already loaded was vetted then; checking again would cost a Key Vault call
         # on every issuance.
-        if not self._accounts.loaded(vault, spec.acme.account_key_secret, spec.acme.directory_url):
+        if spec.acme.account_key_kind == "secret" and not self._accounts.loaded(
+                vault, spec.acme.account_key_secret, spec.acme.directory_url):
             vault.refuse_foreign_secret(spec.acme.account_key_secret, deadline=deadline)
         vault.refuse_foreign_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=deadline)
         providers = self._providers(spec, deadline)
@@ -521,7 +522,7 @@ class Engine:
     def _checked_names(self, spec: CertificateSpec) -> tuple[str, ...]:
         if not spec.vault_url.startswith("https://"):
             raise SpecError("vault_url", f"{spec.vault_url!r} is not an https URL", "use https://<vault>.vault.azure.net")
-        if not _KV_NAME.match(spec.name) or len(spec.name) + len(CHAIN_SUFFIX) > 127:
+        if not _KV_NAME.fullmatch(spec.name) or len(spec.name) + len(CHAIN_SUFFIX) > 127:
             raise SpecError("name", f"{spec.name!r} is not a usable Key Vault certificate name",
                             f"use 1-{127 - len(CHAIN_SUFFIX)} letters, digits and hyphens")
         if spec.name.lower().endswith(CHAIN_SUFFIX):
@@ -529,7 +530,7 @@ class Engine:
                             "certificates' public chains (certificate X keeps its chain in the secret "
                             f"X{CHAIN_SUFFIX})", f"choose a name that does not end in {CHAIN_SUFFIX!r}")
         account_key = spec.acme.account_key_secret
-        if not _KV_NAME.match(account_key) or len(account_key) > 127:
+        if not _KV_NAME.fullmatch(account_key) or len(account_key) > 127:
             raise SpecError("acme.account_key_secret", f"{account_key!r} is not a Key Vault secret name",
                             "use letters, digits and hyphens")
         if account_key.lower() == spec.name.lower() or account_key.lower().endswith(CHAIN_SUFFIX):
@@ -537,6 +538,9 @@ class Engine:
                             f"certificate's chain secret (<certificate>{CHAIN_SUFFIX})",
                             "choose a secret name that is no certificate's name and does not end in "
                             f"{CHAIN_SUFFIX!r}")
+        if spec.acme.account_key_kind == "key" and spec.acme.account_key_name.lower() == spec.name.lower():
+            raise SpecError("acme.account_key.name", f"{spec.acme.account_key_name!r} is the certificate's name, and so "
+                            "the name of the certificate's own key", "name a key of its own, e.g. acme-account-key")
         names = check_spec(spec)
         tags = managed_tags(spec)
         if len(tags) + 1 > MAX_TAGS:  # +1: the revocation reason may be added later
@@ -592,18 +596,64 @@ class Engine:
         if directory_url and directory_url != acme.directory_url:
             acme = replace(acme, directory_url=directory_url, eab_kid=None, eab_hmac=None)
 
-        def register(key) -> AcmeClient:
+        def register(key: Any) -> AcmeClient:
             # The EAB key is read only here, once per process and account, not on every issuance.
             eab = None
             if acme.eab_kid and acme.eab_hmac is not None:
                 eab = self._vault(acme.eab_hmac.vault_url).get_secret(acme.eab_hmac.name, acme.eab_hmac.version,
                                                                      ours=False, deadline=deadline)
-            client = AcmeClient(acme.directory_url, key, contact=acme.contact, eab_kid=acme.eab_kid,
+            jwk, alg = (key.jwk, key.alg) if isinstance(key, AccountKey) else (key, None)
+            client = AcmeClient(acme.directory_url, jwk, alg=alg, contact=acme.contact, eab_kid=acme.eab_kid,
                                 eab_hmac_key=eab, timeout=self.timeout_s)
             client.account_url(deadline=deadline)
             return client
 
+        if acme.account_key_kind == "key":
+            # Key Vault signs every JWS with this key; only its public half is ever read.
+            return self._accounts.get(vault, f"keys/{acme.account_key_name}", acme.directory_url, register,
+                                      deadline=deadline,
+                                      load=lambda: key_vault_account_key(vault, acme.account_key_name, deadline=deadline))
         return self._accounts.get(vault, acme.account_key_secret, acme.directory_url, register, deadline=deadline)
+
+    def move_account_to_key(self, spec: CertificateSpec) -> str:
+        """Move the spec's CA account from its secret-held key (``acme.account_key_secret``) to the Key Vault key
+        ``acme.account_key.name`` by ACME account key rollover (``keyChange``): the account, its URL and its
+        history stay; from then on Key Vault signs for it. Creates the key when missing. Idempotent: an account
+        the key already has is left as it is. Returns the account URL.
+
+        The secret is left in place (the CA no longer accepts its key for this account); delete it when every
+        engine uses the key.
+        """
+        acme = spec.acme
+        if acme.account_key_kind != "key":
+            raise SpecError("acme.account_key.kind", "is not key, so there is no Key Vault key to move the account to",
+                            "set acme.account_key: {kind: key} (and optionally name) first")
+        self._checked_names(spec)
+        deadline = self._deadline()
+        vault = self._vault(spec.vault_url)
+        new_key = key_vault_account_key(vault, acme.account_key_name, deadline=deadline)
+        new_client = AcmeClient(acme.directory_url, new_key.jwk, alg=new_key.alg, timeout=self.timeout_s)
+        already = new_client.find_account(deadline=deadline)
+        if already is not None:
+            self.log.info("the ACME account %s already uses the key %s", already, new_key.where)
+            return already
+        found = vault.get_secret_and_tags(acme.account_key_secret, deadline=deadline)
+        if found is None:
+            raise KeyVaultError(f"Key Vault {vault.vault_url}: there is no ACME account key secret "
+                                f"{acme.account_key_secret!r} to move from; nothing to migrate (the first issuance "
+                                f"registers an account for the key {new_key.where})", status=404)
+        old_client = AcmeClient(acme.directory_url, key_from_secret(found[0]), timeout=self.timeout_s)
+        if old_client.find_account(deadline=deadline) is None:
+            raise KeyVaultError(f"the key in {vault.vault_url}/secrets/{acme.account_key_secret} has no account at "
+                                f"{acme.directory_url}; nothing to migrate (the first issuance registers an account "
+                                f"for the key {new_key.where})", status=404)
+        url = old_client.change_key(new_key.jwk, new_key.alg, deadline=deadline)
+        self._accounts.forget(vault, acme.account_key_secret, acme.directory_url)
+        self._accounts.forget(vault, f"keys/{acme.account_key_name}", acme.directory_url)
+        self.log.info("moved the ACME account %s from the secret %s/secrets/%s to the key %s; Key Vault signs for it "
+                      "from now on, and the secret can be deleted", url, vault.vault_url, acme.account_key_secret,
+                      new_key.where)
+        return url
 
     def _directory_client(self, directory_url: str) -> AcmeClient:
         """A client only for reading the CA's directory: its throw-away key never registers (preflight

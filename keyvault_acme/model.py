@@ -108,10 +108,10 @@ class SecretRef:
 
     secret_id: str
 
-    _PATTERN = re.compile(r"^https://[a-z0-9-]+\.vault\.azure\.net/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?/?$")
+    _PATTERN = re.compile(r"https://[a-z0-9-]+\.vault\.azure\.net/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?/?")
 
     def __post_init__(self) -> None:
-        if not self._PATTERN.match(self.secret_id or ""):
+        if not self._PATTERN.fullmatch(self.secret_id or ""):
             # Never echo the value: what was given here is often the secret itself (a pasted TSIG key or EAB
             # HMAC), and this message reaches Pulumi check failures, CLI output and CI logs.
             raise SpecError(
@@ -141,13 +141,13 @@ class AzureDnsZone:
     resource_id: str
 
     _PATTERN = re.compile(
-        r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/]+)"
-        r"/providers/Microsoft\.Network/dns[zZ]ones/(?P<zone>[^/]+)$",
+        r"/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/\s]+)"
+        r"/providers/Microsoft\.Network/dns[zZ]ones/(?P<zone>[^/\s]+)",
         re.IGNORECASE,
     )
 
     def __post_init__(self) -> None:
-        if not self._PATTERN.match(self.resource_id or ""):
+        if not self._PATTERN.fullmatch(self.resource_id or ""):
             raise SpecError(
                 "zones[].resource_id",
                 f"{self.resource_id!r} is not an Azure DNS zone resource id",
@@ -155,7 +155,7 @@ class AzureDnsZone:
             )
 
     def _part(self, name: str) -> str:
-        m = self._PATTERN.match(self.resource_id)
+        m = self._PATTERN.fullmatch(self.resource_id)
         assert m
         return m.group(name)
 
@@ -190,12 +190,23 @@ class Rfc2136Zone:
 Zone = Union[AzureDnsZone, Rfc2136Zone]
 
 
+ACCOUNT_KEY_KINDS = ("secret", "key")
+
+
 @dataclass(frozen=True)
 class AcmeAccount:
-    """Which CA, and which account at it. The account key is a Key Vault secret created on first use."""
+    """Which CA, and which account at it.
+
+    The account key is, by default, a Key Vault secret (a JWK) created on first use and loaded to sign
+    (``account_key_kind="secret"``). With ``account_key_kind="key"`` it is a non-exportable Key Vault EC P-256
+    key (``account_key_name``) that signs every JWS in place through Key Vault's sign operation: no private
+    key in our process.
+    """
 
     directory_url: str = LETS_ENCRYPT
     account_key_secret: str = "acme-account-key"  # secret name in the certificate's vault
+    account_key_kind: str = "secret"
+    account_key_name: str = "acme-account-key"  # key name in the certificate's vault (kind "key")
     contact: tuple[str, ...] = ()  # e-mail addresses, without "mailto:"
     eab_kid: str | None = None
     eab_hmac: SecretRef | None = None

@@ -40,7 +40,7 @@ def parse_renewer(value: Any) -> RenewerConfig | None:
     d = settings(value, "renewer", SETTINGS)
     schedule = str(d.get("schedule") or DEFAULT_SCHEDULE)
     fields = schedule.split()
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) and _in_range(f, lo, hi)
+    if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) and _in_range(f, lo, hi)
                                    for f, (lo, hi) in zip(fields, _CRON_RANGES)):
         raise SpecError("renewer.schedule", f"{schedule!r} is not a five-field cron expression",
                         f"write minute hour day month weekday, e.g. {DEFAULT_SCHEDULE!r} (every 6 hours, UTC)")
@@ -48,14 +48,14 @@ def parse_renewer(value: Any) -> RenewerConfig | None:
     if not isinstance(image, str) or not image:
         raise SpecError("renewer.image", "is required",
                         "build the repository's Dockerfile, push it, and set e.g. myregistry.azurecr.io/keyvault-acme:0.1.0")
-    if not _IMAGE.match(image) or (":" not in image.rsplit("/", 1)[-1] and "@" not in image):
+    if not _IMAGE.fullmatch(image) or (":" not in image.rsplit("/", 1)[-1] and "@" not in image):
         raise SpecError("renewer.image", f"{image!r} is not a registry/repository image with a tag or digest",
                         "write e.g. myregistry.azurecr.io/keyvault-acme:0.1.0 (a version tag or @sha256: digest)")
     if image.rsplit("/", 1)[-1].split("@")[0].endswith(":latest"):
         raise SpecError("renewer.image", "uses the tag latest, which changes under a running schedule",
                         "pin a version tag or an @sha256: digest")
     registry = d.get("registry")
-    if registry is not None and (not isinstance(registry, str) or not _REGISTRY.match(registry)):
+    if registry is not None and (not isinstance(registry, str) or not _REGISTRY.fullmatch(registry)):
         raise SpecError("renewer.registry", f"{registry!r} is not a registry host name",
                         "write the login server, e.g. myregistry.azurecr.io")
     if registry and not image.startswith(registry + "/"):

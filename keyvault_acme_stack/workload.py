@@ -69,25 +69,25 @@ SETTINGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
 # Keys of a certificate entry that steer the Pulumi resource, not the certificate itself.
 CERTIFICATE_RESOURCE_KEYS = ("revoke_on_delete", "revoke_reason", "purge_on_delete")
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-_WORKLOAD = re.compile(r"^[a-z][a-z0-9]{1,11}$")
-_ENVIRONMENT = re.compile(r"^[a-z][a-z0-9]{1,7}$")
-_VAULT_NAME = re.compile(r"^[a-zA-Z](?!.*--)[a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$")
-_CERT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-_RG_ID = re.compile(r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/]+)$", re.IGNORECASE)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_WORKLOAD = re.compile(r"[a-z][a-z0-9]{1,11}")
+_ENVIRONMENT = re.compile(r"[a-z][a-z0-9]{1,7}")
+_VAULT_NAME = re.compile(r"[a-zA-Z](?!.*--)[a-zA-Z0-9-]{1,22}[a-zA-Z0-9]")
+_CERT_NAME = re.compile(r"[0-9a-zA-Z-]{1,127}")
+_RG_ID = re.compile(r"/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/\s]+)", re.IGNORECASE)
 _VAULT_ID = re.compile(
-    r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/]+)"
-    r"/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/]+)$", re.IGNORECASE)
+    r"/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/\s]+)"
+    r"/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/\s]+)", re.IGNORECASE)
 _SUBNET_ID = re.compile(
-    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+"
-    r"/providers/Microsoft\.Network/virtualNetworks/[^/]+/subnets/[^/]+$", re.IGNORECASE)
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+"
+    r"/providers/Microsoft\.Network/virtualNetworks/[^/\s]+/subnets/[^/\s]+", re.IGNORECASE)
 _PRIVATE_DNS_ZONE_ID = re.compile(
-    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+"
-    r"/providers/Microsoft\.Network/privateDnsZones/(?P<name>[^/]+)$", re.IGNORECASE)
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+"
+    r"/providers/Microsoft\.Network/privateDnsZones/(?P<name>[^/\s]+)", re.IGNORECASE)
 _IDENTITY_ID = re.compile(
-    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+"
-    r"/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[^/]+$", re.IGNORECASE)
-_ARM_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/[^/]+/.+$", re.IGNORECASE)
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+"
+    r"/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[^/\s]+", re.IGNORECASE)
+_ARM_ID = re.compile(r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+/providers/[^/\s]+/.+", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------- types
@@ -327,7 +327,7 @@ def _first_duplicate(names: list[str]) -> str | None:
 def _uuid(value: Any, fld: str, what: str) -> str:
     text = _str(value, fld, f"give the {what} (a GUID)")
     assert text is not None
-    if not _UUID.match(text):
+    if not _UUID.fullmatch(text):
         raise SpecError(fld, f"{text!r} is not a GUID", f"give the {what} as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")
     return text.lower()
 
@@ -339,7 +339,7 @@ def _resource_group(data: Any, workload: str, environment: str, subscription_id:
     d = settings(data, "resource_group", SETTINGS["resource_group"])
     if d.get("resource_id"):
         rid = str(d["resource_id"])
-        m = _RG_ID.match(rid)
+        m = _RG_ID.fullmatch(rid)
         if not m:
             raise SpecError("resource_group.resource_id", f"{rid!r} is not a resource group id",
                             "use /subscriptions/<id>/resourceGroups/<name>")
@@ -355,14 +355,14 @@ def _vault_address(d: Mapping[str, Any], workload: str, environment: str) -> tup
     """The vault's name, URL and existing resource id: all a certificate needs of it."""
     existing_id = _str(d.get("resource_id"), "vault.resource_id", "", required=False)
     if existing_id:
-        m = _VAULT_ID.match(existing_id)
+        m = _VAULT_ID.fullmatch(existing_id)
         if not m:
             raise SpecError("vault.resource_id", f"{existing_id!r} is not a Key Vault resource id",
                             "use /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>")
         name = m.group("name")
     else:
         name = _str(d.get("name"), "vault.name", "", required=False) or f"kv-{workload}-{environment}"
-    if not _VAULT_NAME.match(name):
+    if not _VAULT_NAME.fullmatch(name):
         raise SpecError("vault.name", f"{name!r} is not a valid Key Vault name",
                         "use 3-24 letters, digits and single hyphens, starting with a letter")
     url = (_str(d.get("url"), "vault.url", "", required=False) or f"https://{name.lower()}.vault.azure.net").rstrip("/")
@@ -392,7 +392,7 @@ def _vault(data: Any, workload: str, environment: str, production: bool) -> Vaul
 def _private_endpoint(d: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The vault's private endpoint subnet and the private DNS zone its address is published in."""
     subnet = _str(d.get("private_endpoint_subnet_id"), "vault.private_endpoint_subnet_id", "", required=False)
-    if subnet and not _SUBNET_ID.match(subnet):
+    if subnet and not _SUBNET_ID.fullmatch(subnet):
         raise SpecError("vault.private_endpoint_subnet_id", f"{subnet!r} is not a subnet id",
                         "use /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>")
     zone = _str(d.get("private_dns_zone_id"), "vault.private_dns_zone_id", "", required=False)
@@ -401,7 +401,7 @@ def _private_endpoint(d: Mapping[str, Any]) -> tuple[str | None, str | None]:
     if not subnet:
         raise SpecError("vault.private_dns_zone_id", "needs vault.private_endpoint_subnet_id",
                         "set the private endpoint's subnet too, or remove private_dns_zone_id")
-    match = _PRIVATE_DNS_ZONE_ID.match(zone)
+    match = _PRIVATE_DNS_ZONE_ID.fullmatch(zone)
     if not match:
         raise SpecError("vault.private_dns_zone_id", f"{zone!r} is not a private DNS zone id",
                         "use /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/privateDnsZones/"
@@ -420,7 +420,7 @@ def _monitoring(data: Any, workload: str, environment: str, production: bool) ->
         raise SpecError("monitoring.enabled", "must be true in a production environment",
                         "remove monitoring.enabled; production vaults keep diagnostic logs")
     workspace_id = _str(d.get("workspace_id"), "monitoring.workspace_id", "", required=False)
-    if workspace_id and not _ARM_ID.match(workspace_id):
+    if workspace_id and not _ARM_ID.fullmatch(workspace_id):
         raise SpecError("monitoring.workspace_id", f"{workspace_id!r} is not a resource id",
                         "use the Log Analytics workspace's resource id, or omit it to create one")
     return MonitoringConfig(
@@ -468,7 +468,7 @@ def _issuer(data: Any, workload: str, environment: str) -> IssuerConfig:
     d = settings(data, "issuer", SETTINGS["issuer"])
     name = _str(d.get("name"), "issuer.name", "", required=False) or f"id-{workload}-{environment}-issuer"
     resource_id = _str(d.get("resource_id"), "issuer.resource_id", "", required=False)
-    if resource_id and not _IDENTITY_ID.match(resource_id):
+    if resource_id and not _IDENTITY_ID.fullmatch(resource_id):
         raise SpecError("issuer.resource_id", f"{resource_id!r} is not a user-assigned identity's ARM id",
                         "write /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/"
                         "userAssignedIdentities/<name>")
@@ -562,7 +562,7 @@ def _certificate(entry: Any, fld: str, *, vault_url: str, zones: tuple[DnsZoneCo
     except SpecError as e:
         raise SpecError(f"{fld}.{e.field}", e.problem, e.fix) from None
     spec = replace(spec, zones=tuple(z.azure if isinstance(z, DnsZoneConfig) else z for z in zones))
-    if not _CERT_NAME.match(spec.name):
+    if not _CERT_NAME.fullmatch(spec.name):
         raise SpecError(f"{fld}.name", f"{spec.name!r} is not a Key Vault certificate name", "use letters, digits and hyphens")
     dns_names = normalize_names(spec.dns_names, f"{fld}.dns_names")
     authorization.check_names(dns_names, allowlist, field=f"{fld}.dns_names", owner=owner)
@@ -612,10 +612,10 @@ def _check_keys(values: Mapping[str, Any]) -> None:
 
 def _workload_environment(values: Mapping[str, Any]) -> tuple[str, str]:
     workload = str(_str(values.get("workload"), "workload", "set keyvault-acme:workload, e.g. shop"))
-    if not _WORKLOAD.match(workload):
+    if not _WORKLOAD.fullmatch(workload):
         raise SpecError("workload", f"{workload!r} is not a workload name", "use 2-12 lower-case letters and digits, starting with a letter")
     environment = str(_str(values.get("environment"), "environment", "set keyvault-acme:environment, e.g. dev or prod"))
-    if not _ENVIRONMENT.match(environment):
+    if not _ENVIRONMENT.fullmatch(environment):
         raise SpecError("environment", f"{environment!r} is not an environment name", "use 2-8 lower-case letters and digits, e.g. dev or prod")
     return workload, environment
 
