@@ -133,7 +133,7 @@ def test_the_renewer_jobs_exact_command_renews_from_the_stack_file_it_is_given(t
                                                                             short_pebble):
     """The command and stack file the component gives the job (under mocks), run here against the local world:
     the only change is where the secret volume is (a temporary directory instead of /etc/keyvault-acme)."""
-    from components import CertificateWorkload
+    from keyvault_acme_pulumi.components import CertificateWorkload
     from keyvault_acme_stack.renewer import MOUNT
     from keyvault_acme_stack.workload import parse_workload_config, read_stack_file
     from tests.component import harness
