@@ -318,7 +318,8 @@ class CertificateWorkload(pulumi.ComponentResource):
         action_group = self._alerting(rg_name, vault_id, workspace_id) if cfg.alerting.enabled else None
         self.certificates = self._certificates(record_sets)
         self.renewer = None
-        if cfg.renewer is not None and workspace_id is not None:  # the stack parser requires monitoring for it
+        # The stack parser requires monitoring, and an existing issuer's resource_id, for a renewer.
+        if cfg.renewer is not None and workspace_id is not None and self.issuer_id is not None:
             self.renewer = deploy_renewer(name, cfg, rg_name=rg_name, workspace_id=workspace_id,
                                           issuer_id=self.issuer_id, issuer_client_id=self.issuer_client_id,
                                           here=self._here)

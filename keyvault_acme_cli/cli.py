@@ -655,9 +655,12 @@ def cmd_fleet_status(ctx: Context) -> int:
         ctx.out.write(json.dumps([r.as_json(now) for r in rows], indent=2) + "\n")
     else:
         header = ("STACK", "WORKLOAD", "ENV", "NAME", "STATE", "DAYS LEFT", "RENEW AFTER", "DECIDED BY", "REASON")
-        cells = [(r.stack, r.workload or "-", r.environment or "-", r.name, r.state,
-                  _days_left(r.days_left(now)) if r.days_left(now) is not None else "-", _utc(r.renew_after)
-                  if r.renew_after else "-", r.decided_by or "-", r.reason or "-") for r in rows]
+        cells = []
+        for r in rows:
+            days = r.days_left(now)
+            cells.append((r.stack, r.workload or "-", r.environment or "-", r.name, r.state,
+                          _days_left(days) if days is not None else "-",
+                          _utc(r.renew_after) if r.renew_after else "-", r.decided_by or "-", r.reason or "-"))
         ctx.out.write(fit_table(header, cells, width=width_of(ctx.out), shorten=("REASON",),
                                 drop=("REASON", "WORKLOAD", "ENV", "DECIDED BY"), state_column="STATE",
                                 colour=colours_for(ctx.out)) + "\n")

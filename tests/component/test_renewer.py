@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from keyvault_acme.errors import SpecError
 from keyvault_acme_pulumi.components import CertificateWorkload
 from keyvault_acme_pulumi.components.renewer import job_name, renewer_log_query
-from keyvault_acme.errors import SpecError
 from keyvault_acme_stack.renewer import job_command
 from keyvault_acme_stack.workload import parse_workload_config, stack_config_values
 
