@@ -11,8 +11,8 @@ import pulumi
 import yaml
 
 from keyvault_acme.errors import SpecError
-from keyvault_acme_stack.workload import NAMESPACE
 from keyvault_acme_pulumi import CertificateWorkload, CertificateWorkloadArgs
+from keyvault_acme_stack.workload import NAMESPACE
 
 
 def stack_file() -> Path:
