@@ -10,7 +10,6 @@ from pulumi.runtime import rpc
 from pulumi_azure_native import managedidentity
 
 from keyvault_acme.errors import SpecError
-from keyvault_acme_stack.workload import load_stack_file
 from keyvault_acme_pulumi import (
     AlertsArgs,
     CertificateWorkload,
@@ -20,6 +19,7 @@ from keyvault_acme_pulumi import (
     WebhookArgs,
 )
 from keyvault_acme_pulumi.components.workload import KEY_VAULT_SECRETS_USER
+from keyvault_acme_stack.workload import load_stack_file
 
 from . import harness, rules
 from .harness import STACKS
