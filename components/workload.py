@@ -36,6 +36,7 @@ from pulumi_azure_native import (
 from keyvault_acme.access import azure_time
 from keyvault_acme.errors import SpecError
 from keyvault_acme.keyvault import CHAIN_SUFFIX
+from keyvault_acme_pulumi.components.args import CertificateWorkloadArgs
 from keyvault_acme_stack.authorization import check_names
 from keyvault_acme_stack.workload import (
     KEY_VAULT_PRIVATE_DNS_ZONE,
@@ -290,7 +291,17 @@ class CertificateWorkload(pulumi.ComponentResource):
     renaming one would make Pulumi replace the Azure resource.
     """
 
-    def __init__(self, name: str, config: WorkloadConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: CertificateWorkloadArgs | WorkloadConfig,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        # Parsed before anything is registered: a bad known value fails the preview with its field and fix.
+        if isinstance(args, CertificateWorkloadArgs):
+            config, self._late = args.resolve()
+        else:
+            config, self._late = args, {}
+        for i, hook in enumerate(config.alerting.webhooks):
+            if hook.encrypted:
+                raise SpecError(f"alerts.webhooks[{i}].uri", "is still encrypted (secure:): read from the stack file, "
+                                "not from Pulumi", "pass CertificateWorkloadArgs.from_config() (Pulumi decrypts it)")
         super().__init__(TYPE, name, None, opts)
         self.config = cfg = config
         # Preview fails here, before anything is registered, when a name is outside the stack's allowlist.
@@ -336,6 +347,11 @@ class CertificateWorkload(pulumi.ComponentResource):
         self.register_outputs(dict(self.outputs))
 
     # ---------------------------------------------------------------------------------------------- options
+
+    def _input(self, value: Any) -> pulumi.Input[Any]:
+        """The value a resource gets for a config value: the caller's output where the args held one (checked
+        by the parser when known), else the value itself."""
+        return self._late.get(value, value) if isinstance(value, str) else value
 
     def _here(self, **extra: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, **extra)
@@ -474,9 +490,9 @@ class CertificateWorkload(pulumi.ComponentResource):
         """The issuer's principal id; sets ``issuer_client_id`` (what CI/CD logs in as)."""
         cfg = self.config
         if cfg.issuer.principal_id is not None and cfg.issuer.client_id is not None:  # an existing identity
-            self.issuer_client_id: pulumi.Output[str] = pulumi.Output.from_input(cfg.issuer.client_id)
+            self.issuer_client_id: pulumi.Output[str] = pulumi.Output.from_input(self._input(cfg.issuer.client_id))
             self.issuer_id: pulumi.Input[str] | None = cfg.issuer.resource_id
-            return cfg.issuer.principal_id
+            return self._input(cfg.issuer.principal_id)
         identity = managedidentity.UserAssignedIdentity(
             f"{self._name}-issuer", resource_name_=cfg.issuer.name, resource_group_name=rg_name,
             location=cfg.location, tags=self._tags, opts=self._here())
@@ -560,7 +576,7 @@ class CertificateWorkload(pulumi.ComponentResource):
                 principal, ptype = issuer_principal, "ServicePrincipal"
             else:
                 consumer = consumers[g.principal]
-                principal, ptype = consumer.principal_id, consumer.principal_type
+                principal, ptype = self._input(consumer.principal_id), consumer.principal_type
             assignments[g.key] = authorization.RoleAssignment(
                 f"{self._name}-{g.key}", role_assignment_name=cfg.name_for(f"assignment/{g.key}"),
                 principal_id=principal, principal_type=ptype, role_definition_id=role_id, scope=scope,
@@ -579,8 +595,10 @@ class CertificateWorkload(pulumi.ComponentResource):
             enabled=True, tags=self._tags,
             email_receivers=[monitor.MicrosoftCommonEmailReceiverArgs(
                 name=e.name, email_address=e.address, use_common_alert_schema=True) for e in cfg.alerting.emails],
+            # A webhook URL carries its token: secret in state and in every output, however it was passed.
             webhook_receivers=[monitor.WebhookReceiverArgs(
-                name=w.name, service_uri=w.uri, use_common_alert_schema=True) for w in cfg.alerting.webhooks],
+                name=w.name, service_uri=pulumi.Output.secret(self._input(w.uri)), use_common_alert_schema=True)
+                for w in cfg.alerting.webhooks],
             opts=self._here())
         topic = eventgrid.SystemTopic(
             f"{name}-vault-events", system_topic_name=f"evgt-{cfg.vault.name}", resource_group_name=rg_name,

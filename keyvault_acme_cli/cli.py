@@ -17,10 +17,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from keyvault_acme.errors import CREDENTIALS_HINT, KeyVaultAcmeError, SpecError
 from keyvault_acme.model import REVOCATION_REASONS
+from keyvault_acme.renewal import Reason
 
 if TYPE_CHECKING:  # imported lazily at run time: `--help` and usage errors stay fast
     from keyvault_acme.lifecycle import Engine
@@ -392,16 +393,22 @@ class Row:
         }
 
 
-# The renewal chain's reason, as the one word the status table shows.
-_STATE = {"DoesNotExist": "missing", "Revoked": "revoked", "Disabled": "disabled", "Expired": "expired",
-          "Renewing": "due", "UpToDate": "valid"}  # anything else: the spec changed since it was issued
+# The renewal chain's reason, as the one word the status table shows; every reason has one.
+STATE_OF: Mapping[Reason, str] = {
+    Reason.DOES_NOT_EXIST: "missing", Reason.REVOKED: "revoked", Reason.DISABLED: "disabled", Reason.EXPIRED: "expired",
+    Reason.RENEWING: "due", Reason.CA_REQUESTED_RENEWAL: "due", Reason.UP_TO_DATE: "valid",
+    # The spec changed since the version was issued (or, for the resource's own reasons, will have):
+    Reason.NAMES_CHANGED: "outdated", Reason.KEY_CHANGED: "outdated", Reason.ISSUER_CHANGED: "outdated",
+    Reason.PROFILE_CHANGED: "outdated", Reason.MOVED: "outdated", Reason.UNKNOWN: "outdated",
+    Reason.SETTINGS_CHANGED: "outdated",
+}
 ATTENTION = ("missing", "revoked", "disabled", "expired")
 
 
 def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | None", now: datetime) -> Row:
     from keyvault_acme.renewal import due_at, renewal_decision
     decision = renewal_decision(facts, spec, now)
-    state = _STATE.get(decision.reason, "outdated")
+    state = STATE_OF[decision.reason]
     return Row(name, spec, facts, state, decision.message if decision.reissue else "",
                due_at(facts, spec) if facts else None, now)
 
