@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from enum import StrEnum
 from typing import Callable, Mapping, Optional, Sequence
 
 from .model import CertificateFacts, CertificateSpec, RenewalPolicy
@@ -43,12 +44,34 @@ ARI_DEFAULT_RECHECK = timedelta(hours=6)
 ARI_LATEST_FRACTION_REMAINING = 0.1
 
 
+class Reason(StrEnum):
+    """Why a certificate is (or is not) re-issued, cert-manager's condition reasons. The renewal chain, the
+    resource diff (:mod:`keyvault_acme.resource_diff`) and the CLI's status column all name them from here;
+    each is also its plain string, as outputs, logs and JSON carry it."""
+
+    DOES_NOT_EXIST = "DoesNotExist"
+    REVOKED = "Revoked"
+    DISABLED = "Disabled"
+    NAMES_CHANGED = "NamesChanged"
+    KEY_CHANGED = "KeyChanged"
+    ISSUER_CHANGED = "IssuerChanged"
+    PROFILE_CHANGED = "ProfileChanged"
+    EXPIRED = "Expired"
+    CA_REQUESTED_RENEWAL = "CARequestedRenewal"  # the CA's renewal information (ARI) says so
+    RENEWING = "Renewing"
+    UP_TO_DATE = "UpToDate"
+    # A change to the Pulumi resource rather than to the certificate (resource_diff.plan_change):
+    MOVED = "Moved"  # another vault or name: a new certificate replaces this one
+    UNKNOWN = "Unknown"  # settings not known until other resources are updated (a preview)
+    SETTINGS_CHANGED = "SettingsChanged"  # recorded in place; the next renewal uses them
+
+
 @dataclass(frozen=True)
 class Decision:
     """The verdict: ``reissue`` or not, why (``reason``), in words (``message``), and when renewal is due."""
 
     reissue: bool
-    reason: str
+    reason: Reason
     message: str
     renew_at: Optional[datetime] = None
     # Who set the renewal moment: DECIDED_BY_ARI or DECIDED_BY_POLICY; "" when the spec or the certificate's
@@ -178,7 +201,7 @@ def recorded_key(spec: CertificateSpec) -> str:
 # -- the policies, in the order they are asked -------------------------------------------------------
 def certificate_missing(i: Inputs) -> Optional[Decision]:
     if i.facts is None:
-        return Decision(True, "DoesNotExist", "Issuing: the certificate does not exist in Key Vault")
+        return Decision(True, Reason.DOES_NOT_EXIST, "Issuing: the certificate does not exist in Key Vault")
     return None
 
 
@@ -186,14 +209,14 @@ def revoked(i: Inputs) -> Optional[Decision]:
     assert i.facts is not None
     reason = i.facts.revoked_reason or i.facts.tags.get(TAG_REVOKED)
     if reason:
-        return Decision(True, "Revoked", f"Re-issuing: the current version was revoked ({reason})")
+        return Decision(True, Reason.REVOKED, f"Re-issuing: the current version was revoked ({reason})")
     return None
 
 
 def disabled(i: Inputs) -> Optional[Decision]:
     assert i.facts is not None
     if not i.facts.enabled:
-        return Decision(True, "Disabled", "Re-issuing: the current version is disabled in Key Vault")
+        return Decision(True, Reason.DISABLED, "Re-issuing: the current version is disabled in Key Vault")
     return None
 
 
@@ -207,11 +230,11 @@ def names_changed(i: Inputs) -> Optional[Decision]:
             parts.append("adding " + ", ".join(sorted(want - have)))
         if have - want:
             parts.append("removing " + ", ".join(sorted(have - want)))
-        return Decision(True, "NamesChanged", "Re-issuing: DNS names changed (" + "; ".join(parts) + ")")
+        return Decision(True, Reason.NAMES_CHANGED, "Re-issuing: DNS names changed (" + "; ".join(parts) + ")")
     return None
 
 
-def _recorded_differs(i: Inputs, tag: str, want: str, reason: str, what: str) -> Optional[Decision]:
+def _recorded_differs(i: Inputs, tag: str, want: str, reason: Reason, what: str) -> Optional[Decision]:
     assert i.facts is not None
     have = i.facts.tags.get(tag)
     # No tag: a certificate we did not issue (adopted); there is nothing to compare with.
@@ -221,22 +244,22 @@ def _recorded_differs(i: Inputs, tag: str, want: str, reason: str, what: str) ->
 
 
 def key_changed(i: Inputs) -> Optional[Decision]:
-    return _recorded_differs(i, TAG_KEY, recorded_key(i.spec), "KeyChanged", "key settings")
+    return _recorded_differs(i, TAG_KEY, recorded_key(i.spec), Reason.KEY_CHANGED, "key settings")
 
 
 def ca_changed(i: Inputs) -> Optional[Decision]:
-    return _recorded_differs(i, TAG_DIRECTORY, i.spec.acme.directory_url, "IssuerChanged", "ACME directory")
+    return _recorded_differs(i, TAG_DIRECTORY, i.spec.acme.directory_url, Reason.ISSUER_CHANGED, "ACME directory")
 
 
 def profile_changed(i: Inputs) -> Optional[Decision]:
-    return _recorded_differs(i, TAG_PROFILE, i.spec.profile or "", "ProfileChanged", "ACME profile")
+    return _recorded_differs(i, TAG_PROFILE, i.spec.profile or "", Reason.PROFILE_CHANGED, "ACME profile")
 
 
 def expired(i: Inputs) -> Optional[Decision]:
     assert i.facts is not None
     if i.now >= i.facts.not_after:
         when, by = renewal_moment(i.facts, i.spec, i.ari_window)
-        return Decision(True, "Expired", f"Renewing: the certificate expired at {i.facts.not_after.isoformat()}",
+        return Decision(True, Reason.EXPIRED, f"Renewing: the certificate expired at {i.facts.not_after.isoformat()}",
                         renew_at=when, decided_by=by)
     return None
 
@@ -246,7 +269,7 @@ def ca_requested(i: Inputs) -> Optional[Decision]:
     (RFC 9773 4.2: e.g. before a mass revocation)."""
     if i.ari_window is not None and i.ari_window[1] <= i.now:
         start, end = i.ari_window
-        return Decision(True, "CARequestedRenewal",
+        return Decision(True, Reason.CA_REQUESTED_RENEWAL,
                         f"Renewing: the CA asked for renewal now (its ARI window {start.isoformat()} to "
                         f"{end.isoformat()} is over)", renew_at=start, decided_by=DECIDED_BY_ARI)
     return None
@@ -262,9 +285,9 @@ def due(i: Inputs) -> Optional[Decision]:
     else:
         source = "the renewal policy" + (f"; {i.ari_note}" if i.ari_note else "")
     if i.now >= when:
-        return Decision(True, "Renewing", f"Renewing: {source} made it due at {when.isoformat()}", renew_at=when,
+        return Decision(True, Reason.RENEWING, f"Renewing: {source} made it due at {when.isoformat()}", renew_at=when,
                         decided_by=by)
-    return Decision(False, "UpToDate", f"Up to date: renewal due at {when.isoformat()} ({source})", renew_at=when,
+    return Decision(False, Reason.UP_TO_DATE, f"Up to date: renewal due at {when.isoformat()} ({source})", renew_at=when,
                     decided_by=by)
 
 
@@ -286,4 +309,4 @@ def renewal_decision(facts: Optional[CertificateFacts], spec: CertificateSpec, n
         decision = policy(inputs)
         if decision is not None:
             return decision
-    return Decision(False, "UpToDate", "Up to date")
+    return Decision(False, Reason.UP_TO_DATE, "Up to date")

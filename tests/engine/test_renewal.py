@@ -182,3 +182,24 @@ def test_the_ari_answer_round_trips_through_its_tag_and_bounds_retry_after():
     assert ari_recheck_at(T0, None) == T0 + timedelta(hours=6)  # RFC 9773's suggestion when none is sent
     assert ari_recheck_at(T0, 1) == T0 + timedelta(minutes=1)  # never a tight loop
     assert ari_recheck_at(T0, 10 * 86400) == T0 + DAY  # never less than daily
+
+
+
+def test_every_reason_is_one_shared_constant():
+    # The renewal chain, the resource diff and the CLI's status column name reasons through renewal.Reason: no
+    # module spells a reason as a literal (so none can drift), and the CLI has a state for every reason.
+    import ast
+    from pathlib import Path
+
+    from keyvault_acme.renewal import Reason
+    from keyvault_acme_cli.cli import STATE_OF
+
+    root = Path(__file__).resolve().parents[2]
+    words = {r.value for r in Reason}
+    for module in ("keyvault_acme/renewal.py", "keyvault_acme/resource_diff.py", "keyvault_acme_cli/cli.py"):
+        tree = ast.parse((root / module).read_text())
+        tree.body = [node for node in tree.body if not (isinstance(node, ast.ClassDef) and node.name == "Reason")]
+        literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        assert not literals & words, module
+    assert set(STATE_OF) == set(Reason)
+    assert {STATE_OF[r] for r in (Reason.RENEWING, Reason.UP_TO_DATE, Reason.DOES_NOT_EXIST)} == {"due", "valid", "missing"}
