@@ -559,7 +559,7 @@ def cmd_renew(ctx: Context) -> int:
         [(name, spec)] = ctx.stack.select([ctx.args.name])
         with ctx.progress.step(f"{name}: renewing"):
             facts = ctx.engine.renew(spec)
-        row = status_row(name, spec, facts, ctx.now())
+        row = status_row(name, spec, facts, ctx.now(), ctx.engine.decide(spec, facts, now=ctx.now()))
         ctx.saw([row])
         if ctx.args.json:
             ctx.out.write(renewal_line(stack, name, "renewed", row))
@@ -582,7 +582,8 @@ def cmd_renew(ctx: Context) -> int:
             with ctx.progress.step(f"{name}: {decision.message}"):
                 new = ctx.engine.issue(spec) if facts is None else ctx.engine.renew(spec, current=facts)
             verb = "issued" if facts is None else "renewed"
-            row = status_row(name, spec, new, ctx.now())
+            # The new version's renewal moment as every later run will see it (the CA's ARI answer, then cached).
+            row = status_row(name, spec, new, ctx.now(), ctx.engine.decide(spec, new, now=ctx.now()))
             return (renewal_line(stack, name, verb, row) if ctx.args.json else _reported(verb, name, new)), "", row
         except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
             error = _explain(e)
