@@ -28,8 +28,8 @@ from keyvault_acme.config import (
     zone_from_dict,
 )
 from keyvault_acme.errors import SpecError, shown
-from keyvault_acme.names import challenge_name, normalize_names, zone_for
 from keyvault_acme.model import AzureDnsZone, CertificateSpec, Rfc2136Zone, describe_shape
+from keyvault_acme.names import challenge_name, normalize_names, zone_for
 
 from . import authorization
 from .authorization import Allowlist
@@ -203,7 +203,10 @@ class EmailReceiver:
 @dataclass(frozen=True)
 class WebhookReceiver:
     name: str
-    uri: str
+    uri: str = field(repr=False)  # carries the webhook's token
+    # The stack file holds the URL encrypted (secure:): only Pulumi decrypts it (uri is then ""). The CLI,
+    # which deploys no alerts, reads such a stack; the component refuses it unless built from pulumi.Config.
+    encrypted: bool = False
 
 
 @dataclass(frozen=True)
@@ -503,11 +506,15 @@ def _alerting(data: Any) -> AlertingConfig:
     for i, w in enumerate(listed(d.get("webhooks"), "alerts.webhooks")):
         fld = f"alerts.webhooks[{i}]"
         w = settings(w, fld, SETTINGS["alerts.webhooks[]"])
+        name = str(_str(w.get("name"), f"{fld}.name", "name the webhook, e.g. teams"))
+        if isinstance(w.get("uri"), Mapping) and set(w["uri"]) == {"secure"}:
+            hooks.append(WebhookReceiver(name=name, uri="", encrypted=True))
+            continue
         uri = str(_str(w.get("uri"), f"{fld}.uri", "give the webhook's https URL"))
         if not uri.startswith("https://"):
             # Webhook URLs often carry their token in the path or query: never echo one.
             raise SpecError(f"{fld}.uri", f"is not an https URL (got {describe_shape(uri)})", "alerts leave Azure over https only")
-        hooks.append(WebhookReceiver(name=str(_str(w.get("name"), f"{fld}.name", "name the webhook, e.g. teams")), uri=uri))
+        hooks.append(WebhookReceiver(name=name, uri=uri))
     return AlertingConfig(emails=tuple(emails), webhooks=tuple(hooks))
 
 
