@@ -197,7 +197,7 @@ def zone_from_dict(data: Mapping[str, Any], field: str = "zones[]") -> Zone:
         if rfc2136:
             raise SpecError(f"{field}.{rfc2136[0]}", "does not go with resource_id: a zone is either an Azure DNS zone "
                             "(resource_id) or an RFC 2136 zone (zone, server, tsig_*), not both",
-                            f"keep resource_id for Azure DNS, or remove it for RFC 2136")
+                            "keep resource_id for Azure DNS, or remove it for RFC 2136")
         try:
             return AzureDnsZone(str(data["resource_id"]))
         except SpecError as e:

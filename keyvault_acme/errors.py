@@ -7,7 +7,6 @@ from __future__ import annotations
 import reprlib
 from datetime import datetime
 
-
 _SHOWN = reprlib.Repr()
 _SHOWN.maxstring = _SHOWN.maxother = 80
 _SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 4

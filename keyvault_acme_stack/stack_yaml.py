@@ -36,7 +36,8 @@ class _Loader(yaml.SafeLoader):
 
     def compose_document(self) -> Any:
         node = super().compose_document()
-        _count_values(node, MAX_VALUES)
+        if node is not None:
+            _count_values(node, MAX_VALUES)
         return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
@@ -93,7 +94,7 @@ def load_yaml(path: str | Path) -> Any:
         raise SpecError(str(path), f"is larger than {MAX_BYTES >> 20} MiB, far more than any stack file",
                         "check that --config names the stack file")
     try:
-        return yaml.load(data.decode("utf-8"), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(data.decode("utf-8"), Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
     except UnicodeDecodeError:
         raise SpecError(str(path), "is not UTF-8 text", "save the stack file as UTF-8") from None
     except _TooLarge:
