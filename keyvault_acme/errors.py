@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import reprlib
 from datetime import datetime
+from typing import Any, Mapping
 
 _SHOWN = reprlib.Repr()
 _SHOWN.maxstring = _SHOWN.maxother = 80
@@ -143,8 +144,9 @@ class AcmeError(KeyVaultAcmeError):
     problem_type: str = "urn:ietf:params:acme:error:serverInternal"
 
     def __init__(self, detail: str, *, problem_type: str | None = None, identifier: str | None = None,
-                 status: int | None = None) -> None:
+                 status: int | None = None, document: Mapping[str, Any] | None = None) -> None:
         self.detail, self.identifier, self.status = detail, identifier, status
+        self.document = document  # the CA's problem document as it sent it (JSON), when there was one
         if problem_type:
             self.problem_type = problem_type
         where = f" for {identifier}" if identifier else ""
