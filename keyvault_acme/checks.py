@@ -39,6 +39,12 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def finding(error: BaseException) -> str:
+    """:func:`one_line` without the error's hint: a check result shows the hint once, as its fix."""
+    text = error.finding if isinstance(error, KeyVaultAcmeError) else str(error)
+    return " ".join(text.split()) or type(error).__name__
+
+
 def ns_verdict(zone: str, expected: Iterable[str], source: str, served: dict[str, Iterable[str]]) -> CheckResult:
     """Pure: does every server in ``served`` (who -> NS names) serve the NS set ``source`` lists for ``zone``?
     Names compare without trailing dots and case."""
@@ -111,7 +117,7 @@ class Checks:
             vault.refuse_foreign_secret(secret, deadline=self.deadline)
         except Exception as e:  # noqa: BLE001 - 403, unreachable vault, bad URL: each is the finding
             fix = getattr(e, "hint", "") or "check the vault URL, the network and the identity's Key Vault roles"
-            return CheckResult("vault", False, one_line(e), fix)
+            return CheckResult("vault", False, finding(e), fix)
         if facts is not None and not is_managed(facts):
             return CheckResult("vault", False, f"{facts.id} exists and is not managed by keyvault-acme",
                                "choose another certificate name, or tag it managed-by=keyvault-acme to adopt it")
@@ -156,7 +162,7 @@ class Checks:
             try:
                 providers[zone.name] = self.engine._provider(zone, self.spec, self.deadline)
             except Exception as e:  # noqa: BLE001 - e.g. the TSIG secret is missing or not readable
-                problems.append(CheckResult("zones writable", False, f"{zone.name}: {one_line(e)}",
+                problems.append(CheckResult("zones writable", False, f"{zone.name}: {finding(e)}",
                                             getattr(e, "fix", "") or getattr(e, "hint", "")))
         return providers, problems
 
@@ -172,7 +178,7 @@ class Checks:
         try:  # where the challenges would be written, after CNAME delegation
             placements = solver.place([Challenge(n, "") for n in names])
         except KeyVaultAcmeError as e:
-            return [CheckResult("zones writable", False, one_line(e), getattr(e, "fix", "") or e.hint)], used
+            return [CheckResult("zones writable", False, finding(e), getattr(e, "fix", "") or e.hint)], used
         records: dict[str, list[str]] = {}
         for p in placements:
             records.setdefault(p.zone, [])
@@ -196,7 +202,7 @@ class Checks:
         try:
             allowed = each(lambda r: provider.may_write_txt(r, deadline=self.deadline), records)
         except KeyVaultAcmeError as e:
-            return CheckResult("zones writable", False, f"{zone}: {one_line(e)}", e.hint)
+            return CheckResult("zones writable", False, f"{zone}: {finding(e)}", e.hint)
         denied = [r for r, ok in zip(records, allowed) if not ok]
         if denied:
             return CheckResult(
@@ -236,7 +242,7 @@ class Checks:
         except CaaForbidsCa as e:
             return CheckResult("CAA", False, one_line(e), "let the CA issue there, or remove the name")
         except KeyVaultAcmeError as e:
-            return CheckResult("CAA", False, one_line(e), e.hint)
+            return CheckResult("CAA", False, finding(e), e.hint)
         allowed = f"this CA ({', '.join(identities)})" if identities else "any CA whose identity is not excluded"
         return CheckResult("CAA", True, f"{counted(list(checked), 'name')}: CAA lets {allowed} issue")
 

@@ -355,8 +355,9 @@ def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | No
     from .renewal import due_at, renewal_decision
     decision = renewal_decision(facts, spec, now)
     state = _STATE.get(decision.reason, "outdated")
-    return Row(name, spec, facts, state, decision.message if decision.reissue else "",
-               due_at(facts, spec) if facts else None, now)
+    # A revoked, disabled or expired version is replaced by the next run, whatever its renewal time says.
+    renew_after = due_at(facts, spec) if facts and state not in ATTENTION else None
+    return Row(name, spec, facts, state, decision.message if decision.reissue else "", renew_after, now)
 
 
 def format_table(rows: Sequence[Row]) -> str:
@@ -493,8 +494,12 @@ def cmd_revoke(ctx: Context) -> int:
     [(name, spec)] = ctx.stack.select([ctx.args.name])
     with ctx.progress.step(f"{name}: revoking ({ctx.args.reason})"):
         facts = ctx.engine.revoke(spec, ctx.args.reason, disable=not ctx.args.keep_enabled)
-    ctx.out.write(f"revoked {name}: serial {facts.serial} ({ctx.args.reason})"
-                  f"{'' if ctx.args.keep_enabled else ', version disabled in Key Vault'}\n")
+    disabled = '' if ctx.args.keep_enabled else ', version disabled in Key Vault'
+    if facts.already_revoked:
+        ctx.out.write(f"{name}: serial {facts.serial} was already revoked by the CA; the reason recorded at the "
+                      f"first revocation ({facts.revoked_reason}) is kept, not {ctx.args.reason}{disabled}\n")
+    else:
+        ctx.out.write(f"revoked {name}: serial {facts.serial} ({ctx.args.reason}){disabled}\n")
     return EXIT_OK
 
 

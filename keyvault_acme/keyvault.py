@@ -53,6 +53,7 @@ from .errors import (
     SecretRefused,
 )
 from .model import CertificateFacts, KeySpec
+from .names import plural
 from .renewal import TAG_REVOKED
 from .retry import RETRYABLE_STATUS, azure_verdict, retry_call
 from .transport import new_session
@@ -271,7 +272,7 @@ class KeyVault:
             poller = self.certificates.begin_create_certificate(name, policy, tags=dict(tags))
             return poller.result()  # issuer Unknown: the poller is done at once with the operation (no polling)
 
-        op = self._call(f"create certificate {name!r} ({key.label}, {len(dns_names)} names)", create,
+        op = self._call(f"create certificate {name!r} ({key.label}, {plural(len(dns_names), 'name')})", create,
                         deadline=deadline)
         log.debug("created pending operation for %s/%s", self.vault_url, name)
         return PendingCsr(name, bytes(op.csr), str(op.status))

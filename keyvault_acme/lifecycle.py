@@ -22,7 +22,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -60,7 +60,8 @@ from .keyvault import (
     split_pem_chain,
 )
 from .config import revocation_reason
-from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
+from .names import plural
+from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, RevokedFacts, Rfc2136Zone
 from .preflight import CaaCache, caa_lookup, check_caa, check_spec
 from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
 from .retry import retry_call
@@ -283,7 +284,7 @@ class Engine:
             self._preflight(spec, names, deadline)
             return self._issue_version(spec, names, vault, deadline)
 
-    def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> CertificateFacts:
+    def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> RevokedFacts:
         """Revoke the current version at the CA that issued it, record the reason in its tags, and disable it
         unless told not to. An expired version is refused (:class:`CertificateExpired`): CAs do not revoke it."""
         revocation_reason(reason, "reason", "unspecified")
@@ -297,8 +298,11 @@ class Engine:
                 raise CertificateExpired(f"{facts.id} version {facts.version} expired at {facts.not_after.isoformat()}"
                                          "; CAs do not revoke expired certificates, and nothing trusts it any more")
             leaf = split_pem_chain(facts.pem_chain)[0]
-            tags = self._revoke_version(spec, vault, facts.version, leaf, facts.tags, reason, disable, deadline)
-            return replace(facts, tags=tags, revoked_reason=reason, enabled=facts.enabled and not disable)
+            tags, revoked_now = self._revoke_version(spec, vault, facts.version, leaf, facts.tags, reason, disable,
+                                                     deadline)
+            return RevokedFacts(**{**{f.name: getattr(facts, f.name) for f in fields(facts)}, "tags": tags,
+                                   "revoked_reason": tags[TAG_REVOKED], "enabled": facts.enabled and not disable,
+                                   "already_revoked": not revoked_now})
 
     def revoke_all(self, spec: CertificateSpec, reason: str = "unspecified") -> list[str]:
         """Before a destroy: revoke every version this engine issued that is neither expired nor revoked yet
@@ -327,17 +331,24 @@ class Engine:
         return revoked
 
     def _revoke_version(self, spec: CertificateSpec, vault: KeyVault, version: str, leaf: x509.Certificate,
-                        tags: Mapping[str, str], reason: str, disable: bool, deadline: float) -> dict[str, str]:
+                        tags: Mapping[str, str], reason: str, disable: bool,
+                        deadline: float) -> tuple[dict[str, str], bool]:
         # At the CA recorded on the version: the spec may have moved to another CA since it was issued.
         directory_url = tags.get(TAG_DIRECTORY) or spec.acme.directory_url
         revoked_now = self._account(spec, vault, deadline, directory_url=directory_url).revoke(
             leaf, reason, deadline=deadline)
-        tags = {**dict(tags), TAG_REVOKED: reason}
+        # A certificate the CA had revoked keeps the reason we recorded then: the CA never took this one.
+        recorded = tags.get(TAG_REVOKED) if not revoked_now else None
+        tags = {**dict(tags), TAG_REVOKED: recorded or reason}
         vault.update(spec.name, version, tags=tags, enabled=False if disable else None, deadline=deadline)
-        self.log.info("revoked %s/certificates/%s version %s (serial %x, reason %s) at %s%s", vault.vault_url,
-                      spec.name, version, leaf.serial_number, reason, directory_url,
-                      "" if revoked_now else "; the CA had already revoked it")
-        return tags
+        if revoked_now:
+            self.log.info("revoked %s/certificates/%s version %s (serial %x, reason %s) at %s", vault.vault_url,
+                          spec.name, version, leaf.serial_number, reason, directory_url)
+        else:
+            self.log.info("%s/certificates/%s version %s (serial %x): the CA at %s had already revoked it; the "
+                          "recorded reason is %s", vault.vault_url, spec.name, version, leaf.serial_number,
+                          directory_url, tags[TAG_REVOKED])
+        return tags, revoked_now
 
     def update_tags(self, spec: CertificateSpec) -> CertificateFacts | None:
         """Give the current version the spec's tags now, without issuing a new one; None when there is none.
@@ -402,8 +413,8 @@ class Engine:
             vault.update(spec.name, facts.version, tags=tags, deadline=deadline)
             facts = replace(facts, tags=tags)
         timings.mark("merge")
-        self.log.info("issued %s version %s (serial %s, %d names, %s) in %.3f s", facts.id, facts.version,
-                      facts.serial, len(names), spec.key.label, sum(timings.seconds.values()))
+        self.log.info("issued %s version %s (serial %s, %s, %s) in %.3f s", facts.id, facts.version,
+                      facts.serial, plural(len(names), "name"), spec.key.label, sum(timings.seconds.values()))
         self.log.debug("phases of %s: %s", facts.id, timings)
         if self._on_timings is not None:
             self._on_timings(spec.name, dict(timings.seconds))

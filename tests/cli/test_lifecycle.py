@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,16 @@ def test_revoke_revokes_at_the_ca_and_status_shows_it(capsys, stack, specs, issu
     assert row["state"] == "revoked" and row["revoked_reason"] == "keyCompromise"
     code, _, err = kvacme(capsys, stack, "status", "late", "--fail-within", "0")
     assert code == cli.EXIT_ATTENTION and "late (revoked)" in err
+    # A revoked certificate is re-issued by the next run: no RENEW AFTER in the future.
+    assert row["renew_after"] is None or datetime.fromisoformat(row["renew_after"]) <= datetime.now(timezone.utc)
+    code, out, _ = kvacme(capsys, stack, "status", "late")
+    [table_row] = [line for line in out.splitlines() if line.startswith("late ")]
+    assert table_row.split()[-1] == "revoked" and " - " in table_row
+    # Revoking again with another reason: the CA had already revoked it; the first reason stays recorded.
+    code, out, err = kvacme(capsys, stack, "revoke", "late", "--reason", "superseded")
+    assert code == 0, err
+    assert "already revoked" in out and "keyCompromise" in out and "superseded" in out
+    assert engine.inspect(specs["late"].vault_url, "late").revoked_reason == "keyCompromise"
 
 
 def test_an_operation_that_fails_is_one_line_exit_1(capsys, tmp_path, stack, issued):
@@ -177,6 +188,10 @@ def test_check_names_the_failing_step_for_an_identity_without_roles(capsys, stac
     assert [line.split(": ")[:2] for line in failures] == [[f"FAIL {c}", s] for c in ("early", "late") for s in steps]
     assert all("403" in line or "forbidden" in line.lower() or "permission" in line.lower() for line in failures)
     assert all("; fix: " in line for line in failures)
+    # The hint is said once, as the fix, not again inside the finding.
+    for line in failures:
+        finding, fix = line.split("; fix: ", 1)
+        assert fix not in finding, line
     assert "ok   early: credentials: " in out
 
 
