@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from .acme_client import DirectoryInfo
     from .lifecycle import Engine
 
-STEPS = ("spec", "credentials", "vault", "CA directory", "profile", "zones writable", "NS delegation", "CAA")
+STEPS = ("spec", "credentials", "vault", "CA directory", "profile", "zones writable", "NS delegation", "CAA",
+         "leftovers")
 TOKEN_SCOPES = {"Key Vault": "https://vault.azure.net/.default",
                 "Azure Resource Manager": "https://management.azure.com/.default"}
 
@@ -79,8 +80,9 @@ class Checks:
                                              f"{counted([z.name for z in self.spec.zones], 'zone')}")]
         credentials = self.credentials()
         results.append(credentials)
-        if credentials.ok:
-            results.append(self.vault())
+        vault = self.vault() if credentials.ok else None
+        if vault is not None:
+            results.append(vault)
         directory, result = self.directory()
         results.append(result)
         if directory is not None:
@@ -92,6 +94,8 @@ class Checks:
         results += self.delegation({z: p for z, p in providers.items() if z in used})
         if directory is not None and providers:
             results.append(self.caa(names, directory, providers))
+        if vault is not None and vault.ok and directory is not None:
+            results.append(self.leftovers(providers))
         return tuple(results)
 
     # -- steps ------------------------------------------------------------------------------------------
@@ -245,6 +249,43 @@ class Checks:
             return CheckResult("CAA", False, finding(e), e.hint)
         allowed = f"this CA ({', '.join(identities)})" if identities else "any CA whose identity is not excluded"
         return CheckResult("CAA", True, f"{counted(list(checked), 'name')}: CAA lets {allowed} issue")
+
+    def leftovers(self, providers: dict[str, Any]) -> CheckResult:
+        """Challenge values a run that stopped (killed, crashed) left in DNS: found from the ACME order its
+        pending operation records (:mod:`.runs`), so only values this engine wrote count. Read-only: the
+        order is read at the CA and the records are asked of the zones' servers."""
+        from datetime import datetime, timezone
+
+        from .dns.propagation import query, txt_values
+        from .runs import RUN_TAG, RunRecord, creator_gone, process_alive, this_run
+
+        spec = self.spec
+        try:
+            vault = self.engine._vault(spec.vault_url)
+            props = vault.pending_properties(spec.name, deadline=self.deadline)
+            record = RunRecord.parse((props.tags or {}).get(RUN_TAG)) if props is not None else None
+            if props is None or record is None or not record.order_url:
+                return CheckResult("leftovers", True, "no run left a pending operation with challenge records")
+            if not creator_gone(record, props.created_on, datetime.now(timezone.utc), self.engine.timeout_s,
+                                host=this_run().host, alive=process_alive):
+                return CheckResult("leftovers", True, f"{record.describe()} is issuing this certificate (since "
+                                                      f"{props.created_on.isoformat()}); its records are its own")
+            client = self.engine._account(spec, vault, self.deadline)
+            values = client.challenge_values(record.order_url, deadline=self.deadline)
+            solver = DnsSolver(providers, resolvers=spec.resolvers)
+            placements = solver.place([Challenge(i, v) for i, v in values])
+            live = sorted({p.record for p in placements
+                           if any(p.value in txt_values(query(p.record, "TXT", server), p.record)
+                                  for server in solver.servers(p.zone))})
+        except Exception as e:  # noqa: BLE001 - a leftover we cannot look for is reported, not raised
+            return CheckResult("leftovers", False, f"could not look for challenge values left by an earlier run: "
+                                                   f"{finding(e)}", getattr(e, "hint", "") or "run check again")
+        if not live:
+            return CheckResult("leftovers", True, f"{record.describe()} stopped with a pending operation; it left "
+                                                  "no challenge values in DNS")
+        return CheckResult("leftovers", False, f"{record.describe()} stopped and left challenge values of its order "
+                                               f"{record.order_url} at {counted(live, 'TXT record')}",
+                           f"issue or renew this certificate: the next run removes exactly those values")
 
     def _azure_zones(self) -> list[AzureDnsZone]:
         return [z for z in self.spec.zones if isinstance(z, AzureDnsZone)]

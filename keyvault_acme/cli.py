@@ -79,6 +79,9 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
                         help="show every step, also when the output is not a terminal")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="show no progress, only results and errors")
+    common.add_argument("--timeout", type=_seconds, metavar="SECONDS", default=default,
+                        help="give up each certificate's operation after SECONDS (default 600); also how old a "
+                             "pending operation left by a crashed run on another host must be before it is reused")
     return common
 
 
@@ -150,6 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("names", nargs="*", metavar="NAME", help="only these certificates (default: all)")
     check.set_defaults(run=cmd_check)
     return parser
+
+
+def _seconds(text: str) -> float:
+    import math
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return seconds
 
 
 def _days(text: str) -> float:
@@ -411,7 +426,9 @@ class Context:
     def engine(self) -> "Engine":
         if self._engine is None:
             from .lifecycle import Engine
-            self._engine = Engine(logger=self._logger)
+            timeout = getattr(self.args, "timeout", None)
+            self._engine = Engine(logger=self._logger) if timeout is None else \
+                Engine(logger=self._logger, timeout_s=timeout)
         return self._engine
 
 

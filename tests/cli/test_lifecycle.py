@@ -242,3 +242,34 @@ def test_a_terminal_sees_the_engine_wait_for_propagation_and_validation(capsys, 
     assert f"_acme-challenge.shown-{label}.{ZONE}" in propagation and f"{host}:{port}" in propagation
     assert sum("the CA is validating 1 name" in line for line in err.splitlines()) == 1
     assert sum("the CA validated 1 name" in line for line in err.splitlines()) == 1
+
+
+def test_timeout_reuses_a_crashed_runs_pending_operation_from_another_host_sooner(capsys, tmp_path, emulator,
+                                                                                  short_pebble, cli_env, engine):
+    """A run on another host crashed with its pending operation made: by default that blocks the certificate for
+    the operation timeout (600 s); `--timeout 5` reuses it once it is 5 s old."""
+    from keyvault_acme.lifecycle import managed_tags
+    from keyvault_acme.runs import RUN_TAG, RunRecord
+    from tests.cli.conftest import ZONE, write_stack
+
+    label = uuid.uuid4().hex[:8]
+    host, port = emulator.dns_address
+    stack = write_stack(tmp_path / "Pulumi.crash.yaml", vault=f"kvcrash{label}",
+                        directory_url=short_pebble.directory_url, resolver=f"{host}:{port}",
+                        certificates=[{"name": "crashed", "dns_names": [f"crashed-{label}.{ZONE}"]}])
+    spec = load_stack_file(stack).certificates[0].spec
+    vault = engine._vault(spec.vault_url)
+    elsewhere = RunRecord("another-runner", 4242, "1").tag()
+    crashed = vault.create_pending(spec.name, spec.key, spec.dns_names, {**managed_tags(spec), RUN_TAG: elsewhere})
+    code, _, err = kvacme(capsys, stack, "issue", "crashed")
+    assert code == cli.EXIT_FAILED and "another run is issuing" in err and "--timeout" in err
+    with pytest.raises(SystemExit) as usage:
+        kvacme(capsys, stack, "issue", "crashed", "--timeout", "0")
+    assert usage.value.code == cli.EXIT_USAGE and "positive number of seconds" in capsys.readouterr().err
+    while (datetime.now(timezone.utc) - vault.pending_created(spec.name)).total_seconds() <= 5:
+        time.sleep(0.2)
+    code, out, err = kvacme(capsys, stack, "issue", "crashed", "--timeout", "5")
+    assert code == 0, err
+    from keyvault_acme.keyvault import same_public_key, split_pem_chain
+    facts = engine.inspect(spec.vault_url, spec.name)
+    assert same_public_key(split_pem_chain(facts.pem_chain)[0].public_key(), crashed.csr.public_key())
