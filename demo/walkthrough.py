@@ -27,8 +27,8 @@ from typing import Any, Iterator, Mapping, Sequence, TextIO
 
 import yaml
 
-from keyvault_acme import cli
-from keyvault_acme.workload import NAMESPACE, WorkloadConfig, load_stack_file
+from keyvault_acme_cli import cli
+from keyvault_acme_stack.workload import NAMESPACE, WorkloadConfig, load_stack_file
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_STACK = ROOT / "stacks" / "Pulumi.local.yaml"
@@ -86,7 +86,7 @@ class Demo:
 
     def create_azure_resources(self, cfg: WorkloadConfig) -> dict[str, Any]:
         """What the local stack references as existing: vault, zones, and the issuer with its least privileges."""
-        from components.workload import BUILTIN_ROLE_NAMES, CUSTOM_ROLES, role_plan
+        from keyvault_acme_pulumi.components.workload import BUILTIN_ROLE_NAMES, CUSTOM_ROLES, role_plan
 
         admin = self.emulator.admin
         self.say("Creating the local stack's existing resources in the emulator")

@@ -17,7 +17,9 @@ class AdminError(Exception):
 
 class AdminClient:
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
+        """``base_url``: the emulator's ``proxy_url`` or its ``admin_url`` (``<proxy_url>/admin``, what
+        ``python -m emulator`` prints); either reaches the same routes."""
+        self.base_url = base_url.rstrip("/").removesuffix("/admin")
         self._timeout = timeout
         # The admin API is plain HTTP on loopback: never route it through a proxy from the environment.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -78,10 +80,11 @@ class AdminClient:
 
     # Key Vault
     def register_vault(self, name: str, subscription_id: str | None = None, resource_group: str | None = None,
-                       tenant_id: str | None = None) -> dict[str, Any]:
-        """Places a vault in a subscription / resource group / tenant; returns its ARM id as `id`."""
+                       tenant_id: str | None = None, sku: str | None = None) -> dict[str, Any]:
+        """Places a vault in a subscription / resource group / tenant, of SKU standard (default) or premium
+        (HSM keys allowed); returns its ARM id as `id`."""
         body = {"name": name, "subscription_id": subscription_id, "resource_group": resource_group,
-                "tenant_id": tenant_id}
+                "tenant_id": tenant_id, "sku": sku}
         return self.call("POST", "/admin/vaults", {k: v for k, v in body.items() if v is not None})
 
     # Faults

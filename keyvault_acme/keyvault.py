@@ -46,7 +46,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID
 
 from .errors import (
+    AccountKeyRefused,
     CertificateDeletedButRecoverable,
+    HsmNotAvailable,
     KeyVaultError,
     KeyVaultForbidden,
     KeyVaultReadOnly,
@@ -60,6 +62,7 @@ from .transport import new_session
 
 if TYPE_CHECKING:
     from azure.keyvault.keys import KeyClient
+    from azure.keyvault.keys.crypto import CryptographyClient
 
 log = logging.getLogger("keyvault_acme.keyvault")
 
@@ -73,6 +76,8 @@ PEM_CONTENT_TYPE = "application/x-pem-file"
 _CHAIN_THUMBPRINT_TAG = "thumbprint"  # the leaf's: which certificate version a chain belongs to
 
 _READ_ONLY_MARKERS = ("read-only", "read only", "readonly")
+# A standard vault refuses HSM keys with "Hardware key operation not allowed on standard vault".
+_HSM_REFUSAL_MARKER = "hardware key operation not allowed"
 
 
 # -- pure helpers ------------------------------------------------------------------------------------------
@@ -120,10 +125,10 @@ def policy_for(key: KeySpec, dns_names: Sequence[str]) -> CertificatePolicy:
     # profiles without a CN ignore it, so any SAN that fits will do.
     cn = next((n for n in dns_names if len(n) <= 64), dns_names[0][:64])
     kwargs: dict[str, Any] = {}
-    if key.kty == "RSA":
-        kwargs.update(key_type=KeyType.rsa, key_size=key.size)
+    if key.family == "RSA":
+        kwargs.update(key_type=KeyType.rsa_hsm if key.hsm else KeyType.rsa, key_size=key.size)
     else:
-        kwargs.update(key_type=KeyType.ec, key_curve_name=KeyCurveName(key.curve))
+        kwargs.update(key_type=KeyType.ec_hsm if key.hsm else KeyType.ec, key_curve_name=KeyCurveName(key.curve))
     return CertificatePolicy(
         issuer_name="Unknown",
         subject=f"CN={cn}",
@@ -187,6 +192,9 @@ def map_error(error: BaseException, what: str) -> KeyVaultError:
         return KeyVaultReadOnly(detail, status=status, code=code)
     if status == 403:
         return KeyVaultForbidden(detail, status=status, code=code)
+    if _HSM_REFUSAL_MARKER in message.lower():
+        return HsmNotAvailable(f"{detail}: HSM-protected keys (key.kty RSA-HSM / EC-HSM) need a premium vault",
+                               status=status, code=code)
     if status == 409 and "deletedbutrecoverable" in code.lower():
         return CertificateDeletedButRecoverable(detail, status=status, code=code)
     mapped = KeyVaultError(detail, status=status, code=code)
@@ -195,6 +203,17 @@ def map_error(error: BaseException, what: str) -> KeyVaultError:
 
 
 # -- the adapter -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A Key Vault key that signs in place: its versioned id and public half (the private half stays in Key Vault)."""
+
+    key_id: str
+    public_key: Any
+
+
+ACCOUNT_KEY_CURVE = "P-256"  # ES256: what every ACME CA accepts
 
 
 @dataclass(frozen=True)
@@ -224,6 +243,7 @@ class KeyVault:
         self._certs: CertificateClient | None = None
         self._secrets: SecretClient | None = None
         self._keys: KeyClient | None = None
+        self._crypto: dict[str, CryptographyClient] = {}
 
     # SDK clients are built on first use: a vault we only read certificates from never builds a KeyClient.
     @property
@@ -272,15 +292,17 @@ class KeyVault:
             poller = self.certificates.begin_create_certificate(name, policy, tags=dict(tags))
             return poller.result()  # issuer Unknown: the poller is done at once with the operation (no polling)
 
-        op = self._call(f"create certificate {name!r} ({key.label}, {plural(len(dns_names), 'name')})", create,
+        op = self._call(f"create certificate {name!r} ({key.description}, {plural(len(dns_names), 'name')})", create,
                         deadline=deadline)
         log.debug("created pending operation for %s/%s", self.vault_url, name)
         return PendingCsr(name, bytes(op.csr), str(op.status))
 
     def pending(self, name: str, *, deadline: float | None = None) -> PendingCsr | None:
+        """The certificate's unfinished operation, or None. Key Vault keeps a completed one (merged: its target is
+        the certificate) until the next create; that is no pending operation."""
         op = self._call(f"get pending operation of {name!r}",
                         lambda: self.certificates.get_certificate_operation(name), deadline=deadline, missing_ok=True)
-        if op is None or not op.csr:
+        if op is None or not op.csr or str(op.status).lower() == "completed":
             return None
         return PendingCsr(name, bytes(op.csr), str(op.status))
 
@@ -420,6 +442,42 @@ class KeyVault:
         except _NotYet:  # not deleted by us and not (or no longer) in the deleted state: nothing to purge
             return
         self._call(f"purge {what}", purge, deadline=deadline, missing_ok=True)
+
+    # -- the ACME account key as a Key Vault key (acme.account_key.kind: key) --------------------------------
+
+    def signing_key(self, name: str, *, create: bool = True, deadline: float | None = None) -> SigningKey:
+        """The EC P-256 key ``name`` (its latest version), made non-exportable with only sign/verify allowed when it
+        does not exist and ``create`` is set. A certificate's key, or one that is not EC P-256 or may not sign, is
+        refused (:class:`AccountKeyRefused`). Reading it needs keys/read only."""
+        key = self._call(f"get key {name!r}", lambda: self.keys.get_key(name), deadline=deadline, missing_ok=True)
+        if key is None:
+            if not create:
+                raise AccountKeyRefused(f"Key Vault {self.vault_url}: the key {name!r} does not exist", status=404)
+            from azure.keyvault.keys import KeyCurveName as KeyCurve
+            from azure.keyvault.keys import KeyOperation
+
+            key = self._call(f"create key {name!r} (EC {ACCOUNT_KEY_CURVE}, sign/verify)",
+                             lambda: self.keys.create_ec_key(
+                                 name, curve=KeyCurve.p_256, key_operations=[KeyOperation.sign, KeyOperation.verify],
+                                 tags={MANAGED_BY_TAG: MANAGED_BY, "purpose": "acme-account-key"}), deadline=deadline)
+            log.info("created the ACME account key %s/keys/%s (EC %s, not exportable)", self.vault_url, name,
+                     ACCOUNT_KEY_CURVE)
+        problem = signing_key_problem(name, key)
+        if problem:
+            raise AccountKeyRefused(f"Key Vault {self.vault_url}: {problem}")
+        return SigningKey(key.id, public_key_from_jwk(key.key))
+
+    def sign_digest(self, key_id: str, algorithm: str, digest: bytes, *, deadline: float | None = None) -> bytes:
+        """Key Vault signs ``digest`` with the key ``key_id`` (keys/sign); EC signatures come back as raw r||s."""
+        from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+
+        with self._lock:
+            client = self._crypto.get(key_id)
+            if client is None:
+                client = self._crypto[key_id] = CryptographyClient(key_id, self._credential, **self._kwargs)
+        result = self._call(f"sign with key {key_id.rsplit('/keys/', 1)[-1]!r}",
+                            lambda: client.sign(SignatureAlgorithm(algorithm), digest), deadline=deadline)
+        return bytes(result.signature)
 
     # -- secrets (account key, TSIG key, EAB key, public chains) ---------------------------------------------
     #
@@ -576,6 +634,21 @@ def secret_problem(name: str, versions: Sequence[Any], *, ours: bool) -> str | N
         return (f"the secret {name!r} was not written by keyvault-acme (a version lacks the tag "
                 f"{MANAGED_BY_TAG}={MANAGED_BY}); choose another name, or tag every version to let keyvault-acme "
                 f"use it")
+    return None
+
+
+def signing_key_problem(name: str, key: Any) -> str | None:
+    """Why the Key Vault key ``key`` cannot be the ACME account key, or None."""
+    if getattr(key.properties, "managed", False):
+        return (f"the key {name!r} belongs to the certificate {name!r}; an ACME account key must be a key of its own "
+                f"(acme.account_key.name)")
+    kty = str(getattr(key.key_type, "value", key.key_type))
+    crv = str(getattr(key.key.crv, "value", key.key.crv)) if key.key.crv else None
+    if kty not in ("EC", "EC-HSM") or crv != ACCOUNT_KEY_CURVE:
+        return f"the key {name!r} is {kty} {crv or ''}; the ACME account key must be EC {ACCOUNT_KEY_CURVE}".replace("  ", " ")
+    ops = [str(getattr(o, "value", o)) for o in (key.key_operations or ())]
+    if ops and "sign" not in ops:
+        return f"the key {name!r} may not sign (its operations are {', '.join(ops)}); allow sign"
     return None
 
 

@@ -24,12 +24,12 @@ import threading
 import time
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
-from .account import AccountCache, new_account_key
+from .account import AccountCache, AccountKey, key_from_secret, key_vault_account_key, new_account_key
 from .checks import Checks, one_line
 from .acme_client import AcmeClient
 from .dns.azure import AzureDnsClients, AzureDnsProvider
@@ -41,12 +41,14 @@ from .errors import (
     CertificateDeletedButRecoverable,
     CertificateExpired,
     CertificateMismatch,
+    ChainMismatch,
     CertificateNotFound,
     Deadline,
     KeyVaultAcmeError,
     KeyVaultError,
     KeyVaultReadOnly,
     SpecError,
+    UntrustedDirectory,
 )
 from .keyvault import (
     CHAIN_SUFFIX,
@@ -63,8 +65,10 @@ from .keyvault import (
     split_pem_chain,
 )
 from .config import revocation_reason
+from .issued import check_issued_chain
 from .names import plural
 from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, RevokedFacts, Rfc2136Zone
+from .observe import Observer, Operation, failure_reason
 from .preflight import CaaCache, caa_lookup, check_caa, check_spec
 from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
 from .retry import retry_call
@@ -74,8 +78,11 @@ DEFAULT_TIMEOUT_S = 600.0
 MAX_TAGS = 15  # Key Vault's limit per object
 TSIG_CACHE_S = 300.0  # a rotated TSIG secret is picked up within minutes, without a read per issuance
 
-_KV_NAME = re.compile(r"^[0-9A-Za-z-]+$")
+_KV_NAME = re.compile(r"[0-9A-Za-z-]+")
 PHASES = ("kv_create", "order", "dns_write", "propagation", "validation", "finalize", "merge")
+
+
+_Facts = TypeVar("_Facts", bound=CertificateFacts)
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,26 @@ def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec:
     if public_key_label(csr.public_key()) != spec.key.label:
         return f"Key Vault's CSR has a {public_key_label(csr.public_key())} key, the spec asks for {spec.key.label}"
     return None
+
+
+def revocation_directory(spec: CertificateSpec, tags: Mapping[str, str], what: str) -> str:
+    """Where to revoke a version: the CA its ``acme-directory`` tag names, when that is one the spec configures
+    (``acme.directory_url`` or ``acme.previous_directories``); the spec's CA when the tag is missing.
+
+    Raises UntrustedDirectory naming both otherwise; nothing is sent anywhere then."""
+    tagged = tags.get(TAG_DIRECTORY)
+    if not tagged:
+        return spec.acme.directory_url
+    trusted = spec.acme.trusted_directories()
+    if tagged.startswith("https://") and tagged.rstrip("/") in {url.rstrip("/") for url in trusted}:
+        return tagged
+    shown = tagged if len(tagged) <= 200 else tagged[:200] + "..."
+    raise UntrustedDirectory(
+        f"{what} is tagged {TAG_DIRECTORY}={shown!r}, which is not a CA this stack configures (acme.directory_url "
+        f"{spec.acme.directory_url}" + (f", acme.previous_directories {', '.join(spec.acme.previous_directories)}"
+                                        if spec.acme.previous_directories else "") +
+        "); nothing was sent to any CA and the version is unchanged. If that CA issued it, add its directory "
+        "URL to acme.previous_directories; otherwise someone changed the tag: restore it")
 
 
 class Timings:
@@ -172,13 +199,16 @@ class Engine:
 
     ``credential``: any azure-core TokenCredential; None uses DefaultAzureCredential (workload identity,
     managed identity, environment, Azure CLI). ``on_timings(name, seconds_by_phase)`` is called after
-    each issuance (metrics, benchmarks). ``timeout_s`` bounds each operation.
+    each issuance (metrics, benchmarks). ``observer`` hears of every issue, renew and revoke when it ends
+    (:mod:`.observe`). ``timeout_s`` bounds each operation.
     """
 
     def __init__(self, credential: Any | None = None, *, logger: logging.Logger | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S,
-                 on_timings: Callable[[str, Mapping[str, float]], None] | None = None) -> None:
+                 on_timings: Callable[[str, Mapping[str, float]], None] | None = None,
+                 observer: Observer | None = None) -> None:
         self.log = logger or logging.getLogger("keyvault_acme")
+        self.observer = observer
         self.timeout_s = timeout_s
         self._on_timings = on_timings
         self._credential_arg = credential
@@ -214,7 +244,8 @@ class Engine:
         vault = self._vault(spec.vault_url)
         # A key this process already loaded was vetted then; checking again would cost a Key Vault call
         # on every issuance.
-        if not self._accounts.loaded(vault, spec.acme.account_key_secret, spec.acme.directory_url):
+        if spec.acme.account_key_kind == "secret" and not self._accounts.loaded(
+                vault, spec.acme.account_key_secret, spec.acme.directory_url):
             vault.refuse_foreign_secret(spec.acme.account_key_secret, deadline=deadline)
         vault.refuse_foreign_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=deadline)
         providers = self._providers(spec, deadline)
@@ -237,12 +268,35 @@ class Engine:
         ``access_granted_at``: when the role assignments this needs were made. Until they have surely taken
         effect (:mod:`.access`), a 403 from Key Vault or Azure DNS is retried instead of raised.
         """
-        return self._once_access_settles(spec, access_granted_at, lambda: self._issue(spec))
+        return self._observed("issue", spec,
+                              lambda: self._once_access_settles(spec, access_granted_at, lambda: self._issue(spec)))
 
     def renew(self, spec: CertificateSpec, *, access_granted_at: datetime | None = None) -> CertificateFacts:
         """A new version of the same Key Vault certificate (new key pair, same names unless the spec changed).
         ``access_granted_at`` as for :meth:`issue`."""
-        return self._once_access_settles(spec, access_granted_at, lambda: self._renew(spec))
+        return self._observed("renew", spec,
+                              lambda: self._once_access_settles(spec, access_granted_at, lambda: self._renew(spec)))
+
+    def _observed(self, kind: str, spec: CertificateSpec, operation: Callable[[], _Facts]) -> _Facts:
+        if self.observer is None:
+            return operation()
+        started_at, start = time.time(), time.monotonic()
+        try:
+            facts = operation()
+        except BaseException as e:
+            self._tell(Operation(kind, spec.vault_url, spec.name, started_at, time.monotonic() - start,
+                                 failure=failure_reason(e)))
+            raise
+        self._tell(Operation(kind, spec.vault_url, spec.name, started_at, time.monotonic() - start, facts=facts))
+        return facts
+
+    def _tell(self, op: Operation) -> None:
+        try:
+            assert self.observer is not None
+            self.observer.operation(op)
+        except Exception as e:  # noqa: BLE001 - metrics must never fail (or repeat) a certificate operation
+            self.log.warning("the %s observer failed on %s of %s: %s", type(self.observer).__name__, op.kind,
+                             op.certificate, one_line(e))
 
     def _once_access_settles(self, spec: CertificateSpec, granted_at: datetime | None,
                              operation: Callable[[], CertificateFacts]) -> CertificateFacts:
@@ -299,6 +353,9 @@ class Engine:
     def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> RevokedFacts:
         """Revoke the current version at the CA that issued it, record the reason in its tags, and disable it
         unless told not to. An expired version is refused (:class:`CertificateExpired`): CAs do not revoke it."""
+        return self._observed("revoke", spec, lambda: self._revoke(spec, reason, disable))
+
+    def _revoke(self, spec: CertificateSpec, reason: str, disable: bool) -> RevokedFacts:
         revocation_reason(reason, "reason", "unspecified")
         deadline = self._deadline()
         vault = self._vault(spec.vault_url)
@@ -345,8 +402,9 @@ class Engine:
     def _revoke_version(self, spec: CertificateSpec, vault: KeyVault, version: str, leaf: x509.Certificate,
                         tags: Mapping[str, str], reason: str, disable: bool,
                         deadline: float) -> tuple[dict[str, str], bool]:
-        # At the CA recorded on the version: the spec may have moved to another CA since it was issued.
-        directory_url = tags.get(TAG_DIRECTORY) or spec.acme.directory_url
+        # At the CA recorded on the version (the spec may have moved to another CA since it was issued), when the
+        # spec trusts that CA: a tag is no authority, anyone allowed to edit tags could name any URL.
+        directory_url = revocation_directory(spec, tags, f"{vault.vault_url}/certificates/{spec.name} version {version}")
         revoked_now = self._account(spec, vault, deadline, directory_url=directory_url).revoke(
             leaf, reason, deadline=deadline)
         # A certificate the CA had revoked keeps the reason we recorded then: the CA never took this one.
@@ -421,6 +479,12 @@ class Engine:
                                         preferred_chain=spec.preferred_chain, deadline=deadline)
             timings.mark("finalize")
             certs = split_pem_chain(chain.fullchain_pem)
+            # Before anything is written: the CA's answer must be the certificate that was asked for.
+            try:
+                check_issued_chain(certs, pending.csr, names)
+            except ChainMismatch as e:
+                raise ChainMismatch(f"{spec.vault_url.rstrip('/')}/certificates/{spec.name}: {e}; its pending "
+                                    "operation (and the key Key Vault made for it) is discarded") from None
             vault.store_chain(spec.name, certs, deadline=deadline)
         except BaseException as error:
             # Nothing half-made stays behind: the pending version (and its key) goes, the name stays free.
@@ -450,7 +514,7 @@ class Engine:
             facts = replace(facts, tags=tags)
         timings.mark("merge")
         self.log.info("%s %s version %s (serial %s, %s, %s) in %.3f s", "merged" if adopted else "issued", facts.id,
-                      facts.version, facts.serial, plural(len(names), "name"), spec.key.label,
+                      facts.version, facts.serial, plural(len(names), "name"), spec.key.description,
                       sum(timings.seconds.values()))
         self.log.debug("phases of %s: %s", facts.id, timings)
         if self._on_timings is not None and not adopted:
@@ -563,7 +627,7 @@ class Engine:
     def _checked_names(self, spec: CertificateSpec) -> tuple[str, ...]:
         if not spec.vault_url.startswith("https://"):
             raise SpecError("vault_url", f"{spec.vault_url!r} is not an https URL", "use https://<vault>.vault.azure.net")
-        if not _KV_NAME.match(spec.name) or len(spec.name) + len(CHAIN_SUFFIX) > 127:
+        if not _KV_NAME.fullmatch(spec.name) or len(spec.name) + len(CHAIN_SUFFIX) > 127:
             raise SpecError("name", f"{spec.name!r} is not a usable Key Vault certificate name",
                             f"use 1-{127 - len(CHAIN_SUFFIX)} letters, digits and hyphens")
         if spec.name.lower().endswith(CHAIN_SUFFIX):
@@ -571,7 +635,7 @@ class Engine:
                             "certificates' public chains (certificate X keeps its chain in the secret "
                             f"X{CHAIN_SUFFIX})", f"choose a name that does not end in {CHAIN_SUFFIX!r}")
         account_key = spec.acme.account_key_secret
-        if not _KV_NAME.match(account_key) or len(account_key) > 127:
+        if not _KV_NAME.fullmatch(account_key) or len(account_key) > 127:
             raise SpecError("acme.account_key_secret", f"{account_key!r} is not a Key Vault secret name",
                             "use letters, digits and hyphens")
         if account_key.lower() == spec.name.lower() or account_key.lower().endswith(CHAIN_SUFFIX):
@@ -579,6 +643,9 @@ class Engine:
                             f"certificate's chain secret (<certificate>{CHAIN_SUFFIX})",
                             "choose a secret name that is no certificate's name and does not end in "
                             f"{CHAIN_SUFFIX!r}")
+        if spec.acme.account_key_kind == "key" and spec.acme.account_key_name.lower() == spec.name.lower():
+            raise SpecError("acme.account_key.name", f"{spec.acme.account_key_name!r} is the certificate's name, and so "
+                            "the name of the certificate's own key", "name a key of its own, e.g. acme-account-key")
         names = check_spec(spec)
         tags = managed_tags(spec)
         if len(tags) + 1 > MAX_TAGS:  # +1: the revocation reason may be added later
@@ -634,18 +701,64 @@ class Engine:
         if directory_url and directory_url != acme.directory_url:
             acme = replace(acme, directory_url=directory_url, eab_kid=None, eab_hmac=None)
 
-        def register(key) -> AcmeClient:
+        def register(key: Any) -> AcmeClient:
             # The EAB key is read only here, once per process and account, not on every issuance.
             eab = None
             if acme.eab_kid and acme.eab_hmac is not None:
                 eab = self._vault(acme.eab_hmac.vault_url).get_secret(acme.eab_hmac.name, acme.eab_hmac.version,
                                                                      ours=False, deadline=deadline)
-            client = AcmeClient(acme.directory_url, key, contact=acme.contact, eab_kid=acme.eab_kid,
+            jwk, alg = (key.jwk, key.alg) if isinstance(key, AccountKey) else (key, None)
+            client = AcmeClient(acme.directory_url, jwk, alg=alg, contact=acme.contact, eab_kid=acme.eab_kid,
                                 eab_hmac_key=eab, timeout=self.timeout_s)
             client.account_url(deadline=deadline)
             return client
 
+        if acme.account_key_kind == "key":
+            # Key Vault signs every JWS with this key; only its public half is ever read.
+            return self._accounts.get(vault, f"keys/{acme.account_key_name}", acme.directory_url, register,
+                                      deadline=deadline,
+                                      load=lambda: key_vault_account_key(vault, acme.account_key_name, deadline=deadline))
         return self._accounts.get(vault, acme.account_key_secret, acme.directory_url, register, deadline=deadline)
+
+    def move_account_to_key(self, spec: CertificateSpec) -> str:
+        """Move the spec's CA account from its secret-held key (``acme.account_key_secret``) to the Key Vault key
+        ``acme.account_key.name`` by ACME account key rollover (``keyChange``): the account, its URL and its
+        history stay; from then on Key Vault signs for it. Creates the key when missing. Idempotent: an account
+        the key already has is left as it is. Returns the account URL.
+
+        The secret is left in place (the CA no longer accepts its key for this account); delete it when every
+        engine uses the key.
+        """
+        acme = spec.acme
+        if acme.account_key_kind != "key":
+            raise SpecError("acme.account_key.kind", "is not key, so there is no Key Vault key to move the account to",
+                            "set acme.account_key: {kind: key} (and optionally name) first")
+        self._checked_names(spec)
+        deadline = self._deadline()
+        vault = self._vault(spec.vault_url)
+        new_key = key_vault_account_key(vault, acme.account_key_name, deadline=deadline)
+        new_client = AcmeClient(acme.directory_url, new_key.jwk, alg=new_key.alg, timeout=self.timeout_s)
+        already = new_client.find_account(deadline=deadline)
+        if already is not None:
+            self.log.info("the ACME account %s already uses the key %s", already, new_key.where)
+            return already
+        found = vault.get_secret_and_tags(acme.account_key_secret, deadline=deadline)
+        if found is None:
+            raise KeyVaultError(f"Key Vault {vault.vault_url}: there is no ACME account key secret "
+                                f"{acme.account_key_secret!r} to move from; nothing to migrate (the first issuance "
+                                f"registers an account for the key {new_key.where})", status=404)
+        old_client = AcmeClient(acme.directory_url, key_from_secret(found[0]), timeout=self.timeout_s)
+        if old_client.find_account(deadline=deadline) is None:
+            raise KeyVaultError(f"the key in {vault.vault_url}/secrets/{acme.account_key_secret} has no account at "
+                                f"{acme.directory_url}; nothing to migrate (the first issuance registers an account "
+                                f"for the key {new_key.where})", status=404)
+        url = old_client.change_key(new_key.jwk, new_key.alg, deadline=deadline)
+        self._accounts.forget(vault, acme.account_key_secret, acme.directory_url)
+        self._accounts.forget(vault, f"keys/{acme.account_key_name}", acme.directory_url)
+        self.log.info("moved the ACME account %s from the secret %s/secrets/%s to the key %s; Key Vault signs for it "
+                      "from now on, and the secret can be deleted", url, vault.vault_url, acme.account_key_secret,
+                      new_key.where)
+        return url
 
     def _directory_client(self, directory_url: str) -> AcmeClient:
         """A client only for reading the CA's directory: its throw-away key never registers (preflight

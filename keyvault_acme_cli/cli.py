@@ -19,13 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TextIO
 
-from .errors import CREDENTIALS_HINT, KeyVaultAcmeError, SpecError
-from .model import REVOCATION_REASONS
+from keyvault_acme.errors import CREDENTIALS_HINT, KeyVaultAcmeError, SpecError
+from keyvault_acme.model import REVOCATION_REASONS
 
 if TYPE_CHECKING:  # imported lazily at run time: `--help` and usage errors stay fast
-    from .lifecycle import Engine
-    from .model import CertificateFacts, CertificateSpec
-    from .workload import WorkloadConfig
+    from keyvault_acme.lifecycle import Engine
+    from keyvault_acme.model import CertificateFacts, CertificateSpec
 
 PROG = "keyvault-acme"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
@@ -237,9 +236,9 @@ class Stack:
 
 
 def load_stack(path: Path) -> Stack:
-    from .workload import load_stack_file
+    from keyvault_acme_stack.workload import load_stack_certificates
     try:
-        workload = load_stack_file(path)
+        certificates = load_stack_certificates(path)
     except SpecError as e:
         text = _one_line(e)  # YAML errors span lines; an operator gets one
         raise UsageError(text if text.startswith(str(path)) else f"{path}: {text}") from None
@@ -247,12 +246,9 @@ def load_stack(path: Path) -> Stack:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
     except ValueError as e:  # YAML errors and other malformed content
         raise UsageError(f"{path}: {_one_line(e)}") from None
-    return Stack(path, _certificates_of(workload))
-
-
-def _certificates_of(workload: "WorkloadConfig") -> dict[str, "CertificateSpec"]:
-    # Operators name a certificate by its Key Vault name, the same name the stack file gives it.
-    return {certificate.name: certificate.spec for certificate in workload.certificates}
+    # Operators name a certificate by its Key Vault name, the same name the stack file gives it. Only the
+    # certificates are read: a command on certificates has no use for the stack's deployment settings.
+    return Stack(path, {certificate.name: certificate.spec for certificate in certificates})
 
 
 # -- output -------------------------------------------------------------------------------------------
@@ -367,7 +363,7 @@ ATTENTION = ("missing", "revoked", "disabled", "expired")
 
 
 def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | None", now: datetime) -> Row:
-    from .renewal import due_at, renewal_decision
+    from keyvault_acme.renewal import due_at, renewal_decision
     decision = renewal_decision(facts, spec, now)
     state = _STATE.get(decision.reason, "outdated")
     # A revoked, disabled or expired version is replaced by the next run, whatever its renewal time says.
@@ -425,7 +421,7 @@ class Context:
     @property
     def engine(self) -> "Engine":
         if self._engine is None:
-            from .lifecycle import Engine
+            from keyvault_acme.lifecycle import Engine
             timeout = getattr(self.args, "timeout", None)
             self._engine = Engine(logger=self._logger) if timeout is None else \
                 Engine(logger=self._logger, timeout_s=timeout)
@@ -481,7 +477,7 @@ def cmd_renew(ctx: Context) -> int:
         return EXIT_OK
     from concurrent.futures import ThreadPoolExecutor
 
-    from .renewal import renewal_decision
+    from keyvault_acme.renewal import renewal_decision
 
     def renew_if_due(name: str, spec: "CertificateSpec") -> tuple[str, str]:
         """(what to print on stdout, error line or "") for one certificate; never raises."""
