@@ -12,7 +12,7 @@ update holding only a prerequisite (it changes nothing).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .acme_client import each
 from .dns.azure import TXT_WRITE, AzureDnsProvider
@@ -46,7 +46,7 @@ def finding(error: BaseException) -> str:
     return " ".join(text.split()) or type(error).__name__
 
 
-def ns_verdict(zone: str, expected: Iterable[str], source: str, served: dict[str, Iterable[str]]) -> CheckResult:
+def ns_verdict(zone: str, expected: Iterable[str], source: str, served: Mapping[str, Iterable[str]]) -> CheckResult:
     """Pure: does every server in ``served`` (who -> NS names) serve the NS set ``source`` lists for ``zone``?
     Names compare without trailing dots and case."""
     def norm(names: Iterable[str]) -> list[str]:
@@ -121,7 +121,7 @@ class Checks:
             if in_key:
                 account = self._account_key(vault)
             else:
-                account = vault.secret_versions(secret, deadline=self.deadline)
+                account = bool(vault.secret_versions(secret, deadline=self.deadline))
                 vault.refuse_foreign_secret(secret, deadline=self.deadline)
         except Exception as e:  # noqa: BLE001 - 403, unreachable vault, bad URL: each is the finding
             fix = getattr(e, "hint", "") or "check the vault URL, the network and the identity's Key Vault roles"
@@ -236,6 +236,7 @@ class Checks:
     def delegation(self, providers: dict[str, Any]) -> list[CheckResult]:
         results = []
         for zone, provider in providers.items():
+            expected: Iterable[str]
             try:
                 if isinstance(provider, AzureDnsProvider):
                     expected, source = provider.nameservers(deadline=self.deadline), "Azure DNS (nameServers)"
@@ -300,7 +301,7 @@ class Checks:
                                                   "no challenge values in DNS")
         return CheckResult("leftovers", False, f"{record.describe()} stopped and left challenge values of its order "
                                                f"{record.order_url} at {counted(live, 'TXT record')}",
-                           f"issue or renew this certificate: the next run removes exactly those values")
+                           "issue or renew this certificate: the next run removes exactly those values")
 
     def _azure_zones(self) -> list[AzureDnsZone]:
         return [z for z in self.spec.zones if isinstance(z, AzureDnsZone)]

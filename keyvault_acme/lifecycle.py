@@ -30,8 +30,9 @@ from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
 from .account import AccountCache, AccountKey, key_from_secret, key_vault_account_key, new_account_key
-from .checks import Checks, one_line
 from .acme_client import AcmeClient
+from .checks import Checks, one_line
+from .config import revocation_reason
 from .dns.azure import AzureDnsClients, AzureDnsProvider
 from .dns.base import Challenge, DnsProvider, authoritative_hint
 from .dns.challenges import CLEANUP_BUDGET_S, CLEANUP_MIN_S, DnsSolver
@@ -41,8 +42,8 @@ from .errors import (
     CertificateDeletedButRecoverable,
     CertificateExpired,
     CertificateMismatch,
-    ChainMismatch,
     CertificateNotFound,
+    ChainMismatch,
     Deadline,
     KeyVaultAcmeError,
     KeyVaultError,
@@ -50,6 +51,7 @@ from .errors import (
     SpecError,
     UntrustedDirectory,
 )
+from .issued import check_issued_chain
 from .keyvault import (
     CHAIN_SUFFIX,
     MANAGED_BY,
@@ -58,16 +60,14 @@ from .keyvault import (
     PendingCsr,
     dns_names_of,
     is_managed,
-    public_key_label,
     names_key,
+    public_key_label,
     same_public_key,
     sdk_client_kwargs,
     split_pem_chain,
 )
-from .config import revocation_reason
-from .issued import check_issued_chain
-from .names import plural
 from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, RevokedFacts, Rfc2136Zone
+from .names import plural
 from .observe import Observer, Operation, failure_reason
 from .preflight import CaaCache, caa_lookup, check_caa, check_spec
 from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
@@ -553,20 +553,19 @@ class Engine:
         except KeyVaultError as e:
             if e.status != 409 or isinstance(e, CertificateDeletedButRecoverable):
                 raise
-            pending = vault.pending(spec.name, deadline=deadline)
-            fits = (pending is not None and pending.status.lower() == "inprogress"
-                    and not csr_problem(pending.csr, names, spec))
-            if fits:
-                assert pending is not None
+            found = vault.pending(spec.name, deadline=deadline)
+            fit = (found if found is not None and found.status.lower() == "inprogress"
+                   and not csr_problem(found.csr, names, spec) else None)
+            if fit is not None:
                 chain = vault.stored_chain(spec.name, deadline=deadline)
-                if chain and same_public_key(chain[0].public_key(), pending.csr.public_key()) \
+                if chain and same_public_key(chain[0].public_key(), fit.csr.public_key()) \
                         and names_key(dns_names_of(chain[0])) == names_key(names):
                     with self._lock:
                         self._pending_ours.add(key)
-                    return _Claim(pending, chain)
+                    return _Claim(fit, chain)
             props = vault.pending_properties(spec.name, deadline=deadline)
             record = RunRecord.parse((props.tags or {}).get(RUN_TAG) if props is not None else None)
-            if pending is not None and key not in self._pending_ours:
+            if found is not None and key not in self._pending_ours:
                 created = props.created_on if props is not None else None
                 if not creator_gone(record, created, datetime.now(timezone.utc), self.timeout_s,
                                     host=this_run().host, alive=process_alive):
@@ -579,17 +578,17 @@ class Engine:
                         from None
             if record is not None and record.order_url:
                 self._remove_stale_values(spec, client, record, deadline)
-            if not fits:
+            if fit is None:
                 self.log.info("discarding a stale pending operation of %s/%s", spec.vault_url, spec.name)
                 self._discard(vault, spec, deadline)
                 pending = vault.create_pending(spec.name, spec.key, names, tags, deadline=deadline)
             else:
+                pending = fit
                 self.log.info("reusing the pending operation of %s/%s left by an earlier run%s", spec.vault_url,
                               spec.name, f" ({record.describe()})" if record else "")
                 # This run's record replaces the dead one: a third run must see this one as alive.
                 if props is not None:
                     vault.update(spec.name, props.version, tags=tags, deadline=deadline)
-        assert pending is not None
         with self._lock:
             self._pending_ours.add(key)
         problem = csr_problem(pending.csr, names, spec)

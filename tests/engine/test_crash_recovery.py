@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from keyvault_acme.dns.propagation import Nameserver, query, txt_values
-from keyvault_acme.errors import KeyVaultError, KeyVaultReadOnly
+from keyvault_acme.errors import KeyVaultError
 from keyvault_acme.keyvault import CHAIN_SUFFIX, same_public_key, split_pem_chain
 from keyvault_acme.lifecycle import Engine
 from keyvault_acme.names import challenge_name
