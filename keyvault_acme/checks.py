@@ -24,11 +24,11 @@ from .errors import CREDENTIALS_HINT, AccountKeyRefused, CaaForbidsCa, KeyVaultA
 from .keyvault import CHAIN_SUFFIX, is_managed
 from .model import AzureDnsZone, CertificateSpec, CheckResult
 from .names import counted, zone_for
-from .preflight import caa_lookup, check_caa
+from .preflight import caa_lookup, check_caa, check_spec
+from .wiring import Wiring
 
 if TYPE_CHECKING:
     from .acme_client import DirectoryInfo
-    from .lifecycle import Engine
 
 STEPS = ("spec", "credentials", "vault", "CA directory", "profile", "zones writable", "NS delegation", "CAA",
          "leftovers")
@@ -66,14 +66,15 @@ def ns_verdict(zone: str, expected: Iterable[str], source: str, served: Mapping[
 
 
 class Checks:
-    """The steps for one spec, with the engine's clients; :meth:`run` is ``Engine.check``."""
+    """The steps for one spec, through the engine's :class:`~keyvault_acme.wiring.Wiring` (the same clients an
+    issuance uses); :meth:`run` is ``Engine.check``."""
 
-    def __init__(self, engine: "Engine", spec: CertificateSpec, deadline: float) -> None:
-        self.engine, self.spec, self.deadline = engine, spec, deadline
+    def __init__(self, wiring: Wiring, spec: CertificateSpec, deadline: float) -> None:
+        self.wiring, self.spec, self.deadline = wiring, spec, deadline
 
     def run(self) -> tuple[CheckResult, ...]:
         try:
-            names = self.engine._checked_names(self.spec)
+            names = check_spec(self.spec)
         except SpecError as e:
             return (CheckResult("spec", False, f"{e.field}: {e.problem}", e.fix),)
         results = [CheckResult("spec", True, f"{counted(list(names), 'name')} in "
@@ -103,7 +104,7 @@ class Checks:
     def credentials(self) -> CheckResult:
         needed = ["Key Vault"] + (["Azure Resource Manager"] if self._azure_zones() else [])
         try:
-            credential = self.engine._credential_for_check()
+            credential = self.wiring.credential()
             for service in needed:
                 credential.get_token(TOKEN_SCOPES[service])
         except Exception as e:  # noqa: BLE001 - whatever the credential chain raises is the finding
@@ -115,7 +116,7 @@ class Checks:
         secret = spec.acme.account_key_secret
         in_key = spec.acme.account_key_kind == "key"
         try:
-            vault = self.engine._vault(spec.vault_url)
+            vault = self.wiring.vault(spec.vault_url)
             facts = vault.certificate(spec.name, deadline=self.deadline)
             vault.refuse_foreign_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=self.deadline)
             if in_key:
@@ -149,7 +150,7 @@ class Checks:
     def directory(self) -> tuple["DirectoryInfo | None", CheckResult]:
         url = self.spec.acme.directory_url
         try:
-            directory = self.engine._directory_client(url).read_directory(deadline=self.deadline)
+            directory = self.wiring.directory_client(url).read_directory(deadline=self.deadline)
         except Exception as e:  # noqa: BLE001 - unreachable, untrusted TLS, not an ACME directory
             return None, CheckResult("CA directory", False, f"{url}: {one_line(e)}",
                                      "check acme.directory_url, the network and the CA bundle")
@@ -179,7 +180,7 @@ class Checks:
             if isinstance(zone, AzureDnsZone) and not azure:
                 continue
             try:
-                providers[zone.name] = self.engine._provider(zone, self.spec, self.deadline)
+                providers[zone.name] = self.wiring.provider(zone, self.spec, self.deadline)
             except Exception as e:  # noqa: BLE001 - e.g. the TSIG secret is missing or not readable
                 problems.append(CheckResult("zones writable", False, f"{zone.name}: {finding(e)}",
                                             getattr(e, "fix", "") or getattr(e, "hint", "")))
@@ -277,16 +278,16 @@ class Checks:
 
         spec = self.spec
         try:
-            vault = self.engine._vault(spec.vault_url)
+            vault = self.wiring.vault(spec.vault_url)
             props = vault.pending_properties(spec.name, deadline=self.deadline)
             record = RunRecord.parse((props.tags or {}).get(RUN_TAG)) if props is not None else None
             if props is None or record is None or not record.order_url:
                 return CheckResult("leftovers", True, "no run left a pending operation with challenge records")
-            if not creator_gone(record, props.created_on, datetime.now(timezone.utc), self.engine.timeout_s,
+            if not creator_gone(record, props.created_on, datetime.now(timezone.utc), self.wiring.timeout_s,
                                 host=this_run().host, alive=process_alive):
                 return CheckResult("leftovers", True, f"{record.describe()} is issuing this certificate (since "
                                                       f"{props.created_on.isoformat()}); its records are its own")
-            client = self.engine._account(spec, vault, self.deadline)
+            client = self.wiring.account(spec, vault, self.deadline)
             values = client.challenge_values(record.order_url, deadline=self.deadline)
             solver = DnsSolver(providers, resolvers=spec.resolvers)
             placements = solver.place([Challenge(i, v) for i, v in values])

@@ -107,7 +107,7 @@ def test_a_run_killed_mid_issue_is_cleaned_up_and_its_operation_reused_at_once(w
     records = [challenge_name(n) for n in spec.dns_names]
     engine = Engine(world_credential(world))
     foreign = "someone-elses-value"
-    provider = engine._providers(spec, time.monotonic() + 30)[zone]
+    provider = engine.wiring.providers(spec, time.monotonic() + 30)[zone]
     provider.present(records[0], foreign, deadline=time.monotonic() + 30)
     held = {"kind": "latency", "latency_ms": 3000, "host": "management.azure.com", "path": "*/TXT/*",
             "method": "PUT", "count": 1, "skip": 1 if zone == AZURE_ZONE else 0}
@@ -122,7 +122,7 @@ def test_a_run_killed_mid_issue_is_cleaned_up_and_its_operation_reused_at_once(w
         run.wait(timeout=30)
         # The write held in the emulator still lands after the kill, as a request in flight at Azure would.
         wait_for(lambda: all(served(world, r) - {foreign} for r in records), "the held write")
-    vault = engine._vault(spec.vault_url)
+    vault = engine.wiring.vault(spec.vault_url)
     pending = vault.pending(spec.name)
     assert pending is not None, "the killed run left its pending operation"
     record = RunRecord.parse(vault.pending_properties(spec.name).tags[RUN_TAG])
@@ -160,7 +160,7 @@ def test_a_run_on_this_host_that_is_still_alive_keeps_its_claim(world, credentia
     from keyvault_acme.runs import this_run
 
     spec = world.spec([unique(AZURE_ZONE)])
-    vault = Engine(credential)._vault(spec.vault_url)
+    vault = Engine(credential).wiring.vault(spec.vault_url)
     made = vault.create_pending(spec.name, spec.key, spec.dns_names, {**managed_tags(spec), RUN_TAG: this_run().tag()})
     with pytest.raises(CertificateBusy, match=f"process {os.getpid()}"):
         Engine(credential).issue(spec)
@@ -177,7 +177,7 @@ def test_a_merge_that_keeps_failing_is_merged_by_the_next_run_without_a_new_orde
         with pytest.raises(KeyVaultError, match="next run merges it") as info:
             Engine(credential, timeout_s=8).issue(spec)
     assert info.value.retryable
-    vault = Engine(credential)._vault(spec.vault_url)
+    vault = Engine(credential).wiring.vault(spec.vault_url)
     kept = vault.stored_chain(spec.name)
     assert vault.pending(spec.name) is not None and kept
     facts = Engine(credential).issue(spec)  # no CertificateBusy, no second order
@@ -198,7 +198,7 @@ def test_a_vault_turning_read_only_mid_run_says_so_and_the_next_run_converges(wo
         _, err = run.communicate(timeout=120)
     assert run.returncode == 1
     assert "read-only" in err and "reuses it" in err and "another run" not in err, err
-    vault = Engine(credential)._vault(spec.vault_url)
+    vault = Engine(credential).wiring.vault(spec.vault_url)
     pending = vault.pending(spec.name)
     assert pending is not None
     started = time.monotonic()
