@@ -795,14 +795,13 @@ def _write_metrics(ctx: Context, recorder: Any, code: int) -> int:
     """The metrics file of this run: gauges of every certificate it looked at, counters of what it did."""
     if recorder is None:
         return code
-    from .metrics import CertificateMetric, write_metrics_file
+    from .metrics import CertificateMetric, ready_condition, write_metrics_file
     ctx.metrics_written = True
-    ready = {"valid": "True", "due": "True", "error": "Unknown"}
     certificates = [CertificateMetric(r.name, stack, r.spec.vault_url, _short_issuer(r.facts.issuer) if r.facts else "",
                                       r.facts.not_after if r.facts else None, r.renew_after,
-                                      ready.get(r.state, "False")) for stack, r in ctx.seen]
+                                      ready_condition(r.state)) for stack, r in ctx.seen]
     certificates += [CertificateMetric(r.name, r.stack, r.vault, r.issuer, r.not_after, r.renew_after,
-                                       ready.get(r.state, "False")) for r in ctx.fleet if r.name != "-"]
+                                       ready_condition(r.state)) for r in ctx.fleet if r.name != "-"]
     try:
         write_metrics_file(ctx.args.metrics_file, certificates, recorder.operations, ctx.now())
     except OSError as e:
