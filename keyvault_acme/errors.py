@@ -27,6 +27,11 @@ class KeyVaultAcmeError(Exception):
         text = super().__str__()
         return f"{text} ({self.hint})" if self.hint and self.hint not in text else text
 
+    @property
+    def finding(self) -> str:
+        """What went wrong without the hint: for reports that show the hint separately, as the fix."""
+        return super().__str__()
+
 
 def shown(value: object) -> str:
     """A short repr of any input value for an error message: long strings, lists and mappings are cut, deep ones
