@@ -21,6 +21,11 @@ class KeyVaultAcmeError(Exception):
         text = super().__str__()
         return f"{text} ({self.hint})" if self.hint and self.hint not in text else text
 
+    @property
+    def finding(self) -> str:
+        """What went wrong without the hint: for reports that show the hint separately, as the fix."""
+        return super().__str__()
+
 
 class SpecError(KeyVaultAcmeError, ValueError):
     """Bad input, found before anything is created. Names the field and the fix."""

@@ -121,7 +121,12 @@ def zone_for(name: str, zones: Iterable[str], field: str = "dns_names") -> str:
     return best
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 name``, ``2 names``: log lines and messages that count things."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def counted(items: Sequence[str], noun: str, shown: int = 3) -> str:
     """``2 names (a, b)``; a long list ends in ``and 97 more``, so a 100-name order stays one log line."""
     head = ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
-    return f"{len(items)} {noun}{'s' if len(items) != 1 else ''} ({head})"
+    return f"{plural(len(items), noun)} ({head})"

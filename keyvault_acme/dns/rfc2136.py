@@ -82,7 +82,7 @@ class Rfc2136Provider:
         try:
             serial = self.check_writable()
         except DnsError as e:
-            return Finding(False, f"{zone}: {' '.join(str(e).split())}",
+            return Finding(False, f"{zone}: {' '.join(str(e).split())}",  # as one line, like every check result
                            "check the server address, the zone name and the TSIG key (name, algorithm, secret)")
         return Finding(True, f"{zone} at {host}:{port}: SOA serial {serial}; the TSIG key is accepted (a no-op "
                              "update); its TXT rights show at the first challenge")
