@@ -460,7 +460,8 @@ def _zones(data: Any, subscription_id: str, resource_group: str) -> tuple[tuple[
 def _zone(entry: Any, fld: str, subscription_id: str, resource_group: str) -> DnsZoneConfig | OtherZone:
     """One zones[] entry: a zone to create (name), an existing Azure DNS zone (resource_id) or an RFC 2136 zone."""
     if not isinstance(entry, Mapping):
-        raise SpecError(fld, "must be a mapping", "give name (a new zone), resource_id (existing) or zone/server/tsig_* (RFC 2136)")
+        raise SpecError(fld, "must be a mapping", "give name (a new zone), resource_id (existing), zone/server/tsig_* (RFC 2136) "
+                        "or type: cloudflare with zone/api_token_secret")
     settings(entry, fld, SETTINGS["zones[]"])
     scope = str(entry.get("challenge_scope") or "record_set")
     if scope not in CHALLENGE_SCOPES:
