@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 
 import idna
 
-from .errors import SpecError
+from .errors import SpecError, shown
 
 MAX_NAMES = 100  # Let's Encrypt's limit per order; profiles may lower it
 MAX_NAME_LENGTH = 253
@@ -41,7 +41,7 @@ def normalize_name(name: str, field: str = "dns_names") -> str:
     whole leftmost ``*`` label above a registrable-looking name (``*.example.com``, not ``*.com``).
     """
     if not isinstance(name, str) or not name.strip():
-        raise SpecError(field, f"{name!r} is not a DNS name", "write a name like www.example.com")
+        raise SpecError(field, f"{shown(name)} is not a DNS name", "write a name like www.example.com")
     raw = name.strip()
     text = raw.rstrip(".").lower()
     wildcard = is_wildcard(text)

@@ -11,6 +11,8 @@ import argparse
 import contextlib
 import json
 import logging
+import math
+import stat
 import sys
 import threading
 import time
@@ -218,6 +220,8 @@ def _days(text: str) -> float:
         days = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not math.isfinite(days):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of days; give e.g. 14")
     if days < 0:
         raise argparse.ArgumentTypeError("must not be negative")
     return days
@@ -238,7 +242,9 @@ def stack_path(stack: str | None, config: Path | None, cwd: Path | None = None) 
     """The stack file to read: ``--config FILE`` as given, or ``--stack NAME`` in the project's stacks dir."""
     if config is not None:
         if not config.is_file():
-            raise UsageError(f"stack file {config} not found")
+            what = _not_a_file(config)
+            raise UsageError(f"stack file {config} {what}" + ("" if what == "not found" else
+                             "; give the path of a stack file (stacks/Pulumi.<stack>.yaml)"))
         return config
     if not stack:
         raise UsageError("no stack given: pass --stack NAME (reads stacks/Pulumi.NAME.yaml) or --config FILE")
@@ -251,17 +257,31 @@ def stack_path(stack: str | None, config: Path | None, cwd: Path | None = None) 
     return path
 
 
+def _not_a_file(path: Path) -> str:
+    """What ``path`` is when it is not a regular file (never opened: a FIFO would block the read)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "not found"
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    kinds = ((stat.S_ISDIR, "is a directory"), (stat.S_ISFIFO, "is a named pipe (FIFO)"),
+             (stat.S_ISSOCK, "is a socket"), (stat.S_ISCHR, "is a character device"),
+             (stat.S_ISBLK, "is a block device"))
+    return next((text for test, text in kinds if test(mode)), "is not a regular file")
+
+
 def _stacks_dir(cwd: Path) -> Path:
     # Like the pulumi CLI: the project is the nearest directory with a Pulumi.yaml, and its
     # stackConfigDir (default: the project directory itself) holds the stack files.
     for directory in (cwd, *cwd.parents):
         project = directory / "Pulumi.yaml"
         if project.is_file():
-            import yaml
-            try:
-                settings = yaml.safe_load(project.read_text()) or {}
-            except yaml.YAMLError as e:
-                raise UsageError(f"{project} is not valid YAML: {_one_line(e)}") from None
+            from keyvault_acme_stack.stack_yaml import load_yaml
+
+            settings = load_yaml(project) or {}
+            if not isinstance(settings, dict):
+                raise UsageError(f"{project} is not a Pulumi project file: its top level is not a mapping")
             return directory / str(settings.get("stackConfigDir") or ".")
     return cwd / "stacks"
 
