@@ -92,3 +92,18 @@ def test_tsig_and_eab_secrets_in_the_workload_vault_get_secrets_user_on_exactly_
     # A secret kept in another vault is that vault's keeper's to grant: the stack grants nothing there.
     other = rfc2136("https://corp-secrets.vault.azure.net")
     assert not [g for g in role_plan(other) if g.role == KEY_VAULT_SECRETS_USER and g.principal == "issuer"]
+
+
+def test_a_cloudflare_api_token_in_the_workload_vault_gets_secrets_user_on_that_secret_only():
+    from keyvault_acme_pulumi.components.workload import KEY_VAULT_SECRETS_USER, SecretScope
+
+    vault = config().vault.url.rstrip("/")
+    cfg = parse_workload_config({
+        "workload": "shop", "environment": "dev", "location": "westeurope", "subscription_id": SUB,
+        "tenant_id": "22222222-2222-2222-2222-222222222222",
+        "zones": [{"type": "cloudflare", "zone": "web.example.net", "api_token_secret": f"{vault}/secrets/cf-token"}],
+        "allowlist": {"suffixes": ["web.example.net"]},
+        "certificates": [{"name": "www", "dns_names": ["www.web.example.net"]}],
+    })
+    users = [g.target for g in role_plan(cfg) if g.role == KEY_VAULT_SECRETS_USER and g.principal == "issuer"]
+    assert users == [SecretScope("cf-token", SUB, "rg-shop-dev")]
