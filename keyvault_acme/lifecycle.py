@@ -31,10 +31,11 @@ from cryptography import x509
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
 from .account import AccountCache, AccountKey, key_from_secret, key_vault_account_key, new_account_key
 from .checks import Checks, one_line
-from .acme_client import AcmeClient
+from .acme_client import DNS_PERSIST_01, AcmeClient
 from .dns.azure import AzureDnsClients, AzureDnsProvider
 from .dns.base import DnsProvider, authoritative_hint
 from .dns.challenges import CLEANUP_MIN_S, DnsSolver
+from .dns.persist import PersistRecords, ReadOnlyZone, records_for
 from .dns.rfc2136 import Rfc2136Provider
 from .errors import (
     CertificateBusy,
@@ -45,6 +46,7 @@ from .errors import (
     CertificateNotFound,
     KeyVaultAcmeError,
     KeyVaultError,
+    PreflightError,
     SpecError,
     UntrustedDirectory,
 )
@@ -431,17 +433,30 @@ class Engine:
                        deadline: float) -> CertificateFacts:
         timings = Timings()
         tags = managed_tags(spec)
+        order = None
+        if spec.challenge == DNS_PERSIST_01:
+            # Whether the CA offers dns-persist-01 shows only in an order's authorizations: look before anything
+            # is created in Key Vault (a CA without it fails here, naming the challenges it offers).
+            order = self._account(spec, vault, deadline).new_order(names, profile=spec.profile, deadline=deadline)
+            self._account(spec, vault, deadline).persist_challenges(order, deadline=deadline)
         pending = self._pending_csr(spec, names, vault, tags, deadline)
         timings.mark("kv_create")
         try:
             client = self._account(spec, vault, deadline)
-            writes: list[float] = []
-            solver = _TimedSolver(DnsSolver({z: _TimedProvider(p, writes) for z, p in
-                                             self._providers(spec, deadline).items()},
-                                            resolvers=spec.resolvers, propagation_timeout=spec.propagation_timeout_s),
-                                  timings, writes)
+            solver: Any
+            if spec.challenge == DNS_PERSIST_01:
+                zones = DnsSolver(self._providers(spec, deadline), resolvers=spec.resolvers)
+                solver = PersistRecords(lambda record: zones.servers(zones.zone_of(record)),
+                                        timeout=spec.propagation_timeout_s, persist_until=spec.persist_until)
+            else:
+                writes: list[float] = []
+                solver = _TimedSolver(DnsSolver({z: _TimedProvider(p, writes) for z, p in
+                                                 self._providers(spec, deadline).items()},
+                                                resolvers=spec.resolvers,
+                                                propagation_timeout=spec.propagation_timeout_s),
+                                      timings, writes)
             chain = client.obtain_chain(pending.csr_der, names, solver, profile=spec.profile,
-                                        preferred_chain=spec.preferred_chain,
+                                        preferred_chain=spec.preferred_chain, order=order,
                                         deadline=deadline)
             timings.mark("finalize")
             certs = split_pem_chain(chain.fullchain_pem)
@@ -615,6 +630,21 @@ class Engine:
                                       load=lambda: key_vault_account_key(vault, acme.account_key_name, deadline=deadline))
         return self._accounts.get(vault, acme.account_key_secret, acme.directory_url, register, deadline=deadline)
 
+    def persist_records(self, spec: CertificateSpec) -> dict[str, str]:
+        """The dns-persist-01 records the spec's names need (record name -> TXT value), from the CA's issuer domain
+        name (its directory's first ``caaIdentities`` entry) and the account URL; the account is registered when
+        the key has none yet. An account key change that changes the account changes the values: the stack that
+        writes them (the component) re-writes them."""
+        deadline = self._deadline()
+        names = self._checked_names(spec)
+        client = self._account(spec, self._vault(spec.vault_url), deadline)
+        directory = client.read_directory(deadline=deadline)
+        if not directory.caa_identities:
+            raise PreflightError(f"the CA at {spec.acme.directory_url} publishes no issuer domain name (meta."
+                                 f"caaIdentities), which a {DNS_PERSIST_01} record must name; use challenge: dns-01")
+        return records_for(names, directory.caa_identities[0], client.account_url(deadline=deadline),
+                           persist_until=spec.persist_until)
+
     def move_account_to_key(self, spec: CertificateSpec) -> str:
         """Move the spec's CA account from its secret-held key (``acme.account_key_secret``) to the Key Vault key
         ``acme.account_key.name`` by ACME account key rollover (``keyChange``): the account, its URL and its
@@ -666,6 +696,8 @@ class Engine:
             return client
 
     def _providers(self, spec: CertificateSpec, deadline: float) -> dict[str, DnsProvider]:
+        if spec.challenge == DNS_PERSIST_01:  # nothing is written: no provider, no DNS rights, no TSIG key read
+            return {zone.name: ReadOnlyZone(spec.propagation_timeout_s) for zone in spec.zones}
         return {zone.name: self._provider(zone, spec, deadline) for zone in spec.zones}
 
     def _provider(self, zone: AzureDnsZone | Rfc2136Zone, spec: CertificateSpec, deadline: float) -> DnsProvider:
