@@ -139,3 +139,24 @@ def test_check_verifies_the_persistent_record_on_every_server_and_needs_no_dns_r
     (served,) = step(results)
     assert served.ok and "served by every server" in served.detail
     assert all(r.ok for r in results), [r for r in results if not r.ok]
+
+
+def test_the_records_resource_follows_the_account_so_an_account_key_change_rewrites_the_records(world, azure_env):
+    from providers.persist import PersistRecordsProvider
+
+    spec = persist_spec(world, [unique(AZURE_ZONE)])
+    from keyvault_acme.config import spec_to_dict
+
+    inputs = {**spec_to_dict(spec), "revoke_on_delete": True}
+    provider = PersistRecordsProvider()
+    created = provider.create(inputs)
+    (record, value), = created.outs["records"].items()
+    assert created.outs["account_url"] in value and record == persist.record_name(spec.dns_names[0])
+    assert provider.read(created.id, created.outs).outs["records"] == created.outs["records"]  # stable
+    # Tags or renewal settings do not touch the records; another account key does, and gives another account.
+    assert not provider.diff(created.id, created.outs, {**created.outs, "tags": {"team": "x"}}).changes
+    moved = {**inputs, "acme": {**inputs["acme"], "account_key_secret": f"acct-{uuid.uuid4().hex[:8]}"}}
+    assert provider.diff(created.id, created.outs, moved).changes
+    updated = provider.update(created.id, created.outs, moved).outs
+    assert updated["account_url"] != created.outs["account_url"]
+    assert updated["records"][record] == value.replace(created.outs["account_url"], updated["account_url"])
