@@ -226,7 +226,9 @@ def _persist_records_class():
 
 def _certificate_class():
     # Imported late: the component is importable (and its role plan testable) while the provider evolves.
-    from providers.certificate import Certificate
+    # Through the package namespace, never a top-level ``providers``: this module path is what Pulumi
+    # pickles into state with the provider, and what the provider host imports to run it.
+    from keyvault_acme_pulumi.providers.certificate import Certificate
 
     return Certificate
 

@@ -20,8 +20,8 @@ from azure.keyvault.keys import KeyClient
 from azure.keyvault.secrets import SecretClient
 from azure.mgmt.dns import DnsManagementClient
 
-from components import CertificateWorkload
-from components.workload import BUILTIN_ROLE_NAMES
+from keyvault_acme_pulumi.components import CertificateWorkload
+from keyvault_acme_pulumi.components.workload import BUILTIN_ROLE_NAMES
 from keyvault_acme.errors import KeyVaultAcmeError
 from keyvault_acme.lifecycle import Engine
 from keyvault_acme_stack.workload import parse_workload_config

@@ -1,7 +1,7 @@
 """role_plan as a pure function of the config: what each account-key kind grants the issuer."""
 from __future__ import annotations
 
-from components.workload import (
+from keyvault_acme_pulumi.components.workload import (
     ACCOUNT_KEY_DATA_ACTIONS,
     KEY_VAULT_SECRETS_OFFICER,
     AccountKeyTarget,
