@@ -219,7 +219,7 @@ def latest_grant(created_on: Sequence[str | None]) -> str | None:
 
 
 def _persist_records_class():
-    from providers.persist import PersistRecords
+    from keyvault_acme_pulumi.providers.persist import PersistRecords
 
     return PersistRecords
 

@@ -2,7 +2,7 @@
 sets, written by the stack, values from PersistRecords, the certificate after them, and no DNS role."""
 from __future__ import annotations
 
-from components import CertificateWorkload
+from keyvault_acme_pulumi import CertificateWorkload
 from keyvault_acme_stack.workload import parse_workload_config
 
 from . import harness

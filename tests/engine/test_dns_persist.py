@@ -142,7 +142,7 @@ def test_check_verifies_the_persistent_record_on_every_server_and_needs_no_dns_r
 
 
 def test_the_records_resource_follows_the_account_so_an_account_key_change_rewrites_the_records(world, azure_env):
-    from providers.persist import PersistRecordsProvider
+    from keyvault_acme_pulumi.providers.persist import PersistRecordsProvider
 
     spec = persist_spec(world, [unique(AZURE_ZONE)])
     from keyvault_acme.config import spec_to_dict
