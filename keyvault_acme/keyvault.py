@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence, TypeVar, overload
 
 import requests
 from azure.core.exceptions import (
@@ -35,6 +35,7 @@ from azure.keyvault.certificates import (
     CertificateClient,
     CertificateContentType,
     CertificatePolicy,
+    CertificateProperties,
     KeyCurveName,
     KeyType,
     KeyVaultCertificate,
@@ -43,7 +44,6 @@ from azure.keyvault.secrets import SecretClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtensionOID
 
 from .errors import (
     AccountKeyRefused,
@@ -84,12 +84,12 @@ _HSM_REFUSAL_MARKER = "hardware key operation not allowed"
 
 def thumbprint(der: bytes) -> str:
     """SHA-1 of the DER certificate in upper-case hex, as the Azure portal and ``x5t`` show it."""
-    return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - an identifier, not a security decision
+    return hashlib.sha1(der).hexdigest().upper()
 
 
 def dns_names_of(cert_or_csr: x509.Certificate | x509.CertificateSigningRequest) -> tuple[str, ...]:
     try:
-        san = cert_or_csr.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert_or_csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return ()
     return tuple(san.get_values_for_type(x509.DNSName))
@@ -266,9 +266,18 @@ class KeyVault:
                 setattr(self, attr, cls(self.vault_url, self._credential, **self._kwargs))
             return getattr(self, attr)
 
+    @overload
+    def _call(self, what: str, fn: Callable[[], T], *, deadline: float | None = None,
+              missing_ok: Literal[False] = False) -> T: ...
+
+    @overload
+    def _call(self, what: str, fn: Callable[[], T], *, deadline: float | None = None,
+              missing_ok: Literal[True]) -> T | None: ...
+
     def _call(self, what: str, fn: Callable[[], T], *, deadline: float | None = None,
               missing_ok: bool = False) -> T | None:
-        """Run one SDK call with retries until the deadline; map its errors; None for 404 when ``missing_ok``."""
+        """Run one SDK call with retries until the deadline; map its errors. Returns None only for a 404 and
+        only when ``missing_ok`` (the overloads say so to the type checker: without it, never None)."""
         what = f"Key Vault {self.vault_url}: {what}"
         try:
             return retry_call(fn, what=what, retry_after=retry_verdict, deadline=deadline,
@@ -505,7 +514,7 @@ class KeyVault:
         secret = self._call(f"set secret {name!r}",
                             lambda: self.secrets.set_secret(name, value, content_type=content_type,
                                                             tags=dict(tags or {})), deadline=deadline)
-        return secret.properties.version
+        return str(secret.properties.version)  # a secret just set always has one
 
     def _checked_versions(self, name: str, *, ours: bool, deadline: float | None) -> list[Any]:
         versions = self.secret_versions(name, deadline=deadline)
@@ -540,9 +549,10 @@ class KeyVault:
     def _chain_for(self, name: str, cert: KeyVaultCertificate, *, deadline: float | None) -> str:
         """The public chain stored with this version, or the leaf alone when there is none (a version merged
         outside the engine)."""
-        leaf_pem = pem_of(x509.load_der_x509_certificate(bytes(cert.cer)))
+        der, _ = self._issued(cert)
+        leaf_pem = pem_of(x509.load_der_x509_certificate(der))
         chain_name = f"{name}{CHAIN_SUFFIX}"
-        thumb = thumbprint(bytes(cert.cer))
+        thumb = thumbprint(der)
         match = next((p for p in reversed(self._checked_versions(chain_name, ours=True, deadline=deadline))
                       if (p.tags or {}).get(_CHAIN_THUMBPRINT_TAG) == thumb), None)
         secret = None if match is None else self._read_secret(chain_name, match.version, ours=True,
@@ -551,17 +561,23 @@ class KeyVault:
             return leaf_pem
         return secret.value
 
+    def _issued(self, cert: KeyVaultCertificate) -> tuple[bytes, CertificateProperties]:
+        """The DER and properties of an issued version. The SDK types both optional (a version still pending
+        has no certificate); callers only pass versions that have one, so a missing one is Key Vault's error."""
+        if not cert.cer or cert.properties is None or not cert.properties.version:
+            raise KeyVaultError(f"Key Vault {self.vault_url}: certificate {cert.name!r} came back without an issued version")
+        return bytes(cert.cer), cert.properties
+
     def _facts(self, cert: KeyVaultCertificate, pem_chain: str) -> CertificateFacts:
-        der = bytes(cert.cer)
+        der, props = self._issued(cert)
         leaf = x509.load_der_x509_certificate(der)
-        props = cert.properties
         tags = dict(props.tags or {})
         return CertificateFacts(
             id=f"{self.vault_url}/certificates/{props.name}",
             versioned_id=f"{self.vault_url}/certificates/{props.name}/{props.version}",
             secret_id=f"{self.vault_url}/secrets/{props.name}",
             versioned_secret_id=cert.secret_id or f"{self.vault_url}/secrets/{props.name}/{props.version}",
-            version=props.version,
+            version=str(props.version),
             thumbprint=thumbprint(der),
             serial=format(leaf.serial_number, "x"),
             not_before=leaf.not_valid_before_utc,

@@ -30,8 +30,9 @@ from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
 from .account import AccountCache, AccountKey, key_from_secret, key_vault_account_key, new_account_key
-from .checks import Checks, one_line
 from .acme_client import DNS_PERSIST_01, AcmeClient
+from .checks import Checks, one_line
+from .config import revocation_reason
 from .dns.azure import AzureDnsClients, AzureDnsProvider
 from .dns.base import DnsProvider, authoritative_hint
 from .dns.challenges import CLEANUP_MIN_S, DnsSolver
@@ -42,14 +43,15 @@ from .errors import (
     CertificateDeletedButRecoverable,
     CertificateExpired,
     CertificateMismatch,
-    ChainMismatch,
     CertificateNotFound,
+    ChainMismatch,
     KeyVaultAcmeError,
     KeyVaultError,
     PreflightError,
     SpecError,
     UntrustedDirectory,
 )
+from .issued import check_issued_chain
 from .keyvault import (
     CHAIN_SUFFIX,
     MANAGED_BY,
@@ -58,13 +60,11 @@ from .keyvault import (
     PendingCsr,
     dns_names_of,
     is_managed,
-    public_key_label,
     names_key,
+    public_key_label,
     sdk_client_kwargs,
     split_pem_chain,
 )
-from .config import revocation_reason
-from .issued import check_issued_chain
 from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
 from .observe import Observer, Operation, failure_reason
 from .preflight import CaaCache, caa_lookup, check_caa, check_spec
@@ -502,8 +502,8 @@ class Engine:
         except KeyVaultError as e:
             if e.status != 409 or isinstance(e, CertificateDeletedButRecoverable):
                 raise
-            pending = vault.pending(spec.name, deadline=deadline)
-            if pending is not None and key not in self._pending_ours:
+            found = vault.pending(spec.name, deadline=deadline)
+            if found is not None and key not in self._pending_ours:
                 created = vault.pending_created(spec.name, deadline=deadline)
                 age = None if created is None else (datetime.now(timezone.utc) - created).total_seconds()
                 if age is None or age < self.timeout_s:
@@ -512,11 +512,12 @@ class Engine:
                         f"{spec.vault_url}/certificates/{spec.name}: another run is issuing this certificate (its "
                         f"pending operation was created {since}); retry when it has finished, or after "
                         f"{self.timeout_s:.0f} s when that run has crashed") from None
-            if pending is None or pending.status.lower() != "inprogress" or csr_problem(pending.csr, names, spec):
+            if found is None or found.status.lower() != "inprogress" or csr_problem(found.csr, names, spec):
                 self.log.info("discarding a stale pending operation of %s/%s", spec.vault_url, spec.name)
                 self._discard(vault, spec, deadline)
                 pending = vault.create_pending(spec.name, spec.key, names, tags, deadline=deadline)
             else:
+                pending = found
                 self.log.info("reusing the pending operation of %s/%s left by an earlier run", spec.vault_url,
                               spec.name)
         with self._lock:

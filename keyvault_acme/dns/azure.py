@@ -165,8 +165,10 @@ class AzureDnsProvider:
                            f"?api-version={PERMISSIONS_API_VERSION}")
         entries: list[Mapping[str, Any]] = []
         while url:
-            def get(url: str = url) -> Any:
-                response = self._client._send_request(HttpRequest("GET", url))
+            page_url: str = url
+
+            def get(page_url: str = page_url) -> Any:
+                response = self._client._send_request(HttpRequest("GET", page_url))
                 response.raise_for_status()
                 return response.json()
 
