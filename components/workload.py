@@ -620,14 +620,13 @@ class CertificateWorkload(pulumi.ComponentResource):
         which :class:`PersistRecords` resolves (registering the account on first deployment); when the account
         changes, so do the values, and Pulumi re-writes the record sets."""
         cfg = self.config
-        persist_records = _persist_records_class() if any(c.persist_record_sets for c in cfg.certificates) else None
         record_sets: dict[str, dns.RecordSet] = {}
         for cert in cfg.certificates:
             if not cert.persist_record_sets:
                 continue
             needs = [self.account_keys[cert.spec.acme.account_key_name]] if cert.spec.acme.account_key_kind == "key" \
                 else []
-            records = persist_records(f"{self._name}-persist-{cert.name}", cert.inputs(),
+            records = _persist_records_class()(f"{self._name}-persist-{cert.name}", cert.inputs(),
                                       opts=self._here(depends_on=needs)).records
             for rs in cert.persist_record_sets:
                 if rs.resource_id in record_sets:  # another certificate of the same names and account wrote it

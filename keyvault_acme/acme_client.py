@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, ContextManager, Mapping, Optional, Protocol, Sequence
+from typing import Any, ContextManager, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import josepy as jose
 import requests
@@ -144,6 +144,7 @@ class ChallengeSolver(Protocol):
         ...
 
 
+@runtime_checkable
 class PersistVerifier(Protocol):
     """Returns once the dns-persist-01 records of ``challenges`` are served (they are never written here)."""
 
@@ -458,7 +459,7 @@ class AcmeClient:
                 order = None
         if order is None:
             order = self.new_order(dns_names, profile=profile, deadline=deadline)
-        if order.status == "pending" and hasattr(solver, "served"):
+        if order.status == "pending" and isinstance(solver, PersistVerifier):
             # dns-persist-01: the records are already there (the stack's); only check and answer.
             persist = self.persist_challenges(order, deadline=deadline)
             if persist:
@@ -467,6 +468,7 @@ class AcmeClient:
             else:
                 order = self._poll(order, {"pending"}, "wait for the order", deadline)
         elif order.status == "pending":
+            assert not isinstance(solver, PersistVerifier)
             challenges = self.dns_challenges(order, deadline=deadline)
             if challenges:
                 with solver.published(challenges, deadline=deadline):

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .account import key_from_secret, key_vault_account_key
 from .acme_client import DNS_PERSIST_01, AcmeClient, each
+from .dns import persist
 from .dns.azure import TXT_WRITE, AzureDnsProvider
 from .dns.base import Challenge
-from .dns import persist
 from .dns.challenges import DnsSolver
 from .dns.propagation import Nameserver, by_server, ns_names, resolver_servers
 from .dns.rfc2136 import Rfc2136Provider

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from datetime import datetime
 import re
 from dataclasses import fields
+from datetime import datetime
 from typing import Any, Mapping
 
 from .errors import SpecError
