@@ -27,11 +27,11 @@ from .errors import CREDENTIALS_HINT, AccountKeyRefused, CaaForbidsCa, KeyVaultA
 from .keyvault import CHAIN_SUFFIX, is_managed
 from .model import AzureDnsZone, CertificateSpec, CheckResult
 from .names import counted, zone_for
-from .preflight import caa_lookup, check_caa
+from .preflight import caa_lookup, check_caa, check_spec
+from .wiring import Wiring
 
 if TYPE_CHECKING:
     from .acme_client import DirectoryInfo
-    from .lifecycle import Engine
 
 STEPS = ("spec", "credentials", "vault", "CA directory", "profile", "zones writable", "NS delegation",
          "dns-persist-01 record", "CAA")
@@ -63,14 +63,15 @@ def ns_verdict(zone: str, expected: Iterable[str], source: str, served: Mapping[
 
 
 class Checks:
-    """The steps for one spec, with the engine's clients; :meth:`run` is ``Engine.check``."""
+    """The steps for one spec, through the engine's :class:`~keyvault_acme.wiring.Wiring` (the same clients an
+    issuance uses); :meth:`run` is ``Engine.check``."""
 
-    def __init__(self, engine: "Engine", spec: CertificateSpec, deadline: float) -> None:
-        self.engine, self.spec, self.deadline = engine, spec, deadline
+    def __init__(self, wiring: Wiring, spec: CertificateSpec, deadline: float) -> None:
+        self.wiring, self.spec, self.deadline = wiring, spec, deadline
 
     def run(self) -> tuple[CheckResult, ...]:
         try:
-            names = self.engine._checked_names(self.spec)
+            names = check_spec(self.spec)
         except SpecError as e:
             return (CheckResult("spec", False, f"{e.field}: {e.problem}", e.fix),)
         results = [CheckResult("spec", True, f"{counted(list(names), 'name')} in "
@@ -85,7 +86,7 @@ class Checks:
             results.append(self.profile(directory))
         if self.spec.challenge == DNS_PERSIST_01:
             # Nothing is written: instead of write rights, the stack's records must be served everywhere.
-            providers = self.engine._providers(self.spec, self.deadline)
+            providers = self.wiring.providers(self.spec, self.deadline)
             if directory is not None:
                 results += self.persist_records(names, directory, providers)
         else:
@@ -104,7 +105,7 @@ class Checks:
         arm = self._azure_zones() and self.spec.challenge != DNS_PERSIST_01  # dns-persist-01 never calls ARM
         needed = ["Key Vault"] + (["Azure Resource Manager"] if arm else [])
         try:
-            credential = self.engine._credential_for_check()
+            credential = self.wiring.credential()
             for service in needed:
                 credential.get_token(TOKEN_SCOPES[service])
         except Exception as e:  # noqa: BLE001 - whatever the credential chain raises is the finding
@@ -116,7 +117,7 @@ class Checks:
         secret = spec.acme.account_key_secret
         in_key = spec.acme.account_key_kind == "key"
         try:
-            vault = self.engine._vault(spec.vault_url)
+            vault = self.wiring.vault(spec.vault_url)
             facts = vault.certificate(spec.name, deadline=self.deadline)
             vault.refuse_foreign_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=self.deadline)
             if in_key:
@@ -150,7 +151,7 @@ class Checks:
     def directory(self) -> tuple["DirectoryInfo | None", CheckResult]:
         url = self.spec.acme.directory_url
         try:
-            directory = self.engine._directory_client(url).read_directory(deadline=self.deadline)
+            directory = self.wiring.directory_client(url).read_directory(deadline=self.deadline)
         except Exception as e:  # noqa: BLE001 - unreachable, untrusted TLS, not an ACME directory
             return None, CheckResult("CA directory", False, f"{url}: {one_line(e)}",
                                      "check acme.directory_url, the network and the CA bundle")
@@ -180,7 +181,7 @@ class Checks:
             if isinstance(zone, AzureDnsZone) and not azure:
                 continue
             try:
-                providers[zone.name] = self.engine._provider(zone, self.spec, self.deadline)
+                providers[zone.name] = self.wiring.provider(zone, self.spec, self.deadline)
             except Exception as e:  # noqa: BLE001 - e.g. the TSIG secret is missing or not readable
                 problems.append(CheckResult("zones writable", False, f"{zone.name}: {one_line(e)}",
                                             getattr(e, "fix", "") or getattr(e, "hint", "")))
@@ -297,7 +298,7 @@ class Checks:
         """The account URL of the spec's key at its CA, or None when there is no key or no account yet (nothing
         is created: neither the key nor the account)."""
         acme = self.spec.acme
-        vault = self.engine._vault(self.spec.vault_url)
+        vault = self.wiring.vault(self.spec.vault_url)
         if acme.account_key_kind == "key":
             if not self._account_key(vault):
                 return None
@@ -308,7 +309,7 @@ class Checks:
             if found is None:
                 return None
             jwk, alg = key_from_secret(found[0]), None
-        return AcmeClient(acme.directory_url, jwk, alg=alg, timeout=self.engine.timeout_s).find_account(
+        return AcmeClient(acme.directory_url, jwk, alg=alg, timeout=self.wiring.timeout_s).find_account(
             deadline=self.deadline)
 
     def caa(self, names: Sequence[str], directory: "DirectoryInfo", providers: dict[str, Any]) -> CheckResult:

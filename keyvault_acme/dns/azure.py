@@ -103,10 +103,6 @@ class AzureDnsProvider:
         self.propagation_timeout = propagation_timeout
 
     @property
-    def zone_name(self) -> str:
-        return self.zone.name
-
-    @property
     def _client(self) -> DnsManagementClient:
         return self._clients.for_subscription(self.zone.subscription_id)
 

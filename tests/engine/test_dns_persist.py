@@ -51,7 +51,7 @@ def test_an_issuer_without_any_dns_role_issues_and_renews_with_the_stacks_persis
     spec = persist_spec(world, [base, f"*.{base}"])
     engine = Engine(issuer_without_dns, timeout_s=120)
     records = engine.persist_records(spec)  # registers the account: the record names it
-    account_url = engine._account(spec, engine._vault(spec.vault_url), 1e12).account_url()
+    account_url = engine.wiring.account(spec, engine.wiring.vault(spec.vault_url), 1e12).account_url()
     # One record for the name and its wildcard, naming Pebble's issuer domain and the account.
     assert records == {f"_validation-persist.{base}":
                        f"pebble.letsencrypt.org; accounturi={account_url}; policy=wildcard"}
