@@ -389,6 +389,25 @@ class AcmeClient:
                                            challenge_url=chall["url"], authorization_url=url))
         return result
 
+    def challenge_values(self, order_url: str, *, deadline: Optional[float] = None) -> list[tuple[str, str]]:
+        """``(identifier, TXT value)`` of every DNS-01 challenge of an order this account made, whatever state its
+        authorizations are in: the values a run of ours published for it. Empty when the CA no longer has it."""
+        deadline = self._deadline(deadline)
+        try:
+            order = self.resume_order(order_url, deadline=deadline)
+            bodies = each(lambda url: self._get(url, "read an authorization", deadline).json(), order.authorizations)
+        except errors.AcmeError as e:
+            if e.status in (404, 403) or e.problem_type.endswith((":malformed", ":unauthorized")):
+                return []  # expired and gone at the CA, or not this account's: nothing we can prove ours
+            raise
+        values = []
+        for body in bodies:
+            authz = messages.Authorization.from_json(body)
+            identifier = ("*." if authz.wildcard else "") + authz.identifier.value
+            values += [(identifier, c.chall.validation(self._key)) for c in authz.challenges
+                       if isinstance(c.chall, acme_challenges.DNS01)]
+        return values
+
     def validate(self, order: Order, challenges: Sequence[DnsChallenge | PersistChallenge], *,
                  deadline: Optional[float] = None) -> Order:
         """Tell the CA the records are live, then poll the order until every authorization is done."""
@@ -472,8 +491,11 @@ class AcmeClient:
             assert not isinstance(solver, PersistVerifier)
             challenges = self.dns_challenges(order, deadline=deadline)
             if challenges:
+                # Finalized and downloaded before the records come down: once the CA has validated, the
+                # certificate does not depend on DNS, so a slow or failing clean-up cannot cost it.
                 with solver.published(challenges, deadline=deadline):
                     order = self.validate(order, challenges, deadline=deadline)
+                    return self.finalize(order, csr_der, preferred_chain=preferred_chain, deadline=deadline)
             else:
                 order = self._poll(order, {"pending"}, "wait for the order", deadline)
         return self.finalize(order, csr_der, preferred_chain=preferred_chain, deadline=deadline)

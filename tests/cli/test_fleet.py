@@ -174,3 +174,15 @@ def test_the_renewer_jobs_exact_command_renews_from_the_stack_file_it_is_given(t
     [line2] = [json.loads(x) for x in again.stdout.splitlines()]
     # Not due yet: nothing issued, and the line still carries the date the overdue alert compares with.
     assert (line2["result"], line2["renew_after"], line2["version"]) == ("not-due", line["renew_after"], line["version"])
+
+
+def test_metrics_file_of_the_fleet_has_every_stacks_certificates(capsys, fleet, tmp_path):
+    metrics = tmp_path / "fleet.prom"
+    code, _, err = run(capsys, "--metrics-file", str(metrics), "fleet", "status", "--stacks-dir", str(fleet))
+    assert code == 0, err
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    ready = {(s.labels["stack"], s.labels["name"]): s.labels["condition"]
+             for s in families["keyvault_acme_certificate_ready_status"].samples if s.value == 1}
+    assert ready[("blog-prod", "www")] == "True" and ("shop-dev", "www") in ready and ("shop-dev", "api") in ready
+    assert {s.labels["stack"] for s in families["keyvault_acme_certificate_expiration_timestamp_seconds"].samples} == {
+        "shop-dev", "blog-prod"}
