@@ -32,7 +32,7 @@ from .account import key_from_secret, key_vault_account_key
 from .acme_client import DNS_PERSIST_01, AcmeClient
 from .checks import Checks, one_line
 from .config import revocation_reason
-from .dns.base import Challenge, DnsProvider, authoritative_hint
+from .dns.base import Challenge, ChecksAccess, DnsProvider, authoritative_hint
 from .dns.challenges import CLEANUP_BUDGET_S, CLEANUP_MIN_S, DnsSolver
 from .dns.persist import PersistRecords, records_for
 from .errors import (
@@ -234,9 +234,8 @@ class Engine:
         vault.refuse_foreign_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=deadline)
         providers = self.wiring.providers(spec, deadline)
         for provider in providers.values():
-            check = getattr(provider, "check_access", None)
-            if callable(check):
-                check(deadline=deadline)
+            if isinstance(provider, ChecksAccess):
+                provider.check_access(deadline=deadline)
         check_caa(names, directory.caa_identities,
                   caa_lookup(DnsSolver(providers, resolvers=spec.resolvers), cache=self._caa_cache))
 

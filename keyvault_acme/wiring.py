@@ -15,13 +15,13 @@ from typing import Any
 
 from .account import AccountCache, AccountKey, key_vault_account_key, new_account_key
 from .acme_client import DNS_PERSIST_01, AcmeClient
-from .dns.azure import AzureDnsClients, AzureDnsProvider
+from .dns.azure import AzureDnsClients
 from .dns.base import DnsProvider
 from .dns.persist import ReadOnlyZone
-from .dns.rfc2136 import Rfc2136Provider
+from .dns.registry import provider_for
 from .errors import SpecError
 from .keyvault import KeyVault, sdk_client_kwargs
-from .model import AcmeAccount, AzureDnsZone, CertificateSpec, Rfc2136Zone
+from .model import AcmeAccount, CertificateSpec, SecretRef, Zone
 
 TSIG_CACHE_S = 300.0  # a rotated TSIG secret is picked up within minutes, without a read per issuance
 
@@ -137,15 +137,16 @@ class Wiring:
             return {zone.name: ReadOnlyZone(spec.propagation_timeout_s) for zone in spec.zones}
         return {zone.name: self.provider(zone, spec, deadline) for zone in spec.zones}
 
-    def provider(self, zone: AzureDnsZone | Rfc2136Zone, spec: CertificateSpec, deadline: float) -> DnsProvider:
-        if isinstance(zone, AzureDnsZone):
-            return AzureDnsProvider(zone, self._azure_dns(), deadline=deadline,
-                                    propagation_timeout=spec.propagation_timeout_s)
-        return Rfc2136Provider.from_zone(zone, self._tsig_secret(zone, deadline),
-                                         propagation_timeout=spec.propagation_timeout_s)
+    def provider(self, zone: Zone, spec: CertificateSpec, deadline: float) -> DnsProvider:
+        """The zone's provider, as the registry builds it for the zone's type."""
+        return provider_for(zone, self, deadline=deadline, propagation_timeout=spec.propagation_timeout_s)
 
-    def _tsig_secret(self, zone: Rfc2136Zone, deadline: float) -> str:
-        ref = zone.tsig_secret
+    def azure_dns(self) -> AzureDnsClients:
+        """The Azure DNS clients (one per subscription), shared by every Azure DNS zone."""
+        return self._azure_dns()
+
+    def secret(self, ref: SecretRef, field: str, deadline: float) -> str:
+        """A secret a zone refers to (TSIG key, API token), read from Key Vault at most every TSIG_CACHE_S."""
         now = time.monotonic()
         with self._lock:
             cached = self._tsig.get(ref.secret_id)
@@ -153,8 +154,7 @@ class Wiring:
             return cached[1]
         value = self.vault(ref.vault_url).get_secret(ref.name, ref.version, ours=False, deadline=deadline)
         if value is None:
-            raise SpecError(f"zones[{zone.name}].tsig_secret", f"the secret {ref.secret_id} does not exist",
-                            "store the base64 TSIG secret in that Key Vault secret")
+            raise SpecError(field, f"the secret {ref.secret_id} does not exist", "store the value in that Key Vault secret")
         with self._lock:
             self._tsig[ref.secret_id] = (now, value)
         return value

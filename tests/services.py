@@ -67,6 +67,10 @@ AZURE_ZONES = {"azure.test": "00000000-0000-0000-0000-00000000a001",
                "other-sub.test": "00000000-0000-0000-0000-00000000b002"}
 
 
+# A zone of the emulator's Cloudflare stand-in (api.cloudflare.com), served by its DNS server like the Azure zones.
+CLOUDFLARE_ZONE = "cloudflare.test"
+
+
 def azure_zone_id(zone: str) -> str:
     return (f"/subscriptions/{AZURE_ZONES[zone]}/resourceGroups/{AZURE_RESOURCE_GROUP}"
             f"/providers/Microsoft.Network/dnszones/{zone}")
@@ -83,4 +87,5 @@ def emulator_server(*, own_process: bool = False) -> Iterator["Emulator"]:
     with (EmulatorProcess() if own_process else Emulator()) as emu:
         for zone, subscription in AZURE_ZONES.items():
             emu.admin.add_zone(zone, subscription, AZURE_RESOURCE_GROUP)
+        emu.admin.add_cloudflare_zone(CLOUDFLARE_ZONE)
         yield emu

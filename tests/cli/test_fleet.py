@@ -186,3 +186,32 @@ def test_metrics_file_of_the_fleet_has_every_stacks_certificates(capsys, fleet, 
     assert ready[("blog-prod", "www")] == "True" and ("shop-dev", "www") in ready and ("shop-dev", "api") in ready
     assert {s.labels["stack"] for s in families["keyvault_acme_certificate_expiration_timestamp_seconds"].samples} == {
         "shop-dev", "blog-prod"}
+
+
+def test_a_failed_operation_is_counted_in_the_metrics_file(capsys, fleet, tmp_path):
+    stack, metrics = fleet / "Pulumi.blog-prod.yaml", tmp_path / "failed.prom"
+    other = tmp_path / "Pulumi.blog-prod.yaml"
+    other.write_text(stack.read_text().replace("name: kvblog", "name: kvnone"))  # a fresh vault: nothing to revoke
+    assert "kvnone" in other.read_text()
+    code, _, err = run(capsys, "--config", str(other), "--metrics-file", str(metrics), "revoke", "www",
+                       "--reason", "superseded")
+    assert code == cli.EXIT_FAILED and "has no issued version to revoke" in err
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    [failure] = [s for s in families["keyvault_acme_failures"].samples if s.name.endswith("_total")]
+    assert (failure.labels, failure.value) == ({"operation": "revoke", "reason": "CertificateNotFound"}, 1)
+
+
+def test_opentelemetry_of_a_cli_run_reaches_the_collector(capsys, fleet, tmp_path, monkeypatch):
+    from tests.cli.test_telemetry import Collector, collector_on_loopback
+
+    with collector_on_loopback(Collector()) as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+        code, _, err = run(capsys, "--config", str(fleet / "Pulumi.blog-prod.yaml"), "renew", "www")
+        assert code == 0, err
+        # The CLI flushed before returning: the span and the metrics are at the collector already.
+        [span] = collector.spans
+        assert span.name == "keyvault-acme renew"
+        attributes = {a.key: a.value.string_value for a in span.attributes}
+        assert attributes["keyvault_acme.certificate"] == "www" and attributes["keyvault_acme.version"]
+        assert "keyvault_acme.issuances" in {m.name for m in collector.metrics}
