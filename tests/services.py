@@ -37,9 +37,14 @@ def bind_server(zones: Iterable[str] = BIND_ZONES,
         yield bind
 
 
+# An external account binding key Pebble knows (binding stays optional): for stacks with acme.eab_kid/eab_hmac.
+EAB_KID, EAB_HMAC = "kid-1", "c2VjcmV0LWhtYWMta2V5"
+
+
 @contextlib.contextmanager
 def pebble_server(bind: Bind, **kwargs) -> Iterator[Pebble]:
     """Pebble validating DNS-01 through ``bind`` (and whatever BIND forwards)."""
+    kwargs.setdefault("eab_keys", {EAB_KID: EAB_HMAC})
     with Pebble(dns_server=bind.address, **kwargs) as pebble:
         yield pebble
 

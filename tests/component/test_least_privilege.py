@@ -58,7 +58,7 @@ def make_world(emulator, bind, pebble, ca_bundle):
             mp.setenv(key, value)
         root = emulator.admin.add_root_client(name="least-privilege-deployer")
         root_credential = ClientSecretCredential(root["tenant_id"], root["client_id"], root["secret"])
-        yield lambda cert=None, **acme: _world(emulator, pebble, root_credential, cert or {}, **acme)
+        yield lambda **kw: _world(emulator, pebble, root_credential, bind=bind, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -66,37 +66,51 @@ def world(make_world):
     return make_world()
 
 
-def _world(emulator, pebble, root_credential, cert, **acme) -> "World":
+def _world(emulator, pebble, root_credential, *, bind=None, rfc2136: bool = False, eab: bool = False,
+           **acme) -> "World":
+    """``rfc2136``: the certificate's names are in BIND's zone, updated with a TSIG key kept in the workload's
+    vault; ``eab``: the account is bound with an EAB key kept there too. Both secrets are the operator's."""
     label = f"lp{uuid.uuid4().hex[:6]}"
     issuer, consumer = _app(emulator, f"{label}-issuer"), _app(emulator, f"{label}-consumer")
-    cfg = parse_workload_config({
-        "workload": label, "environment": "test", "location": "westeurope", "subscription_id": DEPLOY_SUBSCRIPTION,
-        "tenant_id": issuer.tenant_id,
-        "zones": [{"resource_id": services.azure_zone_id(ZONE)}],
-        "issuer": {"principal_id": issuer.client_id, "client_id": issuer.client_id},
-        "consumers": [{"name": "app", "principal_id": consumer.client_id}],
-        "allowlist": {"suffixes": [f"{label}.{ZONE}"]},
-        "acme": {"directory_url": pebble.directory_url, "contact": [f"ops@{label}.{ZONE}"], **acme},
-        "certificates": [{"name": "www", "dns_names": [f"{label}.{ZONE}", f"www.{label}.{ZONE}"],
-                          "resolvers": [f"{emulator.dns_address[0]}:{emulator.dns_address[1]}"],
-                          "propagation_timeout_s": 30, **cert}],
-    })
+
+    def document(vault_url: str = "https://placeholder.vault.azure.net") -> dict:
+        zone, resolver = ZONE, f"{emulator.dns_address[0]}:{emulator.dns_address[1]}"
+        zones: list[dict] = [{"resource_id": services.azure_zone_id(ZONE)}]
+        if rfc2136:
+            zone, resolver = services.BIND_ZONE, bind.server
+            zones = [{"zone": zone, "server": bind.server, "tsig_key_name": bind.tsig_key_name,
+                          "tsig_secret": f"{vault_url}/secrets/tsig-bind"}]
+        extra = {"eab_kid": services.EAB_KID, "eab_hmac": f"{vault_url}/secrets/eab-hmac"} if eab else {}
+        return {
+            "workload": label, "environment": "test", "location": "westeurope", "subscription_id": DEPLOY_SUBSCRIPTION,
+            "tenant_id": issuer.tenant_id, "zones": zones,
+            "issuer": {"principal_id": issuer.client_id, "client_id": issuer.client_id},
+            "consumers": [{"name": "app", "principal_id": consumer.client_id}],
+            "allowlist": {"suffixes": [f"{label}.{zone}"]},
+            "acme": {"directory_url": pebble.directory_url, "contact": [f"ops@{label}.{ZONE}"], **extra, **acme},
+            "certificates": [{"name": "www", "dns_names": [f"{label}.{zone}", f"www.{label}.{zone}"],
+                              "resolvers": [resolver], "propagation_timeout_s": 30}],
+        }
+
+    cfg = parse_workload_config(document())
+    if rfc2136 or eab:  # the secrets' references name the workload's vault, known once the config is read
+        cfg = parse_workload_config(document(cfg.vault.url.rstrip("/")))
     run = harness.run(lambda: CertificateWorkload(cfg.stack_name, cfg).outputs, stack=cfg.stack_name, config={},
                       subscription_id=cfg.subscription_id)
     emulator.admin.register_vault(cfg.vault.name, subscription_id=cfg.subscription_id,
                                   resource_group=cfg.resource_group.name, tenant_id=issuer.tenant_id)
+    # The operator's secrets the issuer reads (stored by someone who may write secrets, as the README says).
+    operator = SecretClient(cfg.vault.url, root_credential)
+    if rfc2136:
+        operator.set_secret("tsig-bind", bind.tsig_secret_b64)
+    if eab:
+        operator.set_secret("eab-hmac", services.EAB_HMAC)
     # What `pulumi up` would have created before any certificate: the empty challenge record sets.
     dns = DnsManagementClient(root_credential, services.AZURE_ZONES[ZONE])
-    persist_values: dict[str, str] = {}
-    for spec in (c.spec for c in cfg.certificates if c.persist_record_sets):
-        # PersistRecords' create (the deployer's engine: it registers the account the records name).
-        persist_values.update(Engine(root_credential, timeout_s=60).persist_records(spec))
     for rs in run.of_type("azure-native:dns:RecordSet"):
         assert rs.id.startswith(services.azure_zone_id(ZONE) + "/TXT/")
-        fqdn = f"{rs.inputs['relativeRecordSetName']}.{ZONE}"
-        records = [{"value": [persist_values[fqdn]]}] if fqdn in persist_values else []
         dns.record_sets.create_or_update(rs.inputs["resourceGroupName"], rs.inputs["zoneName"],
-                                         rs.inputs["relativeRecordSetName"], "TXT", {"ttl": 60, "txt_records": records})
+                                         rs.inputs["relativeRecordSetName"], "TXT", {"ttl": 60, "txt_records": []})
     # ... and the ACME account keys kept as Key Vault keys (ARM creates them; here the deployer, with the same inputs).
     keys = KeyClient(cfg.vault.url, root_credential)
     for key in run.of_type("azure-native:keyvault:Key"):
@@ -191,6 +205,25 @@ def test_with_exactly_the_registered_assignments_the_issuer_issues_renews_and_re
         with pytest.raises(HttpResponseError) as e:
             attempt()
         assert e.value.status_code == 403, i
+
+
+def test_rfc2136_and_eab_stacks_check_and_issue_with_exactly_the_registered_assignments(make_world):
+    """grant_roles: the issuer reads the TSIG and EAB secrets (Secrets User on exactly those two): check passes,
+    and it issues, renews and revokes; without either grant a step fails with 403."""
+    world = make_world(rfc2136=True, eab=True)
+    readers = {a.name for a in world.assignments()
+               if a.inputs["scope"] in {f"{world.vault_id}/secrets/tsig-bind", f"{world.vault_id}/secrets/eab-hmac"}}
+    assert len(readers) == 2
+    world.apply()
+    assert [r for r in Engine(world.issuer.credential(), timeout_s=60).check(world.spec) if not r.ok] == []
+    world.issuer_flow()
+    for name in sorted(readers):
+        fresh = make_world(rfc2136=True, eab=True)
+        (removed,) = [a.name for a in fresh.assignments() if fresh.kind(a) == name.replace(world.cfg.workload, "<label>")]
+        fresh.apply(skip=removed)
+        with pytest.raises((HttpResponseError, KeyVaultAcmeError)) as e:
+            fresh.issuer_flow()
+        assert _status(e.value) == 403, f"without {name}: {e.value!r}"
 
 
 def test_the_grants_are_the_narrow_ones(world):
@@ -289,19 +322,3 @@ def test_without_the_key_signer_assignment_the_issuer_cannot_act_for_the_account
     with pytest.raises(KeyVaultAcmeError) as e:
         fresh.issuer_flow()
     assert _status(e.value) == 403
-
-
-# -- dns-persist-01: the stack writes the records, the issuer has no DNS role -----------------------------------
-
-
-def test_with_dns_persist_01_the_issuer_has_no_dns_role_and_still_issues_renews_and_revokes(make_world, emulator):
-    w = make_world(cert={"challenge": "dns-persist-01"})
-    issuer_scopes = [a.inputs["scope"] for a in w.assignments() if a.inputs["principalId"] == w.issuer.client_id]
-    assert issuer_scopes and all(s.startswith(w.vault_id) for s in issuer_scopes)  # Key Vault only, no DNS
-    w.apply()
-    assert not [a for a in emulator.admin.role_assignments(w.issuer.client_id) if "Microsoft.Network" in a["scope"]]
-    w.issuer_flow()
-    # check, as the issuer, verifies the records on every server and needs no DNS right either.
-    results = Engine(w.issuer.credential(), timeout_s=60).check(w.spec)
-    assert [r for r in results if not r.ok] == []
-    assert any(r.step == "dns-persist-01 record" and r.ok for r in results)
