@@ -14,9 +14,10 @@ from dataclasses import replace
 from typing import Any
 
 from .account import AccountCache, AccountKey, key_vault_account_key, load_or_create_key, new_account_key
-from .acme_client import AcmeClient
+from .acme_client import DNS_PERSIST_01, AcmeClient
 from .dns.azure import AzureDnsClients
 from .dns.base import DnsProvider
+from .dns.persist import ReadOnlyZone
 from .dns.registry import provider_for
 from .errors import KeyVaultAcmeError, SpecError, with_note
 from .keyvault import KeyVault, sdk_client_kwargs
@@ -147,6 +148,8 @@ class Wiring:
 
     def providers(self, spec: CertificateSpec, deadline: float) -> dict[str, DnsProvider]:
         """The DNS provider of each of the spec's zones, by zone name."""
+        if spec.challenge == DNS_PERSIST_01:  # nothing is written: no provider, no DNS rights, no TSIG key read
+            return {zone.name: ReadOnlyZone(spec.propagation_timeout_s) for zone in spec.zones}
         return {zone.name: self.provider(zone, spec, deadline) for zone in spec.zones}
 
     def provider(self, zone: Zone, spec: CertificateSpec, deadline: float) -> DnsProvider:
