@@ -38,7 +38,8 @@ def bind_server(zones: Iterable[str] = BIND_ZONES,
 
 
 # An external account binding key Pebble knows (binding stays optional): for stacks with acme.eab_kid/eab_hmac.
-EAB_KID, EAB_HMAC = "kid-1", "c2VjcmV0LWhtYWMta2V5"
+# Pebble 2.10 (go-jose v4) refuses an HS256 key shorter than 256 bits: 48 bytes, as Pebble's own example.
+EAB_KID, EAB_HMAC = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
 
 
 @contextlib.contextmanager
