@@ -85,7 +85,7 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, parents=[_common_options(False)],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     common = _common_options(True)
@@ -160,6 +160,19 @@ def _days(text: str) -> float:
     if days < 0:
         raise argparse.ArgumentTypeError("must not be negative")
     return days
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, with the version looked up only when asked for (package metadata costs every start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the program's version number and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        sys.stdout.write(f"{parser.prog} {_version()}\n")
+        parser.exit()
 
 
 def _version() -> str:
@@ -405,13 +418,17 @@ class Context:
                  logger: logging.Logger | None = None) -> None:
         self.args, self.stack, self.progress, self.out, self.now = args, stack, progress, out, now
         self._engine, self._logger = engine, logger
+        self._engine_lock = threading.Lock()
 
     @property
     def engine(self) -> "Engine":
-        if self._engine is None:
-            from .lifecycle import Engine
-            self._engine = Engine(logger=self._logger)
-        return self._engine
+        """One engine per process, built once even when the first uses race in worker threads: one credential,
+        one token, one Key Vault challenge per vault."""
+        with self._engine_lock:
+            if self._engine is None:
+                from .lifecycle import Engine
+                self._engine = Engine(logger=self._logger)
+            return self._engine
 
 
 def cmd_status(ctx: Context) -> int:
@@ -420,10 +437,14 @@ def cmd_status(ctx: Context) -> int:
     def row(item: tuple[str, "CertificateSpec"]) -> Row:
         name, spec = item
         ctx.progress(f"{name}: reading {spec.vault_url}/certificates/{spec.name}")
-        return status_row(name, spec, ctx.engine.inspect(spec.vault_url, spec.name), ctx.now())
+        # One Key Vault request per certificate: the table needs no chain.
+        return status_row(name, spec, ctx.engine.inspect(spec.vault_url, spec.name, with_chain=False), ctx.now())
 
+    selected = ctx.stack.select(ctx.args.names)
+    # The first read alone: it gets the token and the vault's challenge that all the others then reuse.
+    rows = [row(item) for item in selected[:1]]
     with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="status") as pool:
-        rows = list(pool.map(row, ctx.stack.select(ctx.args.names)))
+        rows += pool.map(row, selected[1:])
     if ctx.args.json:
         ctx.out.write(json.dumps([r.as_json() for r in rows], indent=2) + "\n")
     else:
@@ -463,30 +484,53 @@ def cmd_renew(ctx: Context) -> int:
         return EXIT_OK
     from concurrent.futures import ThreadPoolExecutor
 
-    from .renewal import renewal_decision
+    from .renewal import Decision, renewal_decision
 
-    def renew_if_due(name: str, spec: "CertificateSpec") -> tuple[str, str]:
-        """(what to print on stdout, error line or "") for one certificate; never raises."""
+    def read(item: tuple[str, "CertificateSpec"]) -> "tuple[CertificateFacts | None, Decision | None, str]":
+        """(facts, decision, error line or "") for one certificate; one Key Vault request; never raises."""
+        name, spec = item
         try:
-            facts = ctx.engine.inspect(spec.vault_url, spec.name)
-            decision = renewal_decision(facts, spec, ctx.now())
-            if not decision.reissue:
-                return f"{name}: not due ({decision.message})\n", ""
-            with ctx.progress.step(f"{name}: {decision.message}"):
-                new = ctx.engine.issue(spec) if facts is None else ctx.engine.renew(spec)
-            return _reported("issued" if facts is None else "renewed", name, new), ""
+            facts = ctx.engine.inspect(spec.vault_url, spec.name, with_chain=False)
+            return facts, renewal_decision(facts, spec, ctx.now()), ""
         except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
-            return "", f"{PROG}: error: {name}: {_explain(e)}"
+            return None, None, f"{PROG}: error: {name}: {_explain(e)}"
 
-    # Results print in stack order, whatever order they finish in.
+    # First every certificate is read (the first alone: it gets the token the others reuse), then the due ones
+    # renew. Results print in stack order, whatever order they finish in.
     selected = ctx.stack.select([])
+    reads = [read(item) for item in selected[:1]]
+    with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="read") as pool:
+        reads += pool.map(read, selected[1:])
+    due = [(name, spec, facts is None, decision.message)
+           for (name, spec), (facts, decision, _) in zip(selected, reads) if decision is not None and decision.reissue]
     with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="renew") as pool:
-        results = list(pool.map(lambda item: renew_if_due(*item), selected))
+        renewed = dict(zip((name for name, *_ in due), pool.map(lambda d: _renew_due(ctx.engine, ctx.progress, *d),
+                                                                 due)))
+    results = []
+    for (name, _), (_, decision, error) in zip(selected, reads):
+        if error or decision is None:
+            results.append(("", error))
+        elif not decision.reissue:
+            results.append((f"{name}: not due ({decision.message})\n", ""))
+        else:
+            results.append(renewed[name])
     for text, error in results:
         ctx.out.write(text)
         if error:
             print(error, file=sys.stderr)
     return EXIT_FAILED if any(error for _, error in results) else EXIT_OK
+
+
+def _renew_due(engine: "Engine", progress: Progress, name: str, spec: "CertificateSpec", missing: bool,
+               why: str) -> tuple[str, str]:
+    """Issue (``missing``) or renew one due certificate: (what to print on stdout, error line or ""); never
+    raises."""
+    try:
+        with progress.step(f"{name}: {why}"):
+            new = engine.issue(spec) if missing else engine.renew(spec)
+        return _reported("issued" if missing else "renewed", name, new), ""
+    except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
+        return "", f"{PROG}: error: {name}: {_explain(e)}"
 
 
 def cmd_revoke(ctx: Context) -> int:
@@ -542,9 +586,46 @@ def _explain(error: BaseException) -> str:
     return f"{text} ({type(error).__name__}; rerun with --verbose for the traceback)"
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+def _interrupted(_signum: int, _frame: Any) -> None:
+    """Ctrl-C: stop now. Worker threads may be deep in an HTTP call or a DNS wait; a KeyboardInterrupt would
+    only reach the main thread, which then waits for them (minutes). A pending Key Vault operation left behind
+    is reused or discarded by the next run, like after any crash."""
+    import os
+
+    try:
+        sys.stderr.write(f"\n{PROG}: interrupted\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+    finally:
+        os._exit(EXIT_INTERRUPTED)
+
+
+@contextlib.contextmanager
+def _ctrl_c_exits() -> Iterator[None]:
+    """While a command runs from the main thread, one Ctrl-C ends the process at once with 130."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: Sequence[str] | None = None, *, engine: "Engine | None" = None,
          now: Callable[[], datetime] | None = None) -> int:
     """Run the CLI; returns the exit code. ``engine`` lets a caller (the demo) share one engine."""
+    with _ctrl_c_exits():
+        return _main(argv, engine=engine, now=now)
+
+
+def _main(argv: Sequence[str] | None, *, engine: "Engine | None", now: Callable[[], datetime] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.stack and args.config:  # given on both sides of the subcommand, so argparse cannot see it
@@ -571,9 +652,9 @@ def main(argv: Sequence[str] | None = None, *, engine: "Engine | None" = None,
     except KeyVaultAcmeError as e:
         print(f"{PROG}: error: {_explain(e)}", file=err)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # raised before our handler was in place, or by code that catches signals itself
         print(f"{PROG}: interrupted", file=err)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - an operator gets one actionable line, not a traceback
         if verbose:
             import traceback

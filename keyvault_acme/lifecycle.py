@@ -24,18 +24,12 @@ import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
-from .account import AccountCache, new_account_key
-from .checks import Checks, one_line
-from .acme_client import AcmeClient
-from .dns.azure import AzureDnsClients, AzureDnsProvider
 from .dns.base import DnsProvider, authoritative_hint
-from .dns.challenges import CLEANUP_MIN_S, DnsSolver
-from .dns.rfc2136 import Rfc2136Provider
 from .errors import (
     CertificateBusy,
     CertificateDeletedButRecoverable,
@@ -61,9 +55,17 @@ from .keyvault import (
 )
 from .config import revocation_reason
 from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
-from .preflight import CaaCache, caa_lookup, check_caa, check_spec
 from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
 from .retry import retry_call
+
+# The issuance stack (ACME and JOSE, dnspython, azure-mgmt-dns) is imported where it is first used, not here:
+# reading certificates (`keyvault-acme status`, a refresh) never pays for it, and a CLI start stays short.
+if TYPE_CHECKING:
+    from .account import AccountCache
+    from .acme_client import AcmeClient
+    from .dns.azure import AzureDnsClients
+    from .dns.challenges import DnsSolver
+    from .preflight import CaaCache
 
 DEFAULT_TIMEOUT_S = 600.0
 MAX_TAGS = 15  # Key Vault's limit per object
@@ -174,12 +176,12 @@ class Engine:
         self._client_kwargs: dict[str, Any] | None = None
         self._vaults: dict[str, KeyVault] = {}
         self._dns_clients: AzureDnsClients | None = None
-        self._accounts: AccountCache[AcmeClient] = AccountCache()
+        self._account_cache: AccountCache[AcmeClient] | None = None
         self._cert_locks: dict[tuple[str, str], threading.Lock] = {}
         self._pending_ours: set[tuple[str, str]] = set()  # pending operations this engine created, not yet done
         self._tsig: dict[str, tuple[float, str]] = {}
         self._dir_clients: dict[str, AcmeClient] = {}
-        self._caa_cache = CaaCache()
+        self._caa: CaaCache | None = None
 
     # -- public API -------------------------------------------------------------------------------------
 
@@ -195,6 +197,9 @@ class Engine:
         self._preflight(spec, self._checked_names(spec), self._deadline())
 
     def _preflight(self, spec: CertificateSpec, names: tuple[str, ...], deadline: float) -> None:
+        from .dns.challenges import DnsSolver
+        from .preflight import caa_lookup, check_caa
+
         directory = self._directory_client(spec.acme.directory_url).read_directory(deadline=deadline)
         directory.check_profile(spec.profile)
         # Names taken by a certificate: never read (its secret may hold its private key), never written over.
@@ -203,19 +208,21 @@ class Engine:
         # on every issuance.
         if not self._accounts.loaded(vault, spec.acme.account_key_secret, spec.acme.directory_url):
             vault.refuse_foreign_secret(spec.acme.account_key_secret, deadline=deadline)
-        vault.refuse_foreign_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=deadline)
+        vault.vet_own_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=deadline)
         providers = self._providers(spec, deadline)
         for provider in providers.values():
             check = getattr(provider, "check_access", None)
             if callable(check):
                 check(deadline=deadline)
         check_caa(names, directory.caa_identities,
-                  caa_lookup(DnsSolver(providers, resolvers=spec.resolvers), cache=self._caa_cache))
+                  caa_lookup(DnsSolver(providers, resolvers=spec.resolvers), cache=self._caa_cache()))
 
     def check(self, spec: CertificateSpec, *, timeout_s: float = 60.0) -> tuple[CheckResult, ...]:
         """Every precondition of issuing ``spec``, without creating or changing anything anywhere: the spec,
         credentials, the vault, the CA's directory and profile, each zone writable, each zone's NS
         delegation, CAA. One result per step (per zone for the zone steps); see :mod:`.checks`."""
+        from .checks import Checks
+
         return Checks(self, spec, time.monotonic() + timeout_s).run()
 
     def issue(self, spec: CertificateSpec, *, access_granted_at: datetime | None = None) -> CertificateFacts:
@@ -237,6 +244,8 @@ class Engine:
             return operation()
         until = settles_at(granted_at)
         announced = False
+
+        from .checks import one_line
 
         def verdict(error: BaseException) -> bool:
             nonlocal announced
@@ -261,7 +270,7 @@ class Engine:
         names = self._checked_names(spec)
         vault = self._vault(spec.vault_url)
         with self._certificate_lock(spec):
-            existing = vault.certificate(spec.name, deadline=deadline)
+            existing = vault.certificate(spec.name, chain=False, deadline=deadline)
             if existing is not None:
                 if not is_managed(existing):
                     raise CertificateMismatch(
@@ -270,7 +279,7 @@ class Engine:
                 decision = renewal_decision(existing, spec, datetime.now(timezone.utc))
                 if not decision.reissue:
                     self.log.info("adopting %s version %s: %s", existing.id, existing.version, decision.message)
-                    return existing
+                    return vault.with_chain(existing, deadline=deadline)
                 self.log.info("%s: %s", existing.id, decision.message)
             self._preflight(spec, names, deadline)
             return self._issue_version(spec, names, vault, deadline)
@@ -360,9 +369,15 @@ class Engine:
             self.log.info("updated the tags of %s version %s", facts.id, facts.version)
             return replace(facts, tags=tags)
 
-    def inspect(self, vault_url: str, name: str) -> CertificateFacts | None:
-        """Public facts of the current version; None when the certificate is gone (or never issued)."""
-        return self._vault(vault_url).certificate(name, deadline=self._deadline())
+    def inspect(self, vault_url: str, name: str, *, with_chain: bool = True,
+                known: CertificateFacts | None = None) -> CertificateFacts | None:
+        """Public facts of the current version; None when the certificate is gone (or never issued).
+
+        One Key Vault request when no chain has to be read: ``with_chain=False`` (``pem_chain`` is then the leaf
+        alone: enough for status and renewal decisions), or ``known`` facts (Pulumi state) whose thumbprint is
+        still the current one, whose chain is reused. Reading a changed chain costs two requests more.
+        """
+        return self._vault(vault_url).certificate(name, chain=with_chain, known=known, deadline=self._deadline())
 
     def delete(self, vault_url: str, name: str, *, purge: bool = False) -> None:
         """Soft-delete the certificate (and purge it when asked); a certificate already gone is not an error."""
@@ -373,6 +388,8 @@ class Engine:
 
     def _issue_version(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
                        deadline: float) -> CertificateFacts:
+        from .dns.challenges import CLEANUP_MIN_S, DnsSolver
+
         timings = Timings()
         tags = managed_tags(spec)
         pending = self._pending_csr(spec, names, vault, tags, deadline)
@@ -476,6 +493,8 @@ class Engine:
                             f"certificate's chain secret (<certificate>{CHAIN_SUFFIX})",
                             "choose a secret name that is no certificate's name and does not end in "
                             f"{CHAIN_SUFFIX!r}")
+        from .preflight import check_spec
+
         names = check_spec(spec)
         tags = managed_tags(spec)
         if len(tags) + 1 > MAX_TAGS:  # +1: the revocation reason may be added later
@@ -492,6 +511,23 @@ class Engine:
 
     def _deadline(self) -> float:
         return time.monotonic() + self.timeout_s
+
+    @property
+    def _accounts(self) -> AccountCache[AcmeClient]:
+        with self._lock:
+            if self._account_cache is None:
+                from .account import AccountCache
+
+                self._account_cache = AccountCache()
+            return self._account_cache
+
+    def _caa_cache(self) -> CaaCache:
+        with self._lock:
+            if self._caa is None:
+                from .preflight import CaaCache
+
+                self._caa = CaaCache()
+            return self._caa
 
     def _kwargs(self) -> dict[str, Any]:
         with self._lock:
@@ -531,14 +567,17 @@ class Engine:
         if directory_url and directory_url != acme.directory_url:
             acme = replace(acme, directory_url=directory_url, eab_kid=None, eab_hmac=None)
 
+        from .acme_client import AcmeClient
+
         def register(key) -> AcmeClient:
             # The EAB key is read only here, once per process and account, not on every issuance.
             eab = None
             if acme.eab_kid and acme.eab_hmac is not None:
                 eab = self._vault(acme.eab_hmac.vault_url).get_secret(acme.eab_hmac.name, acme.eab_hmac.version,
                                                                      ours=False, deadline=deadline)
+            directory = self._directory_client(acme.directory_url).directory_document(deadline=deadline)
             client = AcmeClient(acme.directory_url, key, contact=acme.contact, eab_kid=acme.eab_kid,
-                                eab_hmac_key=eab, timeout=self.timeout_s)
+                                eab_hmac_key=eab, timeout=self.timeout_s, directory=directory)
             client.account_url(deadline=deadline)
             return client
 
@@ -547,6 +586,9 @@ class Engine:
     def _directory_client(self, directory_url: str) -> AcmeClient:
         """A client only for reading the CA's directory: its throw-away key never registers (preflight
         must create nothing at the CA)."""
+        from .account import new_account_key
+        from .acme_client import AcmeClient
+
         with self._lock:
             client = self._dir_clients.get(directory_url)
             if client is None:
@@ -558,6 +600,9 @@ class Engine:
         return {zone.name: self._provider(zone, spec, deadline) for zone in spec.zones}
 
     def _provider(self, zone: AzureDnsZone | Rfc2136Zone, spec: CertificateSpec, deadline: float) -> DnsProvider:
+        from .dns.azure import AzureDnsProvider
+        from .dns.rfc2136 import Rfc2136Provider
+
         if isinstance(zone, AzureDnsZone):
             return AzureDnsProvider(zone, self._azure_dns(), deadline=deadline,
                                     propagation_timeout=spec.propagation_timeout_s)
@@ -569,6 +614,8 @@ class Engine:
         return self._credential
 
     def _azure_dns(self) -> AzureDnsClients:
+        from .dns.azure import AzureDnsClients
+
         kwargs = self._kwargs()
         with self._lock:
             if self._dns_clients is None:
