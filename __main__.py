@@ -1,7 +1,7 @@
 """The keyvault-acme Pulumi program: one CertificateWorkload per stack (one workload in one environment).
 
 The stack's ``keyvault-acme:*`` config is read here, once, as plain values and parsed by
-``keyvault_acme.workload`` -- the same parser the CLI uses -- so a malformed stack fails before any
+``keyvault_acme_stack.workload`` -- the same parser the CLI uses -- so a malformed stack fails before any
 resource is registered, with the key and the fix in the message.
 """
 import json
@@ -11,7 +11,7 @@ from pulumi.runtime import config as runtime_config
 
 from components import CertificateWorkload
 from keyvault_acme.errors import SpecError
-from keyvault_acme.workload import KEYS, NAMESPACE, parse_workload_config
+from keyvault_acme_stack.workload import KEYS, NAMESPACE, parse_workload_config
 
 
 def read_config() -> dict:

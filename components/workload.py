@@ -1,6 +1,6 @@
 """Everything one workload needs in one environment to hold ACME certificates in Key Vault.
 
-``CertificateWorkload`` turns a validated :class:`keyvault_acme.workload.WorkloadConfig` into Azure
+``CertificateWorkload`` turns a validated :class:`keyvault_acme_stack.workload.WorkloadConfig` into Azure
 resources: the vault (RBAC mode, soft delete, purge protection in production, private endpoint with its
 private DNS record, diagnostics), DNS zones and the ``_acme-challenge`` TXT record sets, the issuer identity, the
 least-privilege role assignments, alerting, and one ``Certificate`` per configured certificate.
@@ -23,9 +23,9 @@ from pulumi_azure_native import authorization, dns, eventgrid, keyvault, managed
 from pulumi_azure_native import operationalinsights, privatedns, resources
 
 from keyvault_acme.access import azure_time
-from keyvault_acme.authorization import check_names
+from keyvault_acme_stack.authorization import check_names
 from keyvault_acme.keyvault import CHAIN_SUFFIX
-from keyvault_acme.workload import (
+from keyvault_acme_stack.workload import (
     KEY_VAULT_PRIVATE_DNS_ZONE,
     CertificateConfig,
     ChallengeRecordSet,
@@ -281,7 +281,7 @@ class CertificateWorkload(pulumi.ComponentResource):
             tags=self._tags,
             properties=keyvault.VaultPropertiesArgs(
                 tenant_id=cfg.tenant_id,
-                sku=keyvault.SkuArgs(family="A", name=cfg.vault.sku),
+                sku=keyvault.SkuArgs(family="A", name=cfg.vault.sku or "standard"),
                 enable_rbac_authorization=True,  # access policies would bypass every assignment below
                 enable_soft_delete=True,
                 soft_delete_retention_in_days=cfg.vault.soft_delete_retention_days,

@@ -27,8 +27,8 @@ from typing import Any, Iterator, Mapping, Sequence, TextIO
 
 import yaml
 
-from keyvault_acme import cli
-from keyvault_acme.workload import NAMESPACE, WorkloadConfig, load_stack_file
+from keyvault_acme_cli import cli
+from keyvault_acme_stack.workload import NAMESPACE, WorkloadConfig, load_stack_file
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_STACK = ROOT / "stacks" / "Pulumi.local.yaml"

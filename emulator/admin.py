@@ -92,7 +92,8 @@ class Admin:
             if method == "POST" and ident is None:
                 info = self._kv.register_vault(body["name"], body.get("subscription_id", DEFAULT_SUBSCRIPTION),
                                                body.get("resource_group", DEFAULT_RESOURCE_GROUP),
-                                               body.get("tenant_id", DEFAULT_TENANT))
+                                               body.get("tenant_id", DEFAULT_TENANT),
+                                               body.get("sku", "standard"))
                 return _ok(201, {**asdict(info), "id": info.scope, "vault_url": info.url + "/"})
             if method == "GET" and ident is None:
                 return _ok(200, {"value": [{**asdict(i), "id": i.scope, "vault_url": i.url + "/"}

@@ -88,10 +88,11 @@ class AdminClient:
 
     # Key Vault
     def register_vault(self, name: str, subscription_id: str | None = None, resource_group: str | None = None,
-                       tenant_id: str | None = None) -> dict[str, Any]:
-        """Places a vault in a subscription / resource group / tenant; returns its ARM id as `id`."""
+                       tenant_id: str | None = None, sku: str | None = None) -> dict[str, Any]:
+        """Places a vault in a subscription / resource group / tenant, of SKU standard (default) or premium
+        (HSM keys allowed); returns its ARM id as `id`."""
         body = {"name": name, "subscription_id": subscription_id, "resource_group": resource_group,
-                "tenant_id": tenant_id}
+                "tenant_id": tenant_id, "sku": sku}
         return self.call("POST", "/admin/vaults", {k: v for k, v in body.items() if v is not None})
 
     # Faults

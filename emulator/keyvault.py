@@ -30,8 +30,8 @@ VAULT_SUFFIX = ".vault.azure.net"
 RESOURCE = "https://vault.azure.net"
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 DEFAULT_RESOURCE_GROUP = "emulator"
-_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_VERSION = re.compile(r"^[0-9a-fA-F]{32}$")
+_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
+_VERSION = re.compile(r"[0-9a-fA-F]{32}")
 _RECOVERY = {"recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90}
 _ACTION = "Microsoft.KeyVault/vaults/"
 PFX, PEM = "application/x-pkcs12", "application/x-pem-file"
@@ -93,6 +93,7 @@ class VaultInfo:
     subscription_id: str = DEFAULT_SUBSCRIPTION
     resource_group: str = DEFAULT_RESOURCE_GROUP
     tenant_id: str = DEFAULT_TENANT
+    sku: str = "standard"  # "premium" vaults also make and keep keys in HSMs (RSA-HSM, EC-HSM)
 
     @property
     def scope(self) -> str:
@@ -184,8 +185,11 @@ class KeyVault:
 
     # -- registry and persistence ---------------------------------------------------------------------
     def register_vault(self, name: str, subscription_id: str = DEFAULT_SUBSCRIPTION,
-                       resource_group: str = DEFAULT_RESOURCE_GROUP, tenant_id: str = DEFAULT_TENANT) -> VaultInfo:
-        info = VaultInfo(name.lower(), subscription_id, resource_group, tenant_id)
+                       resource_group: str = DEFAULT_RESOURCE_GROUP, tenant_id: str = DEFAULT_TENANT,
+                       sku: str = "standard") -> VaultInfo:
+        if sku not in ("standard", "premium"):
+            raise ValueError(f"sku {sku!r}: use standard or premium")
+        info = VaultInfo(name.lower(), subscription_id, resource_group, tenant_id, sku)
         with self._lock:
             self._registered[info.name] = info
             if info.name in self._vaults:
@@ -292,12 +296,12 @@ class KeyVault:
         col = segs[0].lower() if segs else ""
 
         def named(i: int = 1) -> str:
-            if not _NAME.match(segs[i]):
+            if not _NAME.fullmatch(segs[i]):
                 raise _bad(f"The request URI contains an invalid name: {segs[i]}")
             return segs[i]
 
         def version(i: int = 2) -> str:
-            if not _VERSION.match(segs[i]):
+            if not _VERSION.fullmatch(segs[i]):
                 raise _bad(f"The request URI contains an invalid version: {segs[i]}")
             return segs[i].lower()
 
@@ -611,6 +615,7 @@ class KeyVault:
         if issuer.lower() not in ("unknown", "self"):
             raise _bad(f"Issuer {issuer!r} is not configured in this vault; use 'Unknown' or 'Self'.")
         key_props, x509_props = policy["key_props"], policy["x509_props"]
+        _refuse_hsm(vault, key_props["kty"])
         if not x509_props.get("subject") and not (x509_props.get("sans") or {}).get("dns_names"):
             raise _bad("Property policy.x509_props needs a subject or subject alternative names.")
         reuse = None
@@ -627,7 +632,7 @@ class KeyVault:
         # Until merged the version is disabled and carries the validity it was planned with, as in Key Vault.
         planned = int(x509_props.get("validity_months", 12)) * 365 * 86400 // 12
         version = Version(uuid.uuid4().hex, now, now, enabled=False, nbf=now - 600, exp=now + planned,
-                          key_pem=kvcrypto.key_to_pem(key),
+                          key_pem=kvcrypto.key_to_pem(key), kty=key_props["kty"],
                           tags={str(k): str(t) for k, t in (body.get("tags") or {}).items()})
         if item is None:
             item = vault.certificates[name.lower()] = Item(name)
@@ -729,6 +734,7 @@ class KeyVault:
         kty = body.get("kty")
         if not isinstance(kty, str):
             raise _bad("Property kty is required.")
+        _refuse_hsm(vault, kty)
         try:
             key = self._unlocked(lambda: kvcrypto.generate_key(kty, body.get("key_size"), body.get("crv")))
         except kvcrypto.CryptoInputError as exc:
@@ -780,6 +786,12 @@ def _add_version(collection: dict[str, Item], item: Item | None, name: str, body
     item.versions[version.version] = version
     item.current = version.version
     return item, version
+
+
+def _refuse_hsm(vault: Vault, kty: str) -> None:
+    """A standard vault keeps software keys only; its refusal in Key Vault's words (status not measured)."""
+    if kty.upper().endswith("-HSM") and vault.info.sku != "premium":
+        raise _bad("Hardware key operation not allowed on standard vault")
 
 
 def _default_ops(kty: str) -> list[str]:

@@ -54,6 +54,8 @@ USER_AGENT = "keyvault-acme/0.1 (acme-python)"
 # and any Retry-After it sends wins.
 POLL_BACKOFF = Backoff(initial=0.005, factor=2.0, cap=5.0)
 DEFAULT_TIMEOUT = 300.0  # whole issuance; production CAs answer in seconds, the rest is headroom
+# No honest ACME answer comes near this: a 100-name order or certificate chain is tens of kilobytes.
+MAX_RESPONSE_BYTES = 1 << 20
 
 _PROBLEM_ERRORS: Mapping[str, type[errors.AcmeError]] = {
     "rateLimited": errors.RateLimited,
@@ -149,7 +151,8 @@ class _Network(acme_client.ClientNetwork):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.session.close()
-        self.session = new_session()
+        # https only, redirects included, and bounded answers: see keyvault_acme.transport.
+        self.session = new_session(https_only=True, max_body=MAX_RESPONSE_BYTES)
         self._nonce_lock = threading.Lock()
 
     def _check_response(self, response: requests.Response, content_type: Optional[str] = None) -> requests.Response:
@@ -214,8 +217,12 @@ class AcmeClient:
         if self._directory is None:
             with self._lock:
                 if self._directory is None:
-                    self._directory = self._retry("read the ACME directory", lambda: messages.Directory.from_json(
+                    if not self.directory_url.lower().startswith("https://"):
+                        raise errors.InsecureUrl(self.directory_url, " (the ACME directory URL)")
+                    directory = self._retry("read the ACME directory", lambda: messages.Directory.from_json(
                         self._net.get(self.directory_url).json()), deadline)
+                    _check_directory_urls(self.directory_url, directory)
+                    self._directory = directory
         return self._directory
 
     @property
@@ -353,8 +360,12 @@ class AcmeClient:
         if preferred_chain:
             for url in self._links(response, "alternate"):
                 chains.append(self._post(url, None, "download an alternate chain", deadline).text)
-        chosen = _choose_chain(chains, preferred_chain)
-        certs = x509.load_pem_x509_certificates(chosen.encode())
+        try:
+            chosen = _choose_chain(chains, preferred_chain)
+            certs = x509.load_pem_x509_certificates(chosen.encode())
+        except ValueError as e:
+            raise errors.ChainMismatch(f"the CA's download from {order.certificate} is not a PEM certificate chain "
+                                       f"({e})") from None
         pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in certs]
         return IssuedChain(leaf_pem=pems[0], intermediates_pem=tuple(pems[1:]), order_url=order.url,
                            certificate_url=order.certificate)
@@ -541,6 +552,13 @@ def _order(url: str, body: Mapping[str, Any]) -> Order:
                  identifiers=tuple(i.value for i in (o.identifiers or ())),
                  authorizations=tuple(o.authorizations or ()), finalize=o.finalize, certificate=o.certificate,
                  profile=o.profile, expires=o.expires)
+
+
+def _check_directory_urls(directory_url: str, directory: messages.Directory) -> None:
+    """InsecureUrl when the directory names an endpoint that is not https (before any request goes there)."""
+    for name, value in directory._jobj.items():
+        if isinstance(value, str) and not value.lower().startswith("https://"):
+            raise errors.InsecureUrl(value, f" (the ACME directory at {directory_url} lists it as {name})")
 
 
 def _choose_chain(chains: Sequence[str], preferred: Optional[str]) -> str:

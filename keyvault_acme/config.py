@@ -34,18 +34,18 @@ _SPEC_KEYS = {
 # silently become P-256).
 KEY_SETTINGS = tuple(f.name for f in fields(KeySpec))
 RENEWAL_SETTINGS = tuple(f.name for f in fields(RenewalPolicy))
-ACME_SETTINGS = ("directory_url", "account_key_secret", "contact", "eab_kid", "eab_hmac")
+ACME_SETTINGS = ("directory_url", "account_key_secret", "contact", "eab_kid", "eab_hmac", "previous_directories")
 # The TSIG algorithms dnspython signs with (RFC 8945 names); HMAC-MD5 is deprecated and left out.
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
 
-_EMAIL = re.compile(r"^[^@\s:]+@[^@\s]+\.[^@\s]+$")
-_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_EMAIL = re.compile(r"[^@\s:]+@[^@\s]+\.[^@\s]+")
+_SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 # ---------------------------------------------------------------------------------------------- shared parsers
 # Plain values arrive from YAML stack files, Pulumi config (structured values, numbers as floats) and
-# provider inputs alike; these are the one way each kind of value is read, for this module and workload.py.
+# provider inputs alike; these are the one way each kind of value is read, here and in keyvault_acme_stack.
 
 
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
@@ -82,15 +82,6 @@ def settings(value: Any, field: str, allowed: tuple[str, ...]) -> Mapping[str, A
     return value
 
 
-def listed(value: Any, field: str) -> list[Any]:
-    """A YAML list ([] when absent); a lone string or mapping is refused rather than iterated."""
-    if value is None:
-        return []
-    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
-        raise SpecError(field, f"must be a list, got {type(value).__name__}", f"write {field} as a YAML list")
-    return list(value)
-
-
 def _strings(value: Any, field: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise SpecError(field, f"must be a list of strings, got {type(value).__name__}", f"write {field}: [a, b]")
@@ -116,7 +107,7 @@ def email(value: Any, field: str) -> str:
     text = value if isinstance(value, str) else ""
     if text.lower().startswith("mailto:"):
         raise SpecError(field, f"{text!r} starts with mailto:", f"write the bare address, {text[len('mailto:'):]}")
-    if not _EMAIL.match(text):
+    if not _EMAIL.fullmatch(text):
         raise SpecError(field, f"{value!r} is not an e-mail address", "write name@example.com")
     return text
 
@@ -160,7 +151,7 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 def _hostname(text: str) -> bool:
     labels = text.rstrip(".").split(".")
     # A dotted all-numeric string (999.1.1.1) is a bad IPv4 address, not a host name.
-    return (0 < len(text) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+    return (0 < len(text) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
             and not all(label.isdigit() for label in labels))
 
 
@@ -213,7 +204,7 @@ def key_from_dict(data: Mapping[str, Any] | None) -> KeySpec:
     data = settings(data, "key", KEY_SETTINGS)
     size = data.get("size")
     return KeySpec(
-        kty=str(data.get("kty", "EC")).upper(),
+        kty=str(data.get("kty", "EC")).upper().replace("_", "-"),
         size=int(_number(size, "key.size")) if size is not None else None,
         curve=data.get("curve"),
         exportable=boolean(data.get("exportable"), "key.exportable", False),
@@ -230,7 +221,7 @@ def acme_from_dict(data: Mapping[str, Any] | None) -> AcmeAccount:
         kwargs["directory_url"] = url
     if data.get("account_key_secret"):
         name = data["account_key_secret"]
-        if not isinstance(name, str) or not _SECRET_NAME.match(name):
+        if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
             # A name, not the key: if a PEM was pasted here, it must not be echoed either.
             raise SpecError("acme.account_key_secret", f"is not a Key Vault secret name (got {describe_shape(name)})",
                             "give the secret's name (1-127 letters, digits and hyphens), e.g. acme-account-key")
@@ -241,6 +232,8 @@ def acme_from_dict(data: Mapping[str, Any] | None) -> AcmeAccount:
     if data.get("eab_kid"):
         kwargs["eab_kid"] = str(data["eab_kid"])
         kwargs["eab_hmac"] = secret_ref_from(_require(data, "eab_hmac", "acme."), "acme.eab_hmac")
+    if data.get("previous_directories"):
+        kwargs["previous_directories"] = _strings(data["previous_directories"], "acme.previous_directories")
     return AcmeAccount(**kwargs)
 
 
@@ -305,8 +298,10 @@ def spec_to_dict(spec: CertificateSpec) -> dict[str, Any]:
     if spec.acme.eab_kid:
         acme["eab_kid"] = spec.acme.eab_kid
         acme["eab_hmac"] = spec.acme.eab_hmac.secret_id if spec.acme.eab_hmac else None
+    if spec.acme.previous_directories:
+        acme["previous_directories"] = list(spec.acme.previous_directories)
     key: dict[str, Any] = {"kty": spec.key.kty, "exportable": spec.key.exportable}
-    key.update({"size": spec.key.size} if spec.key.kty == "RSA" else {"curve": spec.key.curve})
+    key.update({"size": spec.key.size} if spec.key.family == "RSA" else {"curve": spec.key.curve})
     out: dict[str, Any] = {
         "vault_url": spec.vault_url, "name": spec.name, "dns_names": list(spec.dns_names),
         "zones": [zone(z) for z in spec.zones], "acme": acme, "key": key,

@@ -88,6 +88,12 @@ class CertificateDeletedButRecoverable(KeyVaultError):
             "or purge it (az keyvault certificate purge), then retry")
 
 
+class HsmNotAvailable(KeyVaultError):
+    """The vault refuses HSM-protected keys (``key.kty`` RSA-HSM / EC-HSM): it is a standard vault."""
+
+    hint = "use a premium vault for RSA-HSM / EC-HSM keys, or set key.kty to EC or RSA (software-protected)"
+
+
 class SecretRefused(KeyVaultError):
     """A secret the engine was about to read is not one it may read: it belongs to a certificate (Key Vault
     marks those ``managed``; an exportable certificate's secret holds its private key), or a secret the engine
@@ -162,6 +168,37 @@ class BadCsr(AcmeError):
 
 class OrderFailed(AcmeError):
     retryable = True
+
+
+class InsecureUrl(KeyVaultAcmeError):
+    """A request was about to go to a URL that is not https (a CA's redirect or directory named one). Refused
+    before anything is sent: ACME requests carry account signatures and certificates, and an http:// hop is
+    readable and changeable by anyone on the path."""
+
+    def __init__(self, url: str, where: str = "") -> None:
+        self.url = url
+        shown = url if len(url) <= 200 else url[:200] + "..."
+        super().__init__(f"refused to send a request to {shown}{where}: every ACME request must use https; "
+                         "fix the CA's directory URL, or ask the CA why it sends clients to a URL that is not https")
+
+
+class ResponseTooLarge(KeyVaultAcmeError):
+    """An answer longer than any honest one (an ACME chain is a few kilobytes); reading stopped at the bound."""
+
+    def __init__(self, url: str, limit: int) -> None:
+        self.url, self.limit = url, limit
+        super().__init__(f"the answer from {url[:200]} is longer than {limit} bytes, far more than any ACME answer; "
+                         "refused without reading the rest")
+
+
+class UntrustedDirectory(KeyVaultAcmeError):
+    """A certificate's ``acme-directory`` tag names a CA the spec does not configure: revocation (which signs
+    with the account key and disables the version) goes only to the configured CAs."""
+
+
+class ChainMismatch(CertificateMismatch):
+    """The CA's chain is not what was asked for: another key or other names in the leaf, a chain that does not
+    verify. Nothing is stored or merged."""
 
 
 class Deadline(KeyVaultAcmeError):

@@ -48,6 +48,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from .errors import (
     CertificateDeletedButRecoverable,
+    HsmNotAvailable,
     KeyVaultError,
     KeyVaultForbidden,
     KeyVaultReadOnly,
@@ -81,6 +82,8 @@ _READ_ONLY_MARKERS = ("read-only", "read only", "readonly")
 UNREACHABLE_S = 20.0
 UNREACHABLE_MEMORY_S = 30.0
 CONNECT_TIMEOUT_S = 8
+# A standard vault refuses HSM keys with "Hardware key operation not allowed on standard vault".
+_HSM_REFUSAL_MARKER = "hardware key operation not allowed"
 
 
 # -- pure helpers ------------------------------------------------------------------------------------------
@@ -128,10 +131,10 @@ def policy_for(key: KeySpec, dns_names: Sequence[str]) -> CertificatePolicy:
     # profiles without a CN ignore it, so any SAN that fits will do.
     cn = next((n for n in dns_names if len(n) <= 64), dns_names[0][:64])
     kwargs: dict[str, Any] = {}
-    if key.kty == "RSA":
-        kwargs.update(key_type=KeyType.rsa, key_size=key.size)
+    if key.family == "RSA":
+        kwargs.update(key_type=KeyType.rsa_hsm if key.hsm else KeyType.rsa, key_size=key.size)
     else:
-        kwargs.update(key_type=KeyType.ec, key_curve_name=KeyCurveName(key.curve))
+        kwargs.update(key_type=KeyType.ec_hsm if key.hsm else KeyType.ec, key_curve_name=KeyCurveName(key.curve))
     return CertificatePolicy(
         issuer_name="Unknown",
         subject=f"CN={cn}",
@@ -195,6 +198,9 @@ def map_error(error: BaseException, what: str) -> KeyVaultError:
         return KeyVaultReadOnly(detail, status=status, code=code)
     if status == 403:
         return KeyVaultForbidden(detail, status=status, code=code)
+    if _HSM_REFUSAL_MARKER in message.lower():
+        return HsmNotAvailable(f"{detail}: HSM-protected keys (key.kty RSA-HSM / EC-HSM) need a premium vault",
+                               status=status, code=code)
     if status == 409 and "deletedbutrecoverable" in code.lower():
         return CertificateDeletedButRecoverable(detail, status=status, code=code)
     mapped = KeyVaultError(detail, status=status, code=code)
@@ -304,7 +310,7 @@ class KeyVault:
             poller = self.certificates.begin_create_certificate(name, policy, tags=dict(tags))
             return poller.result()  # issuer Unknown: the poller is done at once with the operation (no polling)
 
-        op = self._call(f"create certificate {name!r} ({key.label}, {len(dns_names)} names)", create,
+        op = self._call(f"create certificate {name!r} ({key.description}, {len(dns_names)} names)", create,
                         deadline=deadline)
         log.debug("created pending operation for %s/%s", self.vault_url, name)
         return PendingCsr(name, bytes(op.csr), str(op.status))

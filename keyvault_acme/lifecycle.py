@@ -35,10 +35,12 @@ from .errors import (
     CertificateDeletedButRecoverable,
     CertificateExpired,
     CertificateMismatch,
+    ChainMismatch,
     CertificateNotFound,
     KeyVaultAcmeError,
     KeyVaultError,
     SpecError,
+    UntrustedDirectory,
 )
 from .keyvault import (
     CHAIN_SUFFIX,
@@ -54,7 +56,9 @@ from .keyvault import (
     split_pem_chain,
 )
 from .config import revocation_reason
+from .issued import check_issued_chain
 from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
+from .observe import Observer, Operation, failure_reason
 from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
 from .retry import retry_call
 
@@ -71,7 +75,7 @@ DEFAULT_TIMEOUT_S = 600.0
 MAX_TAGS = 15  # Key Vault's limit per object
 TSIG_CACHE_S = 300.0  # a rotated TSIG secret is picked up within minutes, without a read per issuance
 
-_KV_NAME = re.compile(r"^[0-9A-Za-z-]+$")
+_KV_NAME = re.compile(r"[0-9A-Za-z-]+")
 PHASES = ("kv_create", "order", "dns_write", "propagation", "validation", "finalize", "merge")
 
 
@@ -92,6 +96,26 @@ def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec:
     if public_key_label(csr.public_key()) != spec.key.label:
         return f"Key Vault's CSR has a {public_key_label(csr.public_key())} key, the spec asks for {spec.key.label}"
     return None
+
+
+def revocation_directory(spec: CertificateSpec, tags: Mapping[str, str], what: str) -> str:
+    """Where to revoke a version: the CA its ``acme-directory`` tag names, when that is one the spec configures
+    (``acme.directory_url`` or ``acme.previous_directories``); the spec's CA when the tag is missing.
+
+    Raises UntrustedDirectory naming both otherwise; nothing is sent anywhere then."""
+    tagged = tags.get(TAG_DIRECTORY)
+    if not tagged:
+        return spec.acme.directory_url
+    trusted = spec.acme.trusted_directories()
+    if tagged.startswith("https://") and tagged.rstrip("/") in {url.rstrip("/") for url in trusted}:
+        return tagged
+    shown = tagged if len(tagged) <= 200 else tagged[:200] + "..."
+    raise UntrustedDirectory(
+        f"{what} is tagged {TAG_DIRECTORY}={shown!r}, which is not a CA this stack configures (acme.directory_url "
+        f"{spec.acme.directory_url}" + (f", acme.previous_directories {', '.join(spec.acme.previous_directories)}"
+                                        if spec.acme.previous_directories else "") +
+        "); nothing was sent to any CA and the version is unchanged. If that CA issued it, add its directory "
+        "URL to acme.previous_directories; otherwise someone changed the tag: restore it")
 
 
 class Timings:
@@ -161,13 +185,16 @@ class Engine:
 
     ``credential``: any azure-core TokenCredential; None uses DefaultAzureCredential (workload identity,
     managed identity, environment, Azure CLI). ``on_timings(name, seconds_by_phase)`` is called after
-    each issuance (metrics, benchmarks). ``timeout_s`` bounds each operation.
+    each issuance (metrics, benchmarks). ``observer`` hears of every issue, renew and revoke when it ends
+    (:mod:`.observe`). ``timeout_s`` bounds each operation.
     """
 
     def __init__(self, credential: Any | None = None, *, logger: logging.Logger | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S,
-                 on_timings: Callable[[str, Mapping[str, float]], None] | None = None) -> None:
+                 on_timings: Callable[[str, Mapping[str, float]], None] | None = None,
+                 observer: Observer | None = None) -> None:
         self.log = logger or logging.getLogger("keyvault_acme")
+        self.observer = observer
         self.timeout_s = timeout_s
         self._on_timings = on_timings
         self._credential_arg = credential
@@ -231,12 +258,36 @@ class Engine:
         ``access_granted_at``: when the role assignments this needs were made. Until they have surely taken
         effect (:mod:`.access`), a 403 from Key Vault or Azure DNS is retried instead of raised.
         """
-        return self._once_access_settles(spec, access_granted_at, lambda: self._issue(spec))
+        return self._observed("issue", spec,
+                              lambda: self._once_access_settles(spec, access_granted_at, lambda: self._issue(spec)))
 
     def renew(self, spec: CertificateSpec, *, access_granted_at: datetime | None = None) -> CertificateFacts:
         """A new version of the same Key Vault certificate (new key pair, same names unless the spec changed).
         ``access_granted_at`` as for :meth:`issue`."""
-        return self._once_access_settles(spec, access_granted_at, lambda: self._renew(spec))
+        return self._observed("renew", spec,
+                              lambda: self._once_access_settles(spec, access_granted_at, lambda: self._renew(spec)))
+
+    def _observed(self, kind: str, spec: CertificateSpec,
+                  operation: Callable[[], CertificateFacts]) -> CertificateFacts:
+        if self.observer is None:
+            return operation()
+        started_at, start = time.time(), time.monotonic()
+        try:
+            facts = operation()
+        except BaseException as e:
+            self._tell(Operation(kind, spec.vault_url, spec.name, started_at, time.monotonic() - start,
+                                 failure=failure_reason(e)))
+            raise
+        self._tell(Operation(kind, spec.vault_url, spec.name, started_at, time.monotonic() - start, facts=facts))
+        return facts
+
+    def _tell(self, op: Operation) -> None:
+        try:
+            assert self.observer is not None
+            self.observer.operation(op)
+        except Exception as e:  # noqa: BLE001 - metrics must never fail (or repeat) a certificate operation
+            self.log.warning("the %s observer failed on %s of %s: %s", type(self.observer).__name__, op.kind,
+                             op.certificate, one_line(e))
 
     def _once_access_settles(self, spec: CertificateSpec, granted_at: datetime | None,
                              operation: Callable[[], CertificateFacts]) -> CertificateFacts:
@@ -295,6 +346,9 @@ class Engine:
     def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> CertificateFacts:
         """Revoke the current version at the CA that issued it, record the reason in its tags, and disable it
         unless told not to. An expired version is refused (:class:`CertificateExpired`): CAs do not revoke it."""
+        return self._observed("revoke", spec, lambda: self._revoke(spec, reason, disable))
+
+    def _revoke(self, spec: CertificateSpec, reason: str, disable: bool) -> CertificateFacts:
         revocation_reason(reason, "reason", "unspecified")
         deadline = self._deadline()
         vault = self._vault(spec.vault_url)
@@ -337,8 +391,9 @@ class Engine:
 
     def _revoke_version(self, spec: CertificateSpec, vault: KeyVault, version: str, leaf: x509.Certificate,
                         tags: Mapping[str, str], reason: str, disable: bool, deadline: float) -> dict[str, str]:
-        # At the CA recorded on the version: the spec may have moved to another CA since it was issued.
-        directory_url = tags.get(TAG_DIRECTORY) or spec.acme.directory_url
+        # At the CA recorded on the version (the spec may have moved to another CA since it was issued), when the
+        # spec trusts that CA: a tag is no authority, anyone allowed to edit tags could name any URL.
+        directory_url = revocation_directory(spec, tags, f"{vault.vault_url}/certificates/{spec.name} version {version}")
         revoked_now = self._account(spec, vault, deadline, directory_url=directory_url).revoke(
             leaf, reason, deadline=deadline)
         tags = {**dict(tags), TAG_REVOKED: reason}
@@ -406,6 +461,12 @@ class Engine:
                                         deadline=deadline)
             timings.mark("finalize")
             certs = split_pem_chain(chain.fullchain_pem)
+            # Before anything is written: the CA's answer must be the certificate that was asked for.
+            try:
+                check_issued_chain(certs, pending.csr, names)
+            except ChainMismatch as e:
+                raise ChainMismatch(f"{spec.vault_url.rstrip('/')}/certificates/{spec.name}: {e}; its pending "
+                                    "operation (and the key Key Vault made for it) is discarded") from None
             vault.store_chain(spec.name, certs, deadline=deadline)
         except BaseException:
             # Nothing half-made stays behind: the pending version (and its key) goes, the name stays free.
@@ -420,7 +481,7 @@ class Engine:
             facts = replace(facts, tags=tags)
         timings.mark("merge")
         self.log.info("issued %s version %s (serial %s, %d names, %s) in %.3f s", facts.id, facts.version,
-                      facts.serial, len(names), spec.key.label, sum(timings.seconds.values()))
+                      facts.serial, len(names), spec.key.description, sum(timings.seconds.values()))
         self.log.debug("phases of %s: %s", facts.id, timings)
         if self._on_timings is not None:
             self._on_timings(spec.name, dict(timings.seconds))
@@ -477,7 +538,7 @@ class Engine:
     def _checked_names(self, spec: CertificateSpec) -> tuple[str, ...]:
         if not spec.vault_url.startswith("https://"):
             raise SpecError("vault_url", f"{spec.vault_url!r} is not an https URL", "use https://<vault>.vault.azure.net")
-        if not _KV_NAME.match(spec.name) or len(spec.name) + len(CHAIN_SUFFIX) > 127:
+        if not _KV_NAME.fullmatch(spec.name) or len(spec.name) + len(CHAIN_SUFFIX) > 127:
             raise SpecError("name", f"{spec.name!r} is not a usable Key Vault certificate name",
                             f"use 1-{127 - len(CHAIN_SUFFIX)} letters, digits and hyphens")
         if spec.name.lower().endswith(CHAIN_SUFFIX):
@@ -485,7 +546,7 @@ class Engine:
                             "certificates' public chains (certificate X keeps its chain in the secret "
                             f"X{CHAIN_SUFFIX})", f"choose a name that does not end in {CHAIN_SUFFIX!r}")
         account_key = spec.acme.account_key_secret
-        if not _KV_NAME.match(account_key) or len(account_key) > 127:
+        if not _KV_NAME.fullmatch(account_key) or len(account_key) > 127:
             raise SpecError("acme.account_key_secret", f"{account_key!r} is not a Key Vault secret name",
                             "use letters, digits and hyphens")
         if account_key.lower() == spec.name.lower() or account_key.lower().endswith(CHAIN_SUFFIX):

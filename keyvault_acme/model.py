@@ -17,6 +17,9 @@ from .errors import SpecError
 
 RSA_SIZES = (2048, 3072, 4096)
 EC_CURVES = ("P-256", "P-384")
+# Key Vault's key types: software-protected, or HSM-protected (premium vaults only; never exportable).
+KEY_TYPES = ("EC", "RSA", "EC-HSM", "RSA-HSM")
+HSM_SUFFIX = "-HSM"
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -34,32 +37,55 @@ REVOCATION_REASONS = MappingProxyType(
 
 @dataclass(frozen=True)
 class KeySpec:
-    """The key pair Key Vault generates for the certificate. It never leaves Key Vault unless exportable."""
+    """The key pair Key Vault generates for the certificate. It never leaves Key Vault unless exportable.
 
-    kty: str = "EC"  # "EC" or "RSA"
+    ``RSA-HSM`` / ``EC-HSM`` keys are made and kept in Key Vault's HSMs (premium vaults only); they are never
+    exportable.
+    """
+
+    kty: str = "EC"  # "EC", "RSA", "EC-HSM" or "RSA-HSM"
     size: int | None = None  # RSA only: 2048, 3072, 4096
     curve: str | None = None  # EC only: "P-256", "P-384"
     exportable: bool = False
 
     def __post_init__(self) -> None:
-        if self.kty == "RSA":
+        if self.kty not in KEY_TYPES:
+            raise SpecError("key.kty", f"unknown key type {self.kty!r}",
+                            "use 'EC' (P-256, P-384) or 'RSA' (2048-4096), or EC-HSM / RSA-HSM in a premium vault")
+        if self.family == "RSA":
             object.__setattr__(self, "size", self.size or 2048)
             if self.size not in RSA_SIZES:
                 raise SpecError("key.size", f"RSA key size {self.size} is not supported", f"use one of {RSA_SIZES}")
             if self.curve is not None:
-                raise SpecError("key.curve", "an RSA key has no curve", "remove key.curve or set key.kty to EC")
-        elif self.kty == "EC":
+                raise SpecError("key.curve", "an RSA key has no curve", f"remove key.curve or set key.kty to {self.kty.replace('RSA', 'EC')}")
+        else:
             object.__setattr__(self, "curve", self.curve or "P-256")
             if self.curve not in EC_CURVES:
                 raise SpecError("key.curve", f"EC curve {self.curve!r} is not supported", f"use one of {EC_CURVES}")
             if self.size is not None:
-                raise SpecError("key.size", "an EC key has no size", "remove key.size or set key.kty to RSA")
-        else:
-            raise SpecError("key.kty", f"unknown key type {self.kty!r}", "use 'EC' (P-256, P-384) or 'RSA' (2048-4096)")
+                raise SpecError("key.size", "an EC key has no size", f"remove key.size or set key.kty to {self.kty.replace('EC', 'RSA')}")
+        if self.hsm and self.exportable:
+            raise SpecError("key.exportable", f"a {self.kty} key never leaves the HSM, so it cannot be exportable",
+                            f"remove key.exportable, or use key.kty {self.family} for an exportable software key")
+
+    @property
+    def family(self) -> str:
+        """``EC`` or ``RSA``, whether HSM-protected or not."""
+        return self.kty.removesuffix(HSM_SUFFIX)
+
+    @property
+    def hsm(self) -> bool:
+        return self.kty.endswith(HSM_SUFFIX)
 
     @property
     def label(self) -> str:
-        return f"RSA {self.size}" if self.kty == "RSA" else f"EC {self.curve}"
+        """The public key's shape (``EC P-256``), as a CSR shows it: HSM protection is not visible there."""
+        return f"RSA {self.size}" if self.family == "RSA" else f"EC {self.curve}"
+
+    @property
+    def description(self) -> str:
+        """The label plus the protection, for logs and the ``acme-key`` tag (``EC P-256 HSM``)."""
+        return self.label + (" HSM" if self.hsm else "")
 
 
 def describe_shape(value: object) -> str:
@@ -82,10 +108,10 @@ class SecretRef:
 
     secret_id: str
 
-    _PATTERN = re.compile(r"^https://[a-z0-9-]+\.vault\.azure\.net/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?/?$")
+    _PATTERN = re.compile(r"https://[a-z0-9-]+\.vault\.azure\.net/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?/?")
 
     def __post_init__(self) -> None:
-        if not self._PATTERN.match(self.secret_id or ""):
+        if not self._PATTERN.fullmatch(self.secret_id or ""):
             # Never echo the value: what was given here is often the secret itself (a pasted TSIG key or EAB
             # HMAC), and this message reaches Pulumi check failures, CLI output and CI logs.
             raise SpecError(
@@ -115,13 +141,13 @@ class AzureDnsZone:
     resource_id: str
 
     _PATTERN = re.compile(
-        r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/]+)"
-        r"/providers/Microsoft\.Network/dns[zZ]ones/(?P<zone>[^/]+)$",
+        r"/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/\s]+)"
+        r"/providers/Microsoft\.Network/dns[zZ]ones/(?P<zone>[^/\s]+)",
         re.IGNORECASE,
     )
 
     def __post_init__(self) -> None:
-        if not self._PATTERN.match(self.resource_id or ""):
+        if not self._PATTERN.fullmatch(self.resource_id or ""):
             raise SpecError(
                 "zones[].resource_id",
                 f"{self.resource_id!r} is not an Azure DNS zone resource id",
@@ -129,7 +155,7 @@ class AzureDnsZone:
             )
 
     def _part(self, name: str) -> str:
-        m = self._PATTERN.match(self.resource_id)
+        m = self._PATTERN.fullmatch(self.resource_id)
         assert m
         return m.group(name)
 
@@ -173,6 +199,19 @@ class AcmeAccount:
     contact: tuple[str, ...] = ()  # e-mail addresses, without "mailto:"
     eab_kid: str | None = None
     eab_hmac: SecretRef | None = None
+    # CAs this stack used before directory_url: versions they issued are revoked there, and nowhere else is.
+    previous_directories: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "previous_directories", tuple(self.previous_directories))
+        for i, url in enumerate(self.previous_directories):
+            if not isinstance(url, str) or not url.startswith("https://"):
+                raise SpecError(f"acme.previous_directories[{i}]", f"{str(url)[:200]!r} is not an https URL",
+                                "list the ACME directory URLs (https://...) of CAs this stack used before")
+
+    def trusted_directories(self) -> tuple[str, ...]:
+        """Where revocation may go: the configured CA and the ones configured as used before."""
+        return (self.directory_url, *self.previous_directories)
 
 
 @dataclass(frozen=True)

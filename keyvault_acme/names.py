@@ -17,7 +17,7 @@ MAX_NAME_LENGTH = 253
 MAX_LABEL_LENGTH = 63
 CHALLENGE_LABEL = "_acme-challenge"
 
-_LDH = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+_LDH = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 
 
 def is_wildcard(name: str) -> bool:
@@ -72,7 +72,7 @@ def normalize_name(name: str, field: str = "dns_names") -> str:
         if len(label) > MAX_LABEL_LENGTH:
             raise SpecError(field, f"{raw!r} has a label longer than {MAX_LABEL_LENGTH} characters",
                             "shorten that label")
-        if not _LDH.match(label):
+        if not _LDH.fullmatch(label):
             raise SpecError(field, f"{raw!r} has the label {label!r}, which is not letters, digits and inner hyphens",
                             "use only a-z, 0-9 and '-' (not at a label's start or end)")
         if label.startswith("xn--"):

@@ -89,8 +89,8 @@ def issued_with_tags(spec: CertificateSpec) -> dict[str, str]:
 
 
 def recorded_key(spec: CertificateSpec) -> str:
-    """The key settings as the ``acme-key`` tag records them (the label, and whether it is exportable)."""
-    return spec.key.label + (" exportable" if spec.key.exportable else "")
+    """The key settings as the ``acme-key`` tag records them (the label, HSM protection, whether it is exportable)."""
+    return spec.key.description + (" exportable" if spec.key.exportable else "")
 
 
 # -- the policies, in the order they are asked -------------------------------------------------------

@@ -12,6 +12,10 @@ one interpreter, not by the network) and at start-up (the CLI's whole run):
 - with a CA bundle in REQUESTS_CA_BUNDLE (a corporate TLS-inspecting proxy's root, say), every new connection
   parsed the whole bundle again: 16 ms each, five connections in one CLI run. :class:`Adapter` loads each
   bundle once per process into one verifying TLS context.
+
+The ACME client's session is also strict (:class:`Adapter` with ``https_only`` and ``max_body``): every request
+it sends, redirects included, goes to an https URL, and no answer is read beyond a bound. A CA (or whoever sits
+on its path) cannot turn a request into cleartext or hand us an answer of unbounded size.
 """
 
 from __future__ import annotations
@@ -25,9 +29,29 @@ import requests
 from urllib3.connection import HTTPConnection
 from urllib3.util.ssl_ import create_urllib3_context
 
+from .errors import InsecureUrl, ResponseTooLarge
+
 
 class Adapter(requests.adapters.HTTPAdapter):
-    """requests' adapter, keeping TCP_NODELAY through proxies and loading a CA bundle once (see the module)."""
+    """requests' adapter, keeping TCP_NODELAY through proxies and loading a CA bundle once (see the module).
+
+    ``https_only`` refuses to send to a URL that is not https; ``max_body`` stops reading an answer past that
+    many bytes. Every hop goes through the adapter, each redirect requests follows included, so these checks
+    hold for all of them, before a byte leaves for the URL and before a redirect's body is read.
+    """
+
+    def __init__(self, *args: Any, https_only: bool = False, max_body: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.https_only, self.max_body = https_only, max_body
+
+    def send(self, request, stream=False, *args, **kwargs):
+        if self.https_only and urlsplit(request.url).scheme.lower() != "https":
+            raise InsecureUrl(request.url)
+        if self.max_body is None or stream:
+            return super().send(request, stream, *args, **kwargs)
+        response = super().send(request, True, *args, **kwargs)
+        response._content = _bounded_body(response, self.max_body)
+        return response
 
     def proxy_manager_for(self, proxy, **proxy_kwargs):
         proxy_kwargs.setdefault("socket_options", HTTPConnection.default_socket_options)
@@ -74,6 +98,19 @@ class Session(requests.Session):
         return {**settings, "proxies": dict(settings["proxies"])}
 
 
+def _bounded_body(response: requests.Response, limit: int) -> bytes:
+    """The whole (decoded) body, read in chunks; ResponseTooLarge as soon as it passes ``limit`` bytes."""
+    body = bytearray()
+    try:
+        for chunk in response.iter_content(64 * 1024):
+            body += chunk
+            if len(body) > limit:
+                raise ResponseTooLarge(response.url, limit)
+    finally:
+        response.close()
+    return bytes(body)
+
+
 def _frozen(value: Any) -> Hashable:
     if isinstance(value, Mapping):
         return frozenset(value.items())
@@ -82,10 +119,11 @@ def _frozen(value: Any) -> Hashable:
     return value
 
 
-def new_session(*, pool_maxsize: int = 10) -> Session:
-    """A :class:`Session` with :class:`Adapter` for HTTP and HTTPS."""
+def new_session(*, pool_maxsize: int = 10, https_only: bool = False, max_body: int | None = None) -> Session:
+    """A :class:`Session` with :class:`Adapter` for HTTP and HTTPS; ``https_only`` refuses to send anything to a
+    URL that is not https, ``max_body`` refuses answers longer than that many bytes (see :class:`Session`)."""
     session = Session()
-    adapter = Adapter(pool_connections=16, pool_maxsize=pool_maxsize)
+    adapter = Adapter(pool_connections=16, pool_maxsize=pool_maxsize, https_only=https_only, max_body=max_body)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

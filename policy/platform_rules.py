@@ -2,7 +2,7 @@
 
 Kept apart from ``__main__.py`` because constructing a ``PolicyPack`` starts the analyzer server; these
 functions are plain and tested directly. Name checks call the engine's own allowlist code
-(:mod:`keyvault_acme.authorization`), so the pack, the component and the CLI refuse a name in the same words.
+(:mod:`keyvault_acme_stack.authorization`), so the pack, the component and the CLI refuse a name in the same words.
 The allowlists live in this pack's config, which workloads do not control: a workload cannot widen its
 names from its own stack file.
 """
@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs
 
-from keyvault_acme.authorization import allowlist_from_dict, check_names
+from keyvault_acme_stack.authorization import allowlist_from_dict, check_names
 from keyvault_acme.errors import SpecError
 
 CERTIFICATE_TYPE = "pulumi-python:dynamic/keyvault_acme:Certificate"

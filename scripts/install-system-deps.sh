@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that tests and the demo run for real, only when missing.
+# Installs the Debian packages that tests and the demo run for real, only when missing. Chromium (with the
+# fonts it only recommends) renders the HTML fleet report in its test and makes the README's screenshot.
 # Usage: install-system-deps.sh [--bench]   (--bench adds lego, which only `make bench` runs)
 set -euo pipefail
-declare -A binary=([pebble]=/usr/bin/pebble [bind9]=/usr/sbin/named [bind9-utils]=/usr/sbin/tsig-keygen)
+declare -A binary=([pebble]=/usr/bin/pebble [bind9]=/usr/sbin/named [bind9-utils]=/usr/sbin/tsig-keygen
+                   [chromium]=/usr/bin/chromium
+                   [fonts-liberation]=/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf)
 [ "${1:-}" = "--bench" ] && binary[lego]=/usr/bin/lego
 need=()
 for package in "${!binary[@]}"; do
   # Absolute paths: a normal user's PATH on Debian has no /usr/sbin.
-  [ -x "${binary[$package]}" ] || need+=("$package")
+  [ -e "${binary[$package]}" ] || need+=("$package")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""

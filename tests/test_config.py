@@ -84,7 +84,8 @@ def test_exportable_refuses_anything_but_true_or_false(given):
 
 
 def test_one_boolean_parser_serves_both_modules():
-    from keyvault_acme import config, workload
+    from keyvault_acme import config
+    from keyvault_acme_stack import workload
 
     assert workload.boolean is config.boolean
     assert not {"_bool", "_mapping", "_list"} & set(vars(workload))
@@ -94,7 +95,7 @@ def test_one_boolean_parser_serves_both_modules():
     ("key", {"curv": "P-384"}, "key.curv", "kty, size, curve, exportable"),
     ("renewal", {"days": 30}, "renewal.days", "days_before_expiry, fraction_remaining"),
     ("acme", {"directory": "https://ca.example/dir"}, "acme.directory",
-     "directory_url, account_key_secret, contact, eab_kid, eab_hmac"),
+     "directory_url, account_key_secret, contact, eab_kid, eab_hmac, previous_directories"),
 ])
 def test_unknown_settings_are_named_with_the_accepted_ones(part, data, field, accepted):
     # `key: {curv: P-384}` used to give a P-256 key without a word.
@@ -196,3 +197,27 @@ def test_secret_ref_says_the_shape_instead_of_the_value():
         SecretRef(PASTED)
     assert PASTED not in str(err.value)
     assert f"a {len(PASTED)}-character string that is not an https:// URL" in err.value.problem
+
+
+@pytest.mark.parametrize("key, parsed", [
+    ({"kty": "rsa-hsm", "size": 3072}, KeySpec("RSA-HSM", 3072)),
+    ({"kty": "EC-HSM", "curve": "P-384"}, KeySpec("EC-HSM", curve="P-384")),
+    ({"kty": "ec-hsm"}, KeySpec("EC-HSM", curve="P-256")),
+])
+def test_hsm_key_types_parse_and_round_trip(key, parsed):
+    spec = certificate_spec_from_dict({**BASE, "key": key})
+    assert spec.key == parsed and spec.key.hsm
+    assert spec.key.family == parsed.kty.removesuffix("-HSM")
+    assert certificate_spec_from_dict(spec_to_dict(spec)) == spec
+
+
+@pytest.mark.parametrize("key, field, words", [
+    ({"kty": "RSA-HSM", "exportable": True}, "key.exportable", "never leaves the HSM"),
+    ({"kty": "EC-HSM", "size": 2048}, "key.size", "RSA-HSM"),
+    ({"kty": "RSA-HSM", "curve": "P-256"}, "key.curve", "EC-HSM"),
+    ({"kty": "OCT-HSM"}, "key.kty", "premium vault"),
+])
+def test_bad_hsm_keys_name_the_field(key, field, words):
+    with pytest.raises(SpecError) as err:
+        certificate_spec_from_dict({**BASE, "key": key})
+    assert err.value.field == field and words in str(err.value)

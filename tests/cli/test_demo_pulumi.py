@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from demo.walkthrough import LOCAL_STACK, ROOT, Demo
-from keyvault_acme.workload import load_stack_file
+from keyvault_acme_stack.workload import load_stack_file
 
 RECORDER = """#!{python}
 import json, os, sys

@@ -17,7 +17,7 @@ import pytest
 from azure.identity import ClientSecretCredential
 
 from keyvault_acme.lifecycle import Engine
-from keyvault_acme.workload import load_stack_file
+from keyvault_acme_stack.workload import load_stack_file
 from tests.cli.conftest import ZONE, write_stack
 from tests.request_counts import data_requests
 
@@ -86,7 +86,7 @@ def test_renew_due_with_nothing_due_reads_each_certificate_once(fleet, emulator)
 def test_status_imports_no_acme_jose_or_dns_library(fleet):
     """`status` reads Key Vault only: the issuance stack (acme, josepy, dnspython, azure-mgmt-dns) stays unloaded."""
     stack, _ = fleet
-    probe = ("import json, sys\nfrom keyvault_acme.cli import main\n"
+    probe = ("import json, sys\nfrom keyvault_acme_cli.cli import main\n"
              f"code = main(['--config', {str(stack)!r}, 'status'])\n"
              "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\nsys.exit(code)\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
@@ -97,7 +97,7 @@ def test_status_imports_no_acme_jose_or_dns_library(fleet):
 
 
 def test_the_version_is_looked_up_only_when_asked(monkeypatch, capsys):
-    from keyvault_acme import cli
+    from keyvault_acme_cli import cli
 
     asked = []
     monkeypatch.setattr(cli, "_version", lambda: asked.append(1) or "9.9")

@@ -13,10 +13,10 @@ from azure.identity import ClientSecretCredential
 from azure.keyvault.certificates import CertificateClient
 from cryptography import x509
 
-from keyvault_acme import cli
+from keyvault_acme_cli import cli
 from keyvault_acme.lifecycle import Engine
 from keyvault_acme.renewal import due_at
-from keyvault_acme.workload import load_stack_file
+from keyvault_acme_stack.workload import load_stack_file
 from tests.cli.conftest import VALIDITY_S
 
 pytestmark = pytest.mark.integration

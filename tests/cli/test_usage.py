@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from keyvault_acme import cli
+from keyvault_acme_cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "keyvault-acme"  # the console script pyproject.toml declares
@@ -162,3 +162,55 @@ def test_progress_heartbeat_during_a_long_step_and_silence_when_disabled():
     # Not a terminal and no --verbose: only the warning.
     [only] = hidden.getvalue().splitlines()
     assert only.endswith("] warning: a record could not be removed")
+
+
+PROD_STACK = ROOT / "stacks" / "Pulumi.shop-prod.yaml"
+
+
+def _without(path: Path, tmp_path: Path, *keys: str) -> Path:
+    import yaml
+
+    document = yaml.safe_load(path.read_text())
+    for key in keys:
+        del document["config"][f"keyvault-acme:{key}"]
+    out = tmp_path / path.name
+    out.write_text(yaml.safe_dump(document))
+    return out
+
+
+def test_a_read_command_reads_only_what_it_needs_of_a_stack(tmp_path):
+    # A production stack without alerts (and without the deployment-only keys location and tenant_id) cannot
+    # be deployed, but its certificates are fully described: `status` must read them, not refuse the stack.
+    path = _without(PROD_STACK, tmp_path, "alerts", "location", "tenant_id", "consumers", "monitoring")
+    stack = cli.load_stack(path)
+    assert list(stack.certificates) == ["www", "api"]
+    www = stack.certificates["www"]
+    assert www.vault_url == "https://kv-shop-prod-weu.vault.azure.net"
+    assert www.dns_names == ("shop.example.com", "www.shop.example.com")
+    assert www.tags["environment"] == "prod" and www.acme.contact == ("shop-oncall@example.com",)
+    # The program still refuses it, naming the missing setting.
+    from keyvault_acme.errors import SpecError
+    from keyvault_acme_stack.workload import load_stack_file
+
+    with pytest.raises(SpecError, match="location"):
+        load_stack_file(path)
+
+
+def test_what_the_cli_reads_of_a_stack_is_still_checked(tmp_path):
+    # Reading less is not reading carelessly: the certificates' own settings, the allowlist and unknown keys
+    # are refused as before, naming the field.
+    text = PROD_STACK.read_text().replace("      - shop.example.com\n  keyvault-acme:acme", "      - other.example.com\n  keyvault-acme:acme")
+    path = tmp_path / "Pulumi.shop-prod.yaml"
+    path.write_text(text)
+    with pytest.raises(cli.UsageError, match=r"certificates\[0\]\.dns_names"):
+        cli.load_stack(path)
+    path.write_text(PROD_STACK.read_text() + "  keyvault-acme:alert: {}\n")
+    with pytest.raises(cli.UsageError, match="keyvault-acme:alert"):
+        cli.load_stack(path)
+
+
+def test_python_dash_m_runs_the_same_cli():
+    result = subprocess.run([sys.executable, "-m", "keyvault_acme_cli", "--help"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: keyvault-acme")

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from keyvault_acme import config as spec_config
-from keyvault_acme.authorization import Allowlist
+from keyvault_acme_stack.authorization import Allowlist
 from keyvault_acme.model import KeySpec, RenewalPolicy
-from keyvault_acme.workload import (
+from keyvault_acme_stack.workload import (
     CERTIFICATE_RESOURCE_KEYS,
     KEYS,
     NAMESPACE,

@@ -16,9 +16,9 @@ from components.workload import (
     latest_grant,
     overdue_renewal_query,
 )
-from keyvault_acme.authorization import Allowlist
+from keyvault_acme_stack.authorization import Allowlist
 from keyvault_acme.errors import NameNotAuthorized
-from keyvault_acme.workload import load_stack_file
+from keyvault_acme_stack.workload import load_stack_file
 
 from . import harness, rules
 from .harness import STACKS

@@ -23,7 +23,7 @@ from components import CertificateWorkload
 from components.workload import BUILTIN_ROLE_NAMES
 from keyvault_acme.errors import KeyVaultAcmeError
 from keyvault_acme.lifecycle import Engine
-from keyvault_acme.workload import parse_workload_config
+from keyvault_acme_stack.workload import parse_workload_config
 from tests import services
 
 from . import harness

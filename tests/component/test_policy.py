@@ -11,7 +11,7 @@ import pytest
 from pulumi_policy import ResourceValidationArgs
 
 from components import CertificateWorkload
-from keyvault_acme.workload import load_stack_file
+from keyvault_acme_stack.workload import load_stack_file
 
 from . import harness
 from .harness import ROOT, STACKS

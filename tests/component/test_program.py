@@ -8,7 +8,7 @@ import pulumi
 import pytest
 
 from components.workload import KEY_VAULT_CERTIFICATES_OFFICER
-from keyvault_acme.workload import load_stack_file
+from keyvault_acme_stack.workload import load_stack_file
 
 from . import harness, rules
 from .harness import ROOT, STACKS

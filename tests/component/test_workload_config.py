@@ -5,10 +5,10 @@ import copy
 
 import pytest
 
-from keyvault_acme.authorization import Allowlist, allowlist_from_dict, check_names, unauthorized
+from keyvault_acme_stack.authorization import Allowlist, allowlist_from_dict, check_names, unauthorized
 from keyvault_acme.errors import NameNotAuthorized, SpecError
 from keyvault_acme.model import AzureDnsZone, Rfc2136Zone
-from keyvault_acme.workload import load_stack_file, parse_workload_config, stack_config_values
+from keyvault_acme_stack.workload import load_stack_file, parse_workload_config, stack_config_values
 
 from .harness import STACKS
 
@@ -139,6 +139,16 @@ def test_a_certificate_overrides_some_acme_settings_and_keeps_the_workloads_othe
     assert api.directory_url == "https://other-ca.example/dir" and api.contact == ("ops@example.com",)
 
 
+def test_hsm_keys_are_accepted_in_a_premium_vault_and_an_existing_vault_of_undeclared_sku():
+    hsm = [{"name": "www", "dns_names": ["www.shop.example.com"], "key": {"kty": "EC-HSM"}}]
+    cfg = parse_workload_config(base(vault={"sku": "premium"}, certificates=hsm))
+    assert cfg.certificates[0].spec.key.kty == "EC-HSM" and cfg.vault.sku == "premium"
+    existing = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-old"
+    # Undeclared: Key Vault itself decides (a standard vault refuses at create: see tests/engine/test_hsm_keys.py).
+    cfg = parse_workload_config(base(vault={"resource_id": existing}, certificates=hsm))
+    assert cfg.vault.sku is None and cfg.certificates[0].spec.key.hsm
+
+
 def test_private_endpoint_subnet_gives_the_vnet_and_an_optional_existing_private_dns_zone():
     cfg = parse_workload_config(base(vault={"private_endpoint_subnet_id": SUBNET}))
     assert cfg.vault.private_endpoint_vnet_id == SUBNET.rsplit("/subnets/", 1)[0]
@@ -156,6 +166,12 @@ def test_private_endpoint_subnet_gives_the_vnet_and_an_optional_existing_private
     ({"surprise": 1}, "keyvault-acme:surprise", "unknown config key"),
     ({"vault": {"name": "kv_bad"}}, "vault.name", "not a valid Key Vault name"),
     ({"vault": {"sku": "gold"}}, "vault.sku", "not a Key Vault SKU"),
+    ({"certificates": [{"name": "www", "dns_names": ["www.shop.example.com"], "key": {"kty": "EC-HSM"}}]},
+     "certificates[0].key.kty", "EC-HSM keys need a premium vault, and the vault kv-shop-dev is standard"),
+    ({"vault": {"resource_id": f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-old",
+                "sku": "standard"},
+      "certificates": [{"name": "www", "dns_names": ["www.shop.example.com"], "key": {"kty": "RSA-HSM"}}]},
+     "certificates[0].key.kty", "RSA-HSM keys need a premium vault"),
     ({"vault": {"soft_delete_retention_days": 3}}, "vault.soft_delete_retention_days", "out of range"),
     ({"vault": {"private_endpoint_subnet_id": "/subscriptions/x/vnet"}}, "vault.private_endpoint_subnet_id", "not a subnet id"),
     ({"vault": {"private_endpoint_subnet_id": "/subnets/pe"}}, "vault.private_endpoint_subnet_id", "not a subnet id"),

@@ -52,6 +52,13 @@ def test_policy_asks_key_vault_for_the_spec_key_and_names_with_issuer_unknown():
     assert (ec_policy.key_type, ec_policy.key_curve_name, ec_policy.exportable) == (KeyType.ec, KeyCurveName.p_384, False)
 
 
+def test_hsm_keys_ask_key_vault_for_hsm_key_types():
+    rsa_policy = kv.policy_for(KeySpec("RSA-HSM", 2048), ["x.example.test"])
+    assert (rsa_policy.key_type, rsa_policy.key_size, rsa_policy.exportable) == (KeyType.rsa_hsm, 2048, False)
+    ec_policy = kv.policy_for(KeySpec("EC-HSM"), ["y.example.test"])
+    assert (ec_policy.key_type, ec_policy.key_curve_name) == (KeyType.ec_hsm, KeyCurveName.p_256)
+
+
 def test_subject_uses_a_name_that_fits_a_common_name():
     long_name = ("a" * 60) + ".example.test"
     policy = kv.policy_for(KeySpec(), [long_name, "short.example.test"])

@@ -86,6 +86,7 @@ def test_name_order_and_case_do_not_count_as_a_change():
 @pytest.mark.parametrize("changed, reason", [
     (dict(key=KeySpec(kty="RSA", size=3072)), "KeyChanged"),
     (dict(key=KeySpec(exportable=True)), "KeyChanged"),
+    (dict(key=KeySpec(kty="EC-HSM")), "KeyChanged"),
     (dict(acme=AcmeAccount(directory_url="https://other-ca.test/dir")), "IssuerChanged"),
     (dict(profile="shortlived"), "ProfileChanged"),
 ])

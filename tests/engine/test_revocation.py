@@ -54,7 +54,9 @@ def test_destroy_revokes_every_unexpired_version_not_only_the_current_one(world,
 def test_revocation_goes_to_the_ca_that_issued_the_version(both_cas, engine, pebble, short_pebble):
     spec = both_cas.spec([unique(AZURE_ZONE)])
     issued = engine.issue(spec)
-    moved = replace(spec, acme=replace(spec.acme, directory_url=short_pebble.directory_url))
+    # The stack moved to another CA and lists the one it used before: revocation goes there.
+    moved = replace(spec, acme=replace(spec.acme, directory_url=short_pebble.directory_url,
+                                       previous_directories=(spec.acme.directory_url,)))
     assert engine.revoke_all(moved, "superseded") == [issued.serial]
     assert pebble.cert_status(issued.serial) == "Revoked"
 

@@ -19,13 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TextIO
 
-from .errors import CREDENTIALS_HINT, KeyVaultAcmeError, SpecError
-from .model import REVOCATION_REASONS
+from keyvault_acme.errors import CREDENTIALS_HINT, KeyVaultAcmeError, SpecError
+from keyvault_acme.model import REVOCATION_REASONS
 
 if TYPE_CHECKING:  # imported lazily at run time: `--help` and usage errors stay fast
-    from .lifecycle import Engine
-    from .model import CertificateFacts, CertificateSpec
-    from .workload import WorkloadConfig
+    from keyvault_acme.lifecycle import Engine
+    from keyvault_acme.model import CertificateFacts, CertificateSpec
 
 PROG = "keyvault-acme"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
@@ -235,9 +234,9 @@ class Stack:
 
 
 def load_stack(path: Path) -> Stack:
-    from .workload import load_stack_file
+    from keyvault_acme_stack.workload import load_stack_certificates
     try:
-        workload = load_stack_file(path)
+        certificates = load_stack_certificates(path)
     except SpecError as e:
         text = _one_line(e)  # YAML errors span lines; an operator gets one
         raise UsageError(text if text.startswith(str(path)) else f"{path}: {text}") from None
@@ -245,12 +244,9 @@ def load_stack(path: Path) -> Stack:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
     except ValueError as e:  # YAML errors and other malformed content
         raise UsageError(f"{path}: {_one_line(e)}") from None
-    return Stack(path, _certificates_of(workload))
-
-
-def _certificates_of(workload: "WorkloadConfig") -> dict[str, "CertificateSpec"]:
-    # Operators name a certificate by its Key Vault name, the same name the stack file gives it.
-    return {certificate.name: certificate.spec for certificate in workload.certificates}
+    # Operators name a certificate by its Key Vault name, the same name the stack file gives it. Only the
+    # certificates are read: a command on certificates has no use for the stack's deployment settings.
+    return Stack(path, {certificate.name: certificate.spec for certificate in certificates})
 
 
 # -- output -------------------------------------------------------------------------------------------
@@ -365,7 +361,7 @@ ATTENTION = ("missing", "revoked", "disabled", "expired")
 
 
 def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | None", now: datetime) -> Row:
-    from .renewal import due_at, renewal_decision
+    from keyvault_acme.renewal import due_at, renewal_decision
     decision = renewal_decision(facts, spec, now)
     state = _STATE.get(decision.reason, "outdated")
     return Row(name, spec, facts, state, decision.message if decision.reissue else "",
@@ -426,7 +422,7 @@ class Context:
         one token, one Key Vault challenge per vault."""
         with self._engine_lock:
             if self._engine is None:
-                from .lifecycle import Engine
+                from keyvault_acme.lifecycle import Engine
                 self._engine = Engine(logger=self._logger)
             return self._engine
 
@@ -484,7 +480,7 @@ def cmd_renew(ctx: Context) -> int:
         return EXIT_OK
     from concurrent.futures import ThreadPoolExecutor
 
-    from .renewal import Decision, renewal_decision
+    from keyvault_acme.renewal import Decision, renewal_decision
 
     def read(item: tuple[str, "CertificateSpec"]) -> "tuple[CertificateFacts | None, Decision | None, str]":
         """(facts, decision, error line or "") for one certificate; one Key Vault request; never raises."""

@@ -16,23 +16,23 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from . import authorization
-from .authorization import Allowlist
-from .config import (
+from keyvault_acme.config import (
     ACME_SETTINGS,
     acme_from_dict,
     boolean,
     certificate_spec_from_dict,
     email,
-    listed,
     revocation_reason,
     settings,
     spec_to_dict,
     zone_from_dict,
 )
-from .errors import SpecError
-from .names import challenge_name, normalize_names, zone_for
-from .model import AzureDnsZone, CertificateSpec, Rfc2136Zone, describe_shape
+from keyvault_acme.errors import SpecError
+from keyvault_acme.names import challenge_name, normalize_names, zone_for
+from keyvault_acme.model import AzureDnsZone, CertificateSpec, Rfc2136Zone, describe_shape
+
+from . import authorization
+from .authorization import Allowlist
 
 NAMESPACE = "keyvault-acme"
 
@@ -66,22 +66,22 @@ SETTINGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
 # Keys of a certificate entry that steer the Pulumi resource, not the certificate itself.
 CERTIFICATE_RESOURCE_KEYS = ("revoke_on_delete", "revoke_reason", "purge_on_delete")
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-_WORKLOAD = re.compile(r"^[a-z][a-z0-9]{1,11}$")
-_ENVIRONMENT = re.compile(r"^[a-z][a-z0-9]{1,7}$")
-_VAULT_NAME = re.compile(r"^[a-zA-Z](?!.*--)[a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$")
-_CERT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-_RG_ID = re.compile(r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/]+)$", re.IGNORECASE)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_WORKLOAD = re.compile(r"[a-z][a-z0-9]{1,11}")
+_ENVIRONMENT = re.compile(r"[a-z][a-z0-9]{1,7}")
+_VAULT_NAME = re.compile(r"[a-zA-Z](?!.*--)[a-zA-Z0-9-]{1,22}[a-zA-Z0-9]")
+_CERT_NAME = re.compile(r"[0-9a-zA-Z-]{1,127}")
+_RG_ID = re.compile(r"/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/\s]+)", re.IGNORECASE)
 _VAULT_ID = re.compile(
-    r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/]+)"
-    r"/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/]+)$", re.IGNORECASE)
+    r"/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[^/\s]+)"
+    r"/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/\s]+)", re.IGNORECASE)
 _SUBNET_ID = re.compile(
-    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+"
-    r"/providers/Microsoft\.Network/virtualNetworks/[^/]+/subnets/[^/]+$", re.IGNORECASE)
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+"
+    r"/providers/Microsoft\.Network/virtualNetworks/[^/\s]+/subnets/[^/\s]+", re.IGNORECASE)
 _PRIVATE_DNS_ZONE_ID = re.compile(
-    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+"
-    r"/providers/Microsoft\.Network/privateDnsZones/(?P<name>[^/]+)$", re.IGNORECASE)
-_ARM_ID = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/[^/]+/.+$", re.IGNORECASE)
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+"
+    r"/providers/Microsoft\.Network/privateDnsZones/(?P<name>[^/\s]+)", re.IGNORECASE)
+_ARM_ID = re.compile(r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+/providers/[^/\s]+/.+", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------- types
@@ -102,7 +102,8 @@ class VaultConfig:
     name: str
     url: str
     existing_id: str | None = None
-    sku: str = "standard"
+    # A new vault's SKU; for an existing vault, the SKU declared for the HSM-key check (None: not declared).
+    sku: str | None = "standard"
     soft_delete_retention_days: int = 90
     purge_protection: bool = False
     private_endpoint_subnet_id: str | None = None
@@ -278,6 +279,15 @@ class WorkloadConfig:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
+def listed(value: Any, field: str) -> list[Any]:
+    """A YAML list ([] when absent); a lone string or mapping is refused rather than iterated."""
+    if value is None:
+        return []
+    if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
+        raise SpecError(field, f"must be a list, got {type(value).__name__}", f"write {field} as a YAML list")
+    return list(value)
+
+
 def _str(value: Any, fld: str, fix: str, *, required: bool = True) -> str | None:
     if value is None or value == "":
         if required:
@@ -307,7 +317,7 @@ def _first_duplicate(names: list[str]) -> str | None:
 def _uuid(value: Any, fld: str, what: str) -> str:
     text = _str(value, fld, f"give the {what} (a GUID)")
     assert text is not None
-    if not _UUID.match(text):
+    if not _UUID.fullmatch(text):
         raise SpecError(fld, f"{text!r} is not a GUID", f"give the {what} as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")
     return text.lower()
 
@@ -319,7 +329,7 @@ def _resource_group(data: Any, workload: str, environment: str, subscription_id:
     d = settings(data, "resource_group", SETTINGS["resource_group"])
     if d.get("resource_id"):
         rid = str(d["resource_id"])
-        m = _RG_ID.match(rid)
+        m = _RG_ID.fullmatch(rid)
         if not m:
             raise SpecError("resource_group.resource_id", f"{rid!r} is not a resource group id",
                             "use /subscriptions/<id>/resourceGroups/<name>")
@@ -331,25 +341,31 @@ def _resource_group(data: Any, workload: str, environment: str, subscription_id:
     return ResourceGroupConfig(name=name)
 
 
-def _vault(data: Any, workload: str, environment: str, production: bool) -> VaultConfig:
-    d = settings(data, "vault", SETTINGS["vault"])
+def _vault_address(d: Mapping[str, Any], workload: str, environment: str) -> tuple[str, str, str | None]:
+    """The vault's name, URL and existing resource id: all a certificate needs of it."""
     existing_id = _str(d.get("resource_id"), "vault.resource_id", "", required=False)
     if existing_id:
-        m = _VAULT_ID.match(existing_id)
+        m = _VAULT_ID.fullmatch(existing_id)
         if not m:
             raise SpecError("vault.resource_id", f"{existing_id!r} is not a Key Vault resource id",
                             "use /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>")
         name = m.group("name")
     else:
         name = _str(d.get("name"), "vault.name", "", required=False) or f"kv-{workload}-{environment}"
-    if not _VAULT_NAME.match(name):
+    if not _VAULT_NAME.fullmatch(name):
         raise SpecError("vault.name", f"{name!r} is not a valid Key Vault name",
                         "use 3-24 letters, digits and single hyphens, starting with a letter")
     url = (_str(d.get("url"), "vault.url", "", required=False) or f"https://{name.lower()}.vault.azure.net").rstrip("/")
     if not url.startswith("https://"):
         raise SpecError("vault.url", f"{url!r} is not an https URL", "use https://<vault>.vault.azure.net")
-    sku = str(d.get("sku") or "standard").lower()
-    if sku not in ("standard", "premium"):
+    return name, url, existing_id
+
+
+def _vault(data: Any, workload: str, environment: str, production: bool) -> VaultConfig:
+    d = settings(data, "vault", SETTINGS["vault"])
+    name, url, existing_id = _vault_address(d, workload, environment)
+    sku = str(d.get("sku") or ("" if existing_id else "standard")).lower() or None
+    if sku not in (None, "standard", "premium"):
         raise SpecError("vault.sku", f"{sku!r} is not a Key Vault SKU", "use standard or premium (HSM-backed keys)")
     purge = boolean(d.get("purge_protection"), "vault.purge_protection", production)
     if production and not purge:
@@ -366,7 +382,7 @@ def _vault(data: Any, workload: str, environment: str, production: bool) -> Vaul
 def _private_endpoint(d: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The vault's private endpoint subnet and the private DNS zone its address is published in."""
     subnet = _str(d.get("private_endpoint_subnet_id"), "vault.private_endpoint_subnet_id", "", required=False)
-    if subnet and not _SUBNET_ID.match(subnet):
+    if subnet and not _SUBNET_ID.fullmatch(subnet):
         raise SpecError("vault.private_endpoint_subnet_id", f"{subnet!r} is not a subnet id",
                         "use /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>")
     zone = _str(d.get("private_dns_zone_id"), "vault.private_dns_zone_id", "", required=False)
@@ -375,7 +391,7 @@ def _private_endpoint(d: Mapping[str, Any]) -> tuple[str | None, str | None]:
     if not subnet:
         raise SpecError("vault.private_dns_zone_id", "needs vault.private_endpoint_subnet_id",
                         "set the private endpoint's subnet too, or remove private_dns_zone_id")
-    match = _PRIVATE_DNS_ZONE_ID.match(zone)
+    match = _PRIVATE_DNS_ZONE_ID.fullmatch(zone)
     if not match:
         raise SpecError("vault.private_dns_zone_id", f"{zone!r} is not a private DNS zone id",
                         "use /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/privateDnsZones/"
@@ -394,7 +410,7 @@ def _monitoring(data: Any, workload: str, environment: str, production: bool) ->
         raise SpecError("monitoring.enabled", "must be true in a production environment",
                         "remove monitoring.enabled; production vaults keep diagnostic logs")
     workspace_id = _str(d.get("workspace_id"), "monitoring.workspace_id", "", required=False)
-    if workspace_id and not _ARM_ID.match(workspace_id):
+    if workspace_id and not _ARM_ID.fullmatch(workspace_id):
         raise SpecError("monitoring.workspace_id", f"{workspace_id!r} is not a resource id",
                         "use the Log Analytics workspace's resource id, or omit it to create one")
     return MonitoringConfig(
@@ -527,7 +543,7 @@ def _certificate(entry: Any, fld: str, *, vault_url: str, zones: tuple[DnsZoneCo
     except SpecError as e:
         raise SpecError(f"{fld}.{e.field}", e.problem, e.fix) from None
     spec = replace(spec, zones=tuple(z.azure if isinstance(z, DnsZoneConfig) else z for z in zones))
-    if not _CERT_NAME.match(spec.name):
+    if not _CERT_NAME.fullmatch(spec.name):
         raise SpecError(f"{fld}.name", f"{spec.name!r} is not a Key Vault certificate name", "use letters, digits and hyphens")
     dns_names = normalize_names(spec.dns_names, f"{fld}.dns_names")
     authorization.check_names(dns_names, allowlist, field=f"{fld}.dns_names", owner=owner)
@@ -563,8 +579,7 @@ def _challenge_record_sets(dns_names: tuple[str, ...], zones: tuple[DnsZoneConfi
 # ---------------------------------------------------------------------------------------------- entry points
 
 
-def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
-    """Parse the ``keyvault-acme:*`` values (prefix stripped) of one stack into a :class:`WorkloadConfig`."""
+def _check_keys(values: Mapping[str, Any]) -> None:
     if not isinstance(values, Mapping):
         raise SpecError("config", "must be a mapping of keyvault-acme:* keys", "see docs/configuration.md")
     unknown = sorted(set(values) - set(KEYS))
@@ -575,17 +590,46 @@ def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
             raise SpecError(f"{NAMESPACE}:{key}", "is a secret",
                             "workload config holds no secrets; keep them in Key Vault and refer to them by secret id")
 
+
+def _workload_environment(values: Mapping[str, Any]) -> tuple[str, str]:
     workload = str(_str(values.get("workload"), "workload", "set keyvault-acme:workload, e.g. shop"))
-    if not _WORKLOAD.match(workload):
+    if not _WORKLOAD.fullmatch(workload):
         raise SpecError("workload", f"{workload!r} is not a workload name", "use 2-12 lower-case letters and digits, starting with a letter")
     environment = str(_str(values.get("environment"), "environment", "set keyvault-acme:environment, e.g. dev or prod"))
-    if not _ENVIRONMENT.match(environment):
+    if not _ENVIRONMENT.fullmatch(environment):
         raise SpecError("environment", f"{environment!r} is not an environment name", "use 2-8 lower-case letters and digits, e.g. dev or prod")
+    return workload, environment
+
+
+def _subscription(values: Mapping[str, Any]) -> str:
+    return _uuid(values.get("subscription_id"), "subscription_id", "subscription the stack deploys into")
+
+
+def _certificate_part(values: Mapping[str, Any], *, workload: str, environment: str, vault_url: str,
+                      zones: tuple[DnsZoneConfig | Rfc2136Zone, ...]) -> tuple[Allowlist, dict[str, str], tuple[CertificateConfig, ...]]:
+    """The allowlist, the workload's tags and the certificates: what the certificates are made of."""
+    allowlist = authorization.allowlist_from_dict(values.get("allowlist"))
+    acme = settings(values.get("acme"), "acme", SETTINGS["acme"])
+    acme_from_dict(acme)  # a bad CA setting is named once, as acme.<key>, not once per certificate
+    extra_tags = values.get("tags") or {}
+    if not isinstance(extra_tags, Mapping):
+        raise SpecError("tags", "must be a mapping of strings", "write keyvault-acme:tags: {cost-center: web}")
+    tags = {"workload": workload, "environment": environment, "managed-by": "pulumi-keyvault-acme",
+            **{str(k): str(v) for k, v in extra_tags.items()}}
+    certificates = _certificates(values.get("certificates"), vault_url=vault_url, zones=zones, acme=acme,
+                                 tags=tags, allowlist=allowlist, owner=f"workload {workload}")
+    return allowlist, tags, certificates
+
+
+def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
+    """Parse the ``keyvault-acme:*`` values (prefix stripped) of one stack into a :class:`WorkloadConfig`."""
+    _check_keys(values)
+    workload, environment = _workload_environment(values)
     production = boolean(values.get("production"), "production", environment in PRODUCTION_ENVIRONMENTS)
     if environment in PRODUCTION_ENVIRONMENTS and not production:
         raise SpecError("production", f"cannot be false for environment {environment!r}", "remove keyvault-acme:production")
     location = str(_str(values.get("location"), "location", "set keyvault-acme:location, e.g. westeurope"))
-    subscription_id = _uuid(values.get("subscription_id"), "subscription_id", "subscription the stack deploys into")
+    subscription_id = _subscription(values)
 
     rg = _resource_group(values.get("resource_group"), workload, environment, subscription_id)
     vault = _vault(values.get("vault"), workload, environment, production)
@@ -601,17 +645,16 @@ def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
     if production and not alerting.enabled:
         raise SpecError("alerts", "has no receiver in a production environment",
                         "add alerts.emails or alerts.webhooks so someone hears of expiring certificates")
-    allowlist = authorization.allowlist_from_dict(values.get("allowlist"))
-    acme = settings(values.get("acme"), "acme", SETTINGS["acme"])
-    acme_from_dict(acme)  # a bad CA setting is named once, as acme.<key>, not once per certificate
-    extra_tags = values.get("tags") or {}
-    if not isinstance(extra_tags, Mapping):
-        raise SpecError("tags", "must be a mapping of strings", "write keyvault-acme:tags: {cost-center: web}")
-    tags = {"workload": workload, "environment": environment, "managed-by": "pulumi-keyvault-acme",
-            **{str(k): str(v) for k, v in extra_tags.items()}}
-    certificates = _certificates(values.get("certificates"), vault_url=vault.url, zones=(*zones, *rfc), acme=acme,
-                                 tags=tags, allowlist=allowlist, owner=f"workload {workload}")
+    allowlist, tags, certificates = _certificate_part(values, workload=workload, environment=environment,
+                                                      vault_url=vault.url, zones=(*zones, *rfc))
     for i, cert in enumerate(certificates):
+        # Key Vault refuses HSM keys in a standard vault only when the pending version is created; say so now,
+        # before any resource of the stack is made.
+        if cert.spec.key.hsm and vault.sku == "standard":
+            raise SpecError(f"certificates[{i}].key.kty",
+                            f"{cert.spec.key.kty} keys need a premium vault, and the vault {vault.name} is standard",
+                            "set vault.sku: premium (declare it for an existing premium vault), or use key.kty "
+                            f"{cert.spec.key.family}")
         # A purge-protected vault refuses every purge (403) until the retention period ends, so the destroy
         # would fail on every retry; production vaults always have purge protection.
         if cert.purge_on_delete and vault.purge_protection:
@@ -627,6 +670,25 @@ def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
     )
 
 
+def parse_certificates(values: Mapping[str, Any]) -> tuple[CertificateConfig, ...]:
+    """Only the certificates of one stack's ``keyvault-acme:*`` values, for commands that act on certificates.
+
+    Reads what a certificate is made of (workload and environment for its tags, the vault's URL, the zones,
+    the CA settings, the allowlist, the certificate entries) with the same checks as
+    :func:`parse_workload_config`; settings only a deployment needs (location, tenant, monitoring, alerts,
+    identities, the production rules about them) are neither required nor read, so ``keyvault-acme status``
+    works on a stack it could not deploy. Unknown keys are still refused.
+    """
+    _check_keys(values)
+    workload, environment = _workload_environment(values)
+    subscription_id = _subscription(values)
+    rg = _resource_group(values.get("resource_group"), workload, environment, subscription_id)
+    _, vault_url, _ = _vault_address(settings(values.get("vault"), "vault", SETTINGS["vault"]), workload, environment)
+    zones, rfc = _zones(values.get("zones"), subscription_id, rg.name)
+    return _certificate_part(values, workload=workload, environment=environment, vault_url=vault_url,
+                             zones=(*zones, *rfc))[2]
+
+
 def stack_config_values(document: Mapping[str, Any]) -> dict[str, Any]:
     """The ``keyvault-acme:*`` values of a parsed stack file, prefix stripped; other namespaces are ignored."""
     config = (document or {}).get("config") or {}
@@ -634,8 +696,8 @@ def stack_config_values(document: Mapping[str, Any]) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in config.items() if isinstance(k, str) and k.startswith(prefix)}
 
 
-def load_stack_file(path: str | Path) -> WorkloadConfig:
-    """Read ``stacks/Pulumi.<stack>.yaml`` and parse its workload config."""
+def read_stack_file(path: str | Path) -> dict[str, Any]:
+    """The ``keyvault-acme:*`` values of ``stacks/Pulumi.<stack>.yaml``, prefix stripped (not yet checked)."""
     import yaml  # only the file-reading edge needs it
 
     path = Path(path)
@@ -645,4 +707,14 @@ def load_stack_file(path: str | Path) -> WorkloadConfig:
         raise SpecError(str(path), f"cannot be read ({e.strerror})", "check the stack name and stacks/ directory") from None
     except yaml.YAMLError as e:
         raise SpecError(str(path), f"is not valid YAML ({e})", "fix the stack file's syntax") from None
-    return parse_workload_config(stack_config_values(document))
+    return stack_config_values(document)
+
+
+def load_stack_file(path: str | Path) -> WorkloadConfig:
+    """Read ``stacks/Pulumi.<stack>.yaml`` and parse its workload config."""
+    return parse_workload_config(read_stack_file(path))
+
+
+def load_stack_certificates(path: str | Path) -> tuple[CertificateConfig, ...]:
+    """Read ``stacks/Pulumi.<stack>.yaml`` and parse only its certificates (see :func:`parse_certificates`)."""
+    return parse_certificates(read_stack_file(path))

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from .errors import NameNotAuthorized, SpecError
-from .names import normalize_name
+from keyvault_acme.errors import NameNotAuthorized, SpecError
+from keyvault_acme.names import normalize_name
 
 
 def normalize(name: str, field: str = "dns_names") -> str:

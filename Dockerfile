@@ -1,0 +1,24 @@
+# The keyvault-acme CLI for the in-Azure renewer (a Container Apps Job running `keyvault-acme renew --due`).
+# Only the CLI's packages go in: no emulator, tests, demo, Pulumi program or stack files (the job gets its
+# stack file as configuration). Base image pinned to an exact release; pin its digest too where your
+# registry mirrors it (FROM python:3.11.13-slim-bookworm@sha256:...).
+FROM python:3.11.13-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY keyvault_acme/ keyvault_acme/
+COPY keyvault_acme_cli/ keyvault_acme_cli/
+COPY keyvault_acme_stack/ keyvault_acme_stack/
+# A wheel of this tree and of every dependency, so the runtime stage installs offline and holds no build cache.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[otel]"
+
+FROM python:3.11.13-slim-bookworm
+COPY --from=build /wheels /wheels
+# Exactly the wheels built above (this tree, its dependencies and the OpenTelemetry exporter), nothing fetched.
+RUN pip install --no-cache-dir --no-index /wheels/*.whl \
+    && rm -rf /wheels \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin keyvault-acme
+# Not root: the job needs no privilege; Azure credentials come from its managed identity (AZURE_CLIENT_ID).
+USER 10001
+ENV PYTHONUNBUFFERED=1
+ENTRYPOINT ["keyvault-acme"]
+CMD ["--help"]
