@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TextIO
 
+from keyvault_acme import bulk
 from keyvault_acme.errors import CREDENTIALS_HINT, KeyVaultAcmeError, SpecError
 from keyvault_acme.model import REVOCATION_REASONS
 
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     which = renew.add_mutually_exclusive_group(required=True)
     which.add_argument("name", nargs="?", metavar="NAME", help="certificate name from the stack file")
     which.add_argument("--due", action="store_true", help="renew every certificate of the stack that is due")
+    renew.add_argument("--processes", type=_processes, metavar="N",
+                       help="with --due: renew in N processes (default: one per 25 due certificates, at most one "
+                            "per CPU)")
     renew.set_defaults(run=cmd_renew)
 
     revoke = command(
@@ -149,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("names", nargs="*", metavar="NAME", help="only these certificates (default: all)")
     check.set_defaults(run=cmd_check)
     return parser
+
+
+def _processes(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return count
 
 
 def _days(text: str) -> float:
@@ -414,6 +428,7 @@ class Context:
                  logger: logging.Logger | None = None) -> None:
         self.args, self.stack, self.progress, self.out, self.now = args, stack, progress, out, now
         self._engine, self._logger = engine, logger
+        self.engine_given = engine is not None  # a caller's engine (the demo's): used for everything
         self._engine_lock = threading.Lock()
 
     @property
@@ -499,9 +514,7 @@ def cmd_renew(ctx: Context) -> int:
         reads += pool.map(read, selected[1:])
     due = [(name, spec, facts is None, decision.message)
            for (name, spec), (facts, decision, _) in zip(selected, reads) if decision is not None and decision.reissue]
-    with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="renew") as pool:
-        renewed = dict(zip((name for name, *_ in due), pool.map(lambda d: _renew_due(ctx.engine, ctx.progress, *d),
-                                                                 due)))
+    renewed = dict(zip((name for name, *_ in due), _renew_all_due(ctx, due)))
     results = []
     for (name, _), (_, decision, error) in zip(selected, reads):
         if error or decision is None:
@@ -515,6 +528,38 @@ def cmd_renew(ctx: Context) -> int:
         if error:
             print(error, file=sys.stderr)
     return EXIT_FAILED if any(error for _, error in results) else EXIT_OK
+
+
+def _renew_all_due(ctx: Context, due: list[tuple[str, "CertificateSpec", bool, str]]) -> list[tuple[str, str]]:
+    """:func:`_renew_due` for each, in order: in this process, or spread over processes when there are enough to
+    pay for starting them (:mod:`keyvault_acme.bulk`); the output is the same either way."""
+    processes = 1 if ctx.engine_given else (ctx.args.processes or bulk.processes_for(len(due)))
+    if processes <= 1:
+        return bulk.run(lambda d: _renew_due(ctx.engine, ctx.progress, *d), due, threads=CONCURRENCY)
+    ctx.progress(f"renewing {len(due)} certificates in {processes} processes")
+    return bulk.run(_renew_in_child, [(name, missing, why) for name, _, missing, why in due], threads=CONCURRENCY,
+                    processes=processes, initializer=_start_renewer,
+                    initargs=(str(ctx.stack.path), ctx.progress.enabled, bool(getattr(ctx.args, "verbose", False))))
+
+
+# One per child process of a bulk renewal: the stack, progress and engine it renews with.
+_child: Context | None = None
+
+
+def _start_renewer(stack_path: str, progress_enabled: bool, verbose: bool) -> None:
+    global _child
+    progress = Progress(sys.stderr, enabled=progress_enabled)
+    log = logging.getLogger("keyvault_acme")
+    log.addHandler(progress.handler())
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    _child = Context(argparse.Namespace(), load_stack(Path(stack_path)), progress, sys.stdout,
+                     lambda: datetime.now(timezone.utc), logger=log)
+
+
+def _renew_in_child(item: tuple[str, bool, str]) -> tuple[str, str]:
+    name, missing, why = item
+    assert _child is not None, "_start_renewer runs first in every child"
+    return _renew_due(_child.engine, _child.progress, name, _child.stack.certificates[name], missing, why)
 
 
 def _renew_due(engine: "Engine", progress: Progress, name: str, spec: "CertificateSpec", missing: bool,
@@ -592,6 +637,7 @@ def _interrupted(_signum: int, _frame: Any) -> None:
     import os
 
     try:
+        bulk.stop_children()
         sys.stderr.write(f"\n{PROG}: interrupted\n")
         sys.stderr.flush()
         sys.stdout.flush()

@@ -174,3 +174,46 @@ def test_an_unreachable_vault_fails_within_30_s_naming_the_host(fleet, cli_env):
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert f"cannot reach {host}" in lines[0] and "proxy" in lines[0]
     assert took < 30
+
+
+def _mixed_stack(directory: Path, emulator, short_pebble, cli_env, label: str) -> Path:
+    """f0 issued and not due, f1-f3 missing (renew --due issues them), f4 asks for a profile the CA does not
+    offer (its issuance fails)."""
+    host, port = emulator.dns_address
+    vault = f"kvmix{label}"
+    path = write_stack(directory / f"Pulumi.mix{label}-test.yaml", vault=vault,
+                       directory_url=short_pebble.directory_url, resolver=f"{host}:{port}",
+                       certificates=[{"name": f"f{i}", "dns_names": [f"f{i}-{label}.{ZONE}"],
+                                      "renewal": {"fraction_remaining": 0.1}} for i in range(4)]
+                       + [{"name": "f4", "dns_names": [f"f4-{label}.{ZONE}"], "profile": "no-such-profile"}])
+    credential = ClientSecretCredential(cli_env["AZURE_TENANT_ID"], cli_env["AZURE_CLIENT_ID"],
+                                        cli_env["AZURE_CLIENT_SECRET"])
+    specs = {c.name: c.spec for c in load_stack_file(path).certificates}
+    Engine(credential).issue(specs["f0"])
+    return path
+
+
+def _normalized(text: str, label: str) -> list[str]:
+    import re
+
+    text = text.replace(label, "LABEL")
+    text = re.sub(r"\d{4}-\d\d-\d\d[T ][0-9:.+]+Z?", "TIME", text)
+    text = re.sub(r"\b[0-9a-f]{32}\b", "VERSION", text)
+    text = re.sub(r"serial [0-9a-f]+", "serial SERIAL", text)
+    return text.splitlines()
+
+
+def test_renew_due_in_processes_prints_the_same_and_exits_the_same(tmp_path, emulator, short_pebble, cli_env):
+    outcomes = []
+    for processes in (1, 2):
+        label = uuid.uuid4().hex[:8]
+        stack = _mixed_stack(tmp_path, emulator, short_pebble, cli_env, label)
+        result = run(stack, "-v", "renew", "--due", "--processes", str(processes), timeout=300)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("keyvault-acme: error")]
+        outcomes.append((result.returncode, _normalized(result.stdout, label), _normalized("\n".join(errors), label)))
+        assert ("renewing 4 certificates in 2 processes" in result.stderr) == (processes == 2), result.stderr
+    (code, out, errors), other = outcomes
+    assert (code, out, errors) == other
+    assert code == 1 and len(errors) == 1 and "f4" in errors[0] and "no-such-profile" in errors[0]
+    assert out[0].startswith("f0: not due (") and [line.split(":")[0] for line in out if ": version " in line] == [
+        "issued f1", "issued f2", "issued f3"]
