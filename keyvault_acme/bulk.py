@@ -7,6 +7,10 @@ the CPU does not, because of the GIL). Past a few dozen certificates a second pr
 Results come back in the order of the items, whatever order they finish in, so callers print the same
 output either way.
 
+A machine busy with other work has no core to give: the automatic choice counts the CPUs left idle (the
+load average), so on a shared or saturated host it stays in one process rather than pay start-ups for
+nothing.
+
 Spawned, not forked: the parent already runs threads (SDK sessions, executors), and a fork copies their
 locks in whatever state they are. ``fn``, the items and the results cross a pipe, so they must pickle (a
 function at module level, plain data).
@@ -29,11 +33,16 @@ _pools: set[Executor] = set()
 _pools_lock = threading.Lock()
 
 
-def processes_for(count: int, cpus: int | None = None) -> int:
-    """How many processes ``count`` items are worth on this machine: 1 until each would get MIN_PER_PROCESS."""
-    cpus = cpus if cpus is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                          else os.cpu_count() or 1)
-    return max(1, min(cpus, count // MIN_PER_PROCESS))
+def processes_for(count: int, cpus: int | None = None, load: float | None = None) -> int:
+    """How many processes ``count`` items are worth here: one per MIN_PER_PROCESS items, at most one per idle
+    CPU. ``cpus`` defaults to the CPUs this process may use, ``load`` to the 1-minute load average (this process,
+    about to wait for its children, is one of that load)."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    idle = int(cpus - max(0.0, load - 1.0) + 0.5)
+    return max(1, min(idle, count // MIN_PER_PROCESS))
 
 
 def run(fn: Callable[[T], R], items: Sequence[T], *, threads: int, processes: int = 1,
