@@ -286,6 +286,8 @@ class Engine:
             assert self.observer is not None
             self.observer.operation(op)
         except Exception as e:  # noqa: BLE001 - metrics must never fail (or repeat) a certificate operation
+            from .checks import one_line
+
             self.log.warning("the %s observer failed on %s of %s: %s", type(self.observer).__name__, op.kind,
                              op.certificate, one_line(e))
 
