@@ -1,5 +1,5 @@
 # The keyvault-acme CLI for the in-Azure renewer (a Container Apps Job running `keyvault-acme renew --due`).
-# Only the CLI's packages go in: no emulator, tests, demo, Pulumi program or stack files (the job gets its
+# The wheel of this package goes in: no emulator, tests, demo, Pulumi program (__main__.py) or stack files (the job gets its
 # stack file as configuration). Base image pinned to an exact release; pin its digest too where your
 # registry mirrors it (FROM python:3.11.13-slim-bookworm@sha256:...).
 FROM python:3.11.13-slim-bookworm AS build
@@ -8,6 +8,11 @@ COPY pyproject.toml README.md ./
 COPY keyvault_acme/ keyvault_acme/
 COPY keyvault_acme_cli/ keyvault_acme_cli/
 COPY keyvault_acme_stack/ keyvault_acme_stack/
+# The wheel's package list names keyvault_acme_pulumi (mapped from components/ and providers/): setuptools
+# needs their sources to build it, though the job never imports them.
+COPY keyvault_acme_pulumi/ keyvault_acme_pulumi/
+COPY components/ components/
+COPY providers/ providers/
 # A wheel of this tree and of every dependency, so the runtime stage installs offline and holds no build cache.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[otel]"
 

@@ -9,7 +9,7 @@ import json
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from components import CertificateWorkload
+from keyvault_acme_pulumi import CertificateWorkload
 from keyvault_acme.errors import SpecError
 from keyvault_acme_stack.workload import KEYS, NAMESPACE, parse_workload_config
 

@@ -8,7 +8,8 @@ least-privilege role assignments, alerting, and one ``Certificate`` per configur
 Roles are the point of this module. Every assignment is built by :func:`role_plan`, a pure function of
 the config, so tests (and reviewers) can read the whole grant list without Azure: issuer -> Key Vault
 Certificates Officer on this vault and Secrets Officer on the engine's own two secrets (ACME account key,
-public chain); DNS -> a custom TXT-only role on each challenge record set (or zone, when the stack asks)
+public chain), or, with ``acme.account_key.kind: key``, read + sign on the account's Key Vault key instead of
+the account key secret; DNS -> a custom TXT-only role on each challenge record set (or zone, when the stack asks)
 plus zone read; consumers -> Key Vault Secrets User on each certificate's own secret. Nothing wider.
 """
 from __future__ import annotations
@@ -49,10 +50,15 @@ DNS_TXT_ACTIONS = ("Microsoft.Network/dnszones/TXT/*", "Microsoft.Network/dnszon
 # An assignment on a record set does not cover its zone, yet the engine reads the zone (its name servers are
 # where propagation is checked). So record-set-scoped writers also get this read-only role on the zone.
 DNS_ZONE_READ_ACTIONS = ("Microsoft.Network/dnszones/read",)
+# The ACME account key kept as a Key Vault key (acme.account_key.kind: key): read its public half and have Key
+# Vault sign with it. Not Key Vault Crypto User, which also encrypts, decrypts, wraps, unwraps and updates keys.
+ACCOUNT_KEY_DATA_ACTIONS = ("Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/sign/action")
 CUSTOM_ROLES = {  # key -> (role name prefix, actions)
     "dns-txt": ("ACME DNS-01 TXT writer", DNS_TXT_ACTIONS),
     "dns-zone-read": ("ACME DNS zone reader", DNS_ZONE_READ_ACTIONS),
+    "account-key-signer": ("ACME account key signer", ()),
 }
+CUSTOM_ROLE_DATA_ACTIONS = {"account-key-signer": ACCOUNT_KEY_DATA_ACTIONS}
 
 # What Key Vault tells Event Grid about certificates. CertificateNearExpiry fires 30 days before expiry
 # whatever the lifetime: with the default renewal point (a third of the lifetime left) that is exactly when a
@@ -98,11 +104,20 @@ def _utc(when: str) -> str:
 
 
 @dataclass(frozen=True)
+class AccountKeyTarget:
+    """The Key Vault key an ACME account signs with (``acme.account_key.kind: key``), in the workload's vault."""
+
+    name: str
+    subscription_id: str
+    resource_group: str
+
+
+@dataclass(frozen=True)
 class RoleGrant:
     """One role assignment the workload needs, before Azure ids are known.
 
-    ``scope_kind`` is ``vault``, ``secret``, ``record_set`` or ``zone``; ``target`` is the secret name, record
-    set or zone it is on.
+    ``scope_kind`` is ``vault``, ``secret``, ``key``, ``record_set`` or ``zone``; ``target`` is the secret name,
+    account key, record set or zone it is on.
     ``role`` is a built-in role GUID or a key of :data:`CUSTOM_ROLES` (defined in the zone's subscription).
     """
 
@@ -110,7 +125,7 @@ class RoleGrant:
     principal: str  # "issuer" or "consumer:<name>"
     role: str
     scope_kind: str
-    target: ChallengeRecordSet | DnsZoneConfig | str | None = None
+    target: ChallengeRecordSet | DnsZoneConfig | AccountKeyTarget | str | None = None
 
     @property
     def role_name(self) -> str:
@@ -118,8 +133,8 @@ class RoleGrant:
 
     @property
     def subscription_id(self) -> str | None:
-        """Where a DNS grant's custom role must be defined (the zone's subscription)."""
-        if isinstance(self.target, DnsZoneConfig):
+        """Where a custom role must be defined (the zone's subscription, or the vault's for the account key)."""
+        if isinstance(self.target, (DnsZoneConfig, AccountKeyTarget)):
             return self.target.subscription_id
         return self.target.zone.subscription_id if isinstance(self.target, ChallengeRecordSet) else None
 
@@ -129,13 +144,17 @@ def role_plan(cfg: WorkloadConfig) -> tuple[RoleGrant, ...]:
     grants = [
         RoleGrant("issuer-certificates-officer", "issuer", KEY_VAULT_CERTIFICATES_OFFICER, "vault"),
     ]
-    # No Key Vault Crypto User: the engine performs no key operation (Key Vault signs nothing for it; the
-    # CSR comes with the pending certificate). tests/component/test_least_privilege.py proves the set.
+    # No Key Vault Crypto User: the certificates need no key operation (the CSR comes with the pending
+    # certificate); only an account key kept as a Key Vault key is signed with, and only it (below).
+    # tests/component/test_least_privilege.py proves the set.
     # The engine keeps two plain secrets of its own: the ACME account key and each certificate's public
     # chain. Secrets Officer on exactly those objects, never on the vault (whose secrets hold certificates).
     secrets = dict.fromkeys(secret for cert in cfg.certificates for secret in engine_secrets(cert))  # once, in order
     for secret in secrets:
         grants.append(RoleGrant(f"issuer-secret-{secret}", "issuer", KEY_VAULT_SECRETS_OFFICER, "secret", secret))
+    # An account key kept as a Key Vault key: read and sign on that one key (the stack creates it), no secret.
+    for key in dict.fromkeys(k for cert in cfg.certificates for k in account_keys(cfg, cert)):
+        grants.append(RoleGrant(f"issuer-key-{key.name}", "issuer", "account-key-signer", "key", key))
     writes_on_zone: dict[str, DnsZoneConfig] = {}
     reads_zone: dict[str, DnsZoneConfig] = {}
     for rs in cfg.challenge_record_sets:
@@ -156,21 +175,36 @@ def role_plan(cfg: WorkloadConfig) -> tuple[RoleGrant, ...]:
     return tuple(grants)
 
 
-def engine_secrets(cert: CertificateConfig) -> tuple[str, str]:
-    """The plain secrets the engine writes for a certificate: the ACME account key and the public chain."""
+def engine_secrets(cert: CertificateConfig) -> tuple[str, ...]:
+    """The plain secrets the engine writes for a certificate: the ACME account key (unless Key Vault keeps it as a
+    key) and the public chain."""
+    if cert.spec.acme.account_key_kind == "key":
+        return (f"{cert.name}{CHAIN_SUFFIX}",)
     return cert.spec.acme.account_key_secret, f"{cert.name}{CHAIN_SUFFIX}"
 
 
+def account_keys(cfg: WorkloadConfig, cert: CertificateConfig) -> tuple[AccountKeyTarget, ...]:
+    """The Key Vault key the certificate's ACME account signs with, when it is one (``acme.account_key.kind: key``)."""
+    if cert.spec.acme.account_key_kind != "key":
+        return ()
+    sub, rg = cfg.vault_location
+    return (AccountKeyTarget(cert.spec.acme.account_key_name, sub, rg),)
+
+
 def grants_for_certificate(grants: Sequence[RoleGrant], cert: CertificateConfig) -> list[RoleGrant]:
-    """The grants one certificate's issuance needs: the issuer's vault roles, its secrets, DNS on its record sets."""
+    """The grants one certificate's issuance needs: the issuer's vault roles, its secrets or account key, DNS on its
+    record sets."""
     record_sets = cert.challenge_record_sets
     secrets = engine_secrets(cert)
+    keys = {g.target for g in grants if g.scope_kind == "key" and isinstance(g.target, AccountKeyTarget)
+            and cert.spec.acme.account_key_kind == "key" and g.target.name == cert.spec.acme.account_key_name}
     zone_ids = {rs.zone.resource_id for rs in record_sets}
     out = []
     for g in grants:
         if g.principal != "issuer":
             continue
         if g.scope_kind == "vault" or (g.scope_kind == "secret" and g.target in secrets) or (
+                g.scope_kind == "key" and g.target in keys) or (
                 g.scope_kind == "record_set" and g.target in record_sets) or (
                 g.scope_kind == "zone" and g.target.resource_id in zone_ids):
             out.append(g)
@@ -186,7 +220,9 @@ def latest_grant(created_on: Sequence[str | None]) -> str | None:
 
 def _certificate_class():
     # Imported late: the component is importable (and its role plan testable) while the provider evolves.
-    from providers.certificate import Certificate
+    # Through the package namespace, never a top-level ``providers``: this module path is what Pulumi
+    # pickles into state with the provider, and what the provider host imports to run it.
+    from keyvault_acme_pulumi.providers.certificate import Certificate
 
     return Certificate
 
@@ -218,6 +254,7 @@ class CertificateWorkload(pulumi.ComponentResource):
             self._private_endpoint(vault_id, rg_name)
         if workspace_id is not None:
             self._diagnostics(vault_id, workspace_id)
+        self.account_keys = self._account_keys(vault_id)
         zones = self._zones(rg_name)
         record_sets = self._challenge_record_sets(rg_name, zones) if cfg.grant_roles else {}
         issuer_principal = self._issuer(rg_name)
@@ -381,25 +418,47 @@ class CertificateWorkload(pulumi.ComponentResource):
         self.issuer_client_id = identity.client_id
         return identity.principal_id
 
+    def _account_keys(self, vault_id: pulumi.Input[str]) -> dict[str, keyvault.Key]:
+        """The Key Vault keys ACME accounts sign with (``acme.account_key.kind: key``): EC P-256, sign/verify only,
+        never exportable. Made here (ARM) so the issuer needs only read and sign on each, never create."""
+        cfg = self.config
+        _, rg = cfg.vault_location
+        names = dict.fromkeys(c.spec.acme.account_key_name for c in cfg.certificates
+                              if c.spec.acme.account_key_kind == "key")
+        # The vault's name through its id: the key waits for a vault the stack creates.
+        vault_name = pulumi.Output.from_input(vault_id).apply(lambda i: i.rsplit("/", 1)[-1])
+        return {name: keyvault.Key(
+            f"{self._name}-account-key-{name}", key_name=name, vault_name=vault_name, resource_group_name=rg,
+            properties=keyvault.KeyPropertiesArgs(kty="EC", curve_name="P-256", key_ops=["sign", "verify"]),
+            tags={**self._tags, "purpose": "acme-account-key"}, opts=self._here()) for name in names}
+
     def _custom_roles(self) -> dict[tuple[str, str], authorization.RoleDefinition]:
-        """The custom DNS roles the plan uses, defined in each subscription that holds the workload's zones."""
+        """The custom roles the plan uses: the DNS roles in each subscription that holds the workload's zones, the
+        account key signer in the vault's."""
         cfg = self.config
         roles: dict[tuple[str, str], authorization.RoleDefinition] = {}
         for role, sub in sorted({(g.role, g.subscription_id) for g in self.role_grants if g.role in CUSTOM_ROLES}):
             title, actions = CUSTOM_ROLES[role]
-            zones_here = [z for z in cfg.zones if z.subscription_id == sub]
+            data_actions = CUSTOM_ROLE_DATA_ACTIONS.get(role, ())
+            if data_actions:  # Key Vault data actions: assignable only in the vault's resource group
+                assignable = sorted({f"/subscriptions/{g.target.subscription_id}/resourceGroups/{g.target.resource_group}"
+                                     for g in self.role_grants if g.role == role and g.subscription_id == sub
+                                     and isinstance(g.target, AccountKeyTarget)})
+            else:  # assignable only where the workload's zones live, never subscription-wide
+                assignable = sorted({f"/subscriptions/{sub}/resourceGroups/{z.resource_group}"
+                                     for z in cfg.zones if z.subscription_id == sub})
             roles[(role, sub)] = authorization.RoleDefinition(
                 f"{self._name}-{role}-role-{sub}",
                 role_definition_id=cfg.name_for(f"role/{role}/{sub}"),
                 # Role names are unique per tenant: one stack may define its roles in several subscriptions.
                 role_name=f"{title} ({cfg.stack_name})" if sub == cfg.subscription_id
                 else f"{title} ({cfg.stack_name}, {sub})",
-                description=f"keyvault-acme: {', '.join(actions)}; nothing else.",
+                description=f"keyvault-acme: {', '.join((*actions, *data_actions))}; nothing else.",
                 role_type="CustomRole",
                 scope=f"/subscriptions/{sub}",
-                # Assignable only where the workload's zones live, never subscription-wide.
-                assignable_scopes=sorted({f"/subscriptions/{sub}/resourceGroups/{z.resource_group}" for z in zones_here}),
-                permissions=[authorization.PermissionArgs(actions=list(actions))],
+                assignable_scopes=assignable,
+                permissions=[authorization.PermissionArgs(actions=list(actions), data_actions=list(data_actions))
+                             if data_actions else authorization.PermissionArgs(actions=list(actions))],
                 opts=self._in_subscription(sub))
         return roles
 
@@ -414,8 +473,10 @@ class CertificateWorkload(pulumi.ComponentResource):
         for g in self.role_grants:
             if g.role in CUSTOM_ROLES:
                 role_id: pulumi.Input[str] = custom_roles[(g.role, g.subscription_id)].id
-                if g.scope_kind == "record_set":
-                    scope: pulumi.Input[str] = record_sets[g.target.resource_id].id
+                if g.scope_kind == "key":
+                    scope: pulumi.Input[str] = pulumi.Output.concat(vault_id, "/keys/", g.target.name)
+                elif g.scope_kind == "record_set":
+                    scope = record_sets[g.target.resource_id].id
                 else:
                     zone = zones.get(g.target.resource_id)
                     scope = zone.id if zone else g.target.resource_id
@@ -503,6 +564,8 @@ class CertificateWorkload(pulumi.ComponentResource):
                       if g.key in self.role_assignments]
             needs = grants + [record_sets[rs.resource_id] for rs in cert.challenge_record_sets
                               if rs.resource_id in record_sets]
+            if cert.spec.acme.account_key_kind == "key":
+                needs.append(self.account_keys[cert.spec.acme.account_key_name])
             granted_at = pulumi.Output.all(*[a.created_on for a in grants]).apply(latest_grant)
             certificates[cert.name] = Certificate(
                 f"{self._name}-cert-{cert.name}", **cert.inputs(), access_granted_at=granted_at,

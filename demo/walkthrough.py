@@ -86,7 +86,7 @@ class Demo:
 
     def create_azure_resources(self, cfg: WorkloadConfig) -> dict[str, Any]:
         """What the local stack references as existing: vault, zones, and the issuer with its least privileges."""
-        from components.workload import BUILTIN_ROLE_NAMES, CUSTOM_ROLES, role_plan
+        from keyvault_acme_pulumi.components.workload import BUILTIN_ROLE_NAMES, CUSTOM_ROLES, role_plan
 
         admin = self.emulator.admin
         self.say("Creating the local stack's existing resources in the emulator")

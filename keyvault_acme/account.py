@@ -17,6 +17,7 @@ instead of trusting it. The wait is paid by the creators of an account key, once
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -26,7 +27,7 @@ from typing import Any, Callable, Generic, Sequence, TypeVar
 import josepy as jose
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .errors import KeyVaultError
+from .errors import AcmeError, KeyVaultError
 from .keyvault import MANAGED_BY, MANAGED_BY_TAG, KeyVault
 
 log = logging.getLogger("keyvault_acme.account")
@@ -43,6 +44,48 @@ CANDIDATE, AGREED = "candidate", "agreed"  # no tag (keys written before this ru
 def new_account_key() -> jose.JWK:
     """ES256: small, fast to sign, accepted by every ACME CA we target."""
     return jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+
+
+class KeyVaultES256(jose.JWASignature):
+    """ES256 whose private key is a Key Vault key: the adapter that lets certbot's ``acme`` sign every JWS in place.
+
+    josepy hands :meth:`sign` the JWS signing input and the JWK (public only: there is no private key here);
+    the SHA-256 digest goes to Key Vault's sign operation, whose ES256 answer is already JWS's raw r||s.
+    ``sign_digest(digest) -> signature`` is that call (:meth:`KeyVault.sign_digest` bound to one key version).
+    """
+
+    kty = jose.JWKEC
+    SIGNATURE_LENGTH = 64  # r||s, 32 bytes each on P-256
+
+    def __init__(self, sign_digest: Callable[[bytes], bytes]) -> None:
+        super().__init__("ES256")
+        self._sign_digest = sign_digest
+
+    def sign(self, key: Any, msg: bytes) -> bytes:
+        signature = self._sign_digest(hashlib.sha256(msg).digest())
+        if len(signature) != self.SIGNATURE_LENGTH:
+            raise AcmeError(f"Key Vault answered an ES256 signature of {len(signature)} bytes, not the "
+                            f"{self.SIGNATURE_LENGTH}-byte r||s a JWS needs")
+        return signature
+
+    def verify(self, key: Any, msg: bytes, sig: bytes) -> bool:
+        return jose.ES256.verify(key, msg, sig)
+
+
+class AccountKey:
+    """An ACME account key as the client needs it: the JWK (public and private, or public only when Key Vault
+    signs) and the JWS algorithm that signs with it; ``where`` names it for logs."""
+
+    def __init__(self, jwk: jose.JWK, alg: jose.JWASignature | None, where: str) -> None:
+        self.jwk, self.alg, self.where = jwk, alg, where
+
+
+def key_vault_account_key(vault: KeyVault, name: str, *, deadline: float | None = None) -> AccountKey:
+    """The account key kept as the Key Vault key ``name`` (created when missing): only its public half is read."""
+    key = vault.signing_key(name, deadline=deadline)
+    jwk = jose.JWKEC(key=key.public_key)
+    return AccountKey(jwk, KeyVaultES256(lambda digest: vault.sign_digest(key.key_id, "ES256", digest)),
+                      f"{vault.vault_url}/keys/{name}")
 
 
 def key_from_secret(value: str) -> jose.JWK:
@@ -126,13 +169,22 @@ class AccountCache(Generic[A]):
     def _key(vault: KeyVault, secret_name: str, directory_url: str) -> tuple[str, str, str]:
         return (vault.vault_url.lower(), secret_name.lower(), directory_url)
 
+    def forget(self, vault: KeyVault, secret_name: str, directory_url: str) -> None:
+        """Drop a registered account (its key was rolled over): the next :meth:`get` loads and registers again."""
+        with self._lock:
+            self._entries.pop(self._key(vault, secret_name, directory_url), None)
+
     def loaded(self, vault: KeyVault, secret_name: str, directory_url: str) -> bool:
         """Whether this process already loaded (and so already vetted) that account's key."""
         with self._lock:
             return self._key(vault, secret_name, directory_url) in self._entries
 
     def get(self, vault: KeyVault, secret_name: str, directory_url: str,
-            register: Callable[[jose.JWK], A], *, deadline: float | None = None) -> A:
+            register: Callable[[Any], A], *, deadline: float | None = None,
+            load: Callable[[], Any] | None = None) -> A:
+        """The registered account; on first use ``register(load())``, where ``load`` defaults to the JWK kept in
+        the secret ``secret_name`` (created when missing). Accounts with other keys (a Key Vault key) pass their
+        own ``load`` and a ``secret_name`` that names the key's kind, e.g. ``keys/<name>``."""
         key = self._key(vault, secret_name, directory_url)
         with self._lock:
             if key in self._entries:
@@ -142,7 +194,8 @@ class AccountCache(Generic[A]):
             with self._lock:
                 if key in self._entries:
                     return self._entries[key]
-            account = register(load_or_create_key(vault, secret_name, deadline=deadline))
+            loaded = load() if load is not None else load_or_create_key(vault, secret_name, deadline=deadline)
+            account = register(loaded)
             with self._lock:
                 self._entries[key] = account
             return account

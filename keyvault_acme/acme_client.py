@@ -21,6 +21,7 @@ Extension points the engine does not use yet (each tested on its own): resuming 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -260,16 +261,37 @@ class AcmeClient:
                     self._account_url = url
         return self._account_url
 
-    def _register(self, deadline: Optional[float]) -> str:
-        d = self._dir(deadline)
+    def find_account(self, *, deadline: Optional[float] = None) -> Optional[str]:
+        """The URL of the account this key already has at the CA, or None; never registers one."""
         try:
-            response = self._post(d["newAccount"], messages.NewRegistration(only_return_existing=True),
+            response = self._post(self._dir(deadline)["newAccount"], messages.NewRegistration(only_return_existing=True),
                                   "look up the ACME account", deadline)
-            log.debug("ACME account exists at %s", response.headers["Location"])
-            return response.headers["Location"]
         except errors.AcmeError as e:
             if e.problem_type.rsplit(":", 1)[-1] != "accountDoesNotExist":
                 raise
+            return None
+        log.debug("ACME account exists at %s", response.headers["Location"])
+        return response.headers["Location"]
+
+    def change_key(self, new_key: jose.JWK, new_alg: jose.JWASignature, *, deadline: Optional[float] = None) -> str:
+        """Account key rollover (RFC 8555 7.3.5): the account moves to ``new_key``, keeping its URL (and so its
+        orders, authorizations and ARI history). The inner JWS is signed by the new key, the outer by the current
+        one. Returns the account URL. This client still holds the old key afterwards: make a new one."""
+        deadline = self._deadline(deadline)
+        url = self.account_url(deadline=deadline)
+        key_change = self._dir(deadline)["keyChange"]
+        payload = json.dumps({"account": url, "oldKey": self._key.public_key().to_partial_json()}).encode()
+        # The inner JWS carries no nonce and no kid: the new key's jwk and the keyChange URL (7.3.5).
+        inner = jws.JWS.sign(payload, key=new_key, alg=new_alg, nonce=None, url=key_change)
+        self._post(key_change, inner, "roll the account key over (keyChange)", deadline)
+        log.info("ACME account %s now uses a new key", url)
+        return url
+
+    def _register(self, deadline: Optional[float]) -> str:
+        d = self._dir(deadline)
+        existing = self.find_account(deadline=deadline)
+        if existing is not None:
+            return existing
         if self.directory.external_account_required and not self._eab:
             raise errors.PreflightError(f"the CA at {self.directory_url} requires external account binding; "
                                         "set acme.eab_kid and acme.eab_hmac (a Key Vault secret reference)")

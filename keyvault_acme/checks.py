@@ -20,7 +20,7 @@ from .dns.base import Challenge
 from .dns.challenges import DnsSolver
 from .dns.propagation import Nameserver, by_server, ns_names, resolver_servers
 from .dns.rfc2136 import Rfc2136Provider
-from .errors import CREDENTIALS_HINT, CaaForbidsCa, KeyVaultAcmeError, PreflightError, SpecError
+from .errors import CREDENTIALS_HINT, AccountKeyRefused, CaaForbidsCa, KeyVaultAcmeError, PreflightError, SpecError
 from .keyvault import CHAIN_SUFFIX, is_managed
 from .model import AzureDnsZone, CertificateSpec, CheckResult
 from .names import counted, zone_for
@@ -103,12 +103,16 @@ class Checks:
     def vault(self) -> CheckResult:
         spec = self.spec
         secret = spec.acme.account_key_secret
+        in_key = spec.acme.account_key_kind == "key"
         try:
             vault = self.engine._vault(spec.vault_url)
             facts = vault.certificate(spec.name, deadline=self.deadline)
-            account = vault.secret_versions(secret, deadline=self.deadline)
             vault.refuse_foreign_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=self.deadline)
-            vault.refuse_foreign_secret(secret, deadline=self.deadline)
+            if in_key:
+                account = self._account_key(vault)
+            else:
+                account = vault.secret_versions(secret, deadline=self.deadline)
+                vault.refuse_foreign_secret(secret, deadline=self.deadline)
         except Exception as e:  # noqa: BLE001 - 403, unreachable vault, bad URL: each is the finding
             fix = getattr(e, "hint", "") or "check the vault URL, the network and the identity's Key Vault roles"
             return CheckResult("vault", False, one_line(e), fix)
@@ -118,8 +122,19 @@ class Checks:
         current = (f"current version {facts.version}, valid until {facts.not_after.isoformat()}" if facts
                    else "not issued yet")
         key = "exists" if account else "will be created at the first issuance"
+        where = (f"key {spec.acme.account_key_name} (Key Vault signs)" if in_key else f"secret {secret}")
         return CheckResult("vault", True, f"{spec.vault_url}: certificate {spec.name} {current}; ACME account key "
-                                          f"secret {secret} {key}")
+                                          f"{where} {key}")
+
+    def _account_key(self, vault: Any) -> bool:
+        """Whether the account's Key Vault key exists (and may be one); raises when it may not."""
+        try:
+            vault.signing_key(self.spec.acme.account_key_name, create=False, deadline=self.deadline)
+        except AccountKeyRefused as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
 
     def directory(self) -> tuple["DirectoryInfo | None", CheckResult]:
         url = self.spec.acme.directory_url

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from .errors import SpecError
 from .model import (
+    ACCOUNT_KEY_KINDS,
     REVOCATION_REASONS,
     AcmeAccount,
     AzureDnsZone,
@@ -34,7 +35,9 @@ _SPEC_KEYS = {
 # silently become P-256).
 KEY_SETTINGS = tuple(f.name for f in fields(KeySpec))
 RENEWAL_SETTINGS = tuple(f.name for f in fields(RenewalPolicy))
-ACME_SETTINGS = ("directory_url", "account_key_secret", "contact", "eab_kid", "eab_hmac", "previous_directories")
+ACME_SETTINGS = ("directory_url", "account_key_secret", "account_key", "contact", "eab_kid", "eab_hmac",
+                 "previous_directories")
+ACCOUNT_KEY_SETTINGS = ("kind", "name")
 # The TSIG algorithms dnspython signs with (RFC 8945 names); HMAC-MD5 is deprecated and left out.
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
 
@@ -226,6 +229,23 @@ def acme_from_dict(data: Mapping[str, Any] | None) -> AcmeAccount:
             raise SpecError("acme.account_key_secret", f"is not a Key Vault secret name (got {describe_shape(name)})",
                             "give the secret's name (1-127 letters, digits and hyphens), e.g. acme-account-key")
         kwargs["account_key_secret"] = name
+    if data.get("account_key") is not None:
+        key = settings(data["account_key"], "acme.account_key", ACCOUNT_KEY_SETTINGS)
+        kind = key.get("kind") or "secret"
+        if kind not in ACCOUNT_KEY_KINDS:
+            raise SpecError("acme.account_key.kind", f"{kind!r} is not an account key kind",
+                            "use secret (a JWK in a Key Vault secret, the default) or key (a Key Vault key that "
+                            "signs in place)")
+        kwargs["account_key_kind"] = kind
+        if key.get("name"):
+            name = key["name"]
+            if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
+                raise SpecError("acme.account_key.name", f"is not a Key Vault key name (got {describe_shape(name)})",
+                                "give the key's name (1-127 letters, digits and hyphens), e.g. acme-account-key")
+            if kind != "key":
+                raise SpecError("acme.account_key.name", "names a Key Vault key, used only with kind: key",
+                                "set acme.account_key.kind: key, or name the secret in acme.account_key_secret")
+            kwargs["account_key_name"] = name
     if data.get("contact"):
         contacts = _strings(data["contact"], "acme.contact")
         kwargs["contact"] = tuple(email(c, f"acme.contact[{i}]") for i, c in enumerate(contacts))
@@ -293,6 +313,8 @@ def spec_to_dict(spec: CertificateSpec) -> dict[str, Any]:
                 "tsig_secret": z.tsig_secret.secret_id, "tsig_algorithm": z.tsig_algorithm}
 
     acme: dict[str, Any] = {"directory_url": spec.acme.directory_url, "account_key_secret": spec.acme.account_key_secret}
+    if spec.acme.account_key_kind != "secret":  # absent for the default: existing resources' inputs stay the same
+        acme["account_key"] = {"kind": spec.acme.account_key_kind, "name": spec.acme.account_key_name}
     if spec.acme.contact:
         acme["contact"] = list(spec.acme.contact)
     if spec.acme.eab_kid:

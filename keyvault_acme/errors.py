@@ -102,6 +102,13 @@ class SecretRefused(KeyVaultError):
     hint = "rename the certificate or secret whose name collides"
 
 
+class AccountKeyRefused(KeyVaultError):
+    """The Key Vault key named as the ACME account key cannot be one: it belongs to a certificate, or it is not
+    an EC P-256 key that may sign."""
+
+    hint = "name a Key Vault key of its own (EC P-256, sign allowed) in acme.account_key.name"
+
+
 class CertificateNotFound(KeyVaultError):
     """The Key Vault certificate does not exist (or has no issued version yet)."""
 

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID
 
 from .errors import (
+    AccountKeyRefused,
     CertificateDeletedButRecoverable,
     HsmNotAvailable,
     KeyVaultError,
@@ -62,6 +63,7 @@ from .transport import new_session
 
 if TYPE_CHECKING:
     from azure.keyvault.keys import KeyClient
+    from azure.keyvault.keys.crypto import CryptographyClient
 
 log = logging.getLogger("keyvault_acme.keyvault")
 
@@ -212,6 +214,17 @@ def map_error(error: BaseException, what: str) -> KeyVaultError:
 
 
 @dataclass(frozen=True)
+class SigningKey:
+    """A Key Vault key that signs in place: its versioned id and public half (the private half stays in Key Vault)."""
+
+    key_id: str
+    public_key: Any
+
+
+ACCOUNT_KEY_CURVE = "P-256"  # ES256: what every ACME CA accepts
+
+
+@dataclass(frozen=True)
 class PendingCsr:
     """Key Vault's pending operation for a certificate: the CSR it wants signed (public, DER)."""
 
@@ -238,6 +251,7 @@ class KeyVault:
         self._certs: CertificateClient | None = None
         self._secrets: SecretClient | None = None
         self._keys: KeyClient | None = None
+        self._crypto: dict[str, CryptographyClient] = {}
         self._vetted: set[str] = set()  # secrets of ours this process has checked (see vet_own_secret)
         self._unreachable: tuple[float, KeyVaultUnreachable] | None = None
 
@@ -459,6 +473,42 @@ class KeyVault:
             return
         self._call(f"purge {what}", purge, deadline=deadline, missing_ok=True)
 
+    # -- the ACME account key as a Key Vault key (acme.account_key.kind: key) --------------------------------
+
+    def signing_key(self, name: str, *, create: bool = True, deadline: float | None = None) -> SigningKey:
+        """The EC P-256 key ``name`` (its latest version), made non-exportable with only sign/verify allowed when it
+        does not exist and ``create`` is set. A certificate's key, or one that is not EC P-256 or may not sign, is
+        refused (:class:`AccountKeyRefused`). Reading it needs keys/read only."""
+        key = self._call(f"get key {name!r}", lambda: self.keys.get_key(name), deadline=deadline, missing_ok=True)
+        if key is None:
+            if not create:
+                raise AccountKeyRefused(f"Key Vault {self.vault_url}: the key {name!r} does not exist", status=404)
+            from azure.keyvault.keys import KeyCurveName as KeyCurve
+            from azure.keyvault.keys import KeyOperation
+
+            key = self._call(f"create key {name!r} (EC {ACCOUNT_KEY_CURVE}, sign/verify)",
+                             lambda: self.keys.create_ec_key(
+                                 name, curve=KeyCurve.p_256, key_operations=[KeyOperation.sign, KeyOperation.verify],
+                                 tags={MANAGED_BY_TAG: MANAGED_BY, "purpose": "acme-account-key"}), deadline=deadline)
+            log.info("created the ACME account key %s/keys/%s (EC %s, not exportable)", self.vault_url, name,
+                     ACCOUNT_KEY_CURVE)
+        problem = signing_key_problem(name, key)
+        if problem:
+            raise AccountKeyRefused(f"Key Vault {self.vault_url}: {problem}")
+        return SigningKey(key.id, public_key_from_jwk(key.key))
+
+    def sign_digest(self, key_id: str, algorithm: str, digest: bytes, *, deadline: float | None = None) -> bytes:
+        """Key Vault signs ``digest`` with the key ``key_id`` (keys/sign); EC signatures come back as raw r||s."""
+        from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+
+        with self._lock:
+            client = self._crypto.get(key_id)
+            if client is None:
+                client = self._crypto[key_id] = CryptographyClient(key_id, self._credential, **self._kwargs)
+        result = self._call(f"sign with key {key_id.rsplit('/keys/', 1)[-1]!r}",
+                            lambda: client.sign(SignatureAlgorithm(algorithm), digest), deadline=deadline)
+        return bytes(result.signature)
+
     # -- secrets (account key, TSIG key, EAB key, public chains) ---------------------------------------------
     #
     # Every read of a secret's value goes through :meth:`_read_secret`, which first looks at the versions'
@@ -643,6 +693,21 @@ def secret_problem(name: str, versions: Sequence[Any], *, ours: bool) -> str | N
         return (f"the secret {name!r} was not written by keyvault-acme (a version lacks the tag "
                 f"{MANAGED_BY_TAG}={MANAGED_BY}); choose another name, or tag every version to let keyvault-acme "
                 f"use it")
+    return None
+
+
+def signing_key_problem(name: str, key: Any) -> str | None:
+    """Why the Key Vault key ``key`` cannot be the ACME account key, or None."""
+    if getattr(key.properties, "managed", False):
+        return (f"the key {name!r} belongs to the certificate {name!r}; an ACME account key must be a key of its own "
+                f"(acme.account_key.name)")
+    kty = str(getattr(key.key_type, "value", key.key_type))
+    crv = str(getattr(key.key.crv, "value", key.key.crv)) if key.key.crv else None
+    if kty not in ("EC", "EC-HSM") or crv != ACCOUNT_KEY_CURVE:
+        return f"the key {name!r} is {kty} {crv or ''}; the ACME account key must be EC {ACCOUNT_KEY_CURVE}".replace("  ", " ")
+    ops = [str(getattr(o, "value", o)) for o in (key.key_operations or ())]
+    if ops and "sign" not in ops:
+        return f"the key {name!r} may not sign (its operations are {', '.join(ops)}); allow sign"
     return None
 
 

@@ -233,7 +233,8 @@ class Engine:
         vault = self._vault(spec.vault_url)
         # A key this process already loaded was vetted then; checking again would cost a Key Vault call
         # on every issuance.
-        if not self._accounts.loaded(vault, spec.acme.account_key_secret, spec.acme.directory_url):
+        if spec.acme.account_key_kind == "secret" and not self._accounts.loaded(
+                vault, spec.acme.account_key_secret, spec.acme.directory_url):
             vault.refuse_foreign_secret(spec.acme.account_key_secret, deadline=deadline)
         vault.vet_own_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=deadline)
         providers = self._providers(spec, deadline)
@@ -556,6 +557,9 @@ class Engine:
                             f"certificate's chain secret (<certificate>{CHAIN_SUFFIX})",
                             "choose a secret name that is no certificate's name and does not end in "
                             f"{CHAIN_SUFFIX!r}")
+        if spec.acme.account_key_kind == "key" and spec.acme.account_key_name.lower() == spec.name.lower():
+            raise SpecError("acme.account_key.name", f"{spec.acme.account_key_name!r} is the certificate's name, and so "
+                            "the name of the certificate's own key", "name a key of its own, e.g. acme-account-key")
         from .preflight import check_spec
 
         names = check_spec(spec)
@@ -630,21 +634,71 @@ class Engine:
         if directory_url and directory_url != acme.directory_url:
             acme = replace(acme, directory_url=directory_url, eab_kid=None, eab_hmac=None)
 
+        from .account import AccountKey, key_vault_account_key
         from .acme_client import AcmeClient
 
-        def register(key) -> AcmeClient:
+        def register(key: Any) -> AcmeClient:
             # The EAB key is read only here, once per process and account, not on every issuance.
             eab = None
             if acme.eab_kid and acme.eab_hmac is not None:
                 eab = self._vault(acme.eab_hmac.vault_url).get_secret(acme.eab_hmac.name, acme.eab_hmac.version,
                                                                      ours=False, deadline=deadline)
+            jwk, alg = (key.jwk, key.alg) if isinstance(key, AccountKey) else (key, None)
             directory = self._directory_client(acme.directory_url).directory_document(deadline=deadline)
-            client = AcmeClient(acme.directory_url, key, contact=acme.contact, eab_kid=acme.eab_kid,
+            client = AcmeClient(acme.directory_url, jwk, alg=alg, contact=acme.contact, eab_kid=acme.eab_kid,
                                 eab_hmac_key=eab, timeout=self.timeout_s, directory=directory)
             client.account_url(deadline=deadline)
             return client
 
+        if acme.account_key_kind == "key":
+            # Key Vault signs every JWS with this key; only its public half is ever read.
+            return self._accounts.get(vault, f"keys/{acme.account_key_name}", acme.directory_url, register,
+                                      deadline=deadline,
+                                      load=lambda: key_vault_account_key(vault, acme.account_key_name, deadline=deadline))
         return self._accounts.get(vault, acme.account_key_secret, acme.directory_url, register, deadline=deadline)
+
+    def move_account_to_key(self, spec: CertificateSpec) -> str:
+        """Move the spec's CA account from its secret-held key (``acme.account_key_secret``) to the Key Vault key
+        ``acme.account_key.name`` by ACME account key rollover (``keyChange``): the account, its URL and its
+        history stay; from then on Key Vault signs for it. Creates the key when missing. Idempotent: an account
+        the key already has is left as it is. Returns the account URL.
+
+        The secret is left in place (the CA no longer accepts its key for this account); delete it when every
+        engine uses the key.
+        """
+        from .account import key_from_secret, key_vault_account_key
+        from .acme_client import AcmeClient
+
+        acme = spec.acme
+        if acme.account_key_kind != "key":
+            raise SpecError("acme.account_key.kind", "is not key, so there is no Key Vault key to move the account to",
+                            "set acme.account_key: {kind: key} (and optionally name) first")
+        self._checked_names(spec)
+        deadline = self._deadline()
+        vault = self._vault(spec.vault_url)
+        new_key = key_vault_account_key(vault, acme.account_key_name, deadline=deadline)
+        new_client = AcmeClient(acme.directory_url, new_key.jwk, alg=new_key.alg, timeout=self.timeout_s)
+        already = new_client.find_account(deadline=deadline)
+        if already is not None:
+            self.log.info("the ACME account %s already uses the key %s", already, new_key.where)
+            return already
+        found = vault.get_secret_and_tags(acme.account_key_secret, deadline=deadline)
+        if found is None:
+            raise KeyVaultError(f"Key Vault {vault.vault_url}: there is no ACME account key secret "
+                                f"{acme.account_key_secret!r} to move from; nothing to migrate (the first issuance "
+                                f"registers an account for the key {new_key.where})", status=404)
+        old_client = AcmeClient(acme.directory_url, key_from_secret(found[0]), timeout=self.timeout_s)
+        if old_client.find_account(deadline=deadline) is None:
+            raise KeyVaultError(f"the key in {vault.vault_url}/secrets/{acme.account_key_secret} has no account at "
+                                f"{acme.directory_url}; nothing to migrate (the first issuance registers an account "
+                                f"for the key {new_key.where})", status=404)
+        url = old_client.change_key(new_key.jwk, new_key.alg, deadline=deadline)
+        self._accounts.forget(vault, acme.account_key_secret, acme.directory_url)
+        self._accounts.forget(vault, f"keys/{acme.account_key_name}", acme.directory_url)
+        self.log.info("moved the ACME account %s from the secret %s/secrets/%s to the key %s; Key Vault signs for it "
+                      "from now on, and the secret can be deleted", url, vault.vault_url, acme.account_key_secret,
+                      new_key.where)
+        return url
 
     def _directory_client(self, directory_url: str) -> AcmeClient:
         """A client only for reading the CA's directory: its throw-away key never registers (preflight

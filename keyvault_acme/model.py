@@ -190,12 +190,23 @@ class Rfc2136Zone:
 Zone = Union[AzureDnsZone, Rfc2136Zone]
 
 
+ACCOUNT_KEY_KINDS = ("secret", "key")
+
+
 @dataclass(frozen=True)
 class AcmeAccount:
-    """Which CA, and which account at it. The account key is a Key Vault secret created on first use."""
+    """Which CA, and which account at it.
+
+    The account key is, by default, a Key Vault secret (a JWK) created on first use and loaded to sign
+    (``account_key_kind="secret"``). With ``account_key_kind="key"`` it is a non-exportable Key Vault EC P-256
+    key (``account_key_name``) that signs every JWS in place through Key Vault's sign operation: no private
+    key in our process.
+    """
 
     directory_url: str = LETS_ENCRYPT
     account_key_secret: str = "acme-account-key"  # secret name in the certificate's vault
+    account_key_kind: str = "secret"
+    account_key_name: str = "acme-account-key"  # key name in the certificate's vault (kind "key")
     contact: tuple[str, ...] = ()  # e-mail addresses, without "mailto:"
     eab_kid: str | None = None
     eab_hmac: SecretRef | None = None

@@ -263,6 +263,12 @@ class WorkloadConfig:
         return f"{self.workload}-{self.environment}"
 
     @property
+    def vault_location(self) -> tuple[str, str]:
+        """(subscription id, resource group) of the vault: the existing vault's, else where the stack makes it."""
+        m = _VAULT_ID.fullmatch(self.vault.existing_id or "")
+        return (m.group("sub").lower(), m.group("rg")) if m else (self.subscription_id, self.resource_group.name)
+
+    @property
     def challenge_record_sets(self) -> tuple[ChallengeRecordSet, ...]:
         """Every ``_acme-challenge`` record set of every certificate, once, in config order."""
         seen: dict[str, ChallengeRecordSet] = {}

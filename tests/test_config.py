@@ -95,7 +95,7 @@ def test_one_boolean_parser_serves_both_modules():
     ("key", {"curv": "P-384"}, "key.curv", "kty, size, curve, exportable"),
     ("renewal", {"days": 30}, "renewal.days", "days_before_expiry, fraction_remaining"),
     ("acme", {"directory": "https://ca.example/dir"}, "acme.directory",
-     "directory_url, account_key_secret, contact, eab_kid, eab_hmac, previous_directories"),
+     "directory_url, account_key_secret, account_key, contact, eab_kid, eab_hmac, previous_directories"),
 ])
 def test_unknown_settings_are_named_with_the_accepted_ones(part, data, field, accepted):
     # `key: {curv: P-384}` used to give a P-256 key without a word.
@@ -221,3 +221,27 @@ def test_bad_hsm_keys_name_the_field(key, field, words):
     with pytest.raises(SpecError) as err:
         certificate_spec_from_dict({**BASE, "key": key})
     assert err.value.field == field and words in str(err.value)
+
+
+def test_account_key_kind_key_parses_round_trips_and_stays_out_of_default_inputs():
+    spec = certificate_spec_from_dict({**BASE, "acme": {"account_key": {"kind": "key", "name": "acct-key"}}})
+    assert (spec.acme.account_key_kind, spec.acme.account_key_name) == ("key", "acct-key")
+    assert certificate_spec_from_dict(spec_to_dict(spec)) == spec
+    default = certificate_spec_from_dict({**BASE, "acme": {"account_key": {"kind": "key"}}})
+    assert default.acme.account_key_name == "acme-account-key"
+    # The secret-held key stays the default, and its inputs are exactly what they were before this setting.
+    plain = certificate_spec_from_dict(BASE)
+    assert plain.acme.account_key_kind == "secret" and "account_key" not in spec_to_dict(plain)["acme"]
+
+
+@pytest.mark.parametrize("account_key, field", [
+    ({"kind": "hsm"}, "acme.account_key.kind"),
+    ({"kind": "secret", "name": "k"}, "acme.account_key.name"),
+    ({"kind": "key", "name": "bad name"}, "acme.account_key.name"),
+    ({"kind": "key", "curve": "P-384"}, "acme.account_key.curve"),
+    ("key", "acme.account_key"),
+])
+def test_bad_account_key_settings_name_the_field(account_key, field):
+    with pytest.raises(SpecError) as err:
+        certificate_spec_from_dict({**BASE, "acme": {"account_key": account_key}})
+    assert err.value.field == field and err.value.fix

@@ -44,6 +44,7 @@ ARM_IDS: dict[str, tuple[str, str | None]] = {
     "azure-native:resources:ResourceGroup": ("/subscriptions/{sub}/resourceGroups/{resourceGroupName}",
                                              "resourceGroupName"),
     "azure-native:keyvault:Vault": ("{rg}/providers/Microsoft.KeyVault/vaults/{vaultName}", "vaultName"),
+    "azure-native:keyvault:Key": ("{rg}/providers/Microsoft.KeyVault/vaults/{vaultName}/keys/{keyName}", "keyName"),
     "azure-native:dns:Zone": ("{rg}/providers/Microsoft.Network/dnszones/{zoneName}", "zoneName"),
     "azure-native:dns:RecordSet": (
         "{rg}/providers/Microsoft.Network/dnszones/{zoneName}/{recordType}/{relativeRecordSetName}",

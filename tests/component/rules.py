@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from components.workload import (
+from keyvault_acme_pulumi.components.workload import (
     DNS_TXT_ACTIONS,
     DNS_ZONE_READ_ACTIONS,
     KEY_VAULT_CERTIFICATES_OFFICER,

@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 
-from components import CertificateWorkload
-from components.workload import (
+from keyvault_acme_pulumi.components import CertificateWorkload
+from keyvault_acme_pulumi.components.workload import (
     ACTIONABLE_EVENTS,
     INFORMATIONAL_EVENTS,
     KEY_VAULT_CERTIFICATES_OFFICER,

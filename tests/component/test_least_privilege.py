@@ -16,11 +16,12 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.keyvault.certificates import CertificateClient, CertificatePolicy
+from azure.keyvault.keys import KeyClient
 from azure.keyvault.secrets import SecretClient
 from azure.mgmt.dns import DnsManagementClient
 
-from components import CertificateWorkload
-from components.workload import BUILTIN_ROLE_NAMES
+from keyvault_acme_pulumi.components import CertificateWorkload
+from keyvault_acme_pulumi.components.workload import BUILTIN_ROLE_NAMES
 from keyvault_acme.errors import KeyVaultAcmeError
 from keyvault_acme.lifecycle import Engine
 from keyvault_acme_stack.workload import parse_workload_config
@@ -57,7 +58,7 @@ def make_world(emulator, bind, pebble, ca_bundle):
             mp.setenv(key, value)
         root = emulator.admin.add_root_client(name="least-privilege-deployer")
         root_credential = ClientSecretCredential(root["tenant_id"], root["client_id"], root["secret"])
-        yield lambda: _world(emulator, pebble, root_credential)
+        yield lambda **acme: _world(emulator, pebble, root_credential, **acme)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def world(make_world):
     return make_world()
 
 
-def _world(emulator, pebble, root_credential) -> "World":
+def _world(emulator, pebble, root_credential, **acme) -> "World":
     label = f"lp{uuid.uuid4().hex[:6]}"
     issuer, consumer = _app(emulator, f"{label}-issuer"), _app(emulator, f"{label}-consumer")
     cfg = parse_workload_config({
@@ -75,7 +76,7 @@ def _world(emulator, pebble, root_credential) -> "World":
         "issuer": {"principal_id": issuer.client_id, "client_id": issuer.client_id},
         "consumers": [{"name": "app", "principal_id": consumer.client_id}],
         "allowlist": {"suffixes": [f"{label}.{ZONE}"]},
-        "acme": {"directory_url": pebble.directory_url, "contact": [f"ops@{label}.{ZONE}"]},
+        "acme": {"directory_url": pebble.directory_url, "contact": [f"ops@{label}.{ZONE}"], **acme},
         "certificates": [{"name": "www", "dns_names": [f"{label}.{ZONE}", f"www.{label}.{ZONE}"],
                           "resolvers": [f"{emulator.dns_address[0]}:{emulator.dns_address[1]}"],
                           "propagation_timeout_s": 30}],
@@ -90,6 +91,12 @@ def _world(emulator, pebble, root_credential) -> "World":
         assert rs.id.startswith(services.azure_zone_id(ZONE) + "/TXT/")
         dns.record_sets.create_or_update(rs.inputs["resourceGroupName"], rs.inputs["zoneName"],
                                          rs.inputs["relativeRecordSetName"], "TXT", {"ttl": 60, "txt_records": []})
+    # ... and the ACME account keys kept as Key Vault keys (ARM creates them; here the deployer, with the same inputs).
+    keys = KeyClient(cfg.vault.url, root_credential)
+    for key in run.of_type("azure-native:keyvault:Key"):
+        props = key.inputs["properties"]
+        assert (props["kty"], props["curveName"], props["keyOps"]) == ("EC", "P-256", ["sign", "verify"])
+        keys.create_ec_key(key.inputs["keyName"], curve=props["curveName"], key_operations=props["keyOps"])
     return World(emulator, cfg, run, run.one("azure-native:keyvault:Vault").id, issuer, consumer, root_credential)
 
 
@@ -235,3 +242,44 @@ def test_the_preview_identitys_documented_reads_refresh_the_certificate_and_noth
         with pytest.raises(HttpResponseError) as e:
             attempt()
         assert e.value.status_code == 403, i
+
+
+# -- the ACME account key kept as a Key Vault key (acme.account_key: {kind: key}) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def key_world(make_world):
+    return make_world(account_key={"kind": "key"})
+
+
+def test_with_a_key_vault_account_key_the_issuer_reads_and_signs_with_that_key_and_no_account_secret(key_world):
+    w = key_world
+    by_scope = {a.inputs["scope"]: a for a in w.assignments() if a.inputs["principalId"] == w.issuer.client_id}
+    key_scope = f"{w.vault_id}/keys/acme-account-key"
+    assert f"{w.vault_id}/secrets/acme-account-key" not in by_scope  # no secret for the account key
+    roles = {d.id: d for d in w.run.of_type("azure-native:authorization:RoleDefinition")}
+    signer = roles[by_scope[key_scope].inputs["roleDefinitionId"]]
+    assert signer.inputs["permissions"] == [{"actions": [], "dataActions": [
+        "Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/sign/action"]}]
+    w.apply()
+    w.issuer_flow()
+    # Key Vault signed every JWS: the account secret was never written.
+    names = [p.name for p in SecretClient(w.cfg.vault.url, w.root_credential).list_properties_of_secrets()]
+    assert "acme-account-key" not in names
+    # The issuer signs with the key and reads its public half, and does nothing else with keys.
+    issuer_keys = KeyClient(w.cfg.vault.url, w.issuer.credential())
+    for attempt in (lambda: issuer_keys.create_ec_key("rogue"),
+                    lambda: issuer_keys.begin_delete_key("acme-account-key"),
+                    lambda: issuer_keys.update_key_properties("acme-account-key", enabled=False)):
+        with pytest.raises(HttpResponseError) as e:
+            attempt()
+        assert e.value.status_code == 403
+
+
+def test_without_the_key_signer_assignment_the_issuer_cannot_act_for_the_account(make_world):
+    fresh = make_world(account_key={"kind": "key"})
+    (removed,) = [a.name for a in fresh.assignments() if a.inputs["scope"].endswith("/keys/acme-account-key")]
+    fresh.apply(skip=removed)
+    with pytest.raises(KeyVaultAcmeError) as e:
+        fresh.issuer_flow()
+    assert _status(e.value) == 403

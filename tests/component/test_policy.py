@@ -10,7 +10,7 @@ import pulumi_policy
 import pytest
 from pulumi_policy import ResourceValidationArgs
 
-from components import CertificateWorkload
+from keyvault_acme_pulumi.components import CertificateWorkload
 from keyvault_acme_stack.workload import load_stack_file
 
 from . import harness

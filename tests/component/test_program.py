@@ -7,7 +7,7 @@ import runpy
 import pulumi
 import pytest
 
-from components.workload import KEY_VAULT_CERTIFICATES_OFFICER
+from keyvault_acme_pulumi.components.workload import KEY_VAULT_CERTIFICATES_OFFICER
 from keyvault_acme_stack.workload import load_stack_file
 
 from . import harness, rules

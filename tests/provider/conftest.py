@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from providers import Certificate
+from keyvault_acme_pulumi.providers import Certificate
 from tests.provider.host import ProviderHost
 from tests.provider.programs import run_program
 

@@ -9,7 +9,7 @@ from pulumi.runtime.rpc import UNKNOWN
 
 from keyvault_acme.config import certificate_spec_from_dict
 from keyvault_acme.renewal import issued_with_tags
-from providers.state import PROVIDER_INPUTS
+from keyvault_acme_pulumi.providers.state import PROVIDER_INPUTS
 from tests.provider.conftest import INPUTS
 from tests.provider.host import changes
 

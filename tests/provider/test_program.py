@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import base64
+import io
 import pickle
 
 import dill
 import pulumi
 from pulumi.dynamic.dynamic import serialize_provider
 
-from providers import Certificate, CertificateProvider
+from keyvault_acme_pulumi.providers import Certificate, CertificateProvider
 from tests.provider.conftest import INPUTS
 from tests.provider.programs import run_program
 
@@ -43,10 +44,26 @@ def _pickle_of(serialized: str) -> bytes:
     return base64.b64decode(serialized)
 
 
+class _GlobalsSeen(pickle.Unpickler):
+    """Unpickles while noting every (module, name) the pickle imports: what the provider host will import."""
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__(io.BytesIO(raw))
+        self.seen: list[tuple[str, str]] = []
+
+    def find_class(self, module: str, name: str):
+        self.seen.append((module, name))
+        return super().find_class(module, name)
+
+
 def test_the_serialized_provider_is_a_reference_with_no_credential(serialized_provider):
     raw = _pickle_of(serialized_provider)
     # By reference to an importable class, not by value: a few hundred bytes, no code, no clients.
-    assert b"providers.certificate" in raw and b"CertificateProvider" in raw
+    # And under the package's own namespace: a top-level ``providers`` module would be whatever folder of that
+    # name the user's program has (a common layout), and the host would unpickle the wrong thing or fail.
+    unpickler = _GlobalsSeen(raw)
+    assert isinstance(unpickler.load(), CertificateProvider)
+    assert unpickler.seen == [("keyvault_acme_pulumi.providers.certificate", "CertificateProvider")]
     assert len(raw) < 512
     for word in (b"credential", b"Credential", b"token", b"secret", b"azure", b"password", b"Engine"):
         assert word not in raw

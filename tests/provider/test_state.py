@@ -2,7 +2,7 @@
 import dataclasses
 
 from keyvault_acme.config import certificate_spec_from_dict
-from providers.state import OUTPUTS, PROVIDER_INPUTS, facts_from_outputs, facts_to_outputs, split_state
+from keyvault_acme_pulumi.providers.state import OUTPUTS, PROVIDER_INPUTS, facts_from_outputs, facts_to_outputs, split_state
 from tests.provider.test_resource_diff import SPEC, facts
 
 

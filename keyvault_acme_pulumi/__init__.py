@@ -1,0 +1,14 @@
+"""What a Pulumi program imports to hold ACME certificates in Key Vault.
+
+    from keyvault_acme_pulumi import CertificateWorkload, Certificate
+
+The modules live in the repository's top-level ``components/`` and ``providers/`` folders (this project's own
+program, ``__main__.py`` and ``stacks/``, sits beside them) and are installed as
+``keyvault_acme_pulumi.components`` and ``keyvault_acme_pulumi.providers``: a program with folders of its own
+named ``components`` or ``providers`` imports both without a clash, and the dynamic provider Pulumi pickles
+into state refers to ``keyvault_acme_pulumi.providers.certificate``, importable wherever the package is installed.
+"""
+from keyvault_acme_pulumi.components import CertificateWorkload, role_plan
+from keyvault_acme_pulumi.providers import Certificate, CertificateProvider
+
+__all__ = ["Certificate", "CertificateProvider", "CertificateWorkload", "role_plan"]

@@ -1,0 +1,46 @@
+"""role_plan as a pure function of the config: what each account-key kind grants the issuer."""
+from __future__ import annotations
+
+from keyvault_acme_pulumi.components.workload import (
+    ACCOUNT_KEY_DATA_ACTIONS,
+    KEY_VAULT_SECRETS_OFFICER,
+    AccountKeyTarget,
+    grants_for_certificate,
+    role_plan,
+)
+from keyvault_acme_stack.workload import parse_workload_config
+
+SUB = "11111111-1111-1111-1111-111111111111"
+
+
+def config(**acme):
+    return parse_workload_config({
+        "workload": "shop", "environment": "dev", "location": "westeurope", "subscription_id": SUB,
+        "tenant_id": "22222222-2222-2222-2222-222222222222", "zones": [{"name": "shop.example.com"}],
+        "allowlist": {"suffixes": ["shop.example.com"]}, "acme": acme,
+        "certificates": [{"name": "www", "dns_names": ["www.shop.example.com"]}],
+    })
+
+
+def issuer_vault_grants(cfg):
+    return {(g.role, g.scope_kind, g.target if isinstance(g.target, (str, type(None))) else g.target.name)
+            for g in role_plan(cfg) if g.principal == "issuer" and g.scope_kind in ("vault", "secret", "key")}
+
+
+def test_secret_held_account_key_gets_secrets_officer_on_the_account_secret_and_no_key_role():
+    grants = issuer_vault_grants(config())
+    assert (KEY_VAULT_SECRETS_OFFICER, "secret", "acme-account-key") in grants
+    assert not any(kind == "key" for _, kind, _ in grants)
+
+
+def test_key_vault_account_key_gets_read_and_sign_on_that_key_and_nothing_on_the_account_secret():
+    cfg = config(account_key={"kind": "key", "name": "acct"})
+    grants = issuer_vault_grants(cfg)
+    assert ("account-key-signer", "key", "acct") in grants
+    assert not any(target == "acme-account-key" for _, _, target in grants)
+    assert ACCOUNT_KEY_DATA_ACTIONS == ("Microsoft.KeyVault/vaults/keys/read",
+                                        "Microsoft.KeyVault/vaults/keys/sign/action")
+    (key_grant,) = [g for g in role_plan(cfg) if g.scope_kind == "key"]
+    assert key_grant.target == AccountKeyTarget("acct", SUB, "rg-shop-dev")
+    # The certificate waits for that grant before its first issuance.
+    assert key_grant in grants_for_certificate(role_plan(cfg), cfg.certificates[0])
