@@ -17,7 +17,9 @@ class AdminError(Exception):
 
 class AdminClient:
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
+        """``base_url``: the emulator's ``proxy_url`` or its ``admin_url`` (``<proxy_url>/admin``, what
+        ``python -m emulator`` prints); either reaches the same routes."""
+        self.base_url = base_url.rstrip("/").removesuffix("/admin")
         self._timeout = timeout
         # The admin API is plain HTTP on loopback: never route it through a proxy from the environment.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -10,6 +10,8 @@ Also the emulator's own admin API for zones under /admin/zones (plain JSON, no A
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from typing import Any, Callable, Mapping, Protocol
 from urllib.parse import urlencode
 
@@ -37,7 +39,13 @@ from emulator.dns_store import (
 )
 from emulator.wire import Request, Response
 
-API_VERSIONS = frozenset({"2016-04-01", "2017-09-01", "2017-10-01", "2018-03-01-preview", "2018-05-01"})
+# 2023-07-01-preview is what the .NET and PowerShell clients send (DNSSEC era); its zone and record set shapes are
+# the 2018-05-01 ones for everything the emulator serves.
+API_VERSIONS = frozenset({"2016-04-01", "2017-09-01", "2017-10-01", "2018-03-01-preview", "2018-05-01",
+                          "2023-07-01-preview"})
+# A zone DELETE is a long-running operation: 202 and these headers, then the operation's status and result.
+OPERATION_STATUSES, OPERATION_RESULTS = "dnsOperationStatuses", "dnsOperationResults"
+RETRY_AFTER_S = "1"  # the pace the emulator asks pollers for; its deletions are done before the 202 leaves
 MANAGEMENT_AUDIENCES = frozenset({
     "https://management.azure.com", "https://management.azure.com/",
     "https://management.core.windows.net", "https://management.core.windows.net/",
@@ -225,6 +233,30 @@ def _unsupported_api_version(version: str) -> Response:
     )
 
 
+def _operation_path(path: str) -> tuple[str, str] | None:
+    """(kind, id) of .../providers/Microsoft.Network/dnsOperationStatuses|dnsOperationResults/{id}, else None."""
+    parts = [p for p in path.split("/") if p]
+    lower = [p.lower() for p in parts]
+    if (len(parts) == 8 and lower[0] == "subscriptions" and lower[2] == "resourcegroups"
+            and lower[4:6] == ["providers", "microsoft.network"]
+            and lower[6] in (OPERATION_STATUSES.lower(), OPERATION_RESULTS.lower())):
+        return lower[6], parts[7]
+    return None
+
+
+def _zone_precondition(zone: Zone | None, name: str, if_match: str | None, if_none_match: str | None) -> Response | None:
+    """412 as Azure DNS answers it when If-None-Match: * meets an existing zone or an If-Match etag does not match."""
+    if if_none_match is not None and if_none_match.strip() == "*" and zone is not None:
+        return _rp_error(412, "PreconditionFailed", f"The Zone {name} exists already and hence cannot be created again.")
+    if if_match is not None:
+        wanted = if_match.strip()
+        if zone is None or (wanted != "*" and wanted.strip('"') != zone.etag):
+            return _rp_error(412, "PreconditionFailed",
+                             f"The Zone {name} has been modified (etag mismatch)." if zone is not None else
+                             f"The Zone {name} does not exist.")
+    return None
+
+
 class _Route:
     """The parts of a DNS ARM path: /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Network/dnsZones/..."""
 
@@ -260,6 +292,8 @@ class ArmDns:
     def __init__(self, store: ZoneStore, authorizer: Authorizer) -> None:
         self.store = store
         self.authorizer = authorizer
+        self._operations: dict[str, str] = {}  # long-running operation id -> the app that started it
+        self._operations_lock = threading.Lock()
 
     # -- ARM -------------------------------------------------------------------------------------------------------
 
@@ -285,6 +319,9 @@ class ArmDns:
                               "The api-version query parameter (?api-version=) is required for all requests.")
         if version not in API_VERSIONS:
             return _unsupported_api_version(version)
+        operation = _operation_path(request.path)
+        if operation is not None:
+            return self._operation(request, *operation)
         route = _Route.parse(request.path)
         if route is None:
             return _arm_error(404, "InvalidResourceType",
@@ -347,10 +384,16 @@ class ArmDns:
         if not self.store.resource_group_exists(route.subscription_id, route.resource_group):
             return _arm_error(404, "ResourceGroupNotFound", f"Resource group '{route.resource_group}' could not be found.")
         zone = self.store.get_zone(route.subscription_id, route.resource_group, route.zone)
+        precondition = _zone_precondition(zone, route.zone, request.headers.get("if-match"),
+                                          request.headers.get("if-none-match") if method == "PUT" else None)
+        if precondition is not None:
+            return precondition
         if method == "DELETE":
-            # Zone deletion is a long-running operation in Azure; 200 is a valid (already finished) answer.
-            deleted = self.store.delete_zone(route.subscription_id, route.resource_group, route.zone)
-            return Response(200 if deleted else 204)
+            # A long-running operation in Azure: 202 with where to follow it (the SDK's poller does), 204 when
+            # there was nothing to delete. The emulator deletes at once; the operation reads Succeeded.
+            if not self.store.delete_zone(route.subscription_id, route.resource_group, route.zone):
+                return Response(204)
+            return self._accepted(request, route)
         if method == "GET":
             if zone is None:
                 return _arm_error(404, "ResourceNotFound",
@@ -379,6 +422,30 @@ class ArmDns:
         # Only tags are writable on a public zone the emulator serves (no private-zone networks here).
         zone = self.store.set_zone_tags(zone.key, tags if "tags" in body else zone.tags)
         return Response.of_json(200, zone_json(zone, route.subscription_id, route.resource_group), {"ETag": zone.etag})
+
+    def _accepted(self, request: Request, route: _Route) -> Response:
+        operation = f"delzone{uuid.uuid4().hex}"
+        with self._operations_lock:
+            self._operations[operation] = request.principal.app_id  # type: ignore[union-attr]
+        base = (f"https://{request.host}/subscriptions/{route.subscription_id}/resourceGroups/{route.resource_group}"
+                f"/providers/{PROVIDER}")
+        query = urlencode({"api-version": request.query.get("api-version", "")})
+        return Response(202, b"", {
+            "Azure-AsyncOperation": f"{base}/{OPERATION_STATUSES}/{operation}?{query}",
+            "Location": f"{base}/{OPERATION_RESULTS}/{operation}?{query}",
+            "Retry-After": RETRY_AFTER_S,
+        })
+
+    def _operation(self, request: Request, kind: str, operation: str) -> Response:
+        with self._operations_lock:
+            owner = self._operations.get(operation)
+        if request.method.upper() != "GET":
+            return self._method_not_allowed(request.method.upper())
+        if owner is None or owner != request.principal.app_id:  # type: ignore[union-attr]
+            return _arm_error(404, "NotFound", f"The operation '{operation}' was not found.")
+        if kind == OPERATION_RESULTS.lower():
+            return Response(204)
+        return Response.of_json(200, {"status": "Succeeded"})
 
     def _record_set_list(self, request: Request, route: _Route) -> Response:
         assert route.resource_group is not None and route.zone is not None and route.collection is not None

@@ -176,7 +176,15 @@ class Entra:
                                 f"in the directory '{tenant}'.", 700016)
         if not secrets.compare_digest(form.get("client_secret", ""), client.secret):
             return _oauth_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.", 7000215)
-        audience = normalize_audience(form.get("scope", ""))
+        scope = form.get("scope", "").strip()
+        # The client-credentials flow takes one resource's /.default, nothing narrower: an app holds its granted
+        # application permissions as a whole (Entra's AADSTS1002012).
+        if len(scope.split()) != 1 or not scope.endswith("/.default"):
+            return _oauth_error(400, "invalid_scope",
+                                f"AADSTS1002012: The provided value for scope {scope} is not valid. Client credential "
+                                "flows must have a scope value with /.default suffixed to the resource identifier "
+                                "(application ID URI).", 1002012)
+        audience = normalize_audience(scope)
         if not audience:
             return _oauth_error(400, "invalid_scope", "AADSTS1002012: The provided value for scope is not valid.",
                                 1002012)

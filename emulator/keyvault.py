@@ -410,13 +410,17 @@ class KeyVault:
                 body["cer"] = v.chain[0]
             body["attributes"] = v.attributes()
             body["policy"] = self._policy_json(vault, item)
+            if item.pending is not None:
+                body["pending"] = {"id": f"{base}/certificates/{item.name}/pending"}
         elif kind == "keys":
             key = kvcrypto.key_from_pem(v.key_pem or "")
             jwk = kvcrypto.public_jwk(key)
             kty = v.kty or jwk["kty"]
             ops = v.key_ops or _default_ops(jwk["kty"])
             body = {"key": {"kid": f"{base}/keys/{item.name}/{v.version}", **jwk, "kty": kty, "key_ops": ops},
-                    "attributes": v.attributes(exportable=managed and self._exportable(item))}
+                    # hsmPlatform: "0" software-protected, "2" in an HSM (Key Vault's current platform)
+                    "attributes": v.attributes(exportable=managed and self._exportable(item),
+                                               hsmPlatform="2" if kty.endswith("-HSM") else "0")}
         else:
             body = {"id": f"{base}/secrets/{item.name}/{v.version}"}
             if managed:
@@ -713,9 +717,11 @@ class KeyVault:
         self._complete(item, version, chain, body.get("attributes") or {})
         if isinstance(body.get("tags"), dict):
             version.tags = {str(k): str(t) for k, t in body["tags"].items()}
-        item.pending = None
+        # Key Vault keeps the completed operation (GET .../pending answers it, with the certificate as its target)
+        # until the next create or a DELETE of it; the certificate's bundle links it meanwhile.
+        item.pending.update(status="completed", target=f"{vault.info.url}/certificates/{item.name}")
+        item.pending.pop("status_details", None)
         bundle = self._bundle(vault, "certificates", item, version, False, request)
-        bundle["pending"] = {"id": f"{vault.info.url}/certificates/{item.name}/pending"}
         return Response.of_json(201, bundle, {"Location": f"{vault.info.url}/certificates/{item.name}/pending"})
 
     def _get_policy(self, vault: Vault, route: _Route, body: Any, request: Request) -> Response:

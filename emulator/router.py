@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Callable
 
 from .authz import PERMISSIONS_API_VERSIONS, Authorizer, is_permissions_request, permissions_body
@@ -13,7 +14,8 @@ from .wire import Request, Response
 
 ARM_HOST = "management.azure.com"
 ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
-_DNS_PROVIDER = "/providers/microsoft.network/dnszones"
+# The DNS resource provider's paths: zones (and record sets), and the status of its long-running operations.
+_DNS_PATHS = ("/providers/microsoft.network/dnszones", "/providers/microsoft.network/dnsoperation")
 
 Handler = Callable[[Request], Response]
 
@@ -51,6 +53,10 @@ class Router:
             response = self._kv.handle(request)
         elif request.host == ARM_HOST:
             response = self._arm(request)
+            # Every ARM answer names its request, as Azure's do (support cases and client logs quote them).
+            request_id = str(uuid.uuid4())
+            response.headers.setdefault("x-ms-request-id", request_id)
+            response.headers.setdefault("x-ms-correlation-request-id", request_id)
         else:
             return _arm_error(404, "NotFound", f"{request.host} is not served by the emulator")
         if request.method not in ("GET", "HEAD") and response.status < 300:
@@ -79,7 +85,7 @@ class Router:
                                   f"The api-version '{version or ''}' is invalid. The supported versions are "
                                   f"'{', '.join(sorted(PERMISSIONS_API_VERSIONS))}'.")
             return Response.of_json(200, permissions_body(self._authorizer, principal.app_id, request.path))
-        if self._dns is not None and _DNS_PROVIDER in request.path.lower():
+        if self._dns is not None and any(path in request.path.lower() for path in _DNS_PATHS):
             return self._dns(dataclasses.replace(request, principal=principal))
         return _arm_error(404, "InvalidResourceType",
                           f"The resource type for '{request.path}' is not served by the emulator.")

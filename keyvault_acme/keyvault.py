@@ -330,9 +330,11 @@ class KeyVault:
         return PendingCsr(name, bytes(op.csr), str(op.status))
 
     def pending(self, name: str, *, deadline: float | None = None) -> PendingCsr | None:
+        """The certificate's unfinished operation, or None. Key Vault keeps a completed one (merged: its target is
+        the certificate) until the next create; that is no pending operation."""
         op = self._call(f"get pending operation of {name!r}",
                         lambda: self.certificates.get_certificate_operation(name), deadline=deadline, missing_ok=True)
-        if op is None or not op.csr:
+        if op is None or not op.csr or str(op.status).lower() == "completed":
             return None
         return PendingCsr(name, bytes(op.csr), str(op.status))
 
