@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: test demo bench venv system-deps bench-deps clean
+.PHONY: test lint demo bench venv system-deps bench-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ system-deps:
 bench-deps:
 	@scripts/install-system-deps.sh --bench
 
-test: venv system-deps
+# Lint and types first (seconds), then the tests. Any non-zero exit fails the target, pytest's 5
+# ("no tests collected") included.
+test: venv system-deps lint
 	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 demo: venv system-deps
 	$(PY) -m demo

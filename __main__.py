@@ -9,8 +9,8 @@ import json
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from keyvault_acme_pulumi import CertificateWorkload
 from keyvault_acme.errors import SpecError
+from keyvault_acme_pulumi import CertificateWorkload
 from keyvault_acme_stack.workload import KEYS, NAMESPACE, parse_workload_config
 
 

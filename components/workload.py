@@ -20,12 +20,23 @@ from typing import Any, Mapping, Sequence
 
 import pulumi
 import pulumi_azure_native as azure_native
-from pulumi_azure_native import authorization, dns, eventgrid, keyvault, managedidentity, monitor, network
-from pulumi_azure_native import operationalinsights, privatedns, resources
+from pulumi_azure_native import (
+    authorization,
+    dns,
+    eventgrid,
+    keyvault,
+    managedidentity,
+    monitor,
+    network,
+    operationalinsights,
+    privatedns,
+    resources,
+)
 
 from keyvault_acme.access import azure_time
-from keyvault_acme_stack.authorization import check_names
+from keyvault_acme.errors import SpecError
 from keyvault_acme.keyvault import CHAIN_SUFFIX
+from keyvault_acme_stack.authorization import check_names
 from keyvault_acme_stack.workload import (
     KEY_VAULT_PRIVATE_DNS_ZONE,
     CertificateConfig,
@@ -113,36 +124,64 @@ class AccountKeyTarget:
 
 
 @dataclass(frozen=True)
+class VaultScope:
+    """The workload's vault as a whole (in its subscription and resource group)."""
+
+    subscription_id: str
+    resource_group: str
+
+
+@dataclass(frozen=True)
+class SecretScope:
+    """One secret of the workload's vault, by name."""
+
+    name: str
+    subscription_id: str
+    resource_group: str
+
+
+# One class per scope a role is assigned at: the vault, a secret, the account's key, an _acme-challenge
+# record set, a zone. A reader matches on the class and gets the fields that scope has.
+RoleTarget = VaultScope | SecretScope | AccountKeyTarget | ChallengeRecordSet | DnsZoneConfig
+SCOPE_KINDS: Mapping[type, str] = {VaultScope: "vault", SecretScope: "secret", AccountKeyTarget: "key",
+                                   ChallengeRecordSet: "record_set", DnsZoneConfig: "zone"}
+
+
+@dataclass(frozen=True)
 class RoleGrant:
     """One role assignment the workload needs, before Azure ids are known.
 
-    ``scope_kind`` is ``vault``, ``secret``, ``key``, ``record_set`` or ``zone``; ``target`` is the secret name,
-    account key, record set or zone it is on.
-    ``role`` is a built-in role GUID or a key of :data:`CUSTOM_ROLES` (defined in the zone's subscription).
+    ``target`` is the scope it is assigned at (:data:`RoleTarget`). ``role`` is a built-in role GUID or a key of
+    :data:`CUSTOM_ROLES` (defined in the zone's subscription, or the vault's for the account key).
     """
 
     key: str  # stable, unique: also the Pulumi resource name suffix and the seed of the assignment GUID
     principal: str  # "issuer" or "consumer:<name>"
     role: str
-    scope_kind: str
-    target: ChallengeRecordSet | DnsZoneConfig | AccountKeyTarget | str | None = None
+    target: RoleTarget
+
+    @property
+    def scope_kind(self) -> str:
+        """``vault``, ``secret``, ``key``, ``record_set`` or ``zone``: the target's class, as a word."""
+        return SCOPE_KINDS[type(self.target)]
 
     @property
     def role_name(self) -> str:
         return BUILTIN_ROLE_NAMES.get(self.role) or CUSTOM_ROLES[self.role][0]
 
     @property
-    def subscription_id(self) -> str | None:
-        """Where a custom role must be defined (the zone's subscription, or the vault's for the account key)."""
-        if isinstance(self.target, (DnsZoneConfig, AccountKeyTarget)):
-            return self.target.subscription_id
-        return self.target.zone.subscription_id if isinstance(self.target, ChallengeRecordSet) else None
+    def subscription_id(self) -> str:
+        """The subscription of the scope, where a custom role for it is defined (the zone's, or the vault's)."""
+        if isinstance(self.target, ChallengeRecordSet):
+            return self.target.zone.subscription_id
+        return self.target.subscription_id
 
 
 def role_plan(cfg: WorkloadConfig) -> tuple[RoleGrant, ...]:
     """Every role assignment the workload's config calls for; nothing outside it is ever granted."""
+    vault_sub, vault_rg = cfg.vault_location
     grants = [
-        RoleGrant("issuer-certificates-officer", "issuer", KEY_VAULT_CERTIFICATES_OFFICER, "vault"),
+        RoleGrant("issuer-certificates-officer", "issuer", KEY_VAULT_CERTIFICATES_OFFICER, VaultScope(vault_sub, vault_rg)),
     ]
     # No Key Vault Crypto User: the certificates need no key operation (the CSR comes with the pending
     # certificate); only an account key kept as a Key Vault key is signed with, and only it (below).
@@ -151,27 +190,29 @@ def role_plan(cfg: WorkloadConfig) -> tuple[RoleGrant, ...]:
     # chain. Secrets Officer on exactly those objects, never on the vault (whose secrets hold certificates).
     secrets = dict.fromkeys(secret for cert in cfg.certificates for secret in engine_secrets(cert))  # once, in order
     for secret in secrets:
-        grants.append(RoleGrant(f"issuer-secret-{secret}", "issuer", KEY_VAULT_SECRETS_OFFICER, "secret", secret))
+        grants.append(RoleGrant(f"issuer-secret-{secret}", "issuer", KEY_VAULT_SECRETS_OFFICER,
+                                SecretScope(secret, vault_sub, vault_rg)))
     # An account key kept as a Key Vault key: read and sign on that one key (the stack creates it), no secret.
     for key in dict.fromkeys(k for cert in cfg.certificates for k in account_keys(cfg, cert)):
-        grants.append(RoleGrant(f"issuer-key-{key.name}", "issuer", "account-key-signer", "key", key))
+        grants.append(RoleGrant(f"issuer-key-{key.name}", "issuer", "account-key-signer", key))
     writes_on_zone: dict[str, DnsZoneConfig] = {}
     reads_zone: dict[str, DnsZoneConfig] = {}
     for rs in cfg.challenge_record_sets:
         if rs.zone.challenge_scope == "zone":
             writes_on_zone.setdefault(rs.zone.resource_id, rs.zone)
         else:
-            grants.append(RoleGrant(f"issuer-dns-{rs.zone.name}-{rs.relative_name}", "issuer", "dns-txt", "record_set", rs))
+            grants.append(RoleGrant(f"issuer-dns-{rs.zone.name}-{rs.relative_name}", "issuer", "dns-txt", rs))
             reads_zone.setdefault(rs.zone.resource_id, rs.zone)
-    grants += [RoleGrant(f"issuer-dns-read-{z.name}", "issuer", "dns-zone-read", "zone", z) for z in reads_zone.values()]
-    grants += [RoleGrant(f"issuer-dns-{z.name}", "issuer", "dns-txt", "zone", z) for z in writes_on_zone.values()]
+    grants += [RoleGrant(f"issuer-dns-read-{z.name}", "issuer", "dns-zone-read", z) for z in reads_zone.values()]
+    grants += [RoleGrant(f"issuer-dns-{z.name}", "issuer", "dns-txt", z) for z in writes_on_zone.values()]
     # Consumers read certificates as secrets, and only those: the vault also holds the ACME account key
     # (whoever reads it acts as the workload's CA account, revocation included), the chain companions and
     # maybe TSIG keys. So Secrets User goes on each certificate-backed secret, never on the vault.
     for consumer in cfg.consumers:
         for cert in cfg.certificates:
             grants.append(RoleGrant(f"consumer-{consumer.name}-secret-{cert.name}", f"consumer:{consumer.name}",
-                                    KEY_VAULT_SECRETS_USER, "secret", cert.name))
+                                    KEY_VAULT_SECRETS_USER,
+                                    SecretScope(cert.name, vault_sub, vault_rg)))
     return tuple(grants)
 
 
@@ -196,26 +237,30 @@ def grants_for_certificate(grants: Sequence[RoleGrant], cert: CertificateConfig)
     record sets."""
     record_sets = cert.challenge_record_sets
     secrets = engine_secrets(cert)
-    keys = {g.target for g in grants if g.scope_kind == "key" and isinstance(g.target, AccountKeyTarget)
-            and cert.spec.acme.account_key_kind == "key" and g.target.name == cert.spec.acme.account_key_name}
+    key = cert.spec.acme.account_key_name if cert.spec.acme.account_key_kind == "key" else None
     zone_ids = {rs.zone.resource_id for rs in record_sets}
-    out = []
-    for g in grants:
-        if g.principal != "issuer":
-            continue
-        if g.scope_kind == "vault" or (g.scope_kind == "secret" and g.target in secrets) or (
-                g.scope_kind == "key" and g.target in keys) or (
-                g.scope_kind == "record_set" and g.target in record_sets) or (
-                g.scope_kind == "zone" and g.target.resource_id in zone_ids):
-            out.append(g)
-    return out
+
+    def needed(target: RoleTarget) -> bool:
+        match target:
+            case VaultScope():
+                return True
+            case SecretScope(name=name):
+                return name in secrets
+            case AccountKeyTarget(name=name):
+                return name == key
+            case ChallengeRecordSet():
+                return target in record_sets
+            case DnsZoneConfig(resource_id=resource_id):
+                return resource_id in zone_ids
+
+    return [g for g in grants if g.principal == "issuer" and needed(g.target)]
 
 
 def latest_grant(created_on: Sequence[str | None]) -> str | None:
     """The latest of role assignments' ``createdOn`` times (ISO 8601, as ARM reports them); None when none is
     known. A certificate issued right after its grants waits until Azure applies them (keyvault_acme.access)."""
-    known = [t for t in created_on if azure_time(t)]
-    return max(known, key=azure_time) if known else None
+    known = [(when, t) for t in created_on if (when := azure_time(t)) is not None]
+    return max(known)[1] if known else None
 
 
 def _certificate_class():
@@ -250,8 +295,9 @@ class CertificateWorkload(pulumi.ComponentResource):
         rg_name = self._resource_group()
         workspace_id = self._workspace(rg_name) if cfg.monitoring.enabled else None
         vault_id = self._vault(rg_name)
-        if cfg.vault.private_endpoint_subnet_id:
-            self._private_endpoint(vault_id, rg_name)
+        subnet_id, vnet_id = cfg.vault.private_endpoint_subnet_id, cfg.vault.private_endpoint_vnet_id
+        if subnet_id and vnet_id:
+            self._private_endpoint(vault_id, rg_name, subnet_id, vnet_id)
         if workspace_id is not None:
             self._diagnostics(vault_id, workspace_id)
         self.account_keys = self._account_keys(vault_id)
@@ -309,16 +355,18 @@ class CertificateWorkload(pulumi.ComponentResource):
     def _vault(self, rg_name: pulumi.Input[str]) -> pulumi.Input[str]:
         """The vault's id; sets ``vault_uri``."""
         cfg = self.config
-        if cfg.vault.existing:
+        if cfg.vault.existing_id is not None:
             self.vault_uri: pulumi.Output[str] = pulumi.Output.from_input(cfg.vault.url + "/")
             return cfg.vault.existing_id
+        if cfg.tenant_id is None:  # parse_workload_config requires it for a vault the stack creates
+            raise SpecError("tenant_id", "is required for a new vault", "set keyvault-acme:tenant_id")
         private = cfg.vault.private_endpoint_subnet_id is not None
         vault = keyvault.Vault(
             f"{self._name}-vault", vault_name=cfg.vault.name, resource_group_name=rg_name, location=cfg.location,
             tags=self._tags,
             properties=keyvault.VaultPropertiesArgs(
                 tenant_id=cfg.tenant_id,
-                sku=keyvault.SkuArgs(family="A", name=cfg.vault.sku or "standard"),
+                sku=keyvault.SkuArgs(family="A", name=keyvault.SkuName(cfg.vault.sku or "standard")),
                 enable_rbac_authorization=True,  # access policies would bypass every assignment below
                 enable_soft_delete=True,
                 soft_delete_retention_in_days=cfg.vault.soft_delete_retention_days,
@@ -332,12 +380,13 @@ class CertificateWorkload(pulumi.ComponentResource):
         self.vault_uri = vault.properties.apply(lambda p: p.vault_uri)
         return vault.id
 
-    def _private_endpoint(self, vault_id: pulumi.Input[str], rg_name: pulumi.Input[str]) -> None:
-        """The vault's private endpoint, and the private DNS record that makes clients in the VNet use it."""
+    def _private_endpoint(self, vault_id: pulumi.Input[str], rg_name: pulumi.Input[str], subnet_id: str, vnet_id: str) -> None:
+        """The vault's private endpoint in ``subnet_id``, and the private DNS record that makes clients in the VNet
+        ``vnet_id`` use it."""
         name, cfg = self._name, self.config
         endpoint = network.PrivateEndpoint(
             f"{name}-vault-pe", private_endpoint_name=f"pe-{cfg.vault.name}", resource_group_name=rg_name,
-            location=cfg.location, subnet=network.SubnetArgs(id=cfg.vault.private_endpoint_subnet_id),
+            location=cfg.location, subnet=network.SubnetArgs(id=subnet_id),
             private_link_service_connections=[network.PrivateLinkServiceConnectionArgs(
                 name=f"{cfg.vault.name}-vault", private_link_service_id=vault_id, group_ids=["vault"])],
             tags=self._tags, opts=self._here())
@@ -350,7 +399,6 @@ class CertificateWorkload(pulumi.ComponentResource):
             zone = privatedns.PrivateZone(
                 f"{name}-vault-dns", private_zone_name=KEY_VAULT_PRIVATE_DNS_ZONE, resource_group_name=rg_name,
                 location="global", tags=self._tags, opts=self._here())
-            vnet_id = cfg.vault.private_endpoint_vnet_id
             depends_on.append(privatedns.VirtualNetworkLink(
                 f"{name}-vault-dns-link", virtual_network_link_name=f"link-{vnet_id.rsplit('/', 1)[-1]}",
                 private_zone_name=zone.name, resource_group_name=rg_name, location="global",
@@ -381,7 +429,7 @@ class CertificateWorkload(pulumi.ComponentResource):
         for zone in self.config.zones:
             if zone.create:
                 z = dns.Zone(f"{self._name}-zone-{zone.name}", zone_name=zone.name, resource_group_name=rg_name,
-                             location="global", zone_type="Public", tags=self._tags, opts=self._here())
+                             location="global", zone_type=dns.ZoneType.PUBLIC, tags=self._tags, opts=self._here())
                 created[zone.resource_id] = z
                 self.zone_name_servers[zone.name] = z.name_servers
         return created
@@ -395,7 +443,7 @@ class CertificateWorkload(pulumi.ComponentResource):
         """
         cfg = self.config
         record_sets: dict[str, dns.RecordSet] = {}
-        for rs in (g.target for g in self.role_grants if g.scope_kind == "record_set"):
+        for rs in (g.target for g in self.role_grants if isinstance(g.target, ChallengeRecordSet)):
             zone = zones.get(rs.zone.resource_id)
             record_sets[rs.resource_id] = dns.RecordSet(
                 f"{self._name}-challenge-{rs.fqdn}", record_type="TXT", relative_record_set_name=rs.relative_name,
@@ -409,7 +457,7 @@ class CertificateWorkload(pulumi.ComponentResource):
     def _issuer(self, rg_name: pulumi.Input[str]) -> pulumi.Input[str]:
         """The issuer's principal id; sets ``issuer_client_id`` (what CI/CD logs in as)."""
         cfg = self.config
-        if cfg.issuer.existing:
+        if cfg.issuer.principal_id is not None and cfg.issuer.client_id is not None:  # an existing identity
             self.issuer_client_id: pulumi.Output[str] = pulumi.Output.from_input(cfg.issuer.client_id)
             return cfg.issuer.principal_id
         identity = managedidentity.UserAssignedIdentity(
@@ -471,19 +519,24 @@ class CertificateWorkload(pulumi.ComponentResource):
         consumers = {f"consumer:{c.name}": c for c in cfg.consumers}
         assignments: dict[str, authorization.RoleAssignment] = {}
         for g in self.role_grants:
+            scope: pulumi.Input[str]
+            match g.target:
+                case VaultScope():
+                    scope = vault_id
+                case SecretScope(name=name):
+                    scope = pulumi.Output.concat(vault_id, "/secrets/", name)
+                case AccountKeyTarget(name=name):
+                    scope = pulumi.Output.concat(vault_id, "/keys/", name)
+                case ChallengeRecordSet(resource_id=resource_id):
+                    scope = record_sets[resource_id].id
+                case DnsZoneConfig(resource_id=resource_id):
+                    zone = zones.get(resource_id)
+                    scope = zone.id if zone else resource_id
             if g.role in CUSTOM_ROLES:
                 role_id: pulumi.Input[str] = custom_roles[(g.role, g.subscription_id)].id
-                if g.scope_kind == "key":
-                    scope: pulumi.Input[str] = pulumi.Output.concat(vault_id, "/keys/", g.target.name)
-                elif g.scope_kind == "record_set":
-                    scope = record_sets[g.target.resource_id].id
-                else:
-                    zone = zones.get(g.target.resource_id)
-                    scope = zone.id if zone else g.target.resource_id
                 opts = self._in_subscription(g.subscription_id)
             else:
                 role_id = f"/subscriptions/{cfg.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{g.role}"
-                scope = vault_id if g.scope_kind == "vault" else pulumi.Output.concat(vault_id, "/secrets/", g.target)
                 opts = self._here()
             if g.principal == "issuer":
                 principal, ptype = issuer_principal, "ServicePrincipal"
@@ -557,17 +610,16 @@ class CertificateWorkload(pulumi.ComponentResource):
     def _certificates(self, record_sets: Mapping[str, dns.RecordSet]) -> dict[str, Any]:
         """One ``Certificate`` per entry, after the assignments and record sets its issuance needs exist."""
         cfg = self.config
-        Certificate = _certificate_class() if cfg.certificates else None
         certificates: dict[str, Any] = {}
         for cert in cfg.certificates:
             grants = [self.role_assignments[g.key] for g in grants_for_certificate(self.role_grants, cert)
                       if g.key in self.role_assignments]
-            needs = grants + [record_sets[rs.resource_id] for rs in cert.challenge_record_sets
-                              if rs.resource_id in record_sets]
+            needs: list[pulumi.Resource] = [*grants, *(record_sets[rs.resource_id] for rs in cert.challenge_record_sets
+                                                       if rs.resource_id in record_sets)]
             if cert.spec.acme.account_key_kind == "key":
                 needs.append(self.account_keys[cert.spec.acme.account_key_name])
             granted_at = pulumi.Output.all(*[a.created_on for a in grants]).apply(latest_grant)
-            certificates[cert.name] = Certificate(
+            certificates[cert.name] = _certificate_class()(
                 f"{self._name}-cert-{cert.name}", **cert.inputs(), access_granted_at=granted_at,
                 opts=self._here(depends_on=needs))
         return certificates

@@ -86,7 +86,15 @@ class Demo:
 
     def create_azure_resources(self, cfg: WorkloadConfig) -> dict[str, Any]:
         """What the local stack references as existing: vault, zones, and the issuer with its least privileges."""
-        from keyvault_acme_pulumi.components.workload import BUILTIN_ROLE_NAMES, CUSTOM_ROLES, role_plan
+        from keyvault_acme_pulumi.components.workload import (
+            BUILTIN_ROLE_NAMES,
+            CUSTOM_ROLES,
+            AccountKeyTarget,
+            SecretScope,
+            VaultScope,
+            role_plan,
+        )
+        from keyvault_acme_stack.workload import ChallengeRecordSet, DnsZoneConfig
 
         admin = self.emulator.admin
         self.say("Creating the local stack's existing resources in the emulator")
@@ -98,19 +106,20 @@ class Demo:
             self.note(f"Azure DNS zone {zone.name}")
         app = admin.add_client(client_id=cfg.issuer.client_id, name=f"{cfg.stack_name}-issuer")
         self.note(f"issuer identity {app['client_id']} (a service principal with a client secret, emulator only)")
-        for key, (title, actions) in CUSTOM_ROLES.items():
+        for title, actions in CUSTOM_ROLES.values():
             admin.define_role(title, actions=actions)
         for grant in role_plan(cfg):
             if grant.principal != "issuer":
                 continue
-            if grant.scope_kind == "vault":
-                scope = vault_id
-            elif grant.scope_kind == "secret":
-                scope = f"{vault_id}/secrets/{grant.target}"
-            elif grant.scope_kind == "record_set":
-                scope = grant.target.resource_id
-            else:
-                scope = grant.target.resource_id
+            match grant.target:
+                case VaultScope():
+                    scope = vault_id
+                case SecretScope(name=name):
+                    scope = f"{vault_id}/secrets/{name}"
+                case AccountKeyTarget(name=name):
+                    scope = f"{vault_id}/keys/{name}"
+                case ChallengeRecordSet(resource_id=resource_id) | DnsZoneConfig(resource_id=resource_id):
+                    scope = resource_id
             role = BUILTIN_ROLE_NAMES.get(grant.role) or CUSTOM_ROLES[grant.role][0]
             admin.assign_role(app["client_id"], role, scope)
             self.note(f"role {role!r} on {_short_scope(scope)}")

@@ -24,7 +24,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from emulator.dns_store import APEX, RecordSet, Zone, ZoneStore, soa_of
+from emulator.dns_store import RecordSet, Zone, ZoneStore, soa_of
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,15 @@ Key Vault, so deleting or recovering a certificate moves all three together.
 from __future__ import annotations
 
 import base64
-import json
 import datetime as dt
+import json
 import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
 from typing import Any, Callable
+from urllib.parse import urlencode
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization

@@ -75,7 +75,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if isinstance(self.connection, ssl.SSLSocket):
                 self.connection.close()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature fixed by http.server
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     # -- CONNECT: become a TLS server for the requested host on the same connection ------------------

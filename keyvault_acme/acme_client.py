@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, ContextManager, Mapping, Optional, Protocol, Sequence
 
@@ -40,8 +40,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import errors
-from .dns.base import Challenge
 from .config import revocation_reason
+from .dns.base import Challenge
 from .model import REVOCATION_REASONS
 from .names import counted
 from .retry import DEFAULT_BACKOFF, Backoff, Waiter, parse_retry_after
@@ -156,7 +156,10 @@ class _Network(acme_client.ClientNetwork):
         self.session = new_session(https_only=True, max_body=MAX_RESPONSE_BYTES)
         self._nonce_lock = threading.Lock()
 
-    def _check_response(self, response: requests.Response, content_type: Optional[str] = None) -> requests.Response:
+    # An instance method over the library's classmethod: the library calls it on the instance, and the error's
+    # nonce goes into this instance's pool.
+    def _check_response(self, response: requests.Response,  # type: ignore[override]
+                        content_type: Optional[str] = None) -> requests.Response:
         try:
             return super()._check_response(response, content_type=content_type)
         except messages.Error as problem:
@@ -273,7 +276,8 @@ class AcmeClient:
         log.debug("ACME account exists at %s", response.headers["Location"])
         return response.headers["Location"]
 
-    def change_key(self, new_key: jose.JWK, new_alg: jose.JWASignature, *, deadline: Optional[float] = None) -> str:
+    def change_key(self, new_key: jose.JWK, new_alg: Optional[jose.JWASignature] = None, *,
+                   deadline: Optional[float] = None) -> str:
         """Account key rollover (RFC 8555 7.3.5): the account moves to ``new_key``, keeping its URL (and so its
         orders, authorizations and ARI history). The inner JWS is signed by the new key, the outer by the current
         one. Returns the account URL. This client still holds the old key afterwards: make a new one."""
@@ -282,7 +286,7 @@ class AcmeClient:
         key_change = self._dir(deadline)["keyChange"]
         payload = json.dumps({"account": url, "oldKey": self._key.public_key().to_partial_json()}).encode()
         # The inner JWS carries no nonce and no kid: the new key's jwk and the keyChange URL (7.3.5).
-        inner = jws.JWS.sign(payload, key=new_key, alg=new_alg, nonce=None, url=key_change)
+        inner = jws.JWS.sign(payload, key=new_key, alg=new_alg or _signing_alg(new_key), nonce=None, url=key_change)
         self._post(key_change, inner, "roll the account key over (keyChange)", deadline)
         log.info("ACME account %s now uses a new key", url)
         return url

@@ -58,17 +58,17 @@ def run(fn: Callable[[T], R], items: Sequence[T], *, threads: int, processes: in
     from concurrent.futures import ProcessPoolExecutor
 
     chunks = [items[i::processes] for i in range(processes)]
-    pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
+    processes_pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_child, initargs=(initializer, initargs))
     with _pools_lock:
-        _pools.add(pool)
+        _pools.add(processes_pool)
     try:
-        futures = [pool.submit(_run_chunk, fn, chunk, threads) for chunk in chunks]
+        futures = [processes_pool.submit(_run_chunk, fn, chunk, threads) for chunk in chunks]
         done = [f.result() for f in futures]
     finally:
-        pool.shutdown(wait=True)
+        processes_pool.shutdown(wait=True)
         with _pools_lock:
-            _pools.discard(pool)
+            _pools.discard(processes_pool)
     results: list[Any] = [None] * len(items)
     for i, chunk_results in enumerate(done):
         results[i::processes] = chunk_results

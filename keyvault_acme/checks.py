@@ -12,7 +12,7 @@ update holding only a prerequisite (it changes nothing).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .acme_client import each
 from .dns.azure import TXT_WRITE, AzureDnsProvider
@@ -39,7 +39,7 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def ns_verdict(zone: str, expected: Iterable[str], source: str, served: dict[str, Iterable[str]]) -> CheckResult:
+def ns_verdict(zone: str, expected: Iterable[str], source: str, served: Mapping[str, Iterable[str]]) -> CheckResult:
     """Pure: does every server in ``served`` (who -> NS names) serve the NS set ``source`` lists for ``zone``?
     Names compare without trailing dots and case."""
     def norm(names: Iterable[str]) -> list[str]:
@@ -111,7 +111,7 @@ class Checks:
             if in_key:
                 account = self._account_key(vault)
             else:
-                account = vault.secret_versions(secret, deadline=self.deadline)
+                account = bool(vault.secret_versions(secret, deadline=self.deadline))
                 vault.refuse_foreign_secret(secret, deadline=self.deadline)
         except Exception as e:  # noqa: BLE001 - 403, unreachable vault, bad URL: each is the finding
             fix = getattr(e, "hint", "") or "check the vault URL, the network and the identity's Key Vault roles"
@@ -226,6 +226,7 @@ class Checks:
     def delegation(self, providers: dict[str, Any]) -> list[CheckResult]:
         results = []
         for zone, provider in providers.items():
+            expected: Iterable[str]
             try:
                 if isinstance(provider, AzureDnsProvider):
                     expected, source = provider.nameservers(deadline=self.deadline), "Azure DNS (nameServers)"

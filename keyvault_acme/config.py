@@ -128,7 +128,8 @@ def server_address(value: Any, field: str) -> str:
         if not bracket or (rest and not rest.startswith(":")):
             raise SpecError(field, f"{value!r} is not a server address", fix)
         port = rest[1:] if rest else None
-        if _ip(host) is None or _ip(host).version != 6:
+        address = _ip(host)
+        if address is None or address.version != 6:
             raise SpecError(field, f"{value!r}: {host!r} in brackets is not an IPv6 address", fix)
     elif text.count(":") > 1:
         host = text  # a bare IPv6 address (its port cannot be told apart without brackets)

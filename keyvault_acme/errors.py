@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-
 CREDENTIALS_HINT = ("sign in with 'az login', run with a managed identity, or set AZURE_CLIENT_ID and "
                     "AZURE_TENANT_ID for workload identity federation")
 

@@ -9,7 +9,6 @@ from typing import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import ExtensionOID
 
 from .errors import ChainMismatch
 from .keyvault import names_key, same_public_key
@@ -45,7 +44,7 @@ def check_issued_chain(certs: Sequence[x509.Certificate], csr: x509.CertificateS
 def _san(cert: x509.Certificate) -> tuple[str, ...]:
     """The leaf's names, as :func:`names_key` compares them; any name that is not a DNS name counts too."""
     try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return ()
     return names_key(n.value if isinstance(n, x509.DNSName) else f"{type(n).__name__}:{n.value}" for n in san)

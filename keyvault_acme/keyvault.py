@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence, TypeVar, overload
 from urllib.parse import urlsplit
 
 import requests
@@ -36,6 +36,7 @@ from azure.keyvault.certificates import (
     CertificateClient,
     CertificateContentType,
     CertificatePolicy,
+    CertificateProperties,
     KeyCurveName,
     KeyType,
     KeyVaultCertificate,
@@ -44,7 +45,6 @@ from azure.keyvault.secrets import SecretClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtensionOID
 
 from .errors import (
     AccountKeyRefused,
@@ -93,12 +93,12 @@ _HSM_REFUSAL_MARKER = "hardware key operation not allowed"
 
 def thumbprint(der: bytes) -> str:
     """SHA-1 of the DER certificate in upper-case hex, as the Azure portal and ``x5t`` show it."""
-    return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - an identifier, not a security decision
+    return hashlib.sha1(der).hexdigest().upper()
 
 
 def dns_names_of(cert_or_csr: x509.Certificate | x509.CertificateSigningRequest) -> tuple[str, ...]:
     try:
-        san = cert_or_csr.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert_or_csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return ()
     return tuple(san.get_values_for_type(x509.DNSName))
@@ -277,10 +277,19 @@ class KeyVault:
                 setattr(self, attr, cls(self.vault_url, self._credential, **self._kwargs))
             return getattr(self, attr)
 
+    @overload
+    def _call(self, what: str, fn: Callable[[], T], *, deadline: float | None = None,
+              missing_ok: Literal[False] = False) -> T: ...
+
+    @overload
+    def _call(self, what: str, fn: Callable[[], T], *, deadline: float | None = None,
+              missing_ok: Literal[True]) -> T | None: ...
+
     def _call(self, what: str, fn: Callable[[], T], *, deadline: float | None = None,
               missing_ok: bool = False) -> T | None:
-        """Run one SDK call with retries until the deadline; map its errors; None for 404 when ``missing_ok``.
-        A vault that cannot be reached at all is given :data:`UNREACHABLE_S`, not the whole deadline."""
+        """Run one SDK call with retries until the deadline; map its errors. Returns None only for a 404 and
+        only when ``missing_ok`` (the overloads say so to the type checker: without it, never None). A vault
+        that cannot be reached at all is given :data:`UNREACHABLE_S`, not the whole deadline."""
         what = f"Key Vault {self.vault_url}: {what}"
         with self._lock:
             known = self._unreachable
@@ -398,8 +407,9 @@ class KeyVault:
                               deadline=deadline, missing_ok=True)
         if cert is None or not cert.cer:
             return None  # only a pending operation exists: nothing issued yet
-        leaf_pem = pem_of(x509.load_der_x509_certificate(bytes(cert.cer)))
-        thumb = thumbprint(bytes(cert.cer))
+        der, _ = self._issued(cert)
+        leaf_pem = pem_of(x509.load_der_x509_certificate(der))
+        thumb = thumbprint(der)
         if known is not None and known.thumbprint == thumb and known.pem_chain.startswith(leaf_pem):
             pem_chain = known.pem_chain
         elif chain:
@@ -569,7 +579,7 @@ class KeyVault:
         secret = self._call(f"set secret {name!r}",
                             lambda: self.secrets.set_secret(name, value, content_type=content_type,
                                                             tags=dict(tags or {})), deadline=deadline)
-        return secret.properties.version
+        return str(secret.properties.version)  # a secret just set always has one
 
     def _checked_versions(self, name: str, *, ours: bool, deadline: float | None) -> list[Any]:
         versions = self.secret_versions(name, deadline=deadline)
@@ -617,17 +627,23 @@ class KeyVault:
             return leaf_pem
         return secret.value
 
+    def _issued(self, cert: KeyVaultCertificate) -> tuple[bytes, CertificateProperties]:
+        """The DER and properties of an issued version. The SDK types both optional (a version still pending
+        has no certificate); callers only pass versions that have one, so a missing one is Key Vault's error."""
+        if not cert.cer or cert.properties is None or not cert.properties.version:
+            raise KeyVaultError(f"Key Vault {self.vault_url}: certificate {cert.name!r} came back without an issued version")
+        return bytes(cert.cer), cert.properties
+
     def _facts(self, cert: KeyVaultCertificate, pem_chain: str) -> CertificateFacts:
-        der = bytes(cert.cer)
+        der, props = self._issued(cert)
         leaf = x509.load_der_x509_certificate(der)
-        props = cert.properties
         tags = dict(props.tags or {})
         return CertificateFacts(
             id=f"{self.vault_url}/certificates/{props.name}",
             versioned_id=f"{self.vault_url}/certificates/{props.name}/{props.version}",
             secret_id=f"{self.vault_url}/secrets/{props.name}",
             versioned_secret_id=cert.secret_id or f"{self.vault_url}/secrets/{props.name}/{props.version}",
-            version=props.version,
+            version=str(props.version),
             thumbprint=thumbprint(der),
             serial=format(leaf.serial_number, "x"),
             not_before=leaf.not_valid_before_utc,

@@ -29,19 +29,21 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
+from .config import revocation_reason
 from .dns.base import DnsProvider, authoritative_hint
 from .errors import (
     CertificateBusy,
     CertificateDeletedButRecoverable,
     CertificateExpired,
     CertificateMismatch,
-    ChainMismatch,
     CertificateNotFound,
+    ChainMismatch,
     KeyVaultAcmeError,
     KeyVaultError,
     SpecError,
     UntrustedDirectory,
 )
+from .issued import check_issued_chain
 from .keyvault import (
     CHAIN_SUFFIX,
     MANAGED_BY,
@@ -50,13 +52,11 @@ from .keyvault import (
     PendingCsr,
     dns_names_of,
     is_managed,
-    public_key_label,
     names_key,
+    public_key_label,
     sdk_client_kwargs,
     split_pem_chain,
 )
-from .config import revocation_reason
-from .issued import check_issued_chain
 from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
 from .observe import Observer, Operation, failure_reason
 from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
@@ -506,8 +506,8 @@ class Engine:
         except KeyVaultError as e:
             if e.status != 409 or isinstance(e, CertificateDeletedButRecoverable):
                 raise
-            pending = vault.pending(spec.name, deadline=deadline)
-            if pending is not None and key not in self._pending_ours:
+            found = vault.pending(spec.name, deadline=deadline)
+            if found is not None and key not in self._pending_ours:
                 created = vault.pending_created(spec.name, deadline=deadline)
                 age = None if created is None else (datetime.now(timezone.utc) - created).total_seconds()
                 if age is None or age < self.timeout_s:
@@ -516,11 +516,12 @@ class Engine:
                         f"{spec.vault_url}/certificates/{spec.name}: another run is issuing this certificate (its "
                         f"pending operation was created {since}); retry when it has finished, or after "
                         f"{self.timeout_s:.0f} s when that run has crashed") from None
-            if pending is None or pending.status.lower() != "inprogress" or csr_problem(pending.csr, names, spec):
+            if found is None or found.status.lower() != "inprogress" or csr_problem(found.csr, names, spec):
                 self.log.info("discarding a stale pending operation of %s/%s", spec.vault_url, spec.name)
                 self._discard(vault, spec, deadline)
                 pending = vault.create_pending(spec.name, spec.key, names, tags, deadline=deadline)
             else:
+                pending = found
                 self.log.info("reusing the pending operation of %s/%s left by an earlier run", spec.vault_url,
                               spec.name)
         with self._lock:

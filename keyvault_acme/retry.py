@@ -130,7 +130,7 @@ def retry_call(fn: Callable[[], T], *, what: str, retry_after: Callable[[BaseExc
     while True:
         try:
             return fn()
-        except Exception as error:  # noqa: BLE001 - the classifier decides
+        except Exception as error:
             verdict = retry_after(error)
             if verdict is False or verdict is None:
                 raise

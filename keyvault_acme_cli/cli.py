@@ -65,11 +65,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _common_options(suppress: bool) -> argparse.ArgumentParser:
+def _common_options(suppress: bool) -> "_Parser":
     # The same options are accepted before and after the subcommand. Defaults live on the top-level
     # parser only, so a subcommand's unset option does not overwrite a value given before it.
     default = argparse.SUPPRESS if suppress else None
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     where = common.add_mutually_exclusive_group()
     where.add_argument("--stack", metavar="NAME", default=default,
                        help="read stacks/Pulumi.NAME.yaml of the project in or above the current directory")
@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         "certificate's tags and disables that version. Issue a replacement first ('renew NAME') unless the\n"
         "key is compromised: consumers keep serving the revoked certificate until they get a new one.")
     revoke.add_argument("name", metavar="NAME", help="certificate name from the stack file")
-    revoke.add_argument("--reason", required=True, choices=sorted(REVOCATION_REASONS, key=REVOCATION_REASONS.get),
-                        metavar="REASON", help=f"one of: {', '.join(sorted(REVOCATION_REASONS, key=REVOCATION_REASONS.get))}")
+    revoke.add_argument("--reason", required=True, choices=sorted(REVOCATION_REASONS, key=REVOCATION_REASONS.__getitem__),
+                        metavar="REASON", help=f"one of: {', '.join(sorted(REVOCATION_REASONS, key=REVOCATION_REASONS.__getitem__))}")
     revoke.add_argument("--keep-enabled", action="store_true",
                         help="leave the revoked version enabled in Key Vault (default: disable it)")
     revoke.set_defaults(run=cmd_revoke)
@@ -607,11 +607,11 @@ def cmd_check(ctx: Context) -> int:
 
 
 def _causes(error: BaseException) -> list[BaseException]:
-    chain, seen = [], set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        chain.append(error)
-        error = error.__cause__ or error.__context__
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
     return chain
 
 

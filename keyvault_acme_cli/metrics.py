@@ -144,9 +144,9 @@ class _Collector:
                 (ISSUANCES, "Certificates issued or renewed.", ("operation", "vault", "name")),
                 (FAILURES, "Failed issue, renew and revoke operations, by the error's class.", ("operation", "reason"))):
             family = CounterMetricFamily(name, doc, labels=label_names)
-            for (sample, labels), value in sorted(self.counters.items()):
+            for (sample, pairs), value in sorted(self.counters.items()):
                 if sample == name + "_total":
-                    family.add_metric([dict(labels)[k] for k in label_names], value)
+                    family.add_metric([dict(pairs)[k] for k in label_names], value)
             yield family
         yield self._durations(HistogramMetricFamily)
         last = GaugeMetricFamily(LAST_RUN, "When keyvault-acme last wrote this file, as seconds since the epoch.")

@@ -28,8 +28,8 @@ from keyvault_acme.config import (
     zone_from_dict,
 )
 from keyvault_acme.errors import SpecError
-from keyvault_acme.names import challenge_name, normalize_names, zone_for
 from keyvault_acme.model import AzureDnsZone, CertificateSpec, Rfc2136Zone, describe_shape
+from keyvault_acme.names import challenge_name, normalize_names, zone_for
 
 from . import authorization
 from .authorization import Allowlist

@@ -2,9 +2,8 @@
 
 The validation logic is in ``platform_rules`` (tested directly); this file only declares the pack.
 """
-from pulumi_policy import EnforcementLevel, PolicyConfigSchema, PolicyPack, ResourceValidationPolicy
-
 import platform_rules
+from pulumi_policy import EnforcementLevel, PolicyConfigSchema, PolicyPack, ResourceValidationPolicy
 
 PolicyPack(
     name="keyvault-acme-platform",

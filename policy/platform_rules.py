@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs
 
-from keyvault_acme_stack.authorization import allowlist_from_dict, check_names
 from keyvault_acme.errors import SpecError
+from keyvault_acme_stack.authorization import allowlist_from_dict, check_names
 
 CERTIFICATE_TYPE = "pulumi-python:dynamic/keyvault_acme:Certificate"
 ROLE_ASSIGNMENT_TYPE = "azure-native:authorization:RoleAssignment"

@@ -17,7 +17,7 @@ import logging
 import sys
 import threading
 from datetime import datetime, timezone
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import pulumi
 from pulumi.dynamic import (
@@ -39,9 +39,12 @@ from keyvault_acme.errors import SpecError
 from keyvault_acme.model import CertificateSpec
 from keyvault_acme.resource_diff import NONE, REPLACE, plan_change
 
+if TYPE_CHECKING:
+    from keyvault_acme.lifecycle import Engine  # imported in the host only (the Azure SDKs are slow to load)
+
 from .state import (
-    OUTPUTS,
     ADVISORY_INPUTS,
+    OUTPUTS,
     PROVIDER_INPUTS,
     access_granted_at,
     check_provider_settings,
@@ -100,7 +103,7 @@ class CertificateProvider(ResourceProvider):
         super().__init__()
         self._config: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._engine = None
+        self._engine: Engine | None = None
 
     # Only plain settings go into the state; the engine and its credential are rebuilt in the host.
     def __getstate__(self) -> dict[str, Any]:

@@ -317,8 +317,8 @@ def main(argv=None) -> int:
 
     from azure.identity import ClientSecretCredential
     from azure.keyvault.secrets import SecretClient
-    from emulator.pebble import Pebble
 
+    from emulator.pebble import Pebble
     from keyvault_acme.lifecycle import Engine
     from keyvault_acme.model import SecretRef
 

@@ -14,12 +14,15 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 import certifi
 
 from emulator.bind import Bind
 from emulator.pebble import Pebble
+
+if TYPE_CHECKING:
+    from emulator.server import Emulator
 
 # Zones BIND 9 serves (RFC 2136 + TSIG). The second one is a CNAME-delegation target.
 BIND_ZONE = "rfc2136.test"

@@ -76,7 +76,7 @@ def _status(error: BaseException) -> int | None:
 class _Known:
     """A TXT record set as our last write (or read) of it left it."""
 
-    etag: str
+    etag: str | None  # ARM always sends one; typed optional by the SDK ("*": whatever is there)
     values: list[str]
     metadata: dict[str, str]
     ttl: int | None
@@ -199,8 +199,10 @@ class AzureDnsProvider:
                            f"?api-version={PERMISSIONS_API_VERSION}")
         entries: list[Mapping[str, Any]] = []
         while url:
-            def get(url: str = url) -> Any:
-                response = self._client._send_request(HttpRequest("GET", url))
+            page_url: str = url
+
+            def get(page_url: str = page_url) -> Any:
+                response = self._client._send_request(HttpRequest("GET", page_url))
                 response.raise_for_status()
                 return response.json()
 
@@ -231,9 +233,9 @@ class AzureDnsProvider:
             if after == known.values:
                 return
             if not after and known.metadata == CREATED_BY:
-                self._delete(rel, known.etag)
+                self._delete(rel, known.etag or "*")
             else:
-                self._put(rel, after, known.etag, known.metadata, known.ttl)
+                self._put(rel, after, known.etag or "*", known.metadata, known.ttl)
             log.debug("%s (%d value(s) now)", what, len(after))
 
         def guarded() -> None:

@@ -90,7 +90,7 @@ def _ns_addresses(zone: str) -> list[Nameserver]:
     try:
         ns_names = sorted(str(r.target).rstrip(".") for r in dns.resolver.resolve(zone, "NS"))
     except dns.exception.DNSException as e:
-        raise DnsError(f"cannot find the name servers of {zone}: {e}; configure resolvers if the zone is private")
+        raise DnsError(f"cannot find the name servers of {zone}: {e}; configure resolvers if the zone is private") from e
     servers: list[Nameserver] = []
     for ns in ns_names:
         for rdtype in ("A", "AAAA"):
@@ -237,7 +237,7 @@ def wait_for_propagation(expectations: Iterable[Expectation], *, timeout: float 
             results = list(pool.map(lambda k: _check(k, pending[k], limit), keys)) if len(keys) > 1 \
                 else [_check(keys[0], pending[keys[0]], limit)]
             served = {(record, server.server) for (record, server), (done, _) in zip(keys, results) if done}
-            for key, (done, seen) in zip(keys, results):
+            for key, (_, seen) in zip(keys, results):
                 last_seen[key] = seen
             for record, server in keys:  # one address serving is its whole server serving
                 if (record, server.server) in served:

@@ -47,7 +47,7 @@ class Rfc2136Provider:
                  algorithm: str = "hmac-sha256", ttl: int = TXT_TTL, timeout: float = 10.0,
                  propagation_timeout: float = DEFAULT_PROPAGATION_TIMEOUT) -> None:
         self.zone = zone.lower().rstrip(".")
-        self.server = parse_server(server) if isinstance(server, str) else tuple(server)
+        self.server: Server = parse_server(server) if isinstance(server, str) else (server[0], server[1])
         self.ttl = ttl
         self.timeout = timeout
         self.propagation_timeout = propagation_timeout
@@ -114,7 +114,7 @@ class Rfc2136Provider:
         return name
 
     def _update(self) -> dns.update.UpdateMessage:
-        return dns.update.UpdateMessage(self.zone + ".", keyring=self._keyring, keyname=self._key_name,
+        return dns.update.UpdateMessage(self.zone + ".", keyring=self._keyring, keyname=dns.name.from_text(self._key_name),
                                         keyalgorithm=self._algorithm)
 
     def _send(self, update: dns.update.UpdateMessage, what: str, deadline: float | None) -> None:

@@ -41,7 +41,7 @@ def host_addresses(host: str, port: int = DNS_PORT) -> list[Server]:
     """Every address of the host name ``host`` (IPv4 and IPv6, in the resolver's order, each once), with
     ``port``. Raises OSError (``socket.gaierror``) when the name does not resolve here."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    return list(dict.fromkeys((info[4][0], port) for info in infos))
+    return list(dict.fromkeys((str(info[4][0]), port) for info in infos))
 
 
 def server_addresses(server: str | Server, field: str) -> list[Server]:

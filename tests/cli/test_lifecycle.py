@@ -13,9 +13,9 @@ from azure.identity import ClientSecretCredential
 from azure.keyvault.certificates import CertificateClient
 from cryptography import x509
 
-from keyvault_acme_cli import cli
 from keyvault_acme.lifecycle import Engine
 from keyvault_acme.renewal import due_at
+from keyvault_acme_cli import cli
 from keyvault_acme_stack.workload import load_stack_file
 from tests.cli.conftest import VALIDITY_S
 

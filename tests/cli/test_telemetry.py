@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from keyvault_acme.observe import Operation
-from keyvault_acme_cli.telemetry import TelemetryError, observer_from_environment, OtelObserver
+from keyvault_acme_cli.telemetry import OtelObserver, TelemetryError, observer_from_environment
 
 VAULT = "https://kv-shop-prod.vault.azure.net"
 T0 = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc).timestamp()
@@ -57,7 +57,7 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2
         self.metrics: list = []
         self.lock = threading.Lock()
 
-    def Export(self, request, context):  # noqa: N802 - the gRPC method name
+    def Export(self, request, context):
         with self.lock:
             if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
                 self.spans += [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]

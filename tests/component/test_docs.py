@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
 from keyvault_acme import config as spec_config
-from keyvault_acme_stack.authorization import Allowlist
+from keyvault_acme.errors import SpecError
 from keyvault_acme.model import KeySpec, RenewalPolicy
+from keyvault_acme_stack.authorization import Allowlist
 from keyvault_acme_stack.workload import (
     CERTIFICATE_RESOURCE_KEYS,
     KEYS,
@@ -108,7 +108,7 @@ def test_a_stale_key_in_an_example_would_be_refused():
     # What the two tests above rely on: the parser refuses keys it does not know, at every level.
     for values in ({**MINIMAL_STACK, "vault": {"sku_name": "standard"}},
                    {**MINIMAL_STACK, "certificates": [{"name": "www", "dns_names": ["www.shop.example.com"], "ttl": 1}]}):
-        with pytest.raises(Exception):
+        with pytest.raises(SpecError, match="unknown setting"):
             parse_workload_config(values)
 
 

@@ -5,6 +5,7 @@ import dataclasses
 
 import pytest
 
+from keyvault_acme.errors import NameNotAuthorized
 from keyvault_acme_pulumi.components import CertificateWorkload
 from keyvault_acme_pulumi.components.workload import (
     ACTIONABLE_EVENTS,
@@ -17,7 +18,6 @@ from keyvault_acme_pulumi.components.workload import (
     overdue_renewal_query,
 )
 from keyvault_acme_stack.authorization import Allowlist
-from keyvault_acme.errors import NameNotAuthorized
 from keyvault_acme_stack.workload import load_stack_file
 
 from . import harness, rules
@@ -235,7 +235,6 @@ def test_dev_assignments_are_exactly_the_least_privilege_set(dev):
 def test_prod_assignments_pass_the_rules_with_dns_in_the_dns_teams_subscription(prod):
     run, cfg = prod
     vault = run.one(f"{T}keyvault:Vault").id
-    issuer = _issuer_principal(run, cfg)
     rules.check_least_privilege(run, **_rule_args(run, cfg))
     consumers = {(a.inputs["principalId"], a.inputs["scope"]) for a in run.of_type(f"{T}authorization:RoleAssignment")
                  if rules.role_guid(a.inputs["roleDefinitionId"]) == KEY_VAULT_SECRETS_USER}
@@ -291,7 +290,6 @@ def test_zone_scope_on_request_assigns_the_dns_role_on_the_zone_and_creates_no_r
 def test_the_rules_check_fails_on_any_broader_assignment(dev, broaden):
     run, cfg = dev
     vault = run.one(f"{T}keyvault:Vault").id
-    issuer = _issuer_principal(run, cfg)
     registered = [dataclasses.replace(r, inputs=dict(r.inputs)) for r in run.registered]
     assignments = [r for r in registered if r.type == f"{T}authorization:RoleAssignment"]
     officer = next(a for a in assignments if a.name.endswith("certificates-officer"))

@@ -20,10 +20,10 @@ from azure.keyvault.keys import KeyClient
 from azure.keyvault.secrets import SecretClient
 from azure.mgmt.dns import DnsManagementClient
 
-from keyvault_acme_pulumi.components import CertificateWorkload
-from keyvault_acme_pulumi.components.workload import BUILTIN_ROLE_NAMES
 from keyvault_acme.errors import KeyVaultAcmeError
 from keyvault_acme.lifecycle import Engine
+from keyvault_acme_pulumi.components import CertificateWorkload
+from keyvault_acme_pulumi.components.workload import BUILTIN_ROLE_NAMES
 from keyvault_acme_stack.workload import parse_workload_config
 from tests import services
 

@@ -23,7 +23,7 @@ def config(**acme):
 
 
 def issuer_vault_grants(cfg):
-    return {(g.role, g.scope_kind, g.target if isinstance(g.target, (str, type(None))) else g.target.name)
+    return {(g.role, g.scope_kind, getattr(g.target, "name", None))
             for g in role_plan(cfg) if g.principal == "issuer" and g.scope_kind in ("vault", "secret", "key")}
 
 
@@ -44,3 +44,24 @@ def test_key_vault_account_key_gets_read_and_sign_on_that_key_and_nothing_on_the
     assert key_grant.target == AccountKeyTarget("acct", SUB, "rg-shop-dev")
     # The certificate waits for that grant before its first issuance.
     assert key_grant in grants_for_certificate(role_plan(cfg), cfg.certificates[0])
+
+
+def test_each_scope_has_one_target_class():
+    # RoleGrant.target was "a record set, a zone, a key, a secret name or None" behind a scope_kind string; every
+    # reader had to know which went with which. Now the target's class is the scope, and scope_kind follows it.
+    from keyvault_acme_pulumi.components.workload import SecretScope, VaultScope
+    from keyvault_acme_stack.workload import ChallengeRecordSet, DnsZoneConfig
+
+    cfg = parse_workload_config({
+        "workload": "shop", "environment": "dev", "location": "westeurope", "subscription_id": SUB,
+        "tenant_id": "22222222-2222-2222-2222-222222222222",
+        "zones": [{"name": "shop.example.com"}, {"name": "zone.example.com", "challenge_scope": "zone"}],
+        "consumers": [{"name": "app", "principal_id": "33333333-3333-3333-3333-333333333333"}],
+        "allowlist": {"suffixes": ["shop.example.com", "zone.example.com"]},
+        "acme": {"account_key": {"kind": "key", "name": "acct"}},
+        "certificates": [{"name": "www", "dns_names": ["www.shop.example.com", "www.zone.example.com"]}],
+    })
+    classes = {kind: {type(g.target) for g in role_plan(cfg) if g.scope_kind == kind}
+               for kind in {g.scope_kind for g in role_plan(cfg)}}
+    assert classes == {"vault": {VaultScope}, "secret": {SecretScope}, "key": {AccountKeyTarget},
+                       "record_set": {ChallengeRecordSet}, "zone": {DnsZoneConfig}}

@@ -5,9 +5,9 @@ import copy
 
 import pytest
 
-from keyvault_acme_stack.authorization import Allowlist, allowlist_from_dict, check_names, unauthorized
 from keyvault_acme.errors import NameNotAuthorized, SpecError
 from keyvault_acme.model import AzureDnsZone, Rfc2136Zone
+from keyvault_acme_stack.authorization import Allowlist, allowlist_from_dict, check_names, unauthorized
 from keyvault_acme_stack.workload import load_stack_file, parse_workload_config, stack_config_values
 
 from .harness import STACKS

@@ -148,7 +148,10 @@ def test_names_above_the_zones_exist_without_records(query: Query) -> None:
 
 def test_writes_are_served_at_once(store: ZoneStore, server: DnsServer) -> None:
     name = "_acme-challenge.fresh.example.com"
-    ask = lambda: dns.query.udp(dns.message.make_query(name, "TXT"), "127.0.0.1", port=server.port, timeout=5)
+
+    def ask() -> dns.message.Message:
+        return dns.query.udp(dns.message.make_query(name, "TXT"), "127.0.0.1", port=server.port, timeout=5)
+
     assert ask().rcode() == dns.rcode.NXDOMAIN
     store.put_record_set(ZONE, "_acme-challenge.fresh", "TXT", ttl=60, records=[rd("TXT", '"new"')])
     assert texts(ask().answer[0]) == {'"new"'}

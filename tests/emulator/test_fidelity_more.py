@@ -4,9 +4,6 @@ keys' hsmPlatform, Entra's client-credentials scopes, and the admin URL the CLI 
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
-import sys
 import uuid
 
 import pytest

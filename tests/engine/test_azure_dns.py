@@ -11,7 +11,7 @@ import pytest
 
 from keyvault_acme.dns.azure import AzureDnsClients, AzureDnsProvider, record_set_values, relative_name
 from keyvault_acme.dns.base import DnsProvider
-from keyvault_acme.errors import DnsError, DnsForbidden, PreflightError
+from keyvault_acme.errors import DnsError, DnsForbidden
 from keyvault_acme.keyvault import sdk_client_kwargs
 from keyvault_acme.model import AzureDnsZone
 from tests import services

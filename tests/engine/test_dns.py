@@ -43,7 +43,8 @@ def test_wrong_tsig_secret_is_a_clear_error_without_the_secret(bind):
 
 def test_txt_only_key_cannot_write_other_types(bind):
     # Least privilege: the product's key may only write TXT (the update-policy grants nothing else).
-    import dns.query, dns.update
+    import dns.query
+    import dns.update
     p = provider(bind)
     update = p._update()
     update.add(f"evil.{BIND_ZONE}.", 60, "A", "192.0.2.1")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 from azure.keyvault.certificates import CertificateClient
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from keyvault_acme import keyvault as kv
 from keyvault_acme.model import KeySpec
@@ -113,7 +112,7 @@ def matrix_names(zones: str, labels: list[str]) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("key,zones,labels", MATRIX, ids=[f"{k.label}-{z}-{'+'.join(l)}" for k, z, l in MATRIX])
+@pytest.mark.parametrize("key,zones,labels", MATRIX, ids=[f"{k.label}-{z}-{'+'.join(labels)}" for k, z, labels in MATRIX])
 def test_issue_renew_revoke_every_key_type(world, engine, pebble, credential, key, zones, labels):
     spec = world.spec(matrix_names(zones, labels), zones=zones, key=key)
     issued = engine.issue(spec)

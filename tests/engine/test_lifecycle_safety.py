@@ -15,7 +15,7 @@ from azure.keyvault.secrets import SecretClient
 from cryptography.hazmat.primitives import serialization
 
 from keyvault_acme.account import earliest_second_is_over, first_version, key_from_secret, load_or_create_key
-from keyvault_acme.errors import Deadline, KeyVaultAcmeError, KeyVaultReadOnly
+from keyvault_acme.errors import KeyVaultAcmeError, KeyVaultReadOnly
 from keyvault_acme.lifecycle import Engine
 from keyvault_acme.model import KeySpec
 from tests.engine.conftest import AZURE_ZONE, faults, forbid_value_reads, unique

@@ -1,7 +1,7 @@
 import pytest
 
 from keyvault_acme.errors import SpecError
-from keyvault_acme.names import (MAX_NAMES, challenge_name, normalize_name, normalize_names, zone_for)
+from keyvault_acme.names import MAX_NAMES, challenge_name, normalize_name, normalize_names, zone_for
 
 
 @pytest.mark.parametrize("given, normal", [

@@ -88,10 +88,11 @@ def test_a_lookup_nobody_answered_is_not_taken_for_no_caa():
 def test_a_failing_or_silent_server_is_skipped_for_the_next(bind):
     """SERVFAIL, REFUSED or silence from one server is no answer: the next server is asked; if none
     answers, the lookup could not tell (None), never "no CAA" ([])."""
-    import dns.message
-    import dns.rcode
     import socketserver
     import threading
+
+    import dns.message
+    import dns.rcode
 
     from emulator.process import free_dns_port
     from keyvault_acme.dns.propagation import Nameserver

@@ -4,8 +4,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from keyvault_acme.model import AcmeAccount, CertificateFacts, CertificateSpec, KeySpec, RenewalPolicy
-from keyvault_acme.renewal import (TAG_REVOKED, ari_renewal_time, issued_with_tags, renew_after,
-                                   renewal_decision)
+from keyvault_acme.renewal import TAG_REVOKED, ari_renewal_time, issued_with_tags, renew_after, renewal_decision
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 DAY = timedelta(days=1)

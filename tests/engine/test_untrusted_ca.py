@@ -17,10 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from keyvault_acme.acme_client import AcmeClient
 from keyvault_acme.account import new_account_key
-from keyvault_acme.errors import ChainMismatch, InsecureUrl, ResponseTooLarge, SpecError, UntrustedDirectory
+from keyvault_acme.acme_client import AcmeClient
 from keyvault_acme.config import acme_from_dict
+from keyvault_acme.errors import ChainMismatch, InsecureUrl, ResponseTooLarge, SpecError, UntrustedDirectory
 from keyvault_acme.model import AcmeAccount
 from keyvault_acme.renewal import TAG_DIRECTORY
 from tests.engine.conftest import AZURE_ZONE, unique
