@@ -1,43 +1,31 @@
 """The keyvault-acme Pulumi program: one CertificateWorkload per stack (one workload in one environment).
 
-The stack's ``keyvault-acme:*`` config is read here, once, as plain values and parsed by
-``keyvault_acme_stack.workload`` -- the same parser the CLI uses -- so a malformed stack fails before any
-resource is registered, with the key and the fix in the message.
+The stack's ``keyvault-acme:*`` config is read with ``pulumi.Config`` (secrets arrive decrypted) into
+``CertificateWorkloadArgs``, which the component parses with ``keyvault_acme_stack.workload`` -- the same parser the
+CLI uses -- so a malformed stack fails before any resource is registered, with the key and the fix in the
+message. ``pulumi.Config`` cannot list keys, so misspelt keys are found in the stack's own file.
 """
-import json
+from pathlib import Path
 
 import pulumi
-from pulumi.runtime import config as runtime_config
+import yaml
 
 from keyvault_acme.errors import SpecError
-from keyvault_acme_pulumi import CertificateWorkload
-from keyvault_acme_stack.workload import KEYS, NAMESPACE, parse_workload_config
+from keyvault_acme_pulumi import CertificateWorkload, CertificateWorkloadArgs
+from keyvault_acme_stack.workload import NAMESPACE
 
 
-def read_config() -> dict:
-    config = pulumi.Config(NAMESPACE)
-    # Every key of our namespace, known or not: the parser names unknown keys (typos) instead of ignoring them.
-    present = {k.split(":", 1)[1] for k in (*runtime_config.CONFIG.get(), *runtime_config.get_config_env())
-               if k.startswith(NAMESPACE + ":")}
-    values = {}
-    for key in sorted(present | set(KEYS)):
-        raw = config.get(key)
-        if raw is None:
-            continue
-        # Structured values arrive as JSON text, scalars as plain text ("westeurope", "true").
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
-    return values
+def stack_file() -> Path:
+    project = Path(__file__).resolve().parent
+    settings = yaml.safe_load((project / "Pulumi.yaml").read_text(encoding="utf-8")) or {}
+    return project / settings.get("stackConfigDir", ".") / f"Pulumi.{pulumi.get_stack()}.yaml"
 
 
 try:
-    workload_config = parse_workload_config(read_config())
+    args = CertificateWorkloadArgs.from_config(pulumi.Config(NAMESPACE), stack_file=stack_file())
+    workload = CertificateWorkload(f"{args.workload}-{args.environment}", args)
 except SpecError as e:
     raise pulumi.RunError(f"stack config keyvault-acme:{e}") from None
-
-workload = CertificateWorkload(workload_config.stack_name, workload_config)
 
 pulumi.export("vault_uri", workload.vault_uri)
 pulumi.export("issuer_client_id", workload.issuer_client_id)

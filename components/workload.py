@@ -36,6 +36,7 @@ from pulumi_azure_native import (
 from keyvault_acme.access import azure_time
 from keyvault_acme.errors import SpecError
 from keyvault_acme.keyvault import CHAIN_SUFFIX
+from keyvault_acme_pulumi.components.args import CertificateWorkloadArgs
 from keyvault_acme_stack.authorization import check_names
 from keyvault_acme_stack.workload import (
     KEY_VAULT_PRIVATE_DNS_ZONE,
@@ -44,6 +45,8 @@ from keyvault_acme_stack.workload import (
     DnsZoneConfig,
     WorkloadConfig,
 )
+
+from .renewer import deploy_renewer, renewer_log_query
 
 TYPE = "keyvault-acme:index:CertificateWorkload"
 
@@ -96,15 +99,23 @@ FAILED_RENEWAL_QUERY = """AzureDiagnostics
 | summarize failures = count() by Resource, OperationName, bin(TimeGenerated, 15m)"""
 
 
-def overdue_renewal_query(renew_after: Mapping[str, str], grace_hours: int = RENEWAL_GRACE_HOURS) -> str:
+def overdue_renewal_query(renew_after: Mapping[str, str], grace_hours: int = RENEWAL_GRACE_HOURS,
+                          renewed: str | None = None) -> str:
     """A log query with one row per certificate past its ``renew_after`` + grace at evaluation time.
 
     The dates are the stack's own outputs, written into the rule by each ``pulumi up``: a renewal moves its
     date forward, so the rule fires only when renewals stopped happening, for whatever reason (pipeline
-    disabled, identity expired, CA or DNS failing), without reading any log.
+    disabled, identity expired, CA or DNS failing), without reading any log. With an in-Azure renewer,
+    renewals happen between deployments: ``renewed`` is a query of (certificate, renew_after) rows the
+    renewer logged, and the latest date of either source counts.
     """
     rows = ",\n    ".join(f'"{name}", datetime({_utc(when)})' for name, when in sorted(renew_after.items()) if when)
-    return (f"datatable(certificate: string, renew_after: datetime) [\n    {rows}\n]\n"
+    deployed = f"datatable(certificate: string, renew_after: datetime) [\n    {rows}\n]\n"
+    if renewed is not None:
+        indented = renewed.replace("\n", "\n    ")
+        deployed = (f"let deployed = {deployed};\nlet renewed = {indented};\nunion deployed, renewed\n"
+                    f"| summarize renew_after = max(renew_after) by certificate\n")
+    return (f"{deployed}"
             f"| where now() > renew_after + {grace_hours}h\n"
             f"| project certificate, renew_after, overdue_hours = (now() - renew_after) / 1h")
 
@@ -280,7 +291,17 @@ class CertificateWorkload(pulumi.ComponentResource):
     renaming one would make Pulumi replace the Azure resource.
     """
 
-    def __init__(self, name: str, config: WorkloadConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: CertificateWorkloadArgs | WorkloadConfig,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        # Parsed before anything is registered: a bad known value fails the preview with its field and fix.
+        if isinstance(args, CertificateWorkloadArgs):
+            config, self._late = args.resolve()
+        else:
+            config, self._late = args, {}
+        for i, hook in enumerate(config.alerting.webhooks):
+            if hook.encrypted:
+                raise SpecError(f"alerts.webhooks[{i}].uri", "is still encrypted (secure:): read from the stack file, "
+                                "not from Pulumi", "pass CertificateWorkloadArgs.from_config() (Pulumi decrypts it)")
         super().__init__(TYPE, name, None, opts)
         self.config = cfg = config
         # Preview fails here, before anything is registered, when a name is outside the stack's allowlist.
@@ -307,6 +328,12 @@ class CertificateWorkload(pulumi.ComponentResource):
         self.role_assignments = self._roles(vault_id, zones, record_sets, issuer_principal) if cfg.grant_roles else {}
         action_group = self._alerting(rg_name, vault_id, workspace_id) if cfg.alerting.enabled else None
         self.certificates = self._certificates(record_sets)
+        self.renewer = None
+        # The stack parser requires monitoring, and an existing issuer's resource_id, for a renewer.
+        if cfg.renewer is not None and workspace_id is not None and self.issuer_id is not None:
+            self.renewer = deploy_renewer(name, cfg, rg_name=rg_name, workspace_id=workspace_id,
+                                          issuer_id=self.issuer_id, issuer_client_id=self.issuer_client_id,
+                                          here=self._here)
         if action_group is not None and workspace_id is not None and self.certificates:
             self._overdue_alert(rg_name, workspace_id, action_group)
 
@@ -320,6 +347,11 @@ class CertificateWorkload(pulumi.ComponentResource):
         self.register_outputs(dict(self.outputs))
 
     # ---------------------------------------------------------------------------------------------- options
+
+    def _input(self, value: Any) -> pulumi.Input[Any]:
+        """The value a resource gets for a config value: the caller's output where the args held one (checked
+        by the parser when known), else the value itself."""
+        return self._late.get(value, value) if isinstance(value, str) else value
 
     def _here(self, **extra: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, **extra)
@@ -458,12 +490,14 @@ class CertificateWorkload(pulumi.ComponentResource):
         """The issuer's principal id; sets ``issuer_client_id`` (what CI/CD logs in as)."""
         cfg = self.config
         if cfg.issuer.principal_id is not None and cfg.issuer.client_id is not None:  # an existing identity
-            self.issuer_client_id: pulumi.Output[str] = pulumi.Output.from_input(cfg.issuer.client_id)
-            return cfg.issuer.principal_id
+            self.issuer_client_id: pulumi.Output[str] = pulumi.Output.from_input(self._input(cfg.issuer.client_id))
+            self.issuer_id: pulumi.Input[str] | None = cfg.issuer.resource_id
+            return self._input(cfg.issuer.principal_id)
         identity = managedidentity.UserAssignedIdentity(
             f"{self._name}-issuer", resource_name_=cfg.issuer.name, resource_group_name=rg_name,
             location=cfg.location, tags=self._tags, opts=self._here())
         self.issuer_client_id = identity.client_id
+        self.issuer_id = identity.id
         return identity.principal_id
 
     def _account_keys(self, vault_id: pulumi.Input[str]) -> dict[str, keyvault.Key]:
@@ -542,7 +576,7 @@ class CertificateWorkload(pulumi.ComponentResource):
                 principal, ptype = issuer_principal, "ServicePrincipal"
             else:
                 consumer = consumers[g.principal]
-                principal, ptype = consumer.principal_id, consumer.principal_type
+                principal, ptype = self._input(consumer.principal_id), consumer.principal_type
             assignments[g.key] = authorization.RoleAssignment(
                 f"{self._name}-{g.key}", role_assignment_name=cfg.name_for(f"assignment/{g.key}"),
                 principal_id=principal, principal_type=ptype, role_definition_id=role_id, scope=scope,
@@ -561,8 +595,10 @@ class CertificateWorkload(pulumi.ComponentResource):
             enabled=True, tags=self._tags,
             email_receivers=[monitor.MicrosoftCommonEmailReceiverArgs(
                 name=e.name, email_address=e.address, use_common_alert_schema=True) for e in cfg.alerting.emails],
+            # A webhook URL carries its token: secret in state and in every output, however it was passed.
             webhook_receivers=[monitor.WebhookReceiverArgs(
-                name=w.name, service_uri=w.uri, use_common_alert_schema=True) for w in cfg.alerting.webhooks],
+                name=w.name, service_uri=pulumi.Output.secret(self._input(w.uri)), use_common_alert_schema=True)
+                for w in cfg.alerting.webhooks],
             opts=self._here())
         topic = eventgrid.SystemTopic(
             f"{name}-vault-events", system_topic_name=f"evgt-{cfg.vault.name}", resource_group_name=rg_name,
@@ -595,15 +631,19 @@ class CertificateWorkload(pulumi.ComponentResource):
         """Pages when a certificate is still not renewed RENEWAL_GRACE_HOURS after its renew_after."""
         cfg = self.config
         renew_after = pulumi.Output.all(**{n: c.renew_after for n, c in self.certificates.items()})
+        renewed = renewer_log_query(cfg.stack_name) if self.renewer is not None else None
+        runner = "the renewer job (or the scheduled pulumi up --refresh)" if renewed else "the scheduled pulumi up --refresh"
         monitor.ScheduledQueryRule(
             f"{self._name}-renewal-overdue", rule_name=f"alert-{cfg.stack_name}-renewal-overdue",
             display_name=f"{cfg.stack_name}: certificate not renewed in time",
             description=f"A certificate is more than {RENEWAL_GRACE_HOURS} hours past its renew_after and was not "
-                        "renewed: the scheduled pulumi up --refresh is not running or keeps failing.",
+                        f"renewed: {runner} is not running or keeps failing.",
             resource_group_name=rg_name, location=cfg.location, kind="LogAlert", enabled=True, severity=1,
-            scopes=[workspace_id], evaluation_frequency="PT1H", window_size="PT1H",
+            # With a renewer the query reads its logs; a day back covers several runs of any sane schedule.
+            scopes=[workspace_id], evaluation_frequency="PT1H", window_size="P1D" if renewed else "PT1H",
             criteria=monitor.ScheduledQueryRuleCriteriaArgs(all_of=[monitor.ConditionArgs(
-                query=renew_after.apply(overdue_renewal_query), time_aggregation="Count", operator="GreaterThan",
+                query=renew_after.apply(lambda dates: overdue_renewal_query(dates, renewed=renewed)),
+                time_aggregation="Count", operator="GreaterThan",
                 threshold=0)]),
             actions=monitor.ActionsArgs(action_groups=[action_group.id]), tags=self._tags, opts=self._here())
 

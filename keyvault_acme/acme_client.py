@@ -157,7 +157,8 @@ class _Network(acme_client.ClientNetwork):
         self._nonce_lock = threading.Lock()
 
     # An instance method over the library's classmethod: the library calls it on the instance, and the error's
-    # nonce goes into this instance's pool.
+    # nonce goes into this instance's pool. acme is pinned to one major; tests/engine/test_acme_library.py
+    # fails when a release moves what this overrides.
     def _check_response(self, response: requests.Response,  # type: ignore[override]
                         content_type: Optional[str] = None) -> requests.Response:
         try:
@@ -548,7 +549,8 @@ def problem_error(problem: messages.Error, *, status: Optional[int] = None,
         code = code if code not in ("", "compound", "malformed") else (sub.code or code)
         detail += f"; {sub_id or ''}: {sub.detail}"
     cls = _PROBLEM_ERRORS.get(code or "", errors.AcmeError)
-    kw: dict[str, Any] = dict(problem_type=problem.typ, identifier=identifier, status=status)
+    kw: dict[str, Any] = dict(problem_type=problem.typ, identifier=identifier, status=status,
+                              document=problem.to_partial_json())
     if cls is errors.RateLimited:
         seconds = parse_retry_after(retry_after)
         kw["retry_after"] = (datetime.now(timezone.utc) + timedelta(seconds=seconds)) if seconds is not None else None
@@ -566,7 +568,8 @@ def _authz_error(authz: messages.Authorization, identifier: str) -> errors.AcmeE
 def replace_identifier(err: errors.AcmeError, identifier: str) -> errors.AcmeError:
     if err.identifier:
         return err
-    kw: dict[str, Any] = dict(problem_type=err.problem_type, identifier=identifier, status=err.status)
+    kw: dict[str, Any] = dict(problem_type=err.problem_type, identifier=identifier, status=err.status,
+                              document=err.document)
     if isinstance(err, errors.RateLimited):
         kw["retry_after"] = err.retry_after
     return type(err)(err.detail, **kw)

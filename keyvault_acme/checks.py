@@ -24,11 +24,11 @@ from .errors import CREDENTIALS_HINT, AccountKeyRefused, CaaForbidsCa, KeyVaultA
 from .keyvault import CHAIN_SUFFIX, is_managed
 from .model import AzureDnsZone, CertificateSpec, CheckResult
 from .names import counted, zone_for
-from .preflight import caa_lookup, check_caa
+from .preflight import caa_lookup, check_caa, check_spec
+from .wiring import Wiring
 
 if TYPE_CHECKING:
     from .acme_client import DirectoryInfo
-    from .lifecycle import Engine
 
 STEPS = ("spec", "credentials", "vault", "CA directory", "profile", "zones writable", "NS delegation", "CAA")
 TOKEN_SCOPES = {"Key Vault": "https://vault.azure.net/.default",
@@ -59,14 +59,15 @@ def ns_verdict(zone: str, expected: Iterable[str], source: str, served: Mapping[
 
 
 class Checks:
-    """The steps for one spec, with the engine's clients; :meth:`run` is ``Engine.check``."""
+    """The steps for one spec, through the engine's :class:`~keyvault_acme.wiring.Wiring` (the same clients an
+    issuance uses); :meth:`run` is ``Engine.check``."""
 
-    def __init__(self, engine: "Engine", spec: CertificateSpec, deadline: float) -> None:
-        self.engine, self.spec, self.deadline = engine, spec, deadline
+    def __init__(self, wiring: Wiring, spec: CertificateSpec, deadline: float) -> None:
+        self.wiring, self.spec, self.deadline = wiring, spec, deadline
 
     def run(self) -> tuple[CheckResult, ...]:
         try:
-            names = self.engine._checked_names(self.spec)
+            names = check_spec(self.spec)
         except SpecError as e:
             return (CheckResult("spec", False, f"{e.field}: {e.problem}", e.fix),)
         results = [CheckResult("spec", True, f"{counted(list(names), 'name')} in "
@@ -93,7 +94,7 @@ class Checks:
     def credentials(self) -> CheckResult:
         needed = ["Key Vault"] + (["Azure Resource Manager"] if self._azure_zones() else [])
         try:
-            credential = self.engine._credential_for_check()
+            credential = self.wiring.credential()
             for service in needed:
                 credential.get_token(TOKEN_SCOPES[service])
         except Exception as e:  # noqa: BLE001 - whatever the credential chain raises is the finding
@@ -105,7 +106,7 @@ class Checks:
         secret = spec.acme.account_key_secret
         in_key = spec.acme.account_key_kind == "key"
         try:
-            vault = self.engine._vault(spec.vault_url)
+            vault = self.wiring.vault(spec.vault_url)
             facts = vault.certificate(spec.name, deadline=self.deadline)
             vault.refuse_foreign_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=self.deadline)
             if in_key:
@@ -139,7 +140,7 @@ class Checks:
     def directory(self) -> tuple["DirectoryInfo | None", CheckResult]:
         url = self.spec.acme.directory_url
         try:
-            directory = self.engine._directory_client(url).read_directory(deadline=self.deadline)
+            directory = self.wiring.directory_client(url).read_directory(deadline=self.deadline)
         except Exception as e:  # noqa: BLE001 - unreachable, untrusted TLS, not an ACME directory
             return None, CheckResult("CA directory", False, f"{url}: {one_line(e)}",
                                      "check acme.directory_url, the network and the CA bundle")
@@ -169,7 +170,7 @@ class Checks:
             if isinstance(zone, AzureDnsZone) and not azure:
                 continue
             try:
-                providers[zone.name] = self.engine._provider(zone, self.spec, self.deadline)
+                providers[zone.name] = self.wiring.provider(zone, self.spec, self.deadline)
             except Exception as e:  # noqa: BLE001 - e.g. the TSIG secret is missing or not readable
                 problems.append(CheckResult("zones writable", False, f"{zone.name}: {one_line(e)}",
                                             getattr(e, "fix", "") or getattr(e, "hint", "")))

@@ -5,6 +5,7 @@ No error text may carry private key material or secret values; callers may log `
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Mapping
 
 CREDENTIALS_HINT = ("sign in with 'az login', run with a managed identity, or set AZURE_CLIENT_ID and "
                     "AZURE_TENANT_ID for workload identity federation")
@@ -133,8 +134,9 @@ class AcmeError(KeyVaultAcmeError):
     problem_type: str = "urn:ietf:params:acme:error:serverInternal"
 
     def __init__(self, detail: str, *, problem_type: str | None = None, identifier: str | None = None,
-                 status: int | None = None) -> None:
+                 status: int | None = None, document: Mapping[str, Any] | None = None) -> None:
         self.detail, self.identifier, self.status = detail, identifier, status
+        self.document = document  # the CA's problem document as it sent it (JSON), when there was one
         if problem_type:
             self.problem_type = problem_type
         where = f" for {identifier}" if identifier else ""

@@ -449,11 +449,6 @@ class KeyVault:
                    lambda: self.certificates.update_certificate_properties(name, version or "", **kwargs),
                    deadline=deadline)
 
-    def public_key(self, name: str, version: str | None = None, *, deadline: float | None = None) -> Any:
-        """The public half of the certificate's Key Vault key (keys/get), for checks; never the private part."""
-        key = self._call(f"get key {name!r}", lambda: self.keys.get_key(name, version), deadline=deadline)
-        return public_key_from_jwk(key.key)
-
     def delete(self, name: str, *, purge: bool = False, deadline: float | None = None) -> bool:
         """Soft-delete the certificate and its companion chain; purge both when asked. False when already gone."""
         deadline = deadline if deadline is not None else time.monotonic() + self.timeout_s

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import time
 from dataclasses import replace
@@ -54,34 +53,37 @@ from .keyvault import (
     is_managed,
     names_key,
     public_key_label,
-    sdk_client_kwargs,
     split_pem_chain,
 )
-from .model import AzureDnsZone, CertificateFacts, CertificateSpec, CheckResult, Rfc2136Zone
+from .model import CertificateFacts, CertificateSpec, CheckResult
 from .observe import Observer, Operation, failure_reason
-from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, issued_with_tags, renewal_decision
+from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, renewal_decision
 from .retry import retry_call
+from .wiring import Wiring
 
 # The issuance stack (ACME and JOSE, dnspython, azure-mgmt-dns) is imported where it is first used, not here:
 # reading certificates (`keyvault-acme status`, a refresh) never pays for it, and a CLI start stays short.
 if TYPE_CHECKING:
-    from .account import AccountCache
-    from .acme_client import AcmeClient
-    from .dns.azure import AzureDnsClients
     from .dns.challenges import DnsSolver
     from .preflight import CaaCache
 
-DEFAULT_TIMEOUT_S = 600.0
-MAX_TAGS = 15  # Key Vault's limit per object
-TSIG_CACHE_S = 300.0  # a rotated TSIG secret is picked up within minutes, without a read per issuance
 
-_KV_NAME = re.compile(r"[0-9A-Za-z-]+")
-PHASES = ("kv_create", "order", "dns_write", "propagation", "validation", "finalize", "merge")
+def check_spec(spec: CertificateSpec) -> tuple[str, ...]:
+    """:func:`keyvault_acme.preflight.check_spec`, imported on first use (it brings dnspython)."""
+    from .preflight import check_spec as checked
+
+    return checked(spec)
 
 
 def managed_tags(spec: CertificateSpec) -> dict[str, str]:
-    """Everything the engine writes on a version it issues: the user's tags, then ours (ours win)."""
-    return {**dict(spec.tags), MANAGED_BY_TAG: MANAGED_BY, **issued_with_tags(spec)}
+    """:func:`keyvault_acme.preflight.managed_tags`, imported on first use."""
+    from .preflight import managed_tags as tags
+
+    return tags(spec)
+
+DEFAULT_TIMEOUT_S = 600.0
+
+PHASES = ("kv_create", "order", "dns_write", "propagation", "validation", "finalize", "merge")
 
 
 # The engine's own tags on a version: what :func:`managed_tags` adds, and the revocation reason.
@@ -197,47 +199,40 @@ class Engine:
         self.observer = observer
         self.timeout_s = timeout_s
         self._on_timings = on_timings
-        self._credential_arg = credential
-        self._credential: Any | None = credential
+        # Credential, vault clients, accounts, directory readers, DNS providers: shared with the checks.
+        self.wiring = Wiring(credential, timeout_s=timeout_s)
         self._lock = threading.Lock()
-        self._client_kwargs: dict[str, Any] | None = None
-        self._vaults: dict[str, KeyVault] = {}
-        self._dns_clients: AzureDnsClients | None = None
-        self._account_cache: AccountCache[AcmeClient] | None = None
         self._cert_locks: dict[tuple[str, str], threading.Lock] = {}
         self._pending_ours: set[tuple[str, str]] = set()  # pending operations this engine created, not yet done
-        self._tsig: dict[str, tuple[float, str]] = {}
-        self._dir_clients: dict[str, AcmeClient] = {}
         self._caa: CaaCache | None = None
 
     # -- public API -------------------------------------------------------------------------------------
 
     def check_spec(self, spec: CertificateSpec) -> None:
         """Offline checks (names, zones, counts, Key Vault names, tags); raises SpecError, creates nothing."""
-        self._checked_names(spec)
+        check_spec(spec)
 
     def preflight(self, spec: CertificateSpec) -> None:
         """Network checks before any order: the CA directory (and profile), the zones, CAA for every name.
 
         Creates nothing: no Key Vault object, no DNS record, no ACME account or order.
         """
-        self._preflight(spec, self._checked_names(spec), self._deadline())
+        self._preflight(spec, check_spec(spec), self._deadline())
 
     def _preflight(self, spec: CertificateSpec, names: tuple[str, ...], deadline: float) -> None:
         from .dns.challenges import DnsSolver
         from .preflight import caa_lookup, check_caa
 
-        directory = self._directory_client(spec.acme.directory_url).read_directory(deadline=deadline)
+        directory = self.wiring.directory_client(spec.acme.directory_url).read_directory(deadline=deadline)
         directory.check_profile(spec.profile)
         # Names taken by a certificate: never read (its secret may hold its private key), never written over.
-        vault = self._vault(spec.vault_url)
+        vault = self.wiring.vault(spec.vault_url)
         # A key this process already loaded was vetted then; checking again would cost a Key Vault call
         # on every issuance.
-        if spec.acme.account_key_kind == "secret" and not self._accounts.loaded(
-                vault, spec.acme.account_key_secret, spec.acme.directory_url):
+        if spec.acme.account_key_kind == "secret" and not self.wiring.account_key_loaded(vault, spec.acme):
             vault.refuse_foreign_secret(spec.acme.account_key_secret, deadline=deadline)
         vault.vet_own_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=deadline)
-        providers = self._providers(spec, deadline)
+        providers = self.wiring.providers(spec, deadline)
         for provider in providers.values():
             check = getattr(provider, "check_access", None)
             if callable(check):
@@ -251,7 +246,7 @@ class Engine:
         delegation, CAA. One result per step (per zone for the zone steps); see :mod:`.checks`."""
         from .checks import Checks
 
-        return Checks(self, spec, time.monotonic() + timeout_s).run()
+        return Checks(self.wiring, spec, time.monotonic() + timeout_s).run()
 
     def issue(self, spec: CertificateSpec, *, access_granted_at: datetime | None = None) -> CertificateFacts:
         """Issue the certificate, or adopt the current version when this engine issued one that fits.
@@ -321,8 +316,8 @@ class Engine:
 
     def _issue(self, spec: CertificateSpec) -> CertificateFacts:
         deadline = self._deadline()
-        names = self._checked_names(spec)
-        vault = self._vault(spec.vault_url)
+        names = check_spec(spec)
+        vault = self.wiring.vault(spec.vault_url)
         with self._certificate_lock(spec):
             existing = vault.certificate(spec.name, chain=False, deadline=deadline)
             if existing is not None:
@@ -340,8 +335,8 @@ class Engine:
 
     def _renew(self, spec: CertificateSpec) -> CertificateFacts:
         deadline = self._deadline()
-        names = self._checked_names(spec)
-        vault = self._vault(spec.vault_url)
+        names = check_spec(spec)
+        vault = self.wiring.vault(spec.vault_url)
         with self._certificate_lock(spec):
             self._preflight(spec, names, deadline)
             return self._issue_version(spec, names, vault, deadline)
@@ -354,7 +349,7 @@ class Engine:
     def _revoke(self, spec: CertificateSpec, reason: str, disable: bool) -> CertificateFacts:
         revocation_reason(reason, "reason", "unspecified")
         deadline = self._deadline()
-        vault = self._vault(spec.vault_url)
+        vault = self.wiring.vault(spec.vault_url)
         with self._certificate_lock(spec):
             facts = vault.certificate(spec.name, deadline=deadline)
             if facts is None:
@@ -373,7 +368,7 @@ class Engine:
         good. Returns the serials (hex) revoked now."""
         revocation_reason(reason, "reason", "unspecified")
         deadline = self._deadline()
-        vault = self._vault(spec.vault_url)
+        vault = self.wiring.vault(spec.vault_url)
         revoked: list[str] = []
         with self._certificate_lock(spec):
             for props in vault.versions(spec.name, deadline=deadline):
@@ -397,7 +392,7 @@ class Engine:
         # At the CA recorded on the version (the spec may have moved to another CA since it was issued), when the
         # spec trusts that CA: a tag is no authority, anyone allowed to edit tags could name any URL.
         directory_url = revocation_directory(spec, tags, f"{vault.vault_url}/certificates/{spec.name} version {version}")
-        revoked_now = self._account(spec, vault, deadline, directory_url=directory_url).revoke(
+        revoked_now = self.wiring.account(spec, vault, deadline, directory_url=directory_url).revoke(
             leaf, reason, deadline=deadline)
         tags = {**dict(tags), TAG_REVOKED: reason}
         vault.update(spec.name, version, tags=tags, enabled=False if disable else None, deadline=deadline)
@@ -412,9 +407,9 @@ class Engine:
         The engine's own tags on the version (managed-by, what it was issued with, a revocation) stay as
         they are: they describe that version, not the spec. A user tag no longer in the spec is removed.
         """
-        self._checked_names(spec)  # the tag limits
+        check_spec(spec)  # the tag limits
         deadline = self._deadline()
-        vault = self._vault(spec.vault_url)
+        vault = self.wiring.vault(spec.vault_url)
         with self._certificate_lock(spec):
             facts = vault.certificate(spec.name, deadline=deadline)
             if facts is None:
@@ -435,11 +430,12 @@ class Engine:
         alone: enough for status and renewal decisions), or ``known`` facts (Pulumi state) whose thumbprint is
         still the current one, whose chain is reused. Reading a changed chain costs two requests more.
         """
-        return self._vault(vault_url).certificate(name, chain=with_chain, known=known, deadline=self._deadline())
+        return self.wiring.vault(vault_url).certificate(name, chain=with_chain, known=known,
+                                                        deadline=self._deadline())
 
     def delete(self, vault_url: str, name: str, *, purge: bool = False) -> None:
         """Soft-delete the certificate (and purge it when asked); a certificate already gone is not an error."""
-        if not self._vault(vault_url).delete(name, purge=purge, deadline=self._deadline()):
+        if not self.wiring.vault(vault_url).delete(name, purge=purge, deadline=self._deadline()):
             self.log.info("%s/certificates/%s was already gone", vault_url.rstrip("/"), name)
 
     # -- issuance ---------------------------------------------------------------------------------------
@@ -453,10 +449,10 @@ class Engine:
         pending = self._pending_csr(spec, names, vault, tags, deadline)
         timings.mark("kv_create")
         try:
-            client = self._account(spec, vault, deadline)
+            client = self.wiring.account(spec, vault, deadline)
             writes: list[float] = []
             solver = _TimedSolver(DnsSolver({z: _TimedProvider(p, writes) for z, p in
-                                             self._providers(spec, deadline).items()},
+                                             self.wiring.providers(spec, deadline).items()},
                                             resolvers=spec.resolvers, propagation_timeout=spec.propagation_timeout_s),
                                   timings, writes)
             chain = client.obtain_chain(pending.csr_der, names, solver, profile=spec.profile,
@@ -537,57 +533,10 @@ class Engine:
         with self._lock:
             self._pending_ours.discard(self._key(spec))
 
-    # -- spec checks ------------------------------------------------------------------------------------
-
-    def _checked_names(self, spec: CertificateSpec) -> tuple[str, ...]:
-        if not spec.vault_url.startswith("https://"):
-            raise SpecError("vault_url", f"{spec.vault_url!r} is not an https URL", "use https://<vault>.vault.azure.net")
-        if not _KV_NAME.fullmatch(spec.name) or len(spec.name) + len(CHAIN_SUFFIX) > 127:
-            raise SpecError("name", f"{spec.name!r} is not a usable Key Vault certificate name",
-                            f"use 1-{127 - len(CHAIN_SUFFIX)} letters, digits and hyphens")
-        if spec.name.lower().endswith(CHAIN_SUFFIX):
-            raise SpecError("name", f"{spec.name!r} ends in {CHAIN_SUFFIX!r}, the suffix of the secrets that hold "
-                            "certificates' public chains (certificate X keeps its chain in the secret "
-                            f"X{CHAIN_SUFFIX})", f"choose a name that does not end in {CHAIN_SUFFIX!r}")
-        account_key = spec.acme.account_key_secret
-        if not _KV_NAME.fullmatch(account_key) or len(account_key) > 127:
-            raise SpecError("acme.account_key_secret", f"{account_key!r} is not a Key Vault secret name",
-                            "use letters, digits and hyphens")
-        if account_key.lower() == spec.name.lower() or account_key.lower().endswith(CHAIN_SUFFIX):
-            raise SpecError("acme.account_key_secret", f"{account_key!r} is the name of a certificate or of a "
-                            f"certificate's chain secret (<certificate>{CHAIN_SUFFIX})",
-                            "choose a secret name that is no certificate's name and does not end in "
-                            f"{CHAIN_SUFFIX!r}")
-        if spec.acme.account_key_kind == "key" and spec.acme.account_key_name.lower() == spec.name.lower():
-            raise SpecError("acme.account_key.name", f"{spec.acme.account_key_name!r} is the certificate's name, and so "
-                            "the name of the certificate's own key", "name a key of its own, e.g. acme-account-key")
-        from .preflight import check_spec
-
-        names = check_spec(spec)
-        tags = managed_tags(spec)
-        if len(tags) + 1 > MAX_TAGS:  # +1: the revocation reason may be added later
-            raise SpecError("tags", f"{len(spec.tags)} tags leave no room for the engine's {len(tags) - len(spec.tags) + 1}",
-                            f"Key Vault allows {MAX_TAGS} tags per certificate; use at most "
-                            f"{MAX_TAGS - 1 - (len(tags) - len(spec.tags))}")
-        for key, value in tags.items():
-            if len(key) > 512 or len(value) > 256:
-                raise SpecError(f"tags.{key}", "is longer than Key Vault allows (512-character names, 256-character "
-                                "values)", "shorten it")
-        return names
-
-    # -- clients, accounts, providers ---------------------------------------------------------------------
+    # -- helpers ----------------------------------------------------------------------------------------
 
     def _deadline(self) -> float:
         return time.monotonic() + self.timeout_s
-
-    @property
-    def _accounts(self) -> AccountCache[AcmeClient]:
-        with self._lock:
-            if self._account_cache is None:
-                from .account import AccountCache
-
-                self._account_cache = AccountCache()
-            return self._account_cache
 
     def _caa_cache(self) -> CaaCache:
         with self._lock:
@@ -597,27 +546,6 @@ class Engine:
                 self._caa = CaaCache()
             return self._caa
 
-    def _kwargs(self) -> dict[str, Any]:
-        with self._lock:
-            if self._client_kwargs is None:
-                self._client_kwargs = sdk_client_kwargs()
-            if self._credential is None:
-                from azure.identity import DefaultAzureCredential
-
-                # Token requests share the clients' session: one CA bundle load, one environment read.
-                self._credential = DefaultAzureCredential(transport=self._client_kwargs["transport"])
-            return self._client_kwargs
-
-    def _vault(self, vault_url: str) -> KeyVault:
-        key = vault_url.rstrip("/").lower()
-        kwargs = self._kwargs()
-        with self._lock:
-            vault = self._vaults.get(key)
-            if vault is None:
-                vault = self._vaults[key] = KeyVault(vault_url, self._credential, client_kwargs=kwargs,
-                                                     timeout_s=self.timeout_s)
-            return vault
-
     @staticmethod
     def _key(spec: CertificateSpec) -> tuple[str, str]:
         return spec.vault_url.rstrip("/").lower(), spec.name.lower()
@@ -625,38 +553,6 @@ class Engine:
     def _certificate_lock(self, spec: CertificateSpec) -> threading.Lock:
         with self._lock:
             return self._cert_locks.setdefault(self._key(spec), threading.Lock())
-
-    def _account(self, spec: CertificateSpec, vault: KeyVault, deadline: float, *,
-                 directory_url: str | None = None) -> AcmeClient:
-        """The registered ACME client for the spec's account (key in the certificate's vault), at the spec's CA
-        or at ``directory_url`` (the CA that issued an older version: the same key has its account there, and
-        the spec's external account binding belongs to the spec's CA)."""
-        acme = spec.acme
-        if directory_url and directory_url != acme.directory_url:
-            acme = replace(acme, directory_url=directory_url, eab_kid=None, eab_hmac=None)
-
-        from .account import AccountKey, key_vault_account_key
-        from .acme_client import AcmeClient
-
-        def register(key: Any) -> AcmeClient:
-            # The EAB key is read only here, once per process and account, not on every issuance.
-            eab = None
-            if acme.eab_kid and acme.eab_hmac is not None:
-                eab = self._vault(acme.eab_hmac.vault_url).get_secret(acme.eab_hmac.name, acme.eab_hmac.version,
-                                                                     ours=False, deadline=deadline)
-            jwk, alg = (key.jwk, key.alg) if isinstance(key, AccountKey) else (key, None)
-            directory = self._directory_client(acme.directory_url).directory_document(deadline=deadline)
-            client = AcmeClient(acme.directory_url, jwk, alg=alg, contact=acme.contact, eab_kid=acme.eab_kid,
-                                eab_hmac_key=eab, timeout=self.timeout_s, directory=directory)
-            client.account_url(deadline=deadline)
-            return client
-
-        if acme.account_key_kind == "key":
-            # Key Vault signs every JWS with this key; only its public half is ever read.
-            return self._accounts.get(vault, f"keys/{acme.account_key_name}", acme.directory_url, register,
-                                      deadline=deadline,
-                                      load=lambda: key_vault_account_key(vault, acme.account_key_name, deadline=deadline))
-        return self._accounts.get(vault, acme.account_key_secret, acme.directory_url, register, deadline=deadline)
 
     def move_account_to_key(self, spec: CertificateSpec) -> str:
         """Move the spec's CA account from its secret-held key (``acme.account_key_secret``) to the Key Vault key
@@ -667,16 +563,16 @@ class Engine:
         The secret is left in place (the CA no longer accepts its key for this account); delete it when every
         engine uses the key.
         """
-        from .account import key_from_secret, key_vault_account_key
-        from .acme_client import AcmeClient
-
         acme = spec.acme
         if acme.account_key_kind != "key":
             raise SpecError("acme.account_key.kind", "is not key, so there is no Key Vault key to move the account to",
                             "set acme.account_key: {kind: key} (and optionally name) first")
-        self._checked_names(spec)
+        from .account import key_from_secret, key_vault_account_key
+        from .acme_client import AcmeClient
+
+        check_spec(spec)
         deadline = self._deadline()
-        vault = self._vault(spec.vault_url)
+        vault = self.wiring.vault(spec.vault_url)
         new_key = key_vault_account_key(vault, acme.account_key_name, deadline=deadline)
         new_client = AcmeClient(acme.directory_url, new_key.jwk, alg=new_key.alg, timeout=self.timeout_s)
         already = new_client.find_account(deadline=deadline)
@@ -694,63 +590,8 @@ class Engine:
                                 f"{acme.directory_url}; nothing to migrate (the first issuance registers an account "
                                 f"for the key {new_key.where})", status=404)
         url = old_client.change_key(new_key.jwk, new_key.alg, deadline=deadline)
-        self._accounts.forget(vault, acme.account_key_secret, acme.directory_url)
-        self._accounts.forget(vault, f"keys/{acme.account_key_name}", acme.directory_url)
+        self.wiring.forget_accounts(vault, acme)
         self.log.info("moved the ACME account %s from the secret %s/secrets/%s to the key %s; Key Vault signs for it "
                       "from now on, and the secret can be deleted", url, vault.vault_url, acme.account_key_secret,
                       new_key.where)
         return url
-
-    def _directory_client(self, directory_url: str) -> AcmeClient:
-        """A client only for reading the CA's directory: its throw-away key never registers (preflight
-        must create nothing at the CA)."""
-        from .account import new_account_key
-        from .acme_client import AcmeClient
-
-        with self._lock:
-            client = self._dir_clients.get(directory_url)
-            if client is None:
-                client = self._dir_clients[directory_url] = AcmeClient(directory_url, new_account_key(),
-                                                                       timeout=self.timeout_s)
-            return client
-
-    def _providers(self, spec: CertificateSpec, deadline: float) -> dict[str, DnsProvider]:
-        return {zone.name: self._provider(zone, spec, deadline) for zone in spec.zones}
-
-    def _provider(self, zone: AzureDnsZone | Rfc2136Zone, spec: CertificateSpec, deadline: float) -> DnsProvider:
-        from .dns.azure import AzureDnsProvider
-        from .dns.rfc2136 import Rfc2136Provider
-
-        if isinstance(zone, AzureDnsZone):
-            return AzureDnsProvider(zone, self._azure_dns(), deadline=deadline,
-                                    propagation_timeout=spec.propagation_timeout_s)
-        return Rfc2136Provider.from_zone(zone, self._tsig_secret(zone, deadline),
-                                         propagation_timeout=spec.propagation_timeout_s)
-
-    def _credential_for_check(self) -> Any:
-        self._kwargs()  # builds the default credential when none was given
-        return self._credential
-
-    def _azure_dns(self) -> AzureDnsClients:
-        from .dns.azure import AzureDnsClients
-
-        kwargs = self._kwargs()
-        with self._lock:
-            if self._dns_clients is None:
-                self._dns_clients = AzureDnsClients(self._credential, kwargs)
-            return self._dns_clients
-
-    def _tsig_secret(self, zone: Rfc2136Zone, deadline: float) -> str:
-        ref = zone.tsig_secret
-        now = time.monotonic()
-        with self._lock:
-            cached = self._tsig.get(ref.secret_id)
-        if cached is not None and now - cached[0] < TSIG_CACHE_S:
-            return cached[1]
-        value = self._vault(ref.vault_url).get_secret(ref.name, ref.version, ours=False, deadline=deadline)
-        if value is None:
-            raise SpecError(f"zones[{zone.name}].tsig_secret", f"the secret {ref.secret_id} does not exist",
-                            "store the base64 TSIG secret in that Key Vault secret")
-        with self._lock:
-            self._tsig[ref.secret_id] = (now, value)
-        return value

@@ -289,10 +289,6 @@ class CertificateFacts:
         object.__setattr__(self, "names", tuple(self.names))
         object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
 
-    @property
-    def lifetime_s(self) -> float:
-        return (self.not_after - self.not_before).total_seconds()
-
 
 @dataclass(frozen=True)
 class CheckResult:

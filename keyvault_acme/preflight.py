@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ import dns.resolver
 from .dns.challenges import DnsSolver
 from .dns.propagation import Nameserver, query, resolver_servers
 from .errors import CaaForbidsCa, PreflightError, SpecError
+from .keyvault import CHAIN_SUFFIX, MANAGED_BY, MANAGED_BY_TAG
 from .model import CertificateSpec
 from .names import MAX_NAMES, base_name, is_wildcard, normalize_names, zone_for
+from .renewal import issued_with_tags
 
 log = logging.getLogger("keyvault_acme.preflight")
 
@@ -34,8 +37,56 @@ KNOWN_CAA_TAGS = frozenset({"issue", "issuewild", "iodef", "contactemail", "cont
 CRITICAL = 128
 
 
+MAX_TAGS = 15  # Key Vault's limit per object
+_KV_NAME = re.compile(r"[0-9A-Za-z-]+")
+
+
+def managed_tags(spec: CertificateSpec) -> dict[str, str]:
+    """Everything the engine writes on a version it issues: the user's tags, then ours (ours win)."""
+    return {**dict(spec.tags), MANAGED_BY_TAG: MANAGED_BY, **issued_with_tags(spec)}
+
+
 def check_spec(spec: CertificateSpec, *, max_names: int = MAX_NAMES) -> tuple[str, ...]:
-    """Offline preflight; returns the normalised names. Raises SpecError naming the field and the fix."""
+    """Offline preflight; returns the normalised names. Raises SpecError naming the field and the fix.
+
+    The vault URL and the Key Vault names the engine will use (the certificate, its chain secret, the account
+    key's secret or key), the names (valid, at most ``max_names``, each in a configured zone) and the tags
+    (room for the engine's own, within Key Vault's limits)."""
+    if not spec.vault_url.startswith("https://"):
+        raise SpecError("vault_url", f"{spec.vault_url!r} is not an https URL", "use https://<vault>.vault.azure.net")
+    if not _KV_NAME.fullmatch(spec.name) or len(spec.name) + len(CHAIN_SUFFIX) > 127:
+        raise SpecError("name", f"{spec.name!r} is not a usable Key Vault certificate name",
+                        f"use 1-{127 - len(CHAIN_SUFFIX)} letters, digits and hyphens")
+    if spec.name.lower().endswith(CHAIN_SUFFIX):
+        raise SpecError("name", f"{spec.name!r} ends in {CHAIN_SUFFIX!r}, the suffix of the secrets that hold "
+                        "certificates' public chains (certificate X keeps its chain in the secret "
+                        f"X{CHAIN_SUFFIX})", f"choose a name that does not end in {CHAIN_SUFFIX!r}")
+    account_key = spec.acme.account_key_secret
+    if not _KV_NAME.fullmatch(account_key) or len(account_key) > 127:
+        raise SpecError("acme.account_key_secret", f"{account_key!r} is not a Key Vault secret name",
+                        "use letters, digits and hyphens")
+    if account_key.lower() == spec.name.lower() or account_key.lower().endswith(CHAIN_SUFFIX):
+        raise SpecError("acme.account_key_secret", f"{account_key!r} is the name of a certificate or of a "
+                        f"certificate's chain secret (<certificate>{CHAIN_SUFFIX})",
+                        "choose a secret name that is no certificate's name and does not end in "
+                        f"{CHAIN_SUFFIX!r}")
+    if spec.acme.account_key_kind == "key" and spec.acme.account_key_name.lower() == spec.name.lower():
+        raise SpecError("acme.account_key.name", f"{spec.acme.account_key_name!r} is the certificate's name, and so "
+                        "the name of the certificate's own key", "name a key of its own, e.g. acme-account-key")
+    names = _names_in_zones(spec, max_names)
+    tags = managed_tags(spec)
+    if len(tags) + 1 > MAX_TAGS:  # +1: the revocation reason may be added later
+        raise SpecError("tags", f"{len(spec.tags)} tags leave no room for the engine's {len(tags) - len(spec.tags) + 1}",
+                        f"Key Vault allows {MAX_TAGS} tags per certificate; use at most "
+                        f"{MAX_TAGS - 1 - (len(tags) - len(spec.tags))}")
+    for key, value in tags.items():
+        if len(key) > 512 or len(value) > 256:
+            raise SpecError(f"tags.{key}", "is longer than Key Vault allows (512-character names, 256-character "
+                            "values)", "shorten it")
+    return names
+
+
+def _names_in_zones(spec: CertificateSpec, max_names: int) -> tuple[str, ...]:
     names = normalize_names(spec.dns_names, "dns_names", limit=max_names)
     if not spec.zones:
         raise SpecError("zones", "no DNS zone is configured", "add the Azure DNS or RFC 2136 zone of your names")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Callable, Optional, Sequence
 
 from .model import CertificateFacts, CertificateSpec, RenewalPolicy
@@ -24,12 +25,34 @@ TAG_KEY = "acme-key"
 TAG_REVOKED = "acme-revoked"  # the reason, when we revoked this version
 
 
+class Reason(StrEnum):
+    """Why a certificate is (or is not) re-issued, cert-manager's condition reasons. The renewal chain, the
+    resource diff (:mod:`keyvault_acme.resource_diff`) and the CLI's status column all name them from here;
+    each is also its plain string, as outputs, logs and JSON carry it."""
+
+    DOES_NOT_EXIST = "DoesNotExist"
+    REVOKED = "Revoked"
+    DISABLED = "Disabled"
+    NAMES_CHANGED = "NamesChanged"
+    KEY_CHANGED = "KeyChanged"
+    ISSUER_CHANGED = "IssuerChanged"
+    PROFILE_CHANGED = "ProfileChanged"
+    EXPIRED = "Expired"
+    CA_REQUESTED_RENEWAL = "CARequestedRenewal"  # the CA's renewal information (ARI) says so
+    RENEWING = "Renewing"
+    UP_TO_DATE = "UpToDate"
+    # A change to the Pulumi resource rather than to the certificate (resource_diff.plan_change):
+    MOVED = "Moved"  # another vault or name: a new certificate replaces this one
+    UNKNOWN = "Unknown"  # settings not known until other resources are updated (a preview)
+    SETTINGS_CHANGED = "SettingsChanged"  # recorded in place; the next renewal uses them
+
+
 @dataclass(frozen=True)
 class Decision:
     """The verdict: ``reissue`` or not, why (``reason``), in words (``message``), and when renewal is due."""
 
     reissue: bool
-    reason: str
+    reason: Reason
     message: str
     renew_at: Optional[datetime] = None
 
@@ -96,7 +119,7 @@ def recorded_key(spec: CertificateSpec) -> str:
 # -- the policies, in the order they are asked -------------------------------------------------------
 def certificate_missing(i: Inputs) -> Optional[Decision]:
     if i.facts is None:
-        return Decision(True, "DoesNotExist", "Issuing: the certificate does not exist in Key Vault")
+        return Decision(True, Reason.DOES_NOT_EXIST, "Issuing: the certificate does not exist in Key Vault")
     return None
 
 
@@ -104,14 +127,14 @@ def revoked(i: Inputs) -> Optional[Decision]:
     assert i.facts is not None
     reason = i.facts.revoked_reason or i.facts.tags.get(TAG_REVOKED)
     if reason:
-        return Decision(True, "Revoked", f"Re-issuing: the current version was revoked ({reason})")
+        return Decision(True, Reason.REVOKED, f"Re-issuing: the current version was revoked ({reason})")
     return None
 
 
 def disabled(i: Inputs) -> Optional[Decision]:
     assert i.facts is not None
     if not i.facts.enabled:
-        return Decision(True, "Disabled", "Re-issuing: the current version is disabled in Key Vault")
+        return Decision(True, Reason.DISABLED, "Re-issuing: the current version is disabled in Key Vault")
     return None
 
 
@@ -125,11 +148,11 @@ def names_changed(i: Inputs) -> Optional[Decision]:
             parts.append("adding " + ", ".join(sorted(want - have)))
         if have - want:
             parts.append("removing " + ", ".join(sorted(have - want)))
-        return Decision(True, "NamesChanged", "Re-issuing: DNS names changed (" + "; ".join(parts) + ")")
+        return Decision(True, Reason.NAMES_CHANGED, "Re-issuing: DNS names changed (" + "; ".join(parts) + ")")
     return None
 
 
-def _recorded_differs(i: Inputs, tag: str, want: str, reason: str, what: str) -> Optional[Decision]:
+def _recorded_differs(i: Inputs, tag: str, want: str, reason: Reason, what: str) -> Optional[Decision]:
     assert i.facts is not None
     have = i.facts.tags.get(tag)
     # No tag: a certificate we did not issue (adopted); there is nothing to compare with.
@@ -139,21 +162,21 @@ def _recorded_differs(i: Inputs, tag: str, want: str, reason: str, what: str) ->
 
 
 def key_changed(i: Inputs) -> Optional[Decision]:
-    return _recorded_differs(i, TAG_KEY, recorded_key(i.spec), "KeyChanged", "key settings")
+    return _recorded_differs(i, TAG_KEY, recorded_key(i.spec), Reason.KEY_CHANGED, "key settings")
 
 
 def ca_changed(i: Inputs) -> Optional[Decision]:
-    return _recorded_differs(i, TAG_DIRECTORY, i.spec.acme.directory_url, "IssuerChanged", "ACME directory")
+    return _recorded_differs(i, TAG_DIRECTORY, i.spec.acme.directory_url, Reason.ISSUER_CHANGED, "ACME directory")
 
 
 def profile_changed(i: Inputs) -> Optional[Decision]:
-    return _recorded_differs(i, TAG_PROFILE, i.spec.profile or "", "ProfileChanged", "ACME profile")
+    return _recorded_differs(i, TAG_PROFILE, i.spec.profile or "", Reason.PROFILE_CHANGED, "ACME profile")
 
 
 def expired(i: Inputs) -> Optional[Decision]:
     assert i.facts is not None
     if i.now >= i.facts.not_after:
-        return Decision(True, "Expired", f"Renewing: the certificate expired at {i.facts.not_after.isoformat()}",
+        return Decision(True, Reason.EXPIRED, f"Renewing: the certificate expired at {i.facts.not_after.isoformat()}",
                         renew_at=due_at(i.facts, i.spec, i.ari_window))
     return None
 
@@ -163,8 +186,8 @@ def due(i: Inputs) -> Optional[Decision]:
     when = due_at(i.facts, i.spec, i.ari_window)
     source = "the CA's renewal window" if i.ari_window else "the renewal policy"
     if i.now >= when:
-        return Decision(True, "Renewing", f"Renewing: {source} made it due at {when.isoformat()}", renew_at=when)
-    return Decision(False, "UpToDate", f"Up to date: renewal due at {when.isoformat()} ({source})", renew_at=when)
+        return Decision(True, Reason.RENEWING, f"Renewing: {source} made it due at {when.isoformat()}", renew_at=when)
+    return Decision(False, Reason.UP_TO_DATE, f"Up to date: renewal due at {when.isoformat()} ({source})", renew_at=when)
 
 
 DEFAULT_CHAIN: Sequence[Policy] = (certificate_missing, revoked, disabled, names_changed, key_changed, ca_changed,
@@ -184,4 +207,4 @@ def renewal_decision(facts: Optional[CertificateFacts], spec: CertificateSpec, n
         decision = policy(inputs)
         if decision is not None:
             return decision
-    return Decision(False, "UpToDate", "Up to date")
+    return Decision(False, Reason.UP_TO_DATE, "Up to date")

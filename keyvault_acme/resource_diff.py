@@ -13,7 +13,7 @@ from typing import Any, Collection, Mapping
 
 from .config import certificate_spec_from_dict
 from .model import CertificateFacts
-from .renewal import renewal_decision
+from .renewal import Reason, renewal_decision
 
 # Another vault or another name is another Key Vault certificate: a new resource.
 REPLACE_KEYS = ("vault_url", "name")
@@ -26,7 +26,7 @@ class Plan:
     action: str  # NONE, UPDATE or REPLACE
     reissue: bool = False  # UPDATE only: issue a new version (renew) rather than just record new settings
     replaces: tuple[str, ...] = ()  # the settings that force REPLACE
-    reason: str = ""  # the renewal decision's reason ("Renewing", "NamesChanged", ...) or ours
+    reason: Reason | None = None  # the renewal decision's reason, or one of the resource's own (MOVED, ...)
     message: str = ""  # for people
 
 
@@ -58,10 +58,10 @@ def plan_change(
     """
     replaces = tuple(k for k in REPLACE_KEYS if k in unknown or not _same_certificate(old.get(k), new.get(k)))
     if replaces:
-        return Plan(REPLACE, replaces=replaces, reason="Moved",
+        return Plan(REPLACE, replaces=replaces, reason=Reason.MOVED,
                     message=f"{', '.join(replaces)} changed: a new Key Vault certificate replaces this one")
     if unknown:
-        return Plan(UPDATE, reissue=True, reason="Unknown",
+        return Plan(UPDATE, reissue=True, reason=Reason.UNKNOWN,
                     message=f"{', '.join(sorted(unknown))} not known until other resources are updated")
 
     spec = certificate_spec_from_dict({k: v for k, v in new.items() if k not in other_keys})
@@ -71,6 +71,6 @@ def plan_change(
 
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed:
-        return Plan(UPDATE, reason="SettingsChanged",
+        return Plan(UPDATE, reason=Reason.SETTINGS_CHANGED,
                     message=f"{', '.join(changed)} changed: recorded; the next renewal uses them")
     return Plan(NONE, reason=decision.reason, message=decision.message)

@@ -17,15 +17,18 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from keyvault_acme import bulk
 from keyvault_acme.errors import CREDENTIALS_HINT, KeyVaultAcmeError, SpecError
 from keyvault_acme.model import REVOCATION_REASONS
+from keyvault_acme.renewal import Reason
 
 if TYPE_CHECKING:  # imported lazily at run time: `--help` and usage errors stay fast
     from keyvault_acme.lifecycle import Engine
     from keyvault_acme.model import CertificateFacts, CertificateSpec
+
+    from .report import FleetRow
 
 PROG = "keyvault-acme"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
@@ -48,7 +51,10 @@ examples:
   keyvault-acme --stack web-prod status --fail-within 14     # for cron and pipelines
   keyvault-acme --stack web-prod check                       # preflight, issues nothing
   keyvault-acme --stack web-prod renew --due                 # renew what is due, nothing else
-  keyvault-acme --config my-stack.yaml revoke www --reason superseded"""
+  keyvault-acme --config my-stack.yaml revoke www --reason superseded
+  keyvault-acme fleet status --stacks-dir stacks/ --fail-within 14   # every stack at once
+  keyvault-acme report --out report.html                     # the fleet as one HTML page
+  keyvault-acme --stack web-prod --metrics-file /var/lib/node_exporter/keyvault-acme.prom renew --due"""
 
 
 class UsageError(Exception):
@@ -79,6 +85,9 @@ def _common_options(suppress: bool) -> "_Parser":
                         help="show every step, also when the output is not a terminal")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="show no progress, only results and errors")
+    common.add_argument("--metrics-file", metavar="PATH", type=Path, default=default,
+                        help="also write Prometheus metrics to PATH (node-exporter textfile collector format; "
+                             "counters add up across runs)")
     return common
 
 
@@ -126,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--due", action="store_true", help="renew every certificate of the stack that is due")
     renew.add_argument("--processes", type=_processes, metavar="N",
                        help="with --due: renew in N processes (default: one per 25 due certificates, at most one "
-                            "per CPU)")
+                            "per idle CPU; one when metrics are collected)")
+    renew.add_argument("--json", action="store_true",
+                       help="print one JSON object per certificate and line (for log workspaces), not text")
     renew.set_defaults(run=cmd_renew)
 
     revoke = command(
@@ -139,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="REASON", help=f"one of: {', '.join(sorted(REVOCATION_REASONS, key=REVOCATION_REASONS.__getitem__))}")
     revoke.add_argument("--keep-enabled", action="store_true",
                         help="leave the revoked version enabled in Key Vault (default: disable it)")
+    revoke.add_argument("--yes", action="store_true",
+                        help="do not ask for confirmation (keyCompromise asks, as consumers lose a working "
+                             "certificate at once)")
     revoke.set_defaults(run=cmd_revoke)
 
     check = command(
@@ -152,6 +166,34 @@ def build_parser() -> argparse.ArgumentParser:
         "nothing in Key Vault, DNS or at the CA.")
     check.add_argument("names", nargs="*", metavar="NAME", help="only these certificates (default: all)")
     check.set_defaults(run=cmd_check)
+
+    fleet = command(
+        "fleet", "every stack at once: fleet status",
+        "Reads every stack file of a stacks directory (default: the project's, as --stack does).")
+    fleet_commands = fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", parser_class=_Parser)
+    fleet_commands.required = True
+    fleet_status = fleet_commands.add_parser(
+        "status", help="every certificate of every stack in one table", parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Every certificate of every stack file in one table, read in parallel: stack, workload,\n"
+                    "environment, name, state, days left, renew after, and what decided the renewal date (the\n"
+                    "CA's ARI window or the stack's policy). States and --fail-within as for status; a stack file\n"
+                    "that cannot be read is a row in state 'error' (exit 2), a certificate that cannot be read\n"
+                    "too (exit 1), and the other stacks are still shown.")
+    _fleet_options(fleet_status)
+    fleet_status.add_argument("--json", action="store_true", help="print a JSON array; each row carries its stack")
+    fleet_status.add_argument("--fail-within", type=_days, metavar="DAYS",
+                              help="exit 3 when a certificate is missing, revoked, disabled or expires within DAYS days")
+    fleet_status.set_defaults(run=cmd_fleet_status, needs_stack=False)
+
+    report = command(
+        "report", "write the fleet as one self-contained HTML page",
+        "One HTML file, nothing fetched when it is opened: the fleet table (click a column to sort), an\n"
+        "expiry timeline (each certificate from issue to expiry, its renewal point, today), failing and\n"
+        "overdue certificates first. Reads the same rows as 'fleet status'.")
+    _fleet_options(report)
+    report.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the page")
+    report.set_defaults(run=cmd_report, needs_stack=False)
     return parser
 
 
@@ -163,6 +205,11 @@ def _processes(text: str) -> int:
     if count < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return count
+
+
+def _fleet_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stacks-dir", type=Path, metavar="DIR",
+                        help="the directory of Pulumi.<stack>.yaml files (default: the project's stacks)")
 
 
 def _days(text: str) -> float:
@@ -237,6 +284,7 @@ class Stack:
 
     path: Path
     certificates: dict[str, "CertificateSpec"]
+    label: str = ""  # <workload>-<environment>: the name the component gives the stack's resources
 
     def select(self, names: Iterable[str]) -> list[tuple[str, "CertificateSpec"]]:
         names = list(names)
@@ -248,9 +296,10 @@ class Stack:
 
 
 def load_stack(path: Path) -> Stack:
-    from keyvault_acme_stack.workload import load_stack_certificates
+    from keyvault_acme_stack.workload import parse_certificates, read_stack_file
     try:
-        certificates = load_stack_certificates(path)
+        values = read_stack_file(path)
+        certificates = parse_certificates(values)
     except SpecError as e:
         text = _one_line(e)  # YAML errors span lines; an operator gets one
         raise UsageError(text if text.startswith(str(path)) else f"{path}: {text}") from None
@@ -260,7 +309,8 @@ def load_stack(path: Path) -> Stack:
         raise UsageError(f"{path}: {_one_line(e)}") from None
     # Operators name a certificate by its Key Vault name, the same name the stack file gives it. Only the
     # certificates are read: a command on certificates has no use for the stack's deployment settings.
-    return Stack(path, {certificate.name: certificate.spec for certificate in certificates})
+    return Stack(path, {certificate.name: certificate.spec for certificate in certificates},
+                 f"{values['workload']}-{values['environment']}")
 
 
 # -- output -------------------------------------------------------------------------------------------
@@ -328,7 +378,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def _utc(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    from .output import when  # the one date format of every table, message and the HTML report
+    return when(value)
 
 
 @dataclass(frozen=True)
@@ -342,6 +393,7 @@ class Row:
     reason: str
     renew_after: datetime | None
     now: datetime
+    decided_by: str = ""  # who set renew_after: "ari" (the CA's window), "policy" (the spec's), "" (n/a)
 
     @property
     def days_left(self) -> float | None:
@@ -368,35 +420,48 @@ class Row:
         }
 
 
-# The renewal chain's reason, as the one word the status table shows.
-_STATE = {"DoesNotExist": "missing", "Revoked": "revoked", "Disabled": "disabled", "Expired": "expired",
-          "Renewing": "due", "UpToDate": "valid"}  # anything else: the spec changed since it was issued
+# The renewal chain's reason, as the one word the status table shows; every reason has one.
+STATE_OF: Mapping[Reason, str] = {
+    Reason.DOES_NOT_EXIST: "missing", Reason.REVOKED: "revoked", Reason.DISABLED: "disabled", Reason.EXPIRED: "expired",
+    Reason.RENEWING: "due", Reason.CA_REQUESTED_RENEWAL: "due", Reason.UP_TO_DATE: "valid",
+    # The spec changed since the version was issued (or, for the resource's own reasons, will have):
+    Reason.NAMES_CHANGED: "outdated", Reason.KEY_CHANGED: "outdated", Reason.ISSUER_CHANGED: "outdated",
+    Reason.PROFILE_CHANGED: "outdated", Reason.MOVED: "outdated", Reason.UNKNOWN: "outdated",
+    Reason.SETTINGS_CHANGED: "outdated",
+}
 ATTENTION = ("missing", "revoked", "disabled", "expired")
 
 
 def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | None", now: datetime) -> Row:
     from keyvault_acme.renewal import due_at, renewal_decision
     decision = renewal_decision(facts, spec, now)
-    state = _STATE.get(decision.reason, "outdated")
+    state = STATE_OF[decision.reason]
     return Row(name, spec, facts, state, decision.message if decision.reissue else "",
                due_at(facts, spec) if facts else None, now)
 
 
-def format_table(rows: Sequence[Row]) -> str:
+def read_row(engine: "Engine", name: str, spec: "CertificateSpec", now: datetime) -> Row:
+    """One certificate's status as the engine sees it: what ``status`` and ``fleet status`` both show. One Key
+    Vault request: a status needs no chain."""
+    return status_row(name, spec, engine.inspect(spec.vault_url, spec.name, with_chain=False), now)
+
+
+def format_table(rows: Sequence[Row], *, width: int = 100, colour: bool = False) -> str:
+    """The status table in ``width`` columns: DNS names are shortened first, then ISSUER, VERSION, DNS NAMES
+    and NOT AFTER (DAYS LEFT says it too) are left out, in that order, until it fits."""
+    from .output import fit_table
     header = ("NAME", "DNS NAMES", "VERSION", "NOT AFTER", "DAYS LEFT", "RENEW AFTER", "ISSUER", "STATE")
-    lines = [header]
+    cells = []
     for r in rows:
         f = r.facts
-        names = ",".join(r.spec.dns_names)
-        lines.append((
-            r.name, names if len(names) <= 40 else names[:37] + "...",
-            f.version[:8] if f else "-", _utc(f.not_after) if f else "-",
+        cells.append((
+            r.name, ",".join(r.spec.dns_names), f.version[:8] if f else "-", _utc(f.not_after) if f else "-",
             _days_left(r.days_left) if r.days_left is not None else "-",
-            _utc(r.renew_after) if r.renew_after else "-",
-            _short_issuer(f.issuer) if f else "-", r.state,
+            _utc(r.renew_after) if r.renew_after else "-", _short_issuer(f.issuer) if f else "-", r.state,
         ))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+    return fit_table(header, cells, width=width, shorten=("DNS NAMES",),
+                     drop=("ISSUER", "VERSION", "DNS NAMES", "NOT AFTER"),
+                     state_column="STATE", colour=colour)
 
 
 def _days_left(days: float) -> str:
@@ -423,13 +488,16 @@ def _short_issuer(issuer: str) -> str:
 class Context:
     """What a command needs. The engine is built on first use, so usage errors never wait for Azure SDKs."""
 
-    def __init__(self, args: argparse.Namespace, stack: Stack, progress: Progress, out: TextIO,
+    def __init__(self, args: argparse.Namespace, stack: "Stack | None", progress: Progress, out: TextIO,
                  now: Callable[[], datetime], engine: "Engine | None" = None,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None, observer: Any = None) -> None:
         self.args, self.stack, self.progress, self.out, self.now = args, stack, progress, out, now
-        self._engine, self._logger = engine, logger
+        self._engine, self._logger, self.observer = engine, logger, observer
         self.engine_given = engine is not None  # a caller's engine (the demo's): used for everything
         self._engine_lock = threading.Lock()
+        self.seen: list[tuple[str, Row]] = []  # (stack, row) of every certificate looked at: the metrics' gauges
+        self.fleet: list["FleetRow"] = []  # the rows of fleet status and report
+        self.metrics_written = False
 
     @property
     def engine(self) -> "Engine":
@@ -438,8 +506,17 @@ class Context:
         with self._engine_lock:
             if self._engine is None:
                 from keyvault_acme.lifecycle import Engine
-                self._engine = Engine(logger=self._logger)
+                self._engine = Engine(logger=self._logger, observer=self.observer)
+            elif self.observer is not None and self._engine.observer is None:
+                self._engine.observer = self.observer  # a shared engine (the demo's) reports to this run too
             return self._engine
+
+    @property
+    def stack_label(self) -> str:
+        return self.stack.label if self.stack is not None else ""
+
+    def saw(self, rows: Iterable[Row]) -> None:
+        self.seen.extend((self.stack_label, r) for r in rows)
 
 
 def cmd_status(ctx: Context) -> int:
@@ -448,18 +525,20 @@ def cmd_status(ctx: Context) -> int:
     def row(item: tuple[str, "CertificateSpec"]) -> Row:
         name, spec = item
         ctx.progress(f"{name}: reading {spec.vault_url}/certificates/{spec.name}")
-        # One Key Vault request per certificate: the table needs no chain.
-        return status_row(name, spec, ctx.engine.inspect(spec.vault_url, spec.name, with_chain=False), ctx.now())
+        return read_row(ctx.engine, name, spec, ctx.now())
 
+    assert ctx.stack is not None
     selected = ctx.stack.select(ctx.args.names)
     # The first read alone: it gets the token and the vault's challenge that all the others then reuse.
     rows = [row(item) for item in selected[:1]]
     with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="status") as pool:
         rows += pool.map(row, selected[1:])
+    ctx.saw(rows)
     if ctx.args.json:
         ctx.out.write(json.dumps([r.as_json() for r in rows], indent=2) + "\n")
     else:
-        ctx.out.write(format_table(rows) + "\n")
+        from .output import colours_for, width_of
+        ctx.out.write(format_table(rows, width=width_of(ctx.out), colour=colours_for(ctx.out)) + "\n")
     if ctx.args.fail_within is not None:
         bad = [r for r in rows if r.needs_attention(ctx.args.fail_within)]
         if bad:
@@ -479,32 +558,53 @@ def _report(ctx: Context, verb: str, name: str, facts: "CertificateFacts") -> No
 
 
 def cmd_issue(ctx: Context) -> int:
+    assert ctx.stack is not None
     [(name, spec)] = ctx.stack.select([ctx.args.name])
     with ctx.progress.step(f"{name}: issuing for {', '.join(spec.dns_names)}"):
         facts = ctx.engine.issue(spec)
+    ctx.saw([status_row(name, spec, facts, ctx.now())])
     _report(ctx, "issued", name, facts)
     return EXIT_OK
 
 
+def renewal_line(stack: str, name: str, result: str, row: "Row | None", error: str = "") -> str:
+    """One certificate's outcome of ``renew --json`` as one line of JSON: a log workspace keeps a line as a
+    record, and the renewal-overdue alert reads ``renew_after`` from it (components/renewer.py)."""
+    f = row.facts if row else None
+    return json.dumps({
+        "keyvault-acme": "renew", "stack": stack, "certificate": name, "result": result,
+        "state": row.state if row else None, "version": f.version if f else None,
+        "not_after": f.not_after.isoformat() if f else None,
+        "renew_after": row.renew_after.isoformat() if row and row.renew_after else None,
+        "error": error or None}) + "\n"
+
+
 def cmd_renew(ctx: Context) -> int:
+    assert ctx.stack is not None
+    stack = ctx.stack.label
     if not ctx.args.due:
         [(name, spec)] = ctx.stack.select([ctx.args.name])
         with ctx.progress.step(f"{name}: renewing"):
             facts = ctx.engine.renew(spec)
-        _report(ctx, "renewed", name, facts)
+        row = status_row(name, spec, facts, ctx.now())
+        ctx.saw([row])
+        if ctx.args.json:
+            ctx.out.write(renewal_line(stack, name, "renewed", row))
+        else:
+            _report(ctx, "renewed", name, facts)
         return EXIT_OK
     from concurrent.futures import ThreadPoolExecutor
 
     from keyvault_acme.renewal import Decision, renewal_decision
 
-    def read(item: tuple[str, "CertificateSpec"]) -> "tuple[CertificateFacts | None, Decision | None, str]":
-        """(facts, decision, error line or "") for one certificate; one Key Vault request; never raises."""
+    def read(item: tuple[str, "CertificateSpec"]) -> "tuple[CertificateFacts | None, Decision | None, Row | None, str]":
+        """(facts, decision, row, error or "") for one certificate; one Key Vault request; never raises."""
         name, spec = item
         try:
             facts = ctx.engine.inspect(spec.vault_url, spec.name, with_chain=False)
-            return facts, renewal_decision(facts, spec, ctx.now()), ""
+            return facts, renewal_decision(facts, spec, ctx.now()), status_row(name, spec, facts, ctx.now()), ""
         except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
-            return None, None, f"{PROG}: error: {name}: {_explain(e)}"
+            return None, None, None, _explain(e)
 
     # First every certificate is read (the first alone: it gets the token the others reuse), then the due ones
     # renew. Results print in stack order, whatever order they finish in.
@@ -513,71 +613,115 @@ def cmd_renew(ctx: Context) -> int:
     with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="read") as pool:
         reads += pool.map(read, selected[1:])
     due = [(name, spec, facts is None, decision.message)
-           for (name, spec), (facts, decision, _) in zip(selected, reads) if decision is not None and decision.reissue]
-    renewed = dict(zip((name for name, *_ in due), _renew_all_due(ctx, due)))
-    results = []
-    for (name, _), (_, decision, error) in zip(selected, reads):
+           for (name, spec), (facts, decision, _, _) in zip(selected, reads)
+           if decision is not None and decision.reissue]
+    renewed = dict(zip((name for name, *_ in due), _renew_all_due(ctx, stack, due)))
+    results: list[tuple[str, str, Row | None]] = []
+    for (name, _), (_, decision, before, error) in zip(selected, reads):
         if error or decision is None:
-            results.append(("", error))
+            text = renewal_line(stack, name, "failed", before, error) if ctx.args.json else ""
+            results.append((text, f"{PROG}: error: {name}: {error}", before))
         elif not decision.reissue:
-            results.append((f"{name}: not due ({decision.message})\n", ""))
+            text = renewal_line(stack, name, "not-due", before) if ctx.args.json else \
+                f"{name}: not due ({decision.message})\n"
+            results.append((text, "", before))
         else:
-            results.append(renewed[name])
-    for text, error in results:
+            text, failure, new_row = renewed[name]
+            if failure:
+                text = renewal_line(stack, name, "failed", before, failure) if ctx.args.json else ""
+                results.append((text, f"{PROG}: error: {name}: {failure}", before))
+            else:
+                results.append((text, "", new_row))
+    ctx.saw(row for _, _, row in results if row is not None)
+    for text, error, _ in results:
         ctx.out.write(text)
         if error:
             print(error, file=sys.stderr)
-    return EXIT_FAILED if any(error for _, error in results) else EXIT_OK
+    return EXIT_FAILED if any(error for _, error, _ in results) else EXIT_OK
 
 
-def _renew_all_due(ctx: Context, due: list[tuple[str, "CertificateSpec", bool, str]]) -> list[tuple[str, str]]:
+def _confirmed(ctx: Context, name: str) -> bool:
+    """keyCompromise revocation breaks every consumer at once and cannot be undone: say so and ask, unless --yes."""
+    if ctx.args.yes or ctx.args.reason != "keyCompromise":
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError("revoke --reason keyCompromise needs confirmation: rerun with --yes (no terminal to ask on)")
+    print(f"Revoke {name} for keyCompromise? The CA revokes it at once, for good, and consumers keep serving a "
+          f"revoked certificate until they get a new one (issue it first: 'renew {name}').", file=sys.stderr)
+    try:
+        answer = input(f"Type the certificate name ({name}) to revoke it: ")
+    except EOFError:
+        answer = ""
+    return answer.strip() == name
+
+
+def _renew_all_due(ctx: Context, stack: str, due: list[tuple[str, "CertificateSpec", bool, str]]
+                   ) -> list[tuple[str, str, "Row | None"]]:
     """:func:`_renew_due` for each, in order: in this process, or spread over processes when there are enough to
-    pay for starting them (:mod:`keyvault_acme.bulk`); the output is the same either way."""
-    processes = 1 if ctx.engine_given else (ctx.args.processes or bulk.processes_for(len(due)))
+    pay for starting them (:mod:`keyvault_acme.bulk`); the output is the same either way. Not when a caller gave
+    its engine (the demo's), nor when this run collects metrics: its observer sees this process's operations."""
+    assert ctx.stack is not None
+    json_lines = bool(getattr(ctx.args, "json", False))
+    alone = ctx.engine_given or ctx.observer is not None
+    processes = 1 if alone else (ctx.args.processes or bulk.processes_for(len(due)))
     if processes <= 1:
-        return bulk.run(lambda d: _renew_due(ctx.engine, ctx.progress, *d), due, threads=CONCURRENCY)
+        return bulk.run(lambda d: _renew_due(ctx.engine, ctx.progress, ctx.now, stack, json_lines, *d), due,
+                        threads=CONCURRENCY)
     ctx.progress(f"renewing {len(due)} certificates in {processes} processes")
-    return bulk.run(_renew_in_child, [(name, missing, why) for name, _, missing, why in due], threads=CONCURRENCY,
+    done = bulk.run(_renew_in_child, [(name, missing, why) for name, _, missing, why in due], threads=CONCURRENCY,
                     processes=processes, initializer=_start_renewer,
-                    initargs=(str(ctx.stack.path), ctx.progress.enabled, bool(getattr(ctx.args, "verbose", False))))
+                    initargs=(str(ctx.stack.path), stack, json_lines, ctx.progress.enabled,
+                              bool(getattr(ctx.args, "verbose", False))))
+    return [(text, error, None) for text, error in done]  # rows stay in the children: nothing collects them
 
 
-# One per child process of a bulk renewal: the stack, progress and engine it renews with.
+# One per child process of a bulk renewal: the stack, progress and engine it renews with, and how it reports.
 _child: Context | None = None
+_child_output: tuple[str, bool] = ("", False)
 
 
-def _start_renewer(stack_path: str, progress_enabled: bool, verbose: bool) -> None:
-    global _child
+def _start_renewer(stack_path: str, stack: str, json_lines: bool, progress_enabled: bool, verbose: bool) -> None:
+    global _child, _child_output
     progress = Progress(sys.stderr, enabled=progress_enabled)
     log = logging.getLogger("keyvault_acme")
     log.addHandler(progress.handler())
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     _child = Context(argparse.Namespace(), load_stack(Path(stack_path)), progress, sys.stdout,
                      lambda: datetime.now(timezone.utc), logger=log)
+    _child_output = (stack, json_lines)
 
 
 def _renew_in_child(item: tuple[str, bool, str]) -> tuple[str, str]:
     name, missing, why = item
-    assert _child is not None, "_start_renewer runs first in every child"
-    return _renew_due(_child.engine, _child.progress, name, _child.stack.certificates[name], missing, why)
+    assert _child is not None and _child.stack is not None, "_start_renewer runs first in every child"
+    text, error, _ = _renew_due(_child.engine, _child.progress, _child.now, *_child_output, name,
+                                _child.stack.certificates[name], missing, why)
+    return text, error
 
 
-def _renew_due(engine: "Engine", progress: Progress, name: str, spec: "CertificateSpec", missing: bool,
-               why: str) -> tuple[str, str]:
-    """Issue (``missing``) or renew one due certificate: (what to print on stdout, error line or ""); never
-    raises."""
+def _renew_due(engine: "Engine", progress: Progress, now: Callable[[], datetime], stack: str, json_lines: bool,
+               name: str, spec: "CertificateSpec", missing: bool, why: str) -> tuple[str, str, "Row | None"]:
+    """Issue (``missing``) or renew one due certificate: (what to print on stdout, why it failed or "", its new
+    row); never raises."""
     try:
         with progress.step(f"{name}: {why}"):
             new = engine.issue(spec) if missing else engine.renew(spec)
-        return _reported("issued" if missing else "renewed", name, new), ""
     except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
-        return "", f"{PROG}: error: {name}: {_explain(e)}"
+        return "", _explain(e), None  # the caller reports it, with what it read before
+    verb = "issued" if missing else "renewed"
+    row = status_row(name, spec, new, now())
+    return (renewal_line(stack, name, verb, row) if json_lines else _reported(verb, name, new)), "", row
 
 
 def cmd_revoke(ctx: Context) -> int:
+    assert ctx.stack is not None
     [(name, spec)] = ctx.stack.select([ctx.args.name])
+    if not _confirmed(ctx, name):
+        print(f"{PROG}: not revoked: confirmation did not match", file=sys.stderr)
+        return EXIT_USAGE
     with ctx.progress.step(f"{name}: revoking ({ctx.args.reason})"):
         facts = ctx.engine.revoke(spec, ctx.args.reason, disable=not ctx.args.keep_enabled)
+    ctx.saw([status_row(name, spec, facts, ctx.now())])
     ctx.out.write(f"revoked {name}: serial {facts.serial} ({ctx.args.reason})"
                   f"{'' if ctx.args.keep_enabled else ', version disabled in Key Vault'}\n")
     return EXIT_OK
@@ -585,6 +729,7 @@ def cmd_revoke(ctx: Context) -> int:
 
 def cmd_check(ctx: Context) -> int:
     """The engine's checks for each certificate, one line per finding; nothing is created anywhere."""
+    assert ctx.stack is not None
     failed = 0
     for name, spec in ctx.stack.select(ctx.args.names):
         try:
@@ -599,6 +744,54 @@ def cmd_check(ctx: Context) -> int:
             ctx.out.write(f"{'ok  ' if r.ok else 'FAIL'} {name}: {r.step}: {r.detail}{fix}\n")
         failed += any(not r.ok for r in results)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _fleet(ctx: Context) -> list["FleetRow"]:
+    from .fleet import fleet_rows, read_stack, stack_files
+    directory = ctx.args.stacks_dir or _stacks_dir(Path.cwd())
+    stacks = [read_stack(p) for p in stack_files(directory)]
+    ctx.progress(f"reading {sum(len(s.certificates) for s in stacks)} certificates of {len(stacks)} stacks")
+    rows = fleet_rows(stacks, ctx.engine, ctx.now, read_row)
+    ctx.fleet = rows
+    return rows
+
+
+def cmd_fleet_status(ctx: Context) -> int:
+    from .fleet import fleet_exit
+    from .output import colours_for, fit_table, width_of
+    from .report import attention_order
+    now = ctx.now()
+    rows = attention_order(_fleet(ctx), now)
+    if ctx.args.json:
+        ctx.out.write(json.dumps([r.as_json(now) for r in rows], indent=2) + "\n")
+    else:
+        header = ("STACK", "WORKLOAD", "ENV", "NAME", "STATE", "DAYS LEFT", "RENEW AFTER", "DECIDED BY", "REASON")
+        cells = []
+        for r in rows:
+            days = r.days_left(now)
+            cells.append((r.stack, r.workload or "-", r.environment or "-", r.name, r.state,
+                          _days_left(days) if days is not None else "-",
+                          _utc(r.renew_after) if r.renew_after else "-", r.decided_by or "-", r.reason or "-"))
+        ctx.out.write(fit_table(header, cells, width=width_of(ctx.out), shorten=("REASON",),
+                                drop=("REASON", "WORKLOAD", "ENV", "DECIDED BY"), state_column="STATE",
+                                colour=colours_for(ctx.out)) + "\n")
+    code, message = fleet_exit(rows, ctx.args.fail_within, now)
+    if message:
+        print(f"{PROG}: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_report(ctx: Context) -> int:
+    from .report import render_report
+    rows = _fleet(ctx)
+    page = render_report(rows, ctx.now())
+    try:
+        ctx.args.out.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write {ctx.args.out}: {e.strerror or e}") from None
+    failing = sum(r.state in ATTENTION + ("error",) for r in rows)
+    ctx.out.write(f"wrote {ctx.args.out}: {len(rows)} certificates, {failing} failing\n")
+    return EXIT_OK
 
 
 # -- entry point --------------------------------------------------------------------------------------
@@ -681,10 +874,19 @@ def _main(argv: Sequence[str] | None, *, engine: "Engine | None", now: Callable[
     previous_level = log.level
     # A terminal sees the engine's steps; --verbose also its details (phase timings, retries).
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    ctx: Context | None = None
+    recorder, otel = None, None
     try:
-        stack = load_stack(stack_path(args.stack, args.config))
-        ctx = Context(args, stack, progress, out, now or (lambda: datetime.now(timezone.utc)), engine, log)
-        return args.run(ctx)
+        if getattr(args, "metrics_file", None) is not None:
+            from .metrics import Recorder
+            recorder = Recorder()
+        otel = _otel_observer()
+        observer = _observers(recorder, otel)
+        stack = load_stack(stack_path(args.stack, args.config)) if getattr(args, "needs_stack", True) else None
+        ctx = Context(args, stack, progress, out, now or (lambda: datetime.now(timezone.utc)), engine, log,
+                      observer)
+        code = args.run(ctx)
+        return _write_metrics(ctx, recorder, code)
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=err)
         return EXIT_USAGE
@@ -704,8 +906,51 @@ def _main(argv: Sequence[str] | None, *, engine: "Engine | None", now: Callable[
         print(f"{PROG}: error: {_explain(e)}", file=err)
         return EXIT_FAILED
     finally:
+        if ctx is not None and recorder is not None and not ctx.metrics_written:
+            _write_metrics(ctx, recorder, EXIT_FAILED)  # a failed run's counters matter most
+        if otel is not None:
+            otel.shutdown()  # export before the process ends: a batch run lives for seconds
         log.removeHandler(handler)
         log.setLevel(previous_level)
+
+
+def _otel_observer() -> Any:
+    import os
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None  # OpenTelemetry is not even imported
+    from .telemetry import TelemetryError, observer_from_environment
+    try:
+        return observer_from_environment()
+    except TelemetryError as e:
+        raise UsageError(str(e)) from None
+
+
+def _observers(*observers: Any) -> Any:
+    present = [o for o in observers if o is not None]
+    if len(present) < 2:
+        return present[0] if present else None
+    from keyvault_acme.observe import Observers
+    return Observers(*present)
+
+
+def _write_metrics(ctx: Context, recorder: Any, code: int) -> int:
+    """The metrics file of this run: gauges of every certificate it looked at, counters of what it did."""
+    if recorder is None:
+        return code
+    from .metrics import CertificateMetric, ready_condition, write_metrics_file
+    ctx.metrics_written = True
+    certificates = [CertificateMetric(r.name, stack, r.spec.vault_url, _short_issuer(r.facts.issuer) if r.facts else "",
+                                      r.facts.not_after if r.facts else None, r.renew_after,
+                                      ready_condition(r.state)) for stack, r in ctx.seen]
+    certificates += [CertificateMetric(r.name, r.stack, r.vault, r.issuer, r.not_after, r.renew_after,
+                                       ready_condition(r.state)) for r in ctx.fleet if r.name != "-"]
+    try:
+        write_metrics_file(ctx.args.metrics_file, certificates, recorder.operations, ctx.now())
+    except OSError as e:
+        print(f"{PROG}: error: cannot write the metrics file {ctx.args.metrics_file}: {e.strerror or e}",
+              file=sys.stderr)
+        return code or EXIT_FAILED
+    return code
 
 
 if __name__ == "__main__":

@@ -47,6 +47,13 @@ class CertificateMetric:
     ready: str  # "True", "False" or "Unknown"
 
 
+def ready_condition(state: str) -> str:
+    """cert-manager's Ready condition for a status state: True while the certificate serves (valid, or due and
+    still valid), Unknown when it could not be read, False otherwise (missing, revoked, disabled, expired,
+    outdated)."""
+    return {"valid": "True", "due": "True", "error": "Unknown"}.get(state, "False")
+
+
 class Recorder:
     """An engine observer that keeps the operations of this run for the file (thread-safe: the engine
     renews several certificates at once)."""

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
+from .output import when  # the one date format of the CLI's tables and this page
+
 # How long a certificate may stay due before it counts as overdue: the renewal-overdue alert's grace
 # (two missed runs of a 6-hourly schedule), so the report and the alert agree.
 OVERDUE_GRACE = timedelta(hours=12)
-DATE_FORMAT = "%Y-%m-%d %H:%M UTC"  # the one date format of the CLI's tables and this page
 
 # Failing first, then what needs action soon; within a rank, the soonest expiry first.
 RANK = {"error": 0, "expired": 1, "revoked": 2, "missing": 3, "disabled": 4, "overdue": 5, "due": 6,
@@ -45,6 +46,18 @@ class FleetRow:
     renew_after: datetime | None = None
     issuer: str = ""
     version: str = ""
+    vault: str = ""
+
+    def as_json(self, now: datetime) -> dict[str, object]:
+        days = self.days_left(now)
+        return {"stack": self.stack, "workload": self.workload, "environment": self.environment, "name": self.name,
+                "state": self.state, "overdue": self.overdue(now), "reason": self.reason,
+                "decided_by": self.decided_by or None, "vault_url": self.vault or None,
+                "version": self.version or None, "issuer": self.issuer or None,
+                "not_before": self.not_before.isoformat() if self.not_before else None,
+                "not_after": self.not_after.isoformat() if self.not_after else None,
+                "days_left": round(days, 6) if days is not None else None,
+                "renew_after": self.renew_after.isoformat() if self.renew_after else None}
 
     def days_left(self, now: datetime) -> float | None:
         return None if self.not_after is None else (self.not_after - now).total_seconds() / 86400
@@ -60,10 +73,6 @@ def attention_order(rows: Sequence[FleetRow], now: datetime) -> list[FleetRow]:
     """Failing first, then overdue, due, outdated, valid; soonest expiry first within each."""
     far = datetime.max.replace(tzinfo=timezone.utc)
     return sorted(rows, key=lambda r: (RANK.get(r.shown_state(now), 0), r.not_after or far, r.stack, r.name))
-
-
-def when(value: datetime | None) -> str:
-    return value.astimezone(timezone.utc).strftime(DATE_FORMAT) if value else "-"
 
 
 def render_report(rows: Sequence[FleetRow], now: datetime, *, title: str = "keyvault-acme fleet report") -> str:

@@ -1,6 +1,6 @@
 """What a Pulumi program imports to hold ACME certificates in Key Vault.
 
-    from keyvault_acme_pulumi import CertificateWorkload, Certificate
+    from keyvault_acme_pulumi import CertificateWorkload, CertificateWorkloadArgs, Certificate
 
 The modules live in the repository's top-level ``components/`` and ``providers/`` folders (this project's own
 program, ``__main__.py`` and ``stacks/``, sits beside them) and are installed as
@@ -8,7 +8,16 @@ program, ``__main__.py`` and ``stacks/``, sits beside them) and are installed as
 named ``components`` or ``providers`` imports both without a clash, and the dynamic provider Pulumi pickles
 into state refers to ``keyvault_acme_pulumi.providers.certificate``, importable wherever the package is installed.
 """
-from keyvault_acme_pulumi.components import CertificateWorkload, role_plan
+from keyvault_acme_pulumi.components import (
+    AlertsArgs,
+    CertificateWorkload,
+    CertificateWorkloadArgs,
+    ConsumerArgs,
+    IssuerArgs,
+    WebhookArgs,
+    role_plan,
+)
 from keyvault_acme_pulumi.providers import Certificate, CertificateProvider
 
-__all__ = ["Certificate", "CertificateProvider", "CertificateWorkload", "role_plan"]
+__all__ = ["AlertsArgs", "Certificate", "CertificateProvider", "CertificateWorkload", "CertificateWorkloadArgs",
+           "ConsumerArgs", "IssuerArgs", "WebhookArgs", "role_plan"]

@@ -33,13 +33,15 @@ from keyvault_acme.names import challenge_name, normalize_names, zone_for
 
 from . import authorization
 from .authorization import Allowlist
+from .renewer import SETTINGS as RENEWER_SETTINGS
+from .renewer import RenewerConfig, check_renewer_needs, parse_renewer
 
 NAMESPACE = "keyvault-acme"
 
 KEYS = (
     "workload", "environment", "production", "location", "subscription_id", "tenant_id", "resource_group",
     "vault", "monitoring", "zones", "issuer", "consumers", "grant_roles", "alerts", "allowlist", "acme",
-    "certificates", "tags",
+    "certificates", "tags", "renewer",
 )
 PRODUCTION_ENVIRONMENTS = ("prod", "production")
 CHALLENGE_SCOPES = ("record_set", "zone")
@@ -56,12 +58,13 @@ SETTINGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
               "private_endpoint_subnet_id", "private_dns_zone_id"),
     "monitoring": ("enabled", "workspace_id", "workspace_name", "retention_days"),
     "zones[]": ("name", "resource_id", "challenge_scope", "zone", "server", "tsig_key_name", "tsig_secret", "tsig_algorithm"),
-    "issuer": ("name", "principal_id", "client_id"),
+    "issuer": ("name", "principal_id", "client_id", "resource_id"),
     "consumers[]": ("name", "principal_id", "principal_type"),
     "alerts": ("emails", "webhooks"),
     "alerts.emails[]": ("name", "address"),
     "alerts.webhooks[]": ("name", "uri"),
     "acme": ACME_SETTINGS,
+    "renewer": RENEWER_SETTINGS,
 })
 # Keys of a certificate entry that steer the Pulumi resource, not the certificate itself.
 CERTIFICATE_RESOURCE_KEYS = ("revoke_on_delete", "revoke_reason", "purge_on_delete")
@@ -81,6 +84,9 @@ _SUBNET_ID = re.compile(
 _PRIVATE_DNS_ZONE_ID = re.compile(
     r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+"
     r"/providers/Microsoft\.Network/privateDnsZones/(?P<name>[^/\s]+)", re.IGNORECASE)
+_IDENTITY_ID = re.compile(
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+"
+    r"/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[^/\s]+", re.IGNORECASE)
 _ARM_ID = re.compile(r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+/providers/[^/\s]+/.+", re.IGNORECASE)
 
 
@@ -179,6 +185,7 @@ class IssuerConfig:
     name: str
     principal_id: str | None = None  # set: an existing identity, create none
     client_id: str | None = None
+    resource_id: str | None = None  # an existing identity's ARM id: what the renewer job runs as
 
     @property
     def existing(self) -> bool:
@@ -203,7 +210,10 @@ class EmailReceiver:
 @dataclass(frozen=True)
 class WebhookReceiver:
     name: str
-    uri: str
+    uri: str = field(repr=False)  # carries the webhook's token
+    # The stack file holds the URL encrypted (secure:): only Pulumi decrypts it (uri is then ""). The CLI,
+    # which deploys no alerts, reads such a stack; the component refuses it unless built from pulumi.Config.
+    encrypted: bool = False
 
 
 @dataclass(frozen=True)
@@ -254,6 +264,9 @@ class WorkloadConfig:
     allowlist: Allowlist
     certificates: tuple[CertificateConfig, ...]
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    renewer: RenewerConfig | None = None
+    # The keyvault-acme:* values this was parsed from: the renewer job gets them as its stack file.
+    values: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
@@ -463,9 +476,18 @@ def _zone(entry: Any, fld: str, subscription_id: str, resource_group: str) -> Dn
 def _issuer(data: Any, workload: str, environment: str) -> IssuerConfig:
     d = settings(data, "issuer", SETTINGS["issuer"])
     name = _str(d.get("name"), "issuer.name", "", required=False) or f"id-{workload}-{environment}-issuer"
+    resource_id = _str(d.get("resource_id"), "issuer.resource_id", "", required=False)
+    if resource_id and not _IDENTITY_ID.fullmatch(resource_id):
+        raise SpecError("issuer.resource_id", f"{resource_id!r} is not a user-assigned identity's ARM id",
+                        "write /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/"
+                        "userAssignedIdentities/<name>")
     if d.get("principal_id"):
         return IssuerConfig(name=name, principal_id=_uuid(d["principal_id"], "issuer.principal_id", "identity's object id"),
-                            client_id=_uuid(d.get("client_id"), "issuer.client_id", "identity's client id"))
+                            client_id=_uuid(d.get("client_id"), "issuer.client_id", "identity's client id"),
+                            resource_id=resource_id)
+    if resource_id:
+        raise SpecError("issuer.resource_id", "needs issuer.principal_id and issuer.client_id",
+                        "give all three ids of an existing identity, or none to create one")
     if d.get("client_id"):
         raise SpecError("issuer.client_id", "needs issuer.principal_id", "give both ids of an existing identity, or neither")
     return IssuerConfig(name=name)
@@ -501,11 +523,15 @@ def _alerting(data: Any) -> AlertingConfig:
     for i, w in enumerate(listed(d.get("webhooks"), "alerts.webhooks")):
         fld = f"alerts.webhooks[{i}]"
         w = settings(w, fld, SETTINGS["alerts.webhooks[]"])
+        name = str(_str(w.get("name"), f"{fld}.name", "name the webhook, e.g. teams"))
+        if isinstance(w.get("uri"), Mapping) and set(w["uri"]) == {"secure"}:
+            hooks.append(WebhookReceiver(name=name, uri="", encrypted=True))
+            continue
         uri = str(_str(w.get("uri"), f"{fld}.uri", "give the webhook's https URL"))
         if not uri.startswith("https://"):
             # Webhook URLs often carry their token in the path or query: never echo one.
             raise SpecError(f"{fld}.uri", f"is not an https URL (got {describe_shape(uri)})", "alerts leave Azure over https only")
-        hooks.append(WebhookReceiver(name=str(_str(w.get("name"), f"{fld}.name", "name the webhook, e.g. teams")), uri=uri))
+        hooks.append(WebhookReceiver(name=name, uri=uri))
     return AlertingConfig(emails=tuple(emails), webhooks=tuple(hooks))
 
 
@@ -653,6 +679,9 @@ def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
                         "add alerts.emails or alerts.webhooks so someone hears of expiring certificates")
     allowlist, tags, certificates = _certificate_part(values, workload=workload, environment=environment,
                                                       vault_url=vault.url, zones=(*zones, *rfc))
+    renewer = parse_renewer(values.get("renewer"))
+    check_renewer_needs(renewer, monitoring_enabled=monitoring.enabled, issuer_existing=issuer.existing,
+                        issuer_resource_id=issuer.resource_id)
     for i, cert in enumerate(certificates):
         # Key Vault refuses HSM keys in a standard vault only when the pending version is created; say so now,
         # before any resource of the stack is made.
@@ -672,7 +701,8 @@ def parse_workload_config(values: Mapping[str, Any]) -> WorkloadConfig:
         workload=workload, environment=environment, production=production, location=location,
         subscription_id=subscription_id, tenant_id=tenant_id, resource_group=rg, vault=vault, monitoring=monitoring,
         zones=zones, rfc2136_zones=rfc, issuer=issuer, consumers=consumers, grant_roles=grant_roles,
-        alerting=alerting, allowlist=allowlist, certificates=certificates, tags=tags,
+        alerting=alerting, allowlist=allowlist, certificates=certificates, tags=tags, renewer=renewer,
+        values=MappingProxyType(dict(values)),
     )
 
 

@@ -133,10 +133,6 @@ class AzureDnsProvider:
         self._written_lock = threading.Lock()
 
     @property
-    def zone_name(self) -> str:
-        return self.zone.name
-
-    @property
     def _client(self) -> DnsManagementClient:
         return self._clients.for_subscription(self.zone.subscription_id)
 

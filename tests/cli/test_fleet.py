@@ -1,219 +1,188 @@
-"""The CLI at fleet scale (issue 12): one Key Vault request per certificate read, one engine and one token per
-process, no issuance libraries for a read, Ctrl-C ends any command at once, an unreachable vault is named within
-half a minute. Every command runs as a separate process, as an operator or a scheduler runs it."""
+"""Fleet operations against the local world (emulator, Pebble, BIND): fleet status over several stack files,
+the HTML report, the metrics file, and the renewer job's exact command."""
 from __future__ import annotations
 
 import json
-import signal
-import socket
+import os
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from azure.identity import ClientSecretCredential
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
-from keyvault_acme.lifecycle import Engine
-from keyvault_acme_stack.workload import load_stack_file
+from keyvault_acme_cli import cli
 from tests.cli.conftest import ZONE, write_stack
-from tests.request_counts import data_requests
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = Path(sys.executable).parent / "keyvault-acme"
-CERTIFICATES = 4  # issued; one more in the stack file is never issued
+
+
+def rename(path: Path, workload: str, environment: str) -> Path:
+    """The same stack file for another workload/environment (each stack its own vault and names)."""
+    document = yaml.safe_load(path.read_text())
+    document["config"]["keyvault-acme:workload"] = workload
+    document["config"]["keyvault-acme:environment"] = environment
+    target = path.with_name(f"Pulumi.{workload}-{environment}.yaml")
+    target.write_text(yaml.safe_dump(document, sort_keys=False))
+    if target != path:
+        path.unlink()
+    return target
+
+
+def make_stack(directory: Path, workload: str, environment: str, emulator, pebble, names: list[str]) -> Path:
+    label = uuid.uuid4().hex[:8]
+    host, port = emulator.dns_address
+    path = write_stack(directory / "tmp.yaml", vault=f"kv{workload}{label}", directory_url=pebble.directory_url,
+                       resolver=f"{host}:{port}",
+                       certificates=[{"name": n, "dns_names": [f"{n}-{label}.{ZONE}"]} for n in names])
+    return rename(path, workload, environment)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, cli_env, emulator, short_pebble):
-    """A stack of five certificates, four of them issued (by the engine, in this process), none due."""
-    label = uuid.uuid4().hex[:8]
-    host, port = emulator.dns_address
-    vault = f"kvfleet{label}"
-    names = [f"f{i}" for i in range(CERTIFICATES + 1)]
-    path = write_stack(tmp_path_factory.mktemp("fleet") / "Pulumi.fleet-test.yaml", vault=vault,
-                       directory_url=short_pebble.directory_url, resolver=f"{host}:{port}",
-                       certificates=[{"name": n, "dns_names": [f"{n}-{label}.{ZONE}"],
-                                      "renewal": {"fraction_remaining": 0.1}} for n in names])
-    engine = Engine(ClientSecretCredential(cli_env["AZURE_TENANT_ID"], cli_env["AZURE_CLIENT_ID"],
-                                           cli_env["AZURE_CLIENT_SECRET"]))
-    specs = {c.name: c.spec for c in load_stack_file(path).certificates}
-    for name in names[:CERTIFICATES]:
-        engine.issue(specs[name])
-    return path, f"{vault}.vault.azure.net"
+    """Two stacks: shop-dev (www issued, api never issued) and blog-prod (www issued)."""
+    directory = tmp_path_factory.mktemp("stacks")
+    shop = make_stack(directory, "shop", "dev", emulator, short_pebble, ["www", "api"])
+    blog = make_stack(directory, "blog", "prod", emulator, short_pebble, ["www"])
+    for stack in (shop, blog):
+        done = subprocess.run([str(SCRIPT), "--config", str(stack), "issue", "www"], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+    return directory
 
 
-def run(stack: Path, *argv: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SCRIPT), "--config", str(stack), *argv], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+def test_fleet_status_shows_every_stack_with_the_same_rows_as_status(capsys, fleet):
+    code, out, err = run(capsys, "fleet", "status", "--stacks-dir", str(fleet), "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [(r["stack"], r["workload"], r["environment"], r["name"], r["state"]) for r in rows] == [
+        ("shop-dev", "shop", "dev", "api", "missing"),  # what needs attention first, then the soonest expiry
+        ("shop-dev", "shop", "dev", "www", "valid"), ("blog-prod", "blog", "prod", "www", "valid")]
+    # No logic of its own: every row is what `status` says of that certificate in that stack.
+    for stack in ("shop-dev", "blog-prod"):
+        code, out, _ = run(capsys, "--config", str(fleet / f"Pulumi.{stack}.yaml"), "status", "--json")
+        assert code == 0
+        for single in json.loads(out):
+            [row] = [r for r in rows if (r["stack"], r["name"]) == (stack, single["name"])]
+            assert {k: row[k] for k in ("state", "not_after", "renew_after", "version")} == {
+                k: single[k] for k in ("state", "not_after", "renew_after", "version")}
+            assert row["decided_by"] == single.get("decided_by")
 
 
-def test_status_reads_each_certificate_with_one_request_and_signs_in_once(fleet, emulator):
-    stack, host = fleet
-    mark = emulator.admin.request_mark()
-    result = run(stack, "status", "--json")
-    assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
-    assert [r["state"] for r in rows] == ["valid"] * CERTIFICATES + ["missing"]
-    reads = data_requests(emulator, mark, host)
-    assert sorted(reads) == sorted(("GET", f"/certificates/f{i}/") for i in range(CERTIFICATES + 1))
-    # One engine, one credential: one token for Key Vault and one challenge, however many worker threads.
-    challenges = [r for r in emulator.admin.requests(since=mark, host=host) if r["status"] == 401]
-    tokens = [r for r in emulator.admin.requests(since=mark, host="login.microsoftonline.com")
-              if r["method"] == "POST" and r["path"].endswith("/token")]
-    assert (len(challenges), len(tokens)) == (1, 1)
+def test_fleet_status_exit_codes_are_statuss(capsys, fleet):
+    code, out, err = run(capsys, "fleet", "status", "--stacks-dir", str(fleet), "--fail-within", "0")
+    assert code == cli.EXIT_ATTENTION and "shop-dev/api (missing)" in err
+    header, *lines = out.splitlines()
+    assert header.split()[:5] == ["STACK", "WORKLOAD", "ENV", "NAME", "STATE"]
+    assert len(lines) == 3 and all(len(line) <= 100 for line in [header, *lines])
+    assert "\033[" not in out  # not a terminal: no colours
 
 
-def test_renew_due_with_nothing_due_reads_each_certificate_once(fleet, emulator):
-    stack, host = fleet
-    # Without the never-issued one, which renew --due would issue.
-    only_issued = stack.with_name("Pulumi.fleet-issued.yaml")
-    import yaml
-    document = yaml.safe_load(stack.read_text())
-    key = next(k for k in document["config"] if k.endswith(":certificates"))
-    document["config"][key] = document["config"][key][:CERTIFICATES]
-    only_issued.write_text(yaml.safe_dump(document, sort_keys=False))
-    mark = emulator.admin.request_mark()
-    result = run(only_issued, "renew", "--due")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count(": not due (") == CERTIFICATES
-    assert len(data_requests(emulator, mark, host)) == CERTIFICATES
+def test_a_bad_stack_file_is_a_row_and_exit_2_without_hiding_the_others(capsys, fleet, tmp_path):
+    for source in fleet.glob("Pulumi.*.yaml"):
+        (tmp_path / source.name).write_text(source.read_text())
+    (tmp_path / "Pulumi.pay-prod.yaml").write_text("config:\n  keyvault-acme:workload: pay\n  keyvault-acme:colour: red\n")
+    code, out, err = run(capsys, "fleet", "status", "--stacks-dir", str(tmp_path), "--json")
+    assert code == cli.EXIT_USAGE and "keyvault-acme:colour" in err
+    rows = json.loads(out)
+    assert [(r["stack"], r["state"]) for r in rows][0] == ("pay-prod", "error")
+    assert {(r["stack"], r["name"]) for r in rows[1:]} == {("shop-dev", "api"), ("shop-dev", "www"), ("blog-prod", "www")}
 
 
-def test_status_imports_no_acme_jose_or_dns_library(fleet):
-    """`status` reads Key Vault only: the issuance stack (acme, josepy, dnspython, azure-mgmt-dns) stays unloaded."""
-    stack, _ = fleet
-    probe = ("import json, sys\nfrom keyvault_acme_cli.cli import main\n"
-             f"code = main(['--config', {str(stack)!r}, 'status'])\n"
-             "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\nsys.exit(code)\n")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    loaded = json.loads(result.stderr.strip().splitlines()[-1])
-    heavy = [m for m in loaded if m.split(".")[0] in ("acme", "josepy", "dns") or m.startswith("azure.mgmt.dns")]
-    assert heavy == []
+def test_report_writes_the_fleet_as_one_page(capsys, fleet, tmp_path):
+    from tests.cli.test_report import Dom
+    out_file = tmp_path / "report.html"
+    code, out, err = run(capsys, "report", "--out", str(out_file), "--stacks-dir", str(fleet))
+    assert code == 0, err
+    assert out == f"wrote {out_file}: 3 certificates, 1 failing\n"
+    dom = Dom(out_file.read_text())
+    assert [(r["data-stack"], r["data-name"], r["data-state"]) for r in dom.rows] == [
+        ("shop-dev", "api", "missing"), ("shop-dev", "www", "valid"), ("blog-prod", "www", "valid")]
+    assert len(dom.bars) == 2 and dom.references == []
 
 
-def test_the_version_is_looked_up_only_when_asked(monkeypatch, capsys):
-    from keyvault_acme_cli import cli
-
-    asked = []
-    monkeypatch.setattr(cli, "_version", lambda: asked.append(1) or "9.9")
-    cli.build_parser().parse_args(["status"])
-    assert asked == []
-    with pytest.raises(SystemExit) as exit_:
-        cli.build_parser().parse_args(["--version"])
-    assert exit_.value.code == 0 and capsys.readouterr().out == "keyvault-acme 9.9\n" and asked == [1]
-
-
-class _SilentProxy:
-    """A proxy that accepts connections and never answers: any command hangs in its first request."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.connected = threading.Event()
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self._held.append(conn)
-            self.connected.set()
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self._held:
-            conn.close()
+def test_metrics_file_of_a_renewal_run(capsys, fleet, tmp_path):
+    stack = fleet / "Pulumi.shop-dev.yaml"
+    metrics = tmp_path / "keyvault-acme.prom"
+    code, _, err = run(capsys, "--config", str(stack), "--metrics-file", str(metrics), "renew", "--due")
+    assert code == 0, err  # issues api, the one that is missing; www is not due
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    issued = {(s.labels["operation"], s.labels["name"]): s.value for s in families["keyvault_acme_issuances"].samples
+              if s.name.endswith("_total")}
+    assert issued == {("issue", "api"): 1}
+    expiry = {s.labels["name"]: s for s in families["keyvault_acme_certificate_expiration_timestamp_seconds"].samples}
+    assert set(expiry) == {"www", "api"} and all(s.labels["stack"] == "shop-dev" for s in expiry.values())
+    ready = {(s.labels["name"], s.labels["condition"]) for s in families["keyvault_acme_certificate_ready_status"].samples
+             if s.value == 1}
+    assert ready == {("www", "True"), ("api", "True")}
+    durations = families["keyvault_acme_operation_duration_seconds"]
+    assert [s.value for s in durations.samples if s.name.endswith("_count")] == [1]
 
 
-@pytest.mark.parametrize("argv", [["status"], ["renew", "--due"], ["issue", "f4"], ["check"]],
-                         ids=["status", "renew-due", "issue", "check"])
-def test_one_ctrl_c_stops_any_command_at_once_with_130(fleet, cli_env, argv):
-    stack, _ = fleet
-    proxy = _SilentProxy()
-    try:
-        env = {**cli_env, "HTTPS_PROXY": proxy.url}
-        proc = subprocess.Popen([str(SCRIPT), "--config", str(stack), *argv], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        assert proxy.connected.wait(60), "the command never reached the network"
-        time.sleep(0.3)  # inside its first request now
-        pressed = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
-        took = time.monotonic() - pressed
-    finally:
-        proxy.close()
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and err.strip().splitlines() == ["keyvault-acme: interrupted"]
-    assert took < 5
+def test_the_renewer_jobs_exact_command_renews_from_the_stack_file_it_is_given(tmp_path, cli_env, emulator,
+                                                                            short_pebble):
+    """The command and stack file the component gives the job (under mocks), run here against the local world:
+    the only change is where the secret volume is (a temporary directory instead of /etc/keyvault-acme)."""
+    from keyvault_acme_pulumi.components import CertificateWorkload
+    from keyvault_acme_stack.renewer import MOUNT
+    from keyvault_acme_stack.workload import parse_workload_config, read_stack_file
+    from tests.component import harness
+
+    path = make_stack(tmp_path, "renew", "job", emulator, short_pebble, ["www"])
+    values = read_stack_file(path)
+    values.update(
+        monitoring={"workspace_id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
+                                    "Microsoft.OperationalInsights/workspaces/log-renew-job"},
+        issuer={"principal_id": "00000000-0000-0000-0000-0000000155e1", "client_id": cli_env["AZURE_CLIENT_ID"],
+                "resource_id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
+                               "Microsoft.ManagedIdentity/userAssignedIdentities/id-renew-job-issuer"},
+        renewer={"image": "crshop.azurecr.io/keyvault-acme:0.1.0"})
+    cfg = parse_workload_config(values)
+    deployed = harness.run(lambda: CertificateWorkload(cfg.stack_name, cfg).outputs, stack=cfg.stack_name,
+                           config={}, subscription_id=cfg.subscription_id)
+    job = deployed.one("azure-native:app:Job")
+    [container] = job.inputs["template"]["containers"]
+    [secret] = job.inputs["configuration"]["secrets"]
+    [volume] = job.inputs["template"]["volumes"]
+    [mount] = container["volumeMounts"]
+    assert mount["mountPath"] == MOUNT
+    mounted = tmp_path / "secret-volume"
+    mounted.mkdir()
+    (mounted / volume["secrets"][0]["path"]).write_text(secret["value"])
+    command = [str(mounted) + arg[len(MOUNT):] if arg.startswith(MOUNT + "/") else arg for arg in container["command"]]
+    assert command[0] == "keyvault-acme"
+    # The job's environment, plus the app secret that stands in for its managed identity here.
+    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
+    first = subprocess.run([str(SCRIPT), *command[1:]], capture_output=True, text=True, timeout=180, env=env)
+    assert first.returncode == 0, first.stderr
+    [line] = [json.loads(x) for x in first.stdout.splitlines()]
+    assert (line["keyvault-acme"], line["stack"], line["certificate"], line["result"], line["state"]) == (
+        "renew", "renew-job", "www", "issued", "valid")
+    assert line["renew_after"] and line["not_after"] and line["error"] is None
+    again = subprocess.run([str(SCRIPT), *command[1:]], capture_output=True, text=True, timeout=180, env=env)
+    assert again.returncode == 0, again.stderr
+    [line2] = [json.loads(x) for x in again.stdout.splitlines()]
+    # Not due yet: nothing issued, and the line still carries the date the overdue alert compares with.
+    assert (line2["result"], line2["renew_after"], line2["version"]) == ("not-due", line["renew_after"], line["version"])
 
 
-def test_an_unreachable_vault_fails_within_30_s_naming_the_host(fleet, cli_env):
-    stack, host = fleet
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()  # nothing listens there now: every connection is refused
-    started = time.monotonic()
-    result = run(stack, "status", env={**cli_env, "HTTPS_PROXY": f"http://127.0.0.1:{port}"}, timeout=90)
-    took = time.monotonic() - started
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert f"cannot reach {host}" in lines[0] and "proxy" in lines[0]
-    assert took < 30
-
-
-def _mixed_stack(directory: Path, emulator, short_pebble, cli_env, label: str) -> Path:
-    """f0 issued and not due, f1-f3 missing (renew --due issues them), f4 asks for a profile the CA does not
-    offer (its issuance fails)."""
-    host, port = emulator.dns_address
-    vault = f"kvmix{label}"
-    path = write_stack(directory / f"Pulumi.mix{label}-test.yaml", vault=vault,
-                       directory_url=short_pebble.directory_url, resolver=f"{host}:{port}",
-                       certificates=[{"name": f"f{i}", "dns_names": [f"f{i}-{label}.{ZONE}"],
-                                      "renewal": {"fraction_remaining": 0.1}} for i in range(4)]
-                       + [{"name": "f4", "dns_names": [f"f4-{label}.{ZONE}"], "profile": "no-such-profile"}])
-    credential = ClientSecretCredential(cli_env["AZURE_TENANT_ID"], cli_env["AZURE_CLIENT_ID"],
-                                        cli_env["AZURE_CLIENT_SECRET"])
-    specs = {c.name: c.spec for c in load_stack_file(path).certificates}
-    Engine(credential).issue(specs["f0"])
-    return path
-
-
-def _normalized(text: str, label: str) -> list[str]:
-    import re
-
-    text = text.replace(label, "LABEL")
-    text = re.sub(r"\d{4}-\d\d-\d\d[T ][0-9:.+]+Z?", "TIME", text)
-    text = re.sub(r"\b[0-9a-f]{32}\b", "VERSION", text)
-    text = re.sub(r"serial [0-9a-f]+", "serial SERIAL", text)
-    return text.splitlines()
-
-
-def test_renew_due_in_processes_prints_the_same_and_exits_the_same(tmp_path, emulator, short_pebble, cli_env):
-    outcomes = []
-    for processes in (1, 2):
-        label = uuid.uuid4().hex[:8]
-        stack = _mixed_stack(tmp_path, emulator, short_pebble, cli_env, label)
-        result = run(stack, "-v", "renew", "--due", "--processes", str(processes), timeout=300)
-        errors = [line for line in result.stderr.splitlines() if line.startswith("keyvault-acme: error")]
-        outcomes.append((result.returncode, _normalized(result.stdout, label), _normalized("\n".join(errors), label)))
-        assert ("renewing 4 certificates in 2 processes" in result.stderr) == (processes == 2), result.stderr
-    (code, out, errors), other = outcomes
-    assert (code, out, errors) == other
-    assert code == 1 and len(errors) == 1 and "f4" in errors[0] and "no-such-profile" in errors[0]
-    assert out[0].startswith("f0: not due (") and [line.split(":")[0] for line in out if ": version " in line] == [
-        "issued f1", "issued f2", "issued f3"]
+def test_metrics_file_of_the_fleet_has_every_stacks_certificates(capsys, fleet, tmp_path):
+    metrics = tmp_path / "fleet.prom"
+    code, _, err = run(capsys, "--metrics-file", str(metrics), "fleet", "status", "--stacks-dir", str(fleet))
+    assert code == 0, err
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    ready = {(s.labels["stack"], s.labels["name"]): s.labels["condition"]
+             for s in families["keyvault_acme_certificate_ready_status"].samples if s.value == 1}
+    assert ready[("blog-prod", "www")] == "True" and ("shop-dev", "www") in ready and ("shop-dev", "api") in ready
+    assert {s.labels["stack"] for s in families["keyvault_acme_certificate_expiration_timestamp_seconds"].samples} == {
+        "shop-dev", "blog-prod"}

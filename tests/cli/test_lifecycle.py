@@ -1,6 +1,7 @@
 """The CLI against the local world: real issuance through the engine, then status, renew --due, revoke."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from cryptography import x509
 from keyvault_acme.lifecycle import Engine
 from keyvault_acme.renewal import due_at
 from keyvault_acme_cli import cli
+from keyvault_acme_cli.output import STATE_COLOURS
 from keyvault_acme_stack.workload import load_stack_file
 from tests.cli.conftest import VALIDITY_S
 
@@ -94,7 +96,8 @@ def test_status_json_reports_what_key_vault_holds(capsys, stack, specs, issued, 
     assert format(cert.serial_number, "x") == rows["late"]["serial"]
 
 
-def test_status_table_has_a_row_per_certificate(capsys, stack, issued):
+def test_status_table_has_a_row_per_certificate_and_fits_the_width(capsys, stack, issued, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     code, out, _ = kvacme(capsys, stack, "status", "late", "unissued")
     assert code == 0
     header, late, unissued = out.splitlines()
@@ -102,6 +105,20 @@ def test_status_table_has_a_row_per_certificate(capsys, stack, issued):
                               "ISSUER", "STATE"]
     assert late.startswith("late ") and issued["late"].version[:8] in late and late.endswith("valid")
     assert unissued.split()[0] == "unissued" and unissued.endswith("missing")
+    assert "\033[" not in out  # not a terminal: no colours
+    # Not a terminal and no COLUMNS: 100 columns; narrower, the least needed columns go first.
+    for columns, kept in ((None, ["NAME", "DNS", "NAMES", "VERSION", "NOT", "AFTER", "DAYS", "LEFT", "RENEW", "AFTER",
+                                  "STATE"]),
+                          ("60", ["NAME", "DAYS", "LEFT", "RENEW", "AFTER", "STATE"])):
+        if columns is None:
+            monkeypatch.delenv("COLUMNS")
+        else:
+            monkeypatch.setenv("COLUMNS", columns)
+        code, out, _ = kvacme(capsys, stack, "status", "late", "unissued")
+        lines = out.splitlines()
+        assert code == 0 and lines[0].split() == kept
+        assert max(len(line) for line in lines) <= int(columns or 100)
+        assert lines[1].endswith("valid") and lines[2].endswith("missing")
 
 
 def test_fail_within_exits_3_only_when_a_certificate_needs_attention(capsys, stack, issued):
@@ -137,9 +154,45 @@ def test_renew_due_renews_exactly_what_is_due_and_issues_what_is_missing(capsys,
                                                                   "unissued": "valid"}
 
 
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_key_compromise_asks_for_confirmation_unless_yes(capsys, stack, specs, issued, engine, monkeypatch):
+    before = engine.inspect(specs["late"].vault_url, "late")
+    # No terminal to ask on (a pipeline): refused, pointing at --yes.
+    code, out, err = kvacme(capsys, stack, "revoke", "late", "--reason", "keyCompromise")
+    assert (code, out) == (cli.EXIT_USAGE, "") and "rerun with --yes" in err
+    # A terminal: the wrong answer revokes nothing.
+    monkeypatch.setattr("sys.stdin", Terminal("late-ish\n"))
+    code, out, err = kvacme(capsys, stack, "revoke", "late", "--reason", "keyCompromise")
+    assert code == cli.EXIT_USAGE and "Revoke late for keyCompromise?" in err and "not revoked" in err
+    assert engine.inspect(specs["late"].vault_url, "late") == before  # still enabled, not revoked
+    # Other reasons do not ask (superseded is the everyday one); checked on a name that does not exist.
+    code, _, err = kvacme(capsys, stack, "revoke", "nosuch", "--reason", "superseded")
+    assert code == cli.EXIT_USAGE and "no certificate 'nosuch'" in err
+
+
+def test_colours_by_state_on_a_terminal(capsys, stack, issued, monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stdout", terminal)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert cli.main(["--config", str(stack), "status"]) == 0
+    rows = terminal.getvalue().splitlines()[1:]
+    assert len(rows) == 3 and "\033[32mvalid\033[0m" in rows[1]  # late: valid, green
+    for row in rows:  # every state in its colour (red: needs someone; yellow: due or outdated; green: valid)
+        state = row.rsplit("\033[", 1)[0].rsplit("m", 1)[1]
+        assert row.endswith(f"{STATE_COLOURS[state]}{state}\033[0m")
+    monkeypatch.setenv("NO_COLOR", "1")  # no-color.org
+    terminal.seek(0), terminal.truncate()
+    assert cli.main(["--config", str(stack), "status", "late"]) == 0
+    assert "\033[" not in terminal.getvalue()
+
+
 def test_revoke_revokes_at_the_ca_and_status_shows_it(capsys, stack, specs, issued, engine, short_pebble):
     before = engine.inspect(specs["late"].vault_url, "late")
-    code, out, err = kvacme(capsys, stack, "revoke", "late", "--reason", "keyCompromise", "--verbose")
+    code, out, err = kvacme(capsys, stack, "revoke", "late", "--reason", "keyCompromise", "--verbose", "--yes")
     assert code == 0, err
     # --verbose shows the CLI's steps and the engine's, timed, on stderr
     progress = err.splitlines()

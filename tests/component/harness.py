@@ -67,6 +67,9 @@ ARM_IDS: dict[str, tuple[str, str | None]] = {
     "azure-native:network:PrivateDnsZoneGroup": (
         "{rg}/providers/Microsoft.Network/privateEndpoints/{privateEndpointName}"
         "/privateDnsZoneGroups/{privateDnsZoneGroupName}", None),
+    "azure-native:app:ManagedEnvironment": ("{rg}/providers/Microsoft.App/managedEnvironments/{environmentName}",
+                                            None),
+    "azure-native:app:Job": ("{rg}/providers/Microsoft.App/jobs/{jobName}", None),
     "azure-native:privatedns:PrivateZone": ("{rg}/providers/Microsoft.Network/privateDnsZones/{privateZoneName}",
                                             "privateZoneName"),
     "azure-native:privatedns:VirtualNetworkLink": (
@@ -109,6 +112,10 @@ class AzureMocks(pulumi.runtime.Mocks):
             state["nameServers"] = [f"ns1-0{n}.azure-dns.com." for n in (1, 2)]
         elif typ == "azure-native:managedidentity:UserAssignedIdentity":
             state.update(principalId=_guid("principal", rid), clientId=_guid("client", rid))
+        elif typ == "azure-native:app:Job" and "identity" in i:
+            # ARM answers the identity list of the request as a map of id -> {principalId, clientId}.
+            ids = i["identity"].get("userAssignedIdentities") or []
+            state["identity"] = {**i["identity"], "userAssignedIdentities": {uid: {} for uid in ids}}
         elif typ == "azure-native:authorization:RoleAssignment":
             # ARM's createdOn (seven fractional digits); each assignment a different second, so "latest" shows.
             self._assignments_made += 1

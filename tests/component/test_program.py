@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 import runpy
+import shutil
+from pathlib import Path
 
 import pulumi
 import pytest
+import yaml
 
 from keyvault_acme_pulumi.components.workload import KEY_VAULT_CERTIFICATES_OFFICER
 from keyvault_acme_stack.workload import load_stack_file
@@ -17,14 +20,14 @@ CERT = "pulumi-python:dynamic/keyvault_acme:Certificate"
 EXAMPLE_STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in STACKS.glob("Pulumi.*.yaml"))
 
 
-def run_main(stack: str, config: dict[str, str]) -> harness.Run:
+def run_main(stack: str, config: dict[str, str], project: Path = ROOT) -> harness.Run:
     exports: dict[str, object] = {}
     real_export = pulumi.export
 
     def program():
         pulumi.export = lambda name, value: exports.__setitem__(name, value)
         try:
-            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+            runpy.run_path(str(project / "__main__.py"), run_name="__main__")
         finally:
             pulumi.export = real_export
         return dict(exports)
@@ -73,7 +76,6 @@ def test_dev_stack_grants_the_issuer_the_certificates_officer_role():
 
 
 @pytest.mark.parametrize("change, words", [
-    ({"keyvault-acme:vualt": json.dumps({"sku": "premium"})}, "keyvault-acme:vualt: unknown config key"),
     ({"keyvault-acme:vault": json.dumps({"purge_protection": False})}, "vault.purge_protection: must be true"),
     ({"keyvault-acme:subscription_id": "not-a-guid"}, "subscription_id: 'not-a-guid' is not a GUID"),
     ({"keyvault-acme:certificates": json.dumps([{"name": "x", "dns_names": ["www.other.example.org"]}])},
@@ -91,3 +93,22 @@ def test_a_missing_required_key_is_named():
     with pytest.raises(Exception) as e:
         run_main("shop-dev", config)
     assert "location: is required" in str(e.value)
+
+
+def test_a_misspelt_key_in_the_stack_file_is_named(tmp_path):
+    # pulumi.Config reads keys by name and cannot list them; the program finds a typo in the stack's own file.
+    shutil.copy(ROOT / "__main__.py", tmp_path / "__main__.py")
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    (tmp_path / "stacks").mkdir()
+    document = yaml.safe_load((STACKS / "Pulumi.shop-prod.yaml").read_text())
+    document["config"]["keyvault-acme:vualt"] = {"sku": "premium"}
+    (tmp_path / "stacks" / "Pulumi.shop-prod.yaml").write_text(yaml.safe_dump(document))
+    with pytest.raises(Exception) as e:
+        run_main("shop-prod", harness.stack_config("shop-prod"), project=tmp_path)
+    assert "keyvault-acme:vualt: unknown config key" in str(e.value)
+
+
+def test_main_reads_config_through_pulumi_config_only():
+    # pulumi.runtime.config.CONFIG is the SDK's internal store; the program uses the public pulumi.Config.
+    source = (ROOT / "__main__.py").read_text()
+    assert "pulumi.Config(" in source and "runtime.config" not in source and "CONFIG" not in source

@@ -58,7 +58,7 @@ def test_sdk_signs_through_the_emulator_and_the_signature_verifies_locally(world
 
 
 def test_adapter_makes_acme_jws_that_verify_with_the_public_key_only(world, engine):
-    vault = engine._vault(world.vault_url)
+    vault = engine.wiring.vault(world.vault_url)
     account = key_vault_account_key(vault, f"acct-{uuid.uuid4().hex[:8]}")
     assert isinstance(account.alg, KeyVaultES256)
     assert "d" not in account.jwk.to_partial_json()  # only the public half is in our process
@@ -84,7 +84,7 @@ def test_issuance_with_a_key_vault_account_key_leaves_no_account_secret(world, e
     assert (key.key_type, key.key.crv) == (KeyType.ec, "P-256")
     assert sorted(str(getattr(o, "value", o)) for o in key.key_operations) == ["sign", "verify"]
     assert key.properties.exportable in (None, False)
-    client = engine._account(spec, engine._vault(spec.vault_url), 1e12)
+    client = engine.wiring.account(spec, engine.wiring.vault(spec.vault_url), 1e12)
     assert isinstance(client._key.key._wrapped, ec.EllipticCurvePublicKey)  # public only
     # The account at the CA is the Key Vault key's: a lookup signed by Key Vault finds the same URL.
     again = AcmeClient(spec.acme.directory_url, client._key, alg=client._net.alg)
@@ -113,7 +113,7 @@ def test_rollover_moves_a_secret_account_to_the_key_and_keeps_its_url(world, cre
     secret_spec = world.spec([unique(AZURE_ZONE)])
     secret_spec = replace(secret_spec, acme=replace(secret_spec.acme, account_key_secret=f"s-{uuid.uuid4().hex[:8]}"))
     engine.issue(secret_spec)
-    vault = engine._vault(secret_spec.vault_url)
+    vault = engine.wiring.vault(secret_spec.vault_url)
     old_key = key_from_secret(SecretClient(secret_spec.vault_url, credential)
                               .get_secret(secret_spec.acme.account_key_secret).value)
     url = AcmeClient(secret_spec.acme.directory_url, old_key).find_account()
@@ -131,7 +131,7 @@ def test_rollover_moves_a_secret_account_to_the_key_and_keeps_its_url(world, cre
     fresh = Engine(credential)
     facts = fresh.renew(spec)
     assert pebble.cert_status(facts.serial) == "Valid"
-    assert fresh._account(spec, fresh._vault(spec.vault_url), 1e12).account_url() == url
+    assert fresh.wiring.account(spec, fresh.wiring.vault(spec.vault_url), 1e12).account_url() == url
 
 
 def test_rollover_without_a_secret_account_says_there_is_nothing_to_move(world, engine):

@@ -126,7 +126,7 @@ def test_a_certificate_named_like_a_chain_secret_is_never_read(world, engine, em
             engine.issue(spec)
         assert "PRIVATE KEY" not in str(info.value)
         assert engine.inspect(spec.vault_url, spec.name) is None  # refused before anything was created
-        assert engine._vault(spec.vault_url).pending(spec.name) is None
+        assert engine.wiring.vault(spec.vault_url).pending(spec.name) is None
 
     # X issued while its chain secret was free; then the chain secret goes and a certificate takes the name.
     other = world.spec([unique(AZURE_ZONE)])
@@ -227,7 +227,7 @@ def test_a_pending_operation_of_a_run_that_is_over_is_reused_and_a_stale_misfit_
 
     engine = Engine(credential, timeout_s=4)  # a run lasts at most 4 s: older leftovers are a crashed run's
     spec = world.spec([unique(AZURE_ZONE)])
-    vault = engine._vault(spec.vault_url)
+    vault = engine.wiring.vault(spec.vault_url)
     crashed = vault.create_pending(spec.name, spec.key, spec.dns_names, managed_tags(spec))  # then "crash"
     with pytest.raises(CertificateBusy):  # young: for all we know, its run is still working
         engine.issue(spec)
@@ -254,7 +254,7 @@ def test_an_engine_reuses_its_own_pending_operation_at_once(world, engine, emula
                                 "path": f"/certificates/{spec.name}/pending"}):
         with pytest.raises(KeyVaultAcmeError, match="Azure DNS"):
             engine.issue(spec)
-    left = engine._vault(spec.vault_url).pending(spec.name)
+    left = engine.wiring.vault(spec.vault_url).pending(spec.name)
     assert left is not None
     facts = engine.issue(spec)
     assert same_public_key(split_pem_chain(facts.pem_chain)[0].public_key(), left.csr.public_key())
@@ -267,7 +267,7 @@ def test_two_engines_issuing_one_certificate_do_not_share_a_pending_operation(wo
 
     first, second = Engine(credential), Engine(credential)
     spec = world.spec([unique(AZURE_ZONE)])
-    vault = second._vault(spec.vault_url)
+    vault = second.wiring.vault(spec.vault_url)
     # The first run is held in its DNS write for a moment, with its pending operation made.
     with faults(emulator, {"kind": "latency", "latency_ms": 1500, "host": "management.azure.com",
                            "path": "*/TXT/*", "method": "PUT", "count": 1}), ThreadPoolExecutor(1) as pool:
@@ -292,7 +292,7 @@ def test_a_failed_order_discards_its_pending_operation(world, engine, emulator, 
     # Key Vault keeps the never-completed version (disabled, without a certificate), as the real service does:
     # nothing issued, no pending operation, and the next attempt simply creates a new version.
     assert engine.inspect(spec.vault_url, spec.name) is None
-    assert engine._vault(spec.vault_url).pending(spec.name) is None
+    assert engine.wiring.vault(spec.vault_url).pending(spec.name) is None
     assert engine.issue(spec).names == spec.dns_names
 
 
@@ -310,7 +310,7 @@ def test_many_certificates_at_once_share_one_account(world, credential, pebble, 
     keys = {client.get_secret(secret, v.version).value for v in client.list_properties_of_secret_versions(secret)}
     assert len(keys) == 1
     # ... and one registered account: the engine holds one client for it, with one account URL at the CA.
-    [account] = engine._accounts._entries.values()
+    [account] = engine.wiring.accounts._entries.values()
     assert account.account_url().startswith(pebble.directory_url.rsplit("/dir", 1)[0])
     assert key_from_secret(keys.pop()).thumbprint() == account._key.thumbprint()
 
@@ -404,7 +404,7 @@ def test_a_soft_deleted_secret_of_someone_else_under_the_chain_name_is_not_recov
     assert secrets.get_deleted_secret(f"{spec.name}-chain").properties.tags in (None, {})  # left as it was
     # The chain is kept before the merge, so nothing was merged and no pending operation is left.
     assert engine.inspect(spec.vault_url, spec.name) is None
-    assert engine._vault(spec.vault_url).pending(spec.name) is None
+    assert engine.wiring.vault(spec.vault_url).pending(spec.name) is None
 
 
 def test_purging_a_certificate_already_purged_returns_at_once(world, engine):

@@ -108,3 +108,23 @@ def test_ari_window_overrides_the_policy_with_a_stable_point_inside_it():
     assert not renewal_decision(facts(90), spec(), point - timedelta(seconds=1), ari_window=window).reissue
     d = renewal_decision(facts(90), spec(), point, ari_window=window)
     assert d.reissue and "renewal window" in d.message
+
+
+def test_every_reason_is_one_shared_constant():
+    # The renewal chain, the resource diff and the CLI's status column name reasons through renewal.Reason: no
+    # module spells a reason as a literal (so none can drift), and the CLI has a state for every reason.
+    import ast
+    from pathlib import Path
+
+    from keyvault_acme.renewal import Reason
+    from keyvault_acme_cli.cli import STATE_OF
+
+    root = Path(__file__).resolve().parents[2]
+    words = {r.value for r in Reason}
+    for module in ("keyvault_acme/renewal.py", "keyvault_acme/resource_diff.py", "keyvault_acme_cli/cli.py"):
+        tree = ast.parse((root / module).read_text())
+        tree.body = [node for node in tree.body if not (isinstance(node, ast.ClassDef) and node.name == "Reason")]
+        literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        assert not literals & words, module
+    assert set(STATE_OF) == set(Reason)
+    assert {STATE_OF[r] for r in (Reason.RENEWING, Reason.UP_TO_DATE, Reason.DOES_NOT_EXIST)} == {"due", "valid", "missing"}

@@ -46,7 +46,7 @@ def test_destroy_revokes_every_unexpired_version_not_only_the_current_one(world,
     reasons = {pebble.cert_status_details(v.serial).get("Reason") for v in versions[:2]}
     assert reasons == {5}  # cessationOfOperation, as RFC 5280 numbers it
     for facts in versions:  # each version records it and is disabled
-        tagged = engine._vault(spec.vault_url).certificate(spec.name, facts.version)
+        tagged = engine.wiring.vault(spec.vault_url).certificate(spec.name, facts.version)
         assert tagged.revoked_reason and not tagged.enabled
     assert engine.revoke_all(spec) == []  # a retried destroy has nothing left to revoke
 

@@ -46,7 +46,7 @@ def _recording_ca(pebble=None, *, tls=True):
 def test_a_tag_naming_another_ca_is_refused_and_nothing_reaches_it(world, engine, pebble, scheme):
     spec = world.spec([unique(AZURE_ZONE)])
     issued = engine.issue(spec)
-    vault = engine._vault(spec.vault_url)
+    vault = engine.wiring.vault(spec.vault_url)
     with _recording_ca(pebble, tls=scheme == "https") as fake:
         lie = f"{fake.base_url}/directory"
         vault.update(spec.name, issued.version, tags={**issued.tags, TAG_DIRECTORY: lie})
@@ -191,7 +191,7 @@ def test_a_chain_that_is_not_what_was_asked_for_is_never_stored(lying_ca, engine
     spec = lying_ca(lie)
     with pytest.raises(error, match=words):
         engine.issue(spec)
-    vault = engine._vault(spec.vault_url)
+    vault = engine.wiring.vault(spec.vault_url)
     assert vault.pending(spec.name) is None  # discarded, with the key Key Vault made for it
     assert engine.inspect(spec.vault_url, spec.name) is None
     assert vault.secret_versions(f"{spec.name}-chain") == []

@@ -1,0 +1,1 @@
+"""The examples/ programs, each run as its own Pulumi project under mocks."""
