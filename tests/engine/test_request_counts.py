@@ -90,4 +90,4 @@ def test_a_warm_azure_dns_issuance_makes_only_the_requests_it_needs(world, crede
 
     from tests.engine.test_azure_dns import record_set
     with pytest.raises(ResourceNotFoundError):
-        record_set(engine._azure_dns(), AZURE_ZONE, f"_acme-challenge.{spec.dns_names[0]}")
+        record_set(engine.wiring._azure_dns(), AZURE_ZONE, f"_acme-challenge.{spec.dns_names[0]}")
