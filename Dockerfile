@@ -10,7 +10,7 @@ COPY keyvault_acme_cli/ keyvault_acme_cli/
 COPY keyvault_acme_stack/ keyvault_acme_stack/
 # The wheel's package list names keyvault_acme_pulumi (mapped from components/ and providers/): setuptools
 # needs their sources to build it, though the job never imports them.
-COPY keyvault_acme_pulumi/ keyvault_acme_pulumi/
+COPY pulumi_package/ pulumi_package/
 COPY components/ components/
 COPY providers/ providers/
 # A wheel of this tree and of every dependency, so the runtime stage installs offline and holds no build cache.

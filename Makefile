@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: test lint demo bench venv system-deps bench-deps clean
+.PHONY: test lint demo bench venv system-deps bench-deps bootstrap-ci clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ demo: venv system-deps
 
 bench: venv bench-deps
 	$(PY) -m tests.bench
+
+# A workload's CI/CD setup (federated credentials, repository variables) from its stack file, printed as a bash
+# script to review; add --apply to ARGS to run it with a signed-in az and gh. README "One-time setup" has an example.
+bootstrap-ci: venv
+	$(PY) -m keyvault_acme_cli.bootstrap_ci --stack $(STACK) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -6,7 +6,7 @@
     POST   /admin/role-definitions   {name, actions?, data_actions?, not_actions?, not_data_actions?} -> 201
     POST   /admin/role-assignments   {app_id, role, scope, propagation_s?} -> 201   GET (?app_id=)   DELETE .../{id}
     POST   /admin/vaults             {name, subscription_id?, resource_group?, tenant_id?} -> 201   GET
-    POST   /admin/faults             {kind?, host?, path?, method?, status?, retry_after?, latency_ms?, count?} -> 201
+    POST   /admin/faults             {kind?, host?, path?, method?, status?, retry_after?, latency_ms?, count?, skip?} -> 201
     GET    /admin/faults             DELETE /admin/faults (all)   DELETE /admin/faults/{id}
     POST   /admin/tokens             {client_id, audience, lifetime?} -> {access_token}
     GET    /admin/requests           (?since=SEQ&host=GLOB) -> {value: [{seq, method, host, path, status}], last}

@@ -100,11 +100,12 @@ class AdminClient:
     # Faults
     def add_fault(self, kind: str = "status", *, host: str = "*", path: str = "*", method: str = "*",
                   status: int | None = None, retry_after: int | None = None, latency_ms: int = 0,
-                  count: int | None = None) -> dict[str, Any]:
+                  count: int | None = None, skip: int | None = None) -> dict[str, Any]:
         """kind: "status" (answer `status`, 429 by default), "latency" (delay `latency_ms`), "readonly" (Key Vault
-        failover: writes rejected). Affects `count` matching calls, or all until removed."""
+        failover: writes rejected). Lets the first `skip` matching calls through, then affects `count` of them,
+        or all until removed. `host`, `path` and `method` are globs."""
         body: dict[str, Any] = {"kind": kind, "host": host, "path": path, "method": method, "latency_ms": latency_ms}
-        for key, value in (("status", status), ("retry_after", retry_after), ("count", count)):
+        for key, value in (("status", status), ("retry_after", retry_after), ("count", count), ("skip", skip)):
             if value is not None:
                 body[key] = value
         return self.call("POST", "/admin/faults", body)

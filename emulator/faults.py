@@ -22,18 +22,19 @@ class Fault:
     kind: str = "status"  # "status": answer with `status`; "latency": delay, then serve; "readonly": reject writes
     host: str = "*"  # glob on the host name, e.g. "*.vault.azure.net"
     path: str = "*"  # glob on the decoded path, case-insensitive, e.g. "/certificates/*/pending/merge"
-    method: str = "*"
+    method: str = "*"  # glob too: "[PD]*" is PUT, PATCH, POST and DELETE
     status: int = 429
     retry_after: int | None = None  # seconds; 429 defaults to 1
     latency_ms: int = 0
     remaining: int | None = None  # calls left to affect; None until cleared
+    skip: int = 0  # matching calls still to let through before the fault starts (a fault mid-operation)
 
     def matches(self, request: Request) -> bool:
         if not fnmatch.fnmatchcase(request.host.lower(), self.host.lower()):
             return False
         if not fnmatch.fnmatchcase(request.path.lower(), self.path.lower()):
             return False
-        if self.method != "*" and request.method.upper() != self.method.upper():
+        if not fnmatch.fnmatchcase(request.method.upper(), self.method.upper()):
             return False
         if self.kind == "readonly":
             return request.method in _WRITES and not request.path.lower().endswith(_READ_POSTS)
@@ -76,6 +77,9 @@ class FaultInjector:
         with self._lock:
             fault = next((f for f in self._faults if f.matches(request)), None)
             if fault is None:
+                return None
+            if fault.skip > 0:
+                fault.skip -= 1
                 return None
             if fault.remaining is not None:
                 fault.remaining -= 1

@@ -346,6 +346,25 @@ class AcmeClient:
                                        challenge_url=dns01.uri, authorization_url=url))
         return result
 
+    def challenge_values(self, order_url: str, *, deadline: Optional[float] = None) -> list[tuple[str, str]]:
+        """``(identifier, TXT value)`` of every DNS-01 challenge of an order this account made, whatever state its
+        authorizations are in: the values a run of ours published for it. Empty when the CA no longer has it."""
+        deadline = self._deadline(deadline)
+        try:
+            order = self.resume_order(order_url, deadline=deadline)
+            bodies = each(lambda url: self._get(url, "read an authorization", deadline).json(), order.authorizations)
+        except errors.AcmeError as e:
+            if e.status in (404, 403) or e.problem_type.endswith((":malformed", ":unauthorized")):
+                return []  # expired and gone at the CA, or not this account's: nothing we can prove ours
+            raise
+        values = []
+        for body in bodies:
+            authz = messages.Authorization.from_json(body)
+            identifier = ("*." if authz.wildcard else "") + authz.identifier.value
+            values += [(identifier, c.chall.validation(self._key)) for c in authz.challenges
+                       if isinstance(c.chall, acme_challenges.DNS01)]
+        return values
+
     def validate(self, order: Order, challenges: Sequence[DnsChallenge], *,
                  deadline: Optional[float] = None) -> Order:
         """Tell the CA the records are live, then poll the order until every authorization is done."""
@@ -399,17 +418,17 @@ class AcmeClient:
 
     def obtain_chain(self, csr_der: bytes, dns_names: Sequence[str], solver: ChallengeSolver, *,
                      profile: Optional[str] = None, preferred_chain: Optional[str] = None,
-                     resume_url: Optional[str] = None,
+                     resume_url: Optional[str] = None, order: Optional[Order] = None,
                      timeout: Optional[float] = None, deadline: Optional[float] = None) -> IssuedChain:
         """The whole issuance: order -> DNS-01 for every pending authorization -> finalize -> chain.
 
-        Records are published through ``solver`` and removed before finalizing, whatever happens.
-        ``resume_url`` continues an order created earlier (after a crash) when it is still usable. The whole
-        issuance ends by ``deadline`` (a ``time.monotonic()`` value), else within ``timeout`` seconds.
+        Records are published through ``solver`` and removed after the download, whatever happens.
+        ``resume_url`` continues an order created earlier (after a crash) when it is still usable; ``order``
+        is one the caller has just created. The whole issuance ends by ``deadline`` (a ``time.monotonic()``
+        value), else within ``timeout`` seconds.
         """
         if deadline is None:
             deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
-        order = None
         if resume_url:
             order = self.resume_order(resume_url, deadline=deadline)
             if order.status == "invalid" or set(order.identifiers) != {n.lower() for n in dns_names}:
@@ -419,8 +438,11 @@ class AcmeClient:
         if order.status == "pending":
             challenges = self.dns_challenges(order, deadline=deadline)
             if challenges:
+                # Finalized and downloaded before the records come down: once the CA has validated, the
+                # certificate does not depend on DNS, so a slow or failing clean-up cannot cost it.
                 with solver.published(challenges, deadline=deadline):
                     order = self.validate(order, challenges, deadline=deadline)
+                    return self.finalize(order, csr_der, preferred_chain=preferred_chain, deadline=deadline)
             else:
                 order = self._poll(order, {"pending"}, "wait for the order", deadline)
         return self.finalize(order, csr_der, preferred_chain=preferred_chain, deadline=deadline)

@@ -30,13 +30,20 @@ from .wiring import Wiring
 if TYPE_CHECKING:
     from .acme_client import DirectoryInfo
 
-STEPS = ("spec", "credentials", "vault", "CA directory", "profile", "zones writable", "NS delegation", "CAA")
+STEPS = ("spec", "credentials", "vault", "CA directory", "profile", "zones writable", "NS delegation", "CAA",
+         "leftovers")
 TOKEN_SCOPES = {"Key Vault": "https://vault.azure.net/.default",
                 "Azure Resource Manager": "https://management.azure.com/.default"}
 
 
 def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def finding(error: BaseException) -> str:
+    """:func:`one_line` without the error's hint: a check result shows the hint once, as its fix."""
+    text = error.finding if isinstance(error, KeyVaultAcmeError) else str(error)
+    return " ".join(text.split()) or type(error).__name__
 
 
 def ns_verdict(zone: str, expected: Iterable[str], source: str, served: Mapping[str, Iterable[str]]) -> CheckResult:
@@ -74,8 +81,9 @@ class Checks:
                                              f"{counted([z.name for z in self.spec.zones], 'zone')}")]
         credentials = self.credentials()
         results.append(credentials)
-        if credentials.ok:
-            results.append(self.vault())
+        vault = self.vault() if credentials.ok else None
+        if vault is not None:
+            results.append(vault)
         directory, result = self.directory()
         results.append(result)
         if directory is not None:
@@ -87,6 +95,8 @@ class Checks:
         results += self.delegation({z: p for z, p in providers.items() if z in used})
         if directory is not None and providers:
             results.append(self.caa(names, directory, providers))
+        if vault is not None and vault.ok and directory is not None:
+            results.append(self.leftovers(providers))
         return tuple(results)
 
     # -- steps ------------------------------------------------------------------------------------------
@@ -116,7 +126,7 @@ class Checks:
                 vault.refuse_foreign_secret(secret, deadline=self.deadline)
         except Exception as e:  # noqa: BLE001 - 403, unreachable vault, bad URL: each is the finding
             fix = getattr(e, "hint", "") or "check the vault URL, the network and the identity's Key Vault roles"
-            return CheckResult("vault", False, one_line(e), fix)
+            return CheckResult("vault", False, finding(e), fix)
         if facts is not None and not is_managed(facts):
             return CheckResult("vault", False, f"{facts.id} exists and is not managed by keyvault-acme",
                                "choose another certificate name, or tag it managed-by=keyvault-acme to adopt it")
@@ -172,7 +182,7 @@ class Checks:
             try:
                 providers[zone.name] = self.wiring.provider(zone, self.spec, self.deadline)
             except Exception as e:  # noqa: BLE001 - e.g. the TSIG secret is missing or not readable
-                problems.append(CheckResult("zones writable", False, f"{zone.name}: {one_line(e)}",
+                problems.append(CheckResult("zones writable", False, f"{zone.name}: {finding(e)}",
                                             getattr(e, "fix", "") or getattr(e, "hint", "")))
         return providers, problems
 
@@ -188,7 +198,7 @@ class Checks:
         try:  # where the challenges would be written, after CNAME delegation
             placements = solver.place([Challenge(n, "") for n in names])
         except KeyVaultAcmeError as e:
-            return [CheckResult("zones writable", False, one_line(e), getattr(e, "fix", "") or e.hint)], used
+            return [CheckResult("zones writable", False, finding(e), getattr(e, "fix", "") or e.hint)], used
         records: dict[str, list[str]] = {}
         for p in placements:
             records.setdefault(p.zone, [])
@@ -212,7 +222,7 @@ class Checks:
         try:
             allowed = each(lambda r: provider.may_write_txt(r, deadline=self.deadline), records)
         except KeyVaultAcmeError as e:
-            return CheckResult("zones writable", False, f"{zone}: {one_line(e)}", e.hint)
+            return CheckResult("zones writable", False, f"{zone}: {finding(e)}", e.hint)
         denied = [r for r, ok in zip(records, allowed) if not ok]
         if denied:
             return CheckResult(
@@ -253,9 +263,46 @@ class Checks:
         except CaaForbidsCa as e:
             return CheckResult("CAA", False, one_line(e), "let the CA issue there, or remove the name")
         except KeyVaultAcmeError as e:
-            return CheckResult("CAA", False, one_line(e), e.hint)
+            return CheckResult("CAA", False, finding(e), e.hint)
         allowed = f"this CA ({', '.join(identities)})" if identities else "any CA whose identity is not excluded"
         return CheckResult("CAA", True, f"{counted(list(checked), 'name')}: CAA lets {allowed} issue")
+
+    def leftovers(self, providers: dict[str, Any]) -> CheckResult:
+        """Challenge values a run that stopped (killed, crashed) left in DNS: found from the ACME order its
+        pending operation records (:mod:`.runs`), so only values this engine wrote count. Read-only: the
+        order is read at the CA and the records are asked of the zones' servers."""
+        from datetime import datetime, timezone
+
+        from .dns.propagation import query, txt_values
+        from .runs import RUN_TAG, RunRecord, creator_gone, process_alive, this_run
+
+        spec = self.spec
+        try:
+            vault = self.wiring.vault(spec.vault_url)
+            props = vault.pending_properties(spec.name, deadline=self.deadline)
+            record = RunRecord.parse((props.tags or {}).get(RUN_TAG)) if props is not None else None
+            if props is None or record is None or not record.order_url:
+                return CheckResult("leftovers", True, "no run left a pending operation with challenge records")
+            if not creator_gone(record, props.created_on, datetime.now(timezone.utc), self.wiring.timeout_s,
+                                host=this_run().host, alive=process_alive):
+                return CheckResult("leftovers", True, f"{record.describe()} is issuing this certificate (since "
+                                                      f"{props.created_on.isoformat()}); its records are its own")
+            client = self.wiring.account(spec, vault, self.deadline)
+            values = client.challenge_values(record.order_url, deadline=self.deadline)
+            solver = DnsSolver(providers, resolvers=spec.resolvers)
+            placements = solver.place([Challenge(i, v) for i, v in values])
+            live = sorted({p.record for p in placements
+                           if any(p.value in txt_values(query(p.record, "TXT", server), p.record)
+                                  for server in solver.servers(p.zone))})
+        except Exception as e:  # noqa: BLE001 - a leftover we cannot look for is reported, not raised
+            return CheckResult("leftovers", False, f"could not look for challenge values left by an earlier run: "
+                                                   f"{finding(e)}", getattr(e, "hint", "") or "run check again")
+        if not live:
+            return CheckResult("leftovers", True, f"{record.describe()} stopped with a pending operation; it left "
+                                                  "no challenge values in DNS")
+        return CheckResult("leftovers", False, f"{record.describe()} stopped and left challenge values of its order "
+                                               f"{record.order_url} at {counted(live, 'TXT record')}",
+                           "issue or renew this certificate: the next run removes exactly those values")
 
     def _azure_zones(self) -> list[AzureDnsZone]:
         return [z for z in self.spec.zones if isinstance(z, AzureDnsZone)]

@@ -12,7 +12,7 @@ import re
 from dataclasses import fields
 from typing import Any, Mapping
 
-from .errors import SpecError
+from .errors import SpecError, shown
 from .model import (
     ACCOUNT_KEY_KINDS,
     REVOCATION_REASONS,
@@ -38,6 +38,8 @@ RENEWAL_SETTINGS = tuple(f.name for f in fields(RenewalPolicy))
 ACME_SETTINGS = ("directory_url", "account_key_secret", "account_key", "contact", "eab_kid", "eab_hmac",
                  "previous_directories")
 ACCOUNT_KEY_SETTINGS = ("kind", "name")
+MAX_PROPAGATION_S = 3600.0
+MAX_DAYS_BEFORE_EXPIRY = 3650.0  # ten years: beyond any certificate an ACME CA issues
 # The TSIG algorithms dnspython signs with (RFC 8945 names); HMAC-MD5 is deprecated and left out.
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
 
@@ -69,7 +71,7 @@ def boolean(value: Any, field: str, default: bool) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise SpecError(field, f"{value!r} is not true or false", f"write {field}: true or {field}: false")
+    raise SpecError(field, f"{shown(value)} is not true or false", f"write {field}: true or {field}: false")
 
 
 def settings(value: Any, field: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
@@ -90,18 +92,25 @@ def _strings(value: Any, field: str) -> tuple[str, ...]:
         raise SpecError(field, f"must be a list of strings, got {type(value).__name__}", f"write {field}: [a, b]")
     for item in value:
         if not isinstance(item, str):
-            raise SpecError(field, f"{item!r} is not a string", "quote every entry")
+            raise SpecError(field, f"{shown(item)} is not a string", "quote every entry")
     return tuple(value)
 
 
-def _number(value: Any, field: str) -> float:
+def _number(value: Any, field: str, *, low: float | None = None, high: float | None = None) -> float:
+    """A finite number within [low, high] (either end optional). ``true`` is no number, though Python counts it as 1."""
     # Pulumi hands numbers back as floats (#13830); YAML may hand them as strings.
+    if isinstance(value, bool):
+        raise SpecError(field, f"{value!r} is a boolean, not a number", f"write {field} as a number")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise SpecError(field, f"{value!r} is not a number", f"write {field} as a number") from None
+        raise SpecError(field, f"{shown(value)} is not a number", f"write {field} as a number") from None
     if not math.isfinite(number):
-        raise SpecError(field, f"{value!r} is not a finite number", f"write {field} as a number")
+        raise SpecError(field, f"{shown(value)} is not a finite number", f"write {field} as a number")
+    if (low is not None and number < low) or (high is not None and number > high):
+        span = f"from {low:g} to {high:g}" if low is not None and high is not None else \
+            (f"of at least {low:g}" if low is not None else f"of at most {high:g}")
+        raise SpecError(field, f"{shown(value)} is out of range", f"write {field} as a number {span}")
     return number
 
 
@@ -111,7 +120,7 @@ def email(value: Any, field: str) -> str:
     if text.lower().startswith("mailto:"):
         raise SpecError(field, f"{text!r} starts with mailto:", f"write the bare address, {text[len('mailto:'):]}")
     if not _EMAIL.fullmatch(text):
-        raise SpecError(field, f"{value!r} is not an e-mail address", "write name@example.com")
+        raise SpecError(field, f"{shown(value)} is not an e-mail address", "write name@example.com")
     return text
 
 
@@ -162,7 +171,7 @@ def _hostname(text: str) -> bool:
 def revocation_reason(value: Any, field: str, default: str) -> str:
     reason = default if value in (None, "") else value
     if reason not in REVOCATION_REASONS:
-        raise SpecError(field, f"{reason!r} is not a revocation reason", f"use one of {', '.join(REVOCATION_REASONS)}")
+        raise SpecError(field, f"{shown(reason)} is not a revocation reason", f"use one of {', '.join(REVOCATION_REASONS)}")
     return str(reason)
 
 
@@ -184,6 +193,11 @@ def zone_from_dict(data: Mapping[str, Any], field: str = "zones[]") -> Zone:
     if not isinstance(data, Mapping):
         raise SpecError(field, "must be a mapping", "give resource_id (Azure DNS) or zone/server/tsig_* (RFC 2136)")
     if "resource_id" in data:
+        rfc2136 = sorted(k for k in ("zone", "server", "tsig_key_name", "tsig_secret", "tsig_algorithm") if k in data)
+        if rfc2136:
+            raise SpecError(f"{field}.{rfc2136[0]}", "does not go with resource_id: a zone is either an Azure DNS zone "
+                            "(resource_id) or an RFC 2136 zone (zone, server, tsig_*), not both",
+                            "keep resource_id for Azure DNS, or remove it for RFC 2136")
         try:
             return AzureDnsZone(str(data["resource_id"]))
         except SpecError as e:
@@ -209,7 +223,7 @@ def key_from_dict(data: Mapping[str, Any] | None) -> KeySpec:
     size = data.get("size")
     return KeySpec(
         kty=str(data.get("kty", "EC")).upper().replace("_", "-"),
-        size=int(_number(size, "key.size")) if size is not None else None,
+        size=int(_number(size, "key.size", low=1, high=16384)) if size is not None else None,
         curve=data.get("curve"),
         exportable=boolean(data.get("exportable"), "key.exportable", False),
     )
@@ -262,7 +276,8 @@ def renewal_from_dict(data: Mapping[str, Any] | None) -> RenewalPolicy:
     data = settings(data, "renewal", RENEWAL_SETTINGS)
     days, fraction = data.get("days_before_expiry"), data.get("fraction_remaining")
     return RenewalPolicy(
-        days_before_expiry=_number(days, "renewal.days_before_expiry") if days is not None else None,
+        days_before_expiry=_number(days, "renewal.days_before_expiry", high=MAX_DAYS_BEFORE_EXPIRY)
+        if days is not None else None,
         fraction_remaining=_number(fraction, "renewal.fraction_remaining") if fraction is not None else None,
     )
 
@@ -283,7 +298,8 @@ def certificate_spec_from_dict(data: Mapping[str, Any], *, defaults: Mapping[str
     tags = merged.get("tags") or {}
     if not isinstance(tags, Mapping):
         raise SpecError("tags", "must be a mapping of strings", "write tags: {team: web}")
-    timeout = _number(merged.get("propagation_timeout_s", 300), "propagation_timeout_s")
+    # Propagation is checked within one operation's deadline: more than an hour is a typo (or 1e300).
+    timeout = _number(merged.get("propagation_timeout_s", 300), "propagation_timeout_s", high=MAX_PROPAGATION_S)
     if timeout <= 0:
         raise SpecError("propagation_timeout_s", f"{timeout:g} is not a positive number of seconds",
                         "give the seconds to wait for DNS propagation, e.g. 300")

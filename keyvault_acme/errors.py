@@ -4,8 +4,14 @@ No error text may carry private key material or secret values; callers may log `
 """
 from __future__ import annotations
 
+import reprlib
 from datetime import datetime
 from typing import Any, Mapping
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 4
+_SHOWN.maxlevel = 2
 
 CREDENTIALS_HINT = ("sign in with 'az login', run with a managed identity, or set AZURE_CLIENT_ID and "
                     "AZURE_TENANT_ID for workload identity federation")
@@ -21,11 +27,27 @@ class KeyVaultAcmeError(Exception):
         text = super().__str__()
         return f"{text} ({self.hint})" if self.hint and self.hint not in text else text
 
+    @property
+    def finding(self) -> str:
+        """What went wrong without the hint: for reports that show the hint separately, as the fix."""
+        return super().__str__()
+
+
+def shown(value: object) -> str:
+    """A short repr of any input value for an error message: long strings, lists and mappings are cut, deep ones
+    flattened (reprlib), so a huge or self-similar value never becomes a huge message or a long computation."""
+    return _SHOWN.repr(value)
+
+
+def _bounded(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
 
 class SpecError(KeyVaultAcmeError, ValueError):
-    """Bad input, found before anything is created. Names the field and the fix."""
+    """Bad input, found before anything is created. Names the field and the fix (each part kept short)."""
 
     def __init__(self, field: str, problem: str, fix: str = "") -> None:
+        field, problem, fix = _bounded(field, 200), _bounded(problem), _bounded(fix)
         self.field, self.problem, self.fix = field, problem, fix
         super().__init__(f"{field}: {problem}" + (f"; {fix}" if fix else ""))
 

@@ -57,6 +57,7 @@ from .errors import (
     SecretRefused,
 )
 from .model import CertificateFacts, KeySpec
+from .names import plural
 from .renewal import TAG_REVOKED
 from .retry import RETRYABLE_STATUS, azure_verdict, retry_call
 from .transport import new_session
@@ -333,7 +334,7 @@ class KeyVault:
             poller = self.certificates.begin_create_certificate(name, policy, tags=dict(tags))
             return poller.result()  # issuer Unknown: the poller is done at once with the operation (no polling)
 
-        op = self._call(f"create certificate {name!r} ({key.description}, {len(dns_names)} names)", create,
+        op = self._call(f"create certificate {name!r} ({key.description}, {plural(len(dns_names), 'name')})", create,
                         deadline=deadline)
         log.debug("created pending operation for %s/%s", self.vault_url, name)
         return PendingCsr(name, bytes(op.csr), str(op.status))
@@ -350,8 +351,25 @@ class KeyVault:
     def pending_created(self, name: str, *, deadline: float | None = None) -> datetime | None:
         """When the pending operation's version was created (Key Vault's clock), or None when there is none: the
         newest version that has no certificate yet."""
+        props = self.pending_properties(name, deadline=deadline)
+        return None if props is None else props.created_on
+
+    def pending_properties(self, name: str, *, deadline: float | None = None) -> Any | None:
+        """Properties (version, created, tags) of the pending operation's version: the newest version that has
+        no certificate yet; None when there is none."""
         unfinished = [p for p in self.versions(name, deadline=deadline) if not p.x509_thumbprint and p.created_on]
-        return max((p.created_on for p in unfinished), default=None)
+        return max(unfinished, key=lambda p: (p.created_on, p.version), default=None)
+
+    def stored_chain(self, name: str, *, deadline: float | None = None) -> list[x509.Certificate]:
+        """The public chain most recently kept for ``name`` (see :meth:`store_chain`), leaf first; empty when
+        there is none. Read to merge a chain a run obtained and could not merge."""
+        secret = self._read_secret(f"{name}{CHAIN_SUFFIX}", None, ours=True, deadline=deadline)
+        if secret is None or not secret.value:
+            return []
+        try:
+            return split_pem_chain(secret.value)
+        except ValueError:
+            return []
 
     def discard_pending(self, name: str, *, deadline: float | None = None) -> None:
         """Cancel and delete a pending operation (crash leftovers, failed orders). Gone is not an error."""
@@ -380,11 +398,14 @@ class KeyVault:
             self.recover_own_secret(secret, deadline=deadline)
             write()
 
-    def merge(self, name: str, chain: Sequence[x509.Certificate], *, deadline: float | None = None) -> CertificateFacts:
-        """Merge leaf + intermediates into the pending version; the facts of the new version."""
+    def merge(self, name: str, chain: Sequence[x509.Certificate], *, tags: Mapping[str, str] | None = None,
+              deadline: float | None = None) -> CertificateFacts:
+        """Merge leaf + intermediates into the pending version, giving it ``tags`` when given (they replace the
+        pending version's); the facts of the new version."""
         ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+        kwargs: dict[str, Any] = {} if tags is None else {"tags": dict(tags)}
         merged = self._call(f"merge certificate {name!r}",
-                            lambda: self.certificates.merge_certificate(name, ders), deadline=deadline)
+                            lambda: self.certificates.merge_certificate(name, ders, **kwargs), deadline=deadline)
         return self._facts(merged, "".join(pem_of(c) for c in chain))
 
     # -- certificates ----------------------------------------------------------------------------------------

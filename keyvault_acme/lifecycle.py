@@ -21,15 +21,15 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
 from .config import revocation_reason
-from .dns.base import DnsProvider, authoritative_hint
+from .dns.base import Challenge, DnsProvider, authoritative_hint
 from .errors import (
     CertificateBusy,
     CertificateDeletedButRecoverable,
@@ -37,8 +37,10 @@ from .errors import (
     CertificateMismatch,
     CertificateNotFound,
     ChainMismatch,
+    Deadline,
     KeyVaultAcmeError,
     KeyVaultError,
+    KeyVaultReadOnly,
     SpecError,
     UntrustedDirectory,
 )
@@ -53,17 +55,21 @@ from .keyvault import (
     is_managed,
     names_key,
     public_key_label,
+    same_public_key,
     split_pem_chain,
 )
-from .model import CertificateFacts, CertificateSpec, CheckResult
+from .model import CertificateFacts, CertificateSpec, CheckResult, RevokedFacts
+from .names import plural
 from .observe import Observer, Operation, failure_reason
 from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, renewal_decision
 from .retry import retry_call
+from .runs import RUN_TAG, RunRecord, creator_gone, process_alive, this_run
 from .wiring import Wiring
 
 # The issuance stack (ACME and JOSE, dnspython, azure-mgmt-dns) is imported where it is first used, not here:
 # reading certificates (`keyvault-acme status`, a refresh) never pays for it, and a CLI start stays short.
 if TYPE_CHECKING:
+    from .acme_client import AcmeClient
     from .dns.challenges import DnsSolver
     from .preflight import CaaCache
 
@@ -73,6 +79,13 @@ def check_spec(spec: CertificateSpec) -> tuple[str, ...]:
     from .preflight import check_spec as checked
 
     return checked(spec)
+
+
+def one_line(error: BaseException) -> str:
+    """:func:`keyvault_acme.checks.one_line`, imported on first use (the checks bring the issuance stack)."""
+    from .checks import one_line as line
+
+    return line(error)
 
 
 def managed_tags(spec: CertificateSpec) -> dict[str, str]:
@@ -86,8 +99,19 @@ DEFAULT_TIMEOUT_S = 600.0
 PHASES = ("kv_create", "order", "dns_write", "propagation", "validation", "finalize", "merge")
 
 
+_Facts = TypeVar("_Facts", bound=CertificateFacts)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """This run's pending operation, and the chain to merge into it when an earlier run obtained one."""
+
+    pending: PendingCsr
+    chain: list[x509.Certificate]
+
+
 # The engine's own tags on a version: what :func:`managed_tags` adds, and the revocation reason.
-ENGINE_TAGS = frozenset({MANAGED_BY_TAG, TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED})
+ENGINE_TAGS = frozenset({MANAGED_BY_TAG, TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, RUN_TAG})
 
 
 def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec: CertificateSpec) -> str | None:
@@ -263,8 +287,7 @@ class Engine:
         return self._observed("renew", spec,
                               lambda: self._once_access_settles(spec, access_granted_at, lambda: self._renew(spec)))
 
-    def _observed(self, kind: str, spec: CertificateSpec,
-                  operation: Callable[[], CertificateFacts]) -> CertificateFacts:
+    def _observed(self, kind: str, spec: CertificateSpec, operation: Callable[[], _Facts]) -> _Facts:
         if self.observer is None:
             return operation()
         started_at, start = time.time(), time.monotonic()
@@ -282,8 +305,6 @@ class Engine:
             assert self.observer is not None
             self.observer.operation(op)
         except Exception as e:  # noqa: BLE001 - metrics must never fail (or repeat) a certificate operation
-            from .checks import one_line
-
             self.log.warning("the %s observer failed on %s of %s: %s", type(self.observer).__name__, op.kind,
                              op.certificate, one_line(e))
 
@@ -293,8 +314,6 @@ class Engine:
             return operation()
         until = settles_at(granted_at)
         announced = False
-
-        from .checks import one_line
 
         def verdict(error: BaseException) -> bool:
             nonlocal announced
@@ -341,12 +360,12 @@ class Engine:
             self._preflight(spec, names, deadline)
             return self._issue_version(spec, names, vault, deadline)
 
-    def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> CertificateFacts:
+    def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> RevokedFacts:
         """Revoke the current version at the CA that issued it, record the reason in its tags, and disable it
         unless told not to. An expired version is refused (:class:`CertificateExpired`): CAs do not revoke it."""
         return self._observed("revoke", spec, lambda: self._revoke(spec, reason, disable))
 
-    def _revoke(self, spec: CertificateSpec, reason: str, disable: bool) -> CertificateFacts:
+    def _revoke(self, spec: CertificateSpec, reason: str, disable: bool) -> RevokedFacts:
         revocation_reason(reason, "reason", "unspecified")
         deadline = self._deadline()
         vault = self.wiring.vault(spec.vault_url)
@@ -358,8 +377,11 @@ class Engine:
                 raise CertificateExpired(f"{facts.id} version {facts.version} expired at {facts.not_after.isoformat()}"
                                          "; CAs do not revoke expired certificates, and nothing trusts it any more")
             leaf = split_pem_chain(facts.pem_chain)[0]
-            tags = self._revoke_version(spec, vault, facts.version, leaf, facts.tags, reason, disable, deadline)
-            return replace(facts, tags=tags, revoked_reason=reason, enabled=facts.enabled and not disable)
+            tags, revoked_now = self._revoke_version(spec, vault, facts.version, leaf, facts.tags, reason, disable,
+                                                     deadline)
+            return RevokedFacts(**{**{f.name: getattr(facts, f.name) for f in fields(facts)}, "tags": tags,
+                                   "revoked_reason": tags[TAG_REVOKED], "enabled": facts.enabled and not disable,
+                                   "already_revoked": not revoked_now})
 
     def revoke_all(self, spec: CertificateSpec, reason: str = "unspecified") -> list[str]:
         """Before a destroy: revoke every version this engine issued that is neither expired nor revoked yet
@@ -388,18 +410,25 @@ class Engine:
         return revoked
 
     def _revoke_version(self, spec: CertificateSpec, vault: KeyVault, version: str, leaf: x509.Certificate,
-                        tags: Mapping[str, str], reason: str, disable: bool, deadline: float) -> dict[str, str]:
+                        tags: Mapping[str, str], reason: str, disable: bool,
+                        deadline: float) -> tuple[dict[str, str], bool]:
         # At the CA recorded on the version (the spec may have moved to another CA since it was issued), when the
         # spec trusts that CA: a tag is no authority, anyone allowed to edit tags could name any URL.
         directory_url = revocation_directory(spec, tags, f"{vault.vault_url}/certificates/{spec.name} version {version}")
         revoked_now = self.wiring.account(spec, vault, deadline, directory_url=directory_url).revoke(
             leaf, reason, deadline=deadline)
-        tags = {**dict(tags), TAG_REVOKED: reason}
+        # A certificate the CA had revoked keeps the reason we recorded then: the CA never took this one.
+        recorded = tags.get(TAG_REVOKED) if not revoked_now else None
+        tags = {**dict(tags), TAG_REVOKED: recorded or reason}
         vault.update(spec.name, version, tags=tags, enabled=False if disable else None, deadline=deadline)
-        self.log.info("revoked %s/certificates/%s version %s (serial %x, reason %s) at %s%s", vault.vault_url,
-                      spec.name, version, leaf.serial_number, reason, directory_url,
-                      "" if revoked_now else "; the CA had already revoked it")
-        return tags
+        if revoked_now:
+            self.log.info("revoked %s/certificates/%s version %s (serial %x, reason %s) at %s", vault.vault_url,
+                          spec.name, version, leaf.serial_number, reason, directory_url)
+        else:
+            self.log.info("%s/certificates/%s version %s (serial %x): the CA at %s had already revoked it; the "
+                          "recorded reason is %s", vault.vault_url, spec.name, version, leaf.serial_number,
+                          directory_url, tags[TAG_REVOKED])
+        return tags, revoked_now
 
     def update_tags(self, spec: CertificateSpec) -> CertificateFacts | None:
         """Give the current version the spec's tags now, without issuing a new one; None when there is none.
@@ -446,18 +475,27 @@ class Engine:
 
         timings = Timings()
         tags = managed_tags(spec)
-        pending = self._pending_csr(spec, names, vault, tags, deadline)
+        client = self.wiring.account(spec, vault, deadline)
+        # The order comes first so that the claim (the pending operation) records it: a run killed with its
+        # challenge records up leaves the next run what it needs to find and remove exactly those values.
+        order = client.new_order(names, profile=spec.profile, deadline=deadline)
+        timings.mark("order")
+        claim = self._claim(spec, names, vault, client, {**tags, RUN_TAG: this_run(order.url).tag()}, deadline)
         timings.mark("kv_create")
+        if claim.chain:
+            # A run obtained this very certificate (Key Vault's key, our names) and could not merge it.
+            self.log.info("%s/certificates/%s: merging the certificate (serial %x) an earlier run obtained but did "
+                          "not merge; nothing is ordered", vault.vault_url, spec.name, claim.chain[0].serial_number)
+            return self._merged(spec, names, vault, claim.chain, tags, timings, deadline, adopted=True)
+        pending = claim.pending
         try:
-            client = self.wiring.account(spec, vault, deadline)
             writes: list[float] = []
             solver = _TimedSolver(DnsSolver({z: _TimedProvider(p, writes) for z, p in
                                              self.wiring.providers(spec, deadline).items()},
                                             resolvers=spec.resolvers, propagation_timeout=spec.propagation_timeout_s),
                                   timings, writes)
-            chain = client.obtain_chain(pending.csr_der, names, solver, profile=spec.profile,
-                                        preferred_chain=spec.preferred_chain,
-                                        deadline=deadline)
+            chain = client.obtain_chain(pending.csr_der, names, solver, order=order, profile=spec.profile,
+                                        preferred_chain=spec.preferred_chain, deadline=deadline)
             timings.mark("finalize")
             certs = split_pem_chain(chain.fullchain_pem)
             # Before anything is written: the CA's answer must be the certificate that was asked for.
@@ -467,34 +505,66 @@ class Engine:
                 raise ChainMismatch(f"{spec.vault_url.rstrip('/')}/certificates/{spec.name}: {e}; its pending "
                                     "operation (and the key Key Vault made for it) is discarded") from None
             vault.store_chain(spec.name, certs, deadline=deadline)
-        except BaseException:
+        except BaseException as error:
             # Nothing half-made stays behind: the pending version (and its key) goes, the name stays free.
-            with contextlib.suppress(KeyVaultAcmeError):
-                self._discard(vault, spec, max(deadline, time.monotonic() + CLEANUP_MIN_S))
+            self._abandon(vault, spec, error, max(deadline, time.monotonic() + CLEANUP_MIN_S))
             raise
-        facts = vault.merge(spec.name, certs, deadline=deadline)
+        return self._merged(spec, names, vault, certs, tags, timings, deadline)
+
+    def _merged(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
+                certs: Sequence[x509.Certificate], tags: Mapping[str, str], timings: Timings, deadline: float, *,
+                adopted: bool = False) -> CertificateFacts:
+        """Merge the chain into the pending version. A merge that fails leaves the operation and the kept chain
+        as they are: the next run merges that chain (:meth:`_claim`), without ordering again."""
+        try:
+            facts = vault.merge(spec.name, certs, tags=tags, deadline=deadline)
+        except (KeyVaultError, Deadline) as e:
+            kept = (f"; the certificate (serial {certs[0].serial_number:x}) is issued and kept in "
+                    f"{vault.vault_url}/secrets/{spec.name}{CHAIN_SUFFIX}: the next run merges it without a new "
+                    "order")
+            raised = (KeyVaultReadOnly if isinstance(e, KeyVaultReadOnly) else KeyVaultError)(
+                f"{e.finding}{kept}", status=getattr(e, "status", None), code=getattr(e, "code", None))
+            raised.retryable = True
+            raise raised from None
         with self._lock:
             self._pending_ours.discard(self._key(spec))
-        if dict(facts.tags) != tags:  # a reused pending operation carried older tags
+        if dict(facts.tags) != dict(tags):  # a Key Vault that did not take the tags with the merge
             vault.update(spec.name, facts.version, tags=tags, deadline=deadline)
             facts = replace(facts, tags=tags)
         timings.mark("merge")
-        self.log.info("issued %s version %s (serial %s, %d names, %s) in %.3f s", facts.id, facts.version,
-                      facts.serial, len(names), spec.key.description, sum(timings.seconds.values()))
+        self.log.info("%s %s version %s (serial %s, %s, %s) in %.3f s", "merged" if adopted else "issued", facts.id,
+                      facts.version, facts.serial, plural(len(names), "name"), spec.key.description,
+                      sum(timings.seconds.values()))
         self.log.debug("phases of %s: %s", facts.id, timings)
-        if self._on_timings is not None:
+        if self._on_timings is not None and not adopted:
             self._on_timings(spec.name, dict(timings.seconds))
         return facts
 
-    def _pending_csr(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
-                     tags: Mapping[str, str], deadline: float) -> PendingCsr:
+    def _abandon(self, vault: KeyVault, spec: CertificateSpec, error: BaseException, deadline: float) -> None:
+        """After a failed issuance: discard the pending operation. When that fails too, the operation stays
+        for the next run to reuse; a read-only vault (Key Vault's failover) is then said plainly."""
+        try:
+            self._discard(vault, spec, deadline)
+        except KeyVaultAcmeError as e:
+            self.log.warning("%s/certificates/%s: the pending operation could not be discarded (%s); the next run "
+                             "reuses it", vault.vault_url, spec.name, one_line(e))
+            if isinstance(e, KeyVaultReadOnly) or isinstance(error, KeyVaultReadOnly):
+                raise KeyVaultReadOnly(
+                    f"{getattr(error, 'finding', None) or one_line(error)}; the vault is read-only, so the pending "
+                    f"operation of {spec.name} stays, and the next run after the vault recovers reuses it",
+                    status=getattr(error, "status", None), code=getattr(error, "code", None)) from error
+
+    def _claim(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault, client: AcmeClient,
+               tags: Mapping[str, str], deadline: float) -> "_Claim":
         """A pending operation whose CSR fits the spec: a new one, or one left behind by a run that is over.
 
         Key Vault allows one pending operation per certificate, so creating it is the claim on issuing. One
-        that exists already is another run's while it may still be working (younger than the operation
-        deadline): taking it over would order twice with one CSR and let the loser's clean-up delete the
-        winner's operation, so that is :class:`CertificateBusy`. One left by this engine, or older than any
-        run may last (a crash), is reused when its CSR fits and replaced otherwise.
+        that exists already is another run's while it may still be working: taking it over would order twice
+        with one CSR and let the loser's clean-up delete the winner's operation, so that is
+        :class:`CertificateBusy`. Its run is over when this engine made it, when the run's record
+        (:mod:`.runs`) names a process on this host that is gone, or when it is older than any run may last;
+        then it is reused when its CSR fits and replaced otherwise, after removing the challenge values its
+        run left in DNS. A chain already kept for its CSR (a run that failed to merge) is merged at once.
         """
         key = self._key(spec)
         try:
@@ -503,30 +573,69 @@ class Engine:
             if e.status != 409 or isinstance(e, CertificateDeletedButRecoverable):
                 raise
             found = vault.pending(spec.name, deadline=deadline)
+            fit = (found if found is not None and found.status.lower() == "inprogress"
+                   and not csr_problem(found.csr, names, spec) else None)
+            if fit is not None:
+                chain = vault.stored_chain(spec.name, deadline=deadline)
+                if chain and same_public_key(chain[0].public_key(), fit.csr.public_key()) \
+                        and names_key(dns_names_of(chain[0])) == names_key(names):
+                    with self._lock:
+                        self._pending_ours.add(key)
+                    return _Claim(fit, chain)
+            props = vault.pending_properties(spec.name, deadline=deadline)
+            record = RunRecord.parse((props.tags or {}).get(RUN_TAG) if props is not None else None)
             if found is not None and key not in self._pending_ours:
-                created = vault.pending_created(spec.name, deadline=deadline)
-                age = None if created is None else (datetime.now(timezone.utc) - created).total_seconds()
-                if age is None or age < self.timeout_s:
+                created = props.created_on if props is not None else None
+                if not creator_gone(record, created, datetime.now(timezone.utc), self.timeout_s,
+                                    host=this_run().host, alive=process_alive):
                     since = "at an unknown time" if created is None else f"at {created.isoformat()}"
+                    by = f" by {record.describe()}" if record else ""
                     raise CertificateBusy(
                         f"{spec.vault_url}/certificates/{spec.name}: another run is issuing this certificate (its "
-                        f"pending operation was created {since}); retry when it has finished, or after "
-                        f"{self.timeout_s:.0f} s when that run has crashed") from None
-            if found is None or found.status.lower() != "inprogress" or csr_problem(found.csr, names, spec):
+                        f"pending operation was created{by} {since}); retry when it has finished, or after "
+                        f"{self.timeout_s:.0f} s (the operation timeout, --timeout) when that run has crashed") \
+                        from None
+            if record is not None and record.order_url:
+                self._remove_stale_values(spec, client, record, deadline)
+            if fit is None:
                 self.log.info("discarding a stale pending operation of %s/%s", spec.vault_url, spec.name)
                 self._discard(vault, spec, deadline)
                 pending = vault.create_pending(spec.name, spec.key, names, tags, deadline=deadline)
             else:
-                pending = found
-                self.log.info("reusing the pending operation of %s/%s left by an earlier run", spec.vault_url,
-                              spec.name)
+                pending = fit
+                self.log.info("reusing the pending operation of %s/%s left by an earlier run%s", spec.vault_url,
+                              spec.name, f" ({record.describe()})" if record else "")
+                # This run's record replaces the dead one: a third run must see this one as alive.
+                if props is not None:
+                    vault.update(spec.name, props.version, tags=tags, deadline=deadline)
         with self._lock:
             self._pending_ours.add(key)
         problem = csr_problem(pending.csr, names, spec)
         if problem:
             self._discard(vault, spec, deadline)
             raise CertificateMismatch(f"{spec.vault_url}/certificates/{spec.name}: {problem}; nothing was ordered")
-        return pending
+        return _Claim(pending, [])
+
+    def _remove_stale_values(self, spec: CertificateSpec, client: AcmeClient, record: RunRecord,
+                             deadline: float) -> None:
+        """Remove the DNS-01 values the run of ``record`` published for its order (provably ours: computed from
+        that order's tokens and our account key), so a killed run leaves nothing behind for long."""
+        from .dns.challenges import CLEANUP_BUDGET_S, DnsSolver
+
+        assert record.order_url
+        try:
+            values = client.challenge_values(record.order_url, deadline=deadline)
+            if not values:
+                return
+            solver = DnsSolver(self.wiring.providers(spec, deadline), resolvers=spec.resolvers)
+            left = solver.remove([Challenge(i, v) for i, v in values],
+                                 deadline=min(deadline, time.monotonic() + CLEANUP_BUDGET_S))
+        except KeyVaultAcmeError as e:
+            self.log.warning("%s/certificates/%s: could not remove the challenge values of %s (%s)", spec.vault_url,
+                             spec.name, record.describe(), one_line(e))
+            return
+        self.log.info("%s/certificates/%s: removed %s left by %s", spec.vault_url, spec.name,
+                      plural(len(values) - len(left), "stale challenge value"), record.describe())
 
     def _discard(self, vault: KeyVault, spec: CertificateSpec, deadline: float) -> None:
         vault.discard_pending(spec.name, deadline=deadline)

@@ -291,6 +291,14 @@ class CertificateFacts:
 
 
 @dataclass(frozen=True)
+class RevokedFacts(CertificateFacts):
+    """What :meth:`Engine.revoke` returns: the version's facts, and whether the CA had revoked it before this
+    call (then ``revoked_reason`` is the reason recorded at that first revocation, kept as the CA has it)."""
+
+    already_revoked: bool = False
+
+
+@dataclass(frozen=True)
 class CheckResult:
     """One finding of ``Engine.check``: which step, whether it passed, what was seen, and what to do if not."""
 

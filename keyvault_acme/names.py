@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 
 import idna
 
-from .errors import SpecError
+from .errors import SpecError, shown
 
 MAX_NAMES = 100  # Let's Encrypt's limit per order; profiles may lower it
 MAX_NAME_LENGTH = 253
@@ -41,7 +41,7 @@ def normalize_name(name: str, field: str = "dns_names") -> str:
     whole leftmost ``*`` label above a registrable-looking name (``*.example.com``, not ``*.com``).
     """
     if not isinstance(name, str) or not name.strip():
-        raise SpecError(field, f"{name!r} is not a DNS name", "write a name like www.example.com")
+        raise SpecError(field, f"{shown(name)} is not a DNS name", "write a name like www.example.com")
     raw = name.strip()
     text = raw.rstrip(".").lower()
     wildcard = is_wildcard(text)
@@ -121,7 +121,12 @@ def zone_for(name: str, zones: Iterable[str], field: str = "dns_names") -> str:
     return best
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 name``, ``2 names``: log lines and messages that count things."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def counted(items: Sequence[str], noun: str, shown: int = 3) -> str:
     """``2 names (a, b)``; a long list ends in ``and 97 more``, so a 100-name order stays one log line."""
     head = ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
-    return f"{len(items)} {noun}{'s' if len(items) != 1 else ''} ({head})"
+    return f"{plural(len(items), noun)} ({head})"

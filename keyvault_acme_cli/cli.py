@@ -11,6 +11,8 @@ import argparse
 import contextlib
 import json
 import logging
+import math
+import stat
 import sys
 import threading
 import time
@@ -85,6 +87,9 @@ def _common_options(suppress: bool) -> "_Parser":
                         help="show every step, also when the output is not a terminal")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="show no progress, only results and errors")
+    common.add_argument("--timeout", type=_seconds, metavar="SECONDS", default=default,
+                        help="give up each certificate's operation after SECONDS (default 600); also how old a "
+                             "pending operation left by a crashed run on another host must be before it is reused")
     common.add_argument("--metrics-file", metavar="PATH", type=Path, default=default,
                         help="also write Prometheus metrics to PATH (node-exporter textfile collector format; "
                              "counters add up across runs)")
@@ -207,6 +212,18 @@ def _processes(text: str) -> int:
     return count
 
 
+def _seconds(text: str) -> float:
+    import math
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return seconds
+
+
 def _fleet_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stacks-dir", type=Path, metavar="DIR",
                         help="the directory of Pulumi.<stack>.yaml files (default: the project's stacks)")
@@ -217,6 +234,8 @@ def _days(text: str) -> float:
         days = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not math.isfinite(days):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of days; give e.g. 14")
     if days < 0:
         raise argparse.ArgumentTypeError("must not be negative")
     return days
@@ -250,7 +269,9 @@ def stack_path(stack: str | None, config: Path | None, cwd: Path | None = None) 
     """The stack file to read: ``--config FILE`` as given, or ``--stack NAME`` in the project's stacks dir."""
     if config is not None:
         if not config.is_file():
-            raise UsageError(f"stack file {config} not found")
+            what = _not_a_file(config)
+            raise UsageError(f"stack file {config} {what}" + ("" if what == "not found" else
+                             "; give the path of a stack file (stacks/Pulumi.<stack>.yaml)"))
         return config
     if not stack:
         raise UsageError("no stack given: pass --stack NAME (reads stacks/Pulumi.NAME.yaml) or --config FILE")
@@ -263,17 +284,31 @@ def stack_path(stack: str | None, config: Path | None, cwd: Path | None = None) 
     return path
 
 
+def _not_a_file(path: Path) -> str:
+    """What ``path`` is when it is not a regular file (never opened: a FIFO would block the read)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "not found"
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    kinds = ((stat.S_ISDIR, "is a directory"), (stat.S_ISFIFO, "is a named pipe (FIFO)"),
+             (stat.S_ISSOCK, "is a socket"), (stat.S_ISCHR, "is a character device"),
+             (stat.S_ISBLK, "is a block device"))
+    return next((text for test, text in kinds if test(mode)), "is not a regular file")
+
+
 def _stacks_dir(cwd: Path) -> Path:
     # Like the pulumi CLI: the project is the nearest directory with a Pulumi.yaml, and its
     # stackConfigDir (default: the project directory itself) holds the stack files.
     for directory in (cwd, *cwd.parents):
         project = directory / "Pulumi.yaml"
         if project.is_file():
-            import yaml
-            try:
-                settings = yaml.safe_load(project.read_text()) or {}
-            except yaml.YAMLError as e:
-                raise UsageError(f"{project} is not valid YAML: {_one_line(e)}") from None
+            from keyvault_acme_stack.stack_yaml import load_yaml
+
+            settings = load_yaml(project) or {}
+            if not isinstance(settings, dict):
+                raise UsageError(f"{project} is not a Pulumi project file: its top level is not a mapping")
             return directory / str(settings.get("stackConfigDir") or ".")
     return cwd / "stacks"
 
@@ -436,8 +471,9 @@ def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | No
     from keyvault_acme.renewal import due_at, renewal_decision
     decision = renewal_decision(facts, spec, now)
     state = STATE_OF[decision.reason]
-    return Row(name, spec, facts, state, decision.message if decision.reissue else "",
-               due_at(facts, spec) if facts else None, now)
+    # A revoked, disabled or expired version is replaced by the next run, whatever its renewal time says.
+    renew_after = due_at(facts, spec) if facts and state not in ATTENTION else None
+    return Row(name, spec, facts, state, decision.message if decision.reissue else "", renew_after, now)
 
 
 def read_row(engine: "Engine", name: str, spec: "CertificateSpec", now: datetime) -> Row:
@@ -506,7 +542,9 @@ class Context:
         with self._engine_lock:
             if self._engine is None:
                 from keyvault_acme.lifecycle import Engine
-                self._engine = Engine(logger=self._logger, observer=self.observer)
+                timeout = getattr(self.args, "timeout", None)
+                self._engine = Engine(logger=self._logger, observer=self.observer) if timeout is None else \
+                    Engine(logger=self._logger, observer=self.observer, timeout_s=timeout)
             elif self.observer is not None and self._engine.observer is None:
                 self._engine.observer = self.observer  # a shared engine (the demo's) reports to this run too
             return self._engine
@@ -671,7 +709,7 @@ def _renew_all_due(ctx: Context, stack: str, due: list[tuple[str, "CertificateSp
     done = bulk.run(_renew_in_child, [(name, missing, why) for name, _, missing, why in due], threads=CONCURRENCY,
                     processes=processes, initializer=_start_renewer,
                     initargs=(str(ctx.stack.path), stack, json_lines, ctx.progress.enabled,
-                              bool(getattr(ctx.args, "verbose", False))))
+                              bool(getattr(ctx.args, "verbose", False)), getattr(ctx.args, "timeout", None)))
     return [(text, error, None) for text, error in done]  # rows stay in the children: nothing collects them
 
 
@@ -680,13 +718,14 @@ _child: Context | None = None
 _child_output: tuple[str, bool] = ("", False)
 
 
-def _start_renewer(stack_path: str, stack: str, json_lines: bool, progress_enabled: bool, verbose: bool) -> None:
+def _start_renewer(stack_path: str, stack: str, json_lines: bool, progress_enabled: bool, verbose: bool,
+                   timeout: float | None) -> None:
     global _child, _child_output
     progress = Progress(sys.stderr, enabled=progress_enabled)
     log = logging.getLogger("keyvault_acme")
     log.addHandler(progress.handler())
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    _child = Context(argparse.Namespace(), load_stack(Path(stack_path)), progress, sys.stdout,
+    _child = Context(argparse.Namespace(timeout=timeout), load_stack(Path(stack_path)), progress, sys.stdout,
                      lambda: datetime.now(timezone.utc), logger=log)
     _child_output = (stack, json_lines)
 
@@ -722,8 +761,12 @@ def cmd_revoke(ctx: Context) -> int:
     with ctx.progress.step(f"{name}: revoking ({ctx.args.reason})"):
         facts = ctx.engine.revoke(spec, ctx.args.reason, disable=not ctx.args.keep_enabled)
     ctx.saw([status_row(name, spec, facts, ctx.now())])
-    ctx.out.write(f"revoked {name}: serial {facts.serial} ({ctx.args.reason})"
-                  f"{'' if ctx.args.keep_enabled else ', version disabled in Key Vault'}\n")
+    disabled = '' if ctx.args.keep_enabled else ', version disabled in Key Vault'
+    if facts.already_revoked:
+        ctx.out.write(f"{name}: serial {facts.serial} was already revoked by the CA; the reason recorded at the "
+                      f"first revocation ({facts.revoked_reason}) is kept, not {ctx.args.reason}{disabled}\n")
+    else:
+        ctx.out.write(f"revoked {name}: serial {facts.serial} ({ctx.args.reason}){disabled}\n")
     return EXIT_OK
 
 

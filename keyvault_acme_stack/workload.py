@@ -27,7 +27,7 @@ from keyvault_acme.config import (
     spec_to_dict,
     zone_from_dict,
 )
-from keyvault_acme.errors import SpecError
+from keyvault_acme.errors import SpecError, shown
 from keyvault_acme.model import AzureDnsZone, CertificateSpec, Rfc2136Zone, describe_shape
 from keyvault_acme.names import challenge_name, normalize_names, zone_for
 
@@ -320,12 +320,14 @@ def _str(value: Any, fld: str, fix: str, *, required: bool = True) -> str | None
 def _int(value: Any, fld: str, default: int, lo: int, hi: int) -> int:
     if value is None:
         return default
+    if isinstance(value, bool):  # Python counts true as 1: not what anyone meant
+        raise SpecError(fld, f"{value!r} is a boolean, not a number", f"write {fld} as a whole number from {lo} to {hi}")
     try:
         number = int(float(value))
     except (TypeError, ValueError):
-        raise SpecError(fld, f"{value!r} is not a number", f"write {fld} as a whole number from {lo} to {hi}") from None
+        raise SpecError(fld, f"{shown(value)} is not a number", f"write {fld} as a whole number from {lo} to {hi}") from None
     if not lo <= number <= hi or number != float(value):
-        raise SpecError(fld, f"{value!r} is out of range", f"use a whole number from {lo} to {hi}")
+        raise SpecError(fld, f"{shown(value)} is out of range", f"use a whole number from {lo} to {hi}")
     return number
 
 
@@ -725,25 +727,33 @@ def parse_certificates(values: Mapping[str, Any]) -> tuple[CertificateConfig, ..
                              zones=(*zones, *rfc))[2]
 
 
-def stack_config_values(document: Mapping[str, Any]) -> dict[str, Any]:
+def stack_config_values(document: Mapping[str, Any], where: str = "stack file") -> dict[str, Any]:
     """The ``keyvault-acme:*`` values of a parsed stack file, prefix stripped; other namespaces are ignored."""
     config = (document or {}).get("config") or {}
+    if not isinstance(config, Mapping):
+        raise SpecError(f"{where}: config", f"must be a mapping of settings, got a {_kind(config)}",
+                        "write config: with one keyvault-acme:<key>: <value> line per setting under it")
     prefix = NAMESPACE + ":"
     return {k[len(prefix):]: v for k, v in config.items() if isinstance(k, str) and k.startswith(prefix)}
 
 
+def _kind(value: Any) -> str:
+    """What a YAML value is, in a word: never its contents (which may be huge or secret)."""
+    return {str: "string", list: "list", bool: "boolean", int: "number", float: "number"}.get(type(value),
+                                                                                          type(value).__name__)
+
+
 def read_stack_file(path: str | Path) -> dict[str, Any]:
     """The ``keyvault-acme:*`` values of ``stacks/Pulumi.<stack>.yaml``, prefix stripped (not yet checked)."""
-    import yaml  # only the file-reading edge needs it
+    from .stack_yaml import load_yaml  # only the file-reading edge needs YAML
 
-    path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as e:
-        raise SpecError(str(path), f"cannot be read ({e.strerror})", "check the stack name and stacks/ directory") from None
-    except yaml.YAMLError as e:
-        raise SpecError(str(path), f"is not valid YAML ({e})", "fix the stack file's syntax") from None
-    return stack_config_values(document)
+    document = load_yaml(path)
+    if document is None:
+        document = {}
+    if not isinstance(document, Mapping):
+        raise SpecError(str(path), f"is not a Pulumi stack file: its top level is a {_kind(document)}, not a mapping",
+                        "write it as config: {keyvault-acme:workload: ..., ...}, as stacks/Pulumi.<stack>.yaml are")
+    return stack_config_values(document, str(path))
 
 
 def load_stack_file(path: str | Path) -> WorkloadConfig:

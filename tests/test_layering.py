@@ -21,7 +21,7 @@ FORBIDDEN = {
     "keyvault_acme_cli": PULUMI | {"emulator", "tests", *_PROVIDERS, *_COMPONENTS},
     "providers": {"keyvault_acme_cli", "emulator", "tests", *_COMPONENTS},
     "components": {"keyvault_acme_cli", "emulator", "tests"},
-    "keyvault_acme_pulumi": {"keyvault_acme_cli", "emulator", "tests"},
+    "pulumi_package": {"keyvault_acme_cli", "emulator", "tests"},  # installed as keyvault_acme_pulumi
     "emulator": {"keyvault_acme", "keyvault_acme_cli", "keyvault_acme_stack", "keyvault_acme_pulumi", "providers",
                  "components", "pulumi", "tests"},
 }

@@ -22,6 +22,7 @@ from .propagation import Expectation, Nameserver, follow_cnames, servers_for_zon
 log = logging.getLogger("keyvault_acme.dns.challenges")
 
 CLEANUP_MIN_S = 10.0  # removing records still gets this long when the operation's deadline has passed
+CLEANUP_BUDGET_S = 10.0  # removing the records never gets longer: a failing DNS API must not hold the run
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,9 @@ class DnsSolver:
             log.debug("%d challenge records live after %.3f s", len(placements), time.monotonic() - started)
             yield placements
         finally:
-            # The operation's deadline, but a few seconds even when it has run out: records come down.
-            self._cleanup(presented, None if deadline is None else max(deadline, time.monotonic() + CLEANUP_MIN_S))
+            # A budget of its own, not what is left of the operation: records come down even after the
+            # deadline, and a DNS API that keeps failing costs seconds, not the rest of the run.
+            self._cleanup(presented, time.monotonic() + CLEANUP_BUDGET_S)
 
     def _present(self, placements: Sequence[Placement], presented: list[Placement], deadline: float | None) -> None:
         def present(p: Placement) -> None:
@@ -111,15 +113,27 @@ class DnsSolver:
 
         _per_record(placements, present)
 
-    def _cleanup(self, presented: Sequence[Placement], deadline: float | None) -> None:
-        # Every record gets its chance; a failing cleanup is logged, never hides the original outcome.
+    def _cleanup(self, presented: Sequence[Placement], deadline: float | None) -> list[Placement]:
+        """Remove every presented value; the ones left behind (each logged as a warning naming the record)."""
+        left: list[Placement] = []
+
+        # Every record gets its chance; a failing cleanup is a warning, never hides the original outcome.
         def cleanup(p: Placement) -> None:
             try:
                 self.providers[p.zone].cleanup(p.record, p.value, deadline=deadline)
             except Exception as e:  # noqa: BLE001
-                log.warning("could not remove the challenge record %s in %s: %s", p.record, p.zone, e)
+                left.append(p)
+                log.warning("challenge record left in DNS: TXT %s in zone %s (value %s) could not be removed: %s; "
+                            "remove that value by hand, or let the next issue or renew of this certificate do it",
+                            p.record, p.zone, p.value, " ".join(str(e).split()))
 
         _per_record(presented, cleanup)
+        return left
+
+    def remove(self, challenges: Sequence[Challenge], *, deadline: float | None = None) -> list[Placement]:
+        """Take down values published earlier (by a run that stopped before its own clean-up); removing a value
+        that is not there is no error. Returns the ones that could not be removed."""
+        return self._cleanup(self.place(challenges), deadline)
 
 
 def _per_record(placements: Sequence[Placement], fn: Callable[[Placement], None], workers: int = 8) -> None:

@@ -186,3 +186,16 @@ def test_metrics_file_of_the_fleet_has_every_stacks_certificates(capsys, fleet, 
     assert ready[("blog-prod", "www")] == "True" and ("shop-dev", "www") in ready and ("shop-dev", "api") in ready
     assert {s.labels["stack"] for s in families["keyvault_acme_certificate_expiration_timestamp_seconds"].samples} == {
         "shop-dev", "blog-prod"}
+
+
+def test_a_failed_operation_is_counted_in_the_metrics_file(capsys, fleet, tmp_path):
+    stack, metrics = fleet / "Pulumi.blog-prod.yaml", tmp_path / "failed.prom"
+    other = tmp_path / "Pulumi.blog-prod.yaml"
+    other.write_text(stack.read_text().replace("name: kvblog", "name: kvnone"))  # a fresh vault: nothing to revoke
+    assert "kvnone" in other.read_text()
+    code, _, err = run(capsys, "--config", str(other), "--metrics-file", str(metrics), "revoke", "www",
+                       "--reason", "superseded")
+    assert code == cli.EXIT_FAILED and "has no issued version to revoke" in err
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    [failure] = [s for s in families["keyvault_acme_failures"].samples if s.name.endswith("_total")]
+    assert (failure.labels, failure.value) == ({"operation": "revoke", "reason": "CertificateNotFound"}, 1)

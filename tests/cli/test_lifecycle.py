@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,16 @@ def test_revoke_revokes_at_the_ca_and_status_shows_it(capsys, stack, specs, issu
     assert row["state"] == "revoked" and row["revoked_reason"] == "keyCompromise"
     code, _, err = kvacme(capsys, stack, "status", "late", "--fail-within", "0")
     assert code == cli.EXIT_ATTENTION and "late (revoked)" in err
+    # A revoked certificate is re-issued by the next run: no RENEW AFTER in the future.
+    assert row["renew_after"] is None or datetime.fromisoformat(row["renew_after"]) <= datetime.now(timezone.utc)
+    code, out, _ = kvacme(capsys, stack, "status", "late")
+    [table_row] = [line for line in out.splitlines() if line.startswith("late ")]
+    assert table_row.split()[-1] == "revoked" and " - " in table_row
+    # Revoking again with another reason: the CA had already revoked it; the first reason stays recorded.
+    code, out, err = kvacme(capsys, stack, "revoke", "late", "--reason", "superseded")
+    assert code == 0, err
+    assert "already revoked" in out and "keyCompromise" in out and "superseded" in out
+    assert engine.inspect(specs["late"].vault_url, "late").revoked_reason == "keyCompromise"
 
 
 def test_an_operation_that_fails_is_one_line_exit_1(capsys, tmp_path, stack, issued):
@@ -230,6 +241,10 @@ def test_check_names_the_failing_step_for_an_identity_without_roles(capsys, stac
     assert [line.split(": ")[:2] for line in failures] == [[f"FAIL {c}", s] for c in ("early", "late") for s in steps]
     assert all("403" in line or "forbidden" in line.lower() or "permission" in line.lower() for line in failures)
     assert all("; fix: " in line for line in failures)
+    # The hint is said once, as the fix, not again inside the finding.
+    for line in failures:
+        finding, fix = line.split("; fix: ", 1)
+        assert fix not in finding, line
     assert "ok   early: credentials: " in out
 
 
@@ -280,3 +295,34 @@ def test_a_terminal_sees_the_engine_wait_for_propagation_and_validation(capsys, 
     assert f"_acme-challenge.shown-{label}.{ZONE}" in propagation and f"{host}:{port}" in propagation
     assert sum("the CA is validating 1 name" in line for line in err.splitlines()) == 1
     assert sum("the CA validated 1 name" in line for line in err.splitlines()) == 1
+
+
+def test_timeout_reuses_a_crashed_runs_pending_operation_from_another_host_sooner(capsys, tmp_path, emulator,
+                                                                                  short_pebble, cli_env, engine):
+    """A run on another host crashed with its pending operation made: by default that blocks the certificate for
+    the operation timeout (600 s); `--timeout 5` reuses it once it is 5 s old."""
+    from keyvault_acme.lifecycle import managed_tags
+    from keyvault_acme.runs import RUN_TAG, RunRecord
+    from tests.cli.conftest import ZONE, write_stack
+
+    label = uuid.uuid4().hex[:8]
+    host, port = emulator.dns_address
+    stack = write_stack(tmp_path / "Pulumi.crash.yaml", vault=f"kvcrash{label}",
+                        directory_url=short_pebble.directory_url, resolver=f"{host}:{port}",
+                        certificates=[{"name": "crashed", "dns_names": [f"crashed-{label}.{ZONE}"]}])
+    spec = load_stack_file(stack).certificates[0].spec
+    vault = engine.wiring.vault(spec.vault_url)
+    elsewhere = RunRecord("another-runner", 4242, "1").tag()
+    crashed = vault.create_pending(spec.name, spec.key, spec.dns_names, {**managed_tags(spec), RUN_TAG: elsewhere})
+    code, _, err = kvacme(capsys, stack, "issue", "crashed")
+    assert code == cli.EXIT_FAILED and "another run is issuing" in err and "--timeout" in err
+    with pytest.raises(SystemExit) as usage:
+        kvacme(capsys, stack, "issue", "crashed", "--timeout", "0")
+    assert usage.value.code == cli.EXIT_USAGE and "positive number of seconds" in capsys.readouterr().err
+    while (datetime.now(timezone.utc) - vault.pending_created(spec.name)).total_seconds() <= 5:
+        time.sleep(0.2)
+    code, out, err = kvacme(capsys, stack, "issue", "crashed", "--timeout", "5")
+    assert code == 0, err
+    from keyvault_acme.keyvault import same_public_key, split_pem_chain
+    facts = engine.inspect(spec.vault_url, spec.name)
+    assert same_public_key(split_pem_chain(facts.pem_chain)[0].public_key(), crashed.csr.public_key())

@@ -1,12 +1,15 @@
 """The CI/CD templates users copy: valid for their platforms' schemas, and wired the way README promises."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.cli.azdo_expressions import Context, evaluate, run_stages
 
 ROOT = Path(__file__).resolve().parents[2]
 GITHUB = ROOT / "pipelines" / "github" / "certificates.yml"
@@ -99,8 +102,10 @@ def test_azure_devops_preview_up_with_approval_and_scheduled_refresh():
     assert "pulumi up" in scripts(stages["up"])
     assert "pulumi up" in scripts(stages["renew"]) and "--refresh" in scripts(stages["renew"])
     assert "status --fail-within" in scripts(stages["renew"])
-    every_task = [s for s in every_string(p) if "secret" in s.lower()]
-    assert not every_task  # the service connection federates; nothing secret is referenced
+    # The service connection federates; nothing secret is referenced (the stack's secrets provider is a Key Vault
+    # key's URL, which encrypts stack secrets and is no secret itself).
+    every_task = [s for s in every_string(p) if "secret" in re.sub(r"(?i)secrets-?provider", "", s).lower()]
+    assert not every_task
 
 
 def test_templates_reference_only_files_that_exist():
@@ -189,3 +194,129 @@ def test_azure_devops_runs_the_platforms_policy_pack_and_previews_read_only():
                     assert step["inputs"]["azureSubscription"] == want, (name, step["displayName"])
                     assert name != "preview" or " check" not in script
     assert p["variables"]["previewServiceConnection"] != p["variables"]["serviceConnection"]
+
+
+# ------------------------------------------------------------------------------------------ Azure DevOps stage graph
+
+TRIGGERS = {  # what Azure DevOps sets for each way a run starts
+    "push to main": {"Build.Reason": "IndividualCI", "Build.SourceBranch": "refs/heads/main"},
+    "batched push to main": {"Build.Reason": "BatchedCI", "Build.SourceBranch": "refs/heads/main"},
+    "pull request": {"Build.Reason": "PullRequest", "Build.SourceBranch": "refs/pull/7/merge"},
+    "schedule": {"Build.Reason": "Schedule", "Build.SourceBranch": "refs/heads/main"},
+    "manual run of main": {"Build.Reason": "Manual", "Build.SourceBranch": "refs/heads/main"},
+    "manual run of a branch": {"Build.Reason": "Manual", "Build.SourceBranch": "refs/heads/feature"},
+}
+RUNS = {"push to main": {"up"}, "batched push to main": {"up"}, "pull request": {"preview"}, "schedule": {"renew"},
+        "manual run of main": {"up"}, "manual run of a branch": set()}
+
+
+@pytest.mark.parametrize("trigger", sorted(TRIGGERS))
+def test_azure_devops_runs_the_stage_of_each_trigger(trigger):
+    results = run_stages(load(AZDO)["stages"], TRIGGERS[trigger])
+    assert {name for name, result in results.items() if result == "Succeeded"} == RUNS[trigger]
+
+
+def test_the_stage_graph_evaluator_reproduces_the_skipped_deploy():
+    # The template before the fix: `up` after `preview` by default, and `and(succeeded(), ...)`: on a push the
+    # preview is skipped, so succeeded() is false and the approved deploy never ran, the run looking green.
+    stages = [{"stage": "preview", "condition": "eq(variables['Build.Reason'], 'PullRequest')"},
+              {"stage": "up", "condition": "and(succeeded(), eq(variables['Build.SourceBranch'], 'refs/heads/main'), "
+                                           "ne(variables['Build.Reason'], 'PullRequest'))"}]
+    assert run_stages(stages, TRIGGERS["push to main"]) == {"preview": "Skipped", "up": "Skipped"}
+    assert run_stages([{**s, "dependsOn": []} for s in stages], TRIGGERS["push to main"])["up"] == "Succeeded"
+
+
+@pytest.mark.parametrize("expression, want", [
+    ("in(variables['Build.Reason'], 'IndividualCI', 'Manual')", True),
+    ("eq(variables['build.reason'], 'individualci')", True),  # names and comparisons ignore case
+    ("notIn(variables['Build.Reason'], 'Schedule')", True),
+    ("and(true, not(eq(variables.Build.Reason, 'IndividualCI')))", False),
+    ("or(false, startsWith(variables['Build.SourceBranch'], 'refs/heads/'))", True),
+    ("eq('it''s', 'it''s')", True),
+])
+def test_the_evaluator_reads_the_expression_language(expression, want):
+    assert evaluate(expression, Context(TRIGGERS["push to main"])) is want
+
+
+def test_the_evaluator_refuses_what_it_does_not_know():
+    with pytest.raises(NameError):
+        evaluate("eqq(1, 1)", Context({}))
+    with pytest.raises(KeyError):
+        evaluate("eq(variables['Build.Reson'], 'x')", Context({}))
+
+
+# ------------------------------------------------------------------------------------------ GitHub concurrency
+
+
+def _group(job: dict, stack: str, pr: int | None) -> str:
+    expressions = {"vars.PULUMI_STACK": stack, "github.event.pull_request.number": "" if pr is None else str(pr)}
+
+    def substitute(m: re.Match) -> str:
+        return expressions[m.group(1).strip()]  # an unknown expression is a KeyError, not a silent ""
+
+    return re.sub(r"\$\{\{(.*?)\}\}", substitute, job["concurrency"]["group"])
+
+
+def test_github_has_no_workflow_wide_concurrency_group():
+    # One group for every job let a new pull request's preview cancel a pending deploy or renewal.
+    assert "concurrency" not in load(GITHUB)
+
+
+def test_github_previews_cancel_only_older_previews_of_the_same_pull_request():
+    jobs = load(GITHUB)["jobs"]
+    preview = jobs["preview"]
+    assert preview["concurrency"]["cancel-in-progress"] is True
+    assert _group(preview, "web-prod", 7) == _group(preview, "web-prod", 7)
+    assert _group(preview, "web-prod", 7) != _group(preview, "web-prod", 8)
+    assert _group(preview, "web-prod", 7) != _group(preview, "web-dev", 7)
+    for other in ("up", "renew"):
+        assert _group(preview, "web-prod", 7) != _group(jobs[other], "web-prod", None)
+
+
+def test_github_deploys_and_renewals_of_a_stack_queue_and_never_cancel_each_other():
+    jobs = load(GITHUB)["jobs"]
+    up, renew = jobs["up"], jobs["renew"]
+    assert _group(up, "web-prod", None) == _group(renew, "web-prod", None)  # one at a time per stack
+    assert _group(up, "web-prod", None) != _group(up, "web-dev", None)
+    for job in (up, renew):
+        # Not cancelled while running, and every pending run kept (the default queue keeps one, cancelling the rest).
+        assert job["concurrency"]["cancel-in-progress"] is False and job["concurrency"]["queue"] == "max"
+
+
+# ------------------------------------------------------------------------------------------ pinned actions
+
+# Each action's release, resolved to its commit from the action's own repository (tag -> commit), not typed in.
+PINNED = {
+    "actions/checkout": ("11d5960a326750d5838078e36cf38b85af677262", "v4.4.0"),
+    "actions/setup-python": ("a26af69be951a213d495a4c3e4e4022e16d87065", "v5.6.0"),
+    "azure/login": ("7184910d9eb2b1c5e48f7073824a90609bb9b6d6", "v2.3.1"),
+    "pulumi/actions": ("8582a9e8cc630786854029b4e09281acd6794b58", "v6.6.1"),
+}
+
+
+def test_github_actions_are_pinned_by_commit_with_the_release_in_a_comment():
+    uses = re.findall(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", GITHUB.read_text(), re.M)
+    assert uses
+    for ref, rest in uses:
+        action, _, sha = ref.partition("@")
+        assert re.fullmatch(r"[0-9a-f]{40}", sha), f"{ref}: pin a commit, not a tag or branch"
+        assert (sha, rest.strip()) == (PINNED[action][0], f"# {PINNED[action][1]}"), ref
+
+
+# ------------------------------------------------------------------------------------------ stack upsert
+
+
+def test_deploys_create_the_stack_with_the_key_vault_secrets_provider():
+    wf = load(GITHUB)
+    for name in ("up", "renew"):
+        [step] = [s["with"] for s in wf["jobs"][name]["steps"] if str(s.get("uses", "")).startswith("pulumi/actions")]
+        assert step["upsert"] is True and step["secrets-provider"] == "${{ vars.PULUMI_SECRETS_PROVIDER }}", name
+    p = load(AZDO)
+    assert p["variables"]["pulumiSecretsProvider"].startswith("azurekeyvault://")
+    stages = {s["stage"]: s for s in p["stages"]}
+    for name in ("up", "renew"):
+        script = "\n".join(step.get("inputs", {}).get("inlineScript", "") for job in stages[name]["jobs"]
+                           for step in _steps(job)).splitlines()
+        select = script.index('pulumi stack select --create --stack "$(pulumiStack)" '
+                              '--secrets-provider "$(pulumiSecretsProvider)"')
+        assert select < next(i for i, line in enumerate(script) if line.startswith("pulumi up")), name

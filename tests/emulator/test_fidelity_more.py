@@ -141,3 +141,10 @@ def test_the_admin_url_the_cli_prints_works_with_admin_client(emu):
     admin_url = emu.proxy_url + "/admin"  # what `python -m emulator` prints as admin_url
     assert AdminClient(admin_url).health() == AdminClient(emu.proxy_url).health()
     assert requests.get(admin_url + "/health", timeout=10, proxies={"http": "", "https": ""}).status_code == 200
+
+
+def test_a_name_with_a_trailing_newline_is_refused_as_key_vault_does(raw, emu, root_app, vault_url):
+    auth = bearer(emu, root_app["client_id"])
+    answer = raw.put(vault_url + "secrets/name%0A", params=API, headers=auth, json={"value": "v"})
+    assert answer.status_code == 400 and "invalid name" in answer.json()["error"]["message"]
+    assert raw.put(vault_url + "secrets/name", params=API, headers=auth, json={"value": "v"}).status_code == 200

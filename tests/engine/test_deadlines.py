@@ -2,9 +2,12 @@
 CA) works against the deadline ``Engine.timeout_s`` set when the operation began, not a clock of its own."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from keyvault_acme.dns.azure import AzureDnsProvider
+from keyvault_acme.dns.challenges import CLEANUP_BUDGET_S
 from keyvault_acme.dns.rfc2136 import Rfc2136Provider
 from keyvault_acme.errors import Deadline
 from keyvault_acme.keyvault import KeyVault
@@ -42,8 +45,10 @@ def test_every_step_of_an_issuance_shares_the_operations_deadline(world, credent
     first = seen[0][1]
     assert first is not None
     assert {deadline for name, deadline in seen if not name.endswith("cleanup")} == {first}
-    # Clean-up gets that deadline too (or a few seconds more when it has run out, so records come down).
-    assert all(deadline >= first for name, deadline in seen if name.endswith("cleanup"))
+    # Clean-up has a small budget of its own, from when it starts, not what is left of the operation's 600 s:
+    # a failing DNS API costs seconds (and it still gets them when the operation's deadline has passed).
+    cleanups = [deadline for name, deadline in seen if name.endswith("cleanup")]
+    assert cleanups and all(deadline <= time.monotonic() + CLEANUP_BUDGET_S < first for deadline in cleanups)
 
 
 @pytest.mark.timeout(45)  # Azure DNS's own 60 s per call would be stopped here

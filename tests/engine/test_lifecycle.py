@@ -214,3 +214,14 @@ def test_cname_delegation_from_one_azure_zone_into_another(world, engine, pebble
             client(AZURE_ZONE).record_sets.get(rg, AZURE_ZONE, f"_acme-challenge.{label}", "TXT")
     finally:
         client(AZURE_ZONE).record_sets.delete(rg, AZURE_ZONE, f"_acme-challenge.{label}", "CNAME")
+
+
+def test_log_lines_count_one_name_in_the_singular(world, engine, caplog):
+    import logging
+
+    spec = world.spec([unique(AZURE_ZONE)])
+    with caplog.at_level(logging.DEBUG):
+        engine.issue(spec)
+    text = caplog.text
+    assert "1 names" not in text
+    assert "1 name," in text  # "issued ... (serial ..., 1 name, EC P-256) in ..."

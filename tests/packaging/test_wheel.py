@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # The repository's folders and what they become in the wheel (pyproject's [tool.setuptools.package-dir]).
-MAPPED = {"components": "keyvault_acme_pulumi/components", "providers": "keyvault_acme_pulumi/providers"}
+MAPPED = {"pulumi_package": "keyvault_acme_pulumi", "components": "keyvault_acme_pulumi/components",
+          "providers": "keyvault_acme_pulumi/providers"}
 SOURCE_IGNORE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".state",
                                        ".pytest_cache", "tests")
 

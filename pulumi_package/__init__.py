@@ -4,8 +4,9 @@
 
 The modules live in the repository's top-level ``components/`` and ``providers/`` folders (this project's own
 program, ``__main__.py`` and ``stacks/``, sits beside them) and are installed as
-``keyvault_acme_pulumi.components`` and ``keyvault_acme_pulumi.providers``: a program with folders of its own
-named ``components`` or ``providers`` imports both without a clash, and the dynamic provider Pulumi pickles
+``keyvault_acme_pulumi.components`` and ``keyvault_acme_pulumi.providers`` (this file is in ``pulumi_package/``,
+so no ``keyvault_acme_pulumi`` folder in the project directory shadows the installed package). A program with
+folders of its own named ``components`` or ``providers`` imports both without a clash, and the dynamic provider Pulumi pickles
 into state refers to ``keyvault_acme_pulumi.providers.certificate``, importable wherever the package is installed.
 """
 from keyvault_acme_pulumi.components import (
