@@ -36,6 +36,7 @@ from pulumi_azure_native import (
 from keyvault_acme.access import azure_time
 from keyvault_acme.errors import SpecError
 from keyvault_acme.keyvault import CHAIN_SUFFIX
+from keyvault_acme.model import CloudflareZone, Rfc2136Zone
 from keyvault_acme_pulumi.components.args import CertificateWorkloadArgs
 from keyvault_acme_stack.authorization import check_names
 from keyvault_acme_stack.workload import (
@@ -203,6 +204,11 @@ def role_plan(cfg: WorkloadConfig) -> tuple[RoleGrant, ...]:
     for secret in secrets:
         grants.append(RoleGrant(f"issuer-secret-{secret}", "issuer", KEY_VAULT_SECRETS_OFFICER,
                                 SecretScope(secret, vault_sub, vault_rg)))
+    # Secrets the operator keeps for the issuer in the workload's vault, which the engine only reads: an RFC 2136
+    # zone's TSIG key and the CA's external account binding key. Secrets User on exactly those secrets.
+    for secret in dict.fromkeys(s for cert in cfg.certificates for s in operator_secrets(cert)):
+        grants.append(RoleGrant(f"issuer-read-{secret}", "issuer", KEY_VAULT_SECRETS_USER,
+                                SecretScope(secret, vault_sub, vault_rg)))
     # An account key kept as a Key Vault key: read and sign on that one key (the stack creates it), no secret.
     for key in dict.fromkeys(k for cert in cfg.certificates for k in account_keys(cfg, cert)):
         grants.append(RoleGrant(f"issuer-key-{key.name}", "issuer", "account-key-signer", key))
@@ -235,6 +241,18 @@ def engine_secrets(cert: CertificateConfig) -> tuple[str, ...]:
     return cert.spec.acme.account_key_secret, f"{cert.name}{CHAIN_SUFFIX}"
 
 
+def operator_secrets(cert: CertificateConfig) -> tuple[str, ...]:
+    """The secrets of the workload's vault the issuer reads for a certificate and never writes: the TSIG secret of
+    each RFC 2136 zone, the API token of each Cloudflare zone and the EAB key (``acme.eab_hmac``). A secret in another vault gets no grant from the stack:
+    whoever keeps that vault grants Key Vault Secrets User on it (README, permissions)."""
+    refs = [z.tsig_secret if isinstance(z, Rfc2136Zone) else z.api_token
+            for z in cert.spec.zones if isinstance(z, (Rfc2136Zone, CloudflareZone))]
+    if cert.spec.acme.eab_hmac is not None:
+        refs.append(cert.spec.acme.eab_hmac)
+    vault = cert.spec.vault_url.rstrip("/").lower()  # the workload's vault
+    return tuple(dict.fromkeys(r.name for r in refs if r.vault_url.rstrip("/").lower() == vault))
+
+
 def account_keys(cfg: WorkloadConfig, cert: CertificateConfig) -> tuple[AccountKeyTarget, ...]:
     """The Key Vault key the certificate's ACME account signs with, when it is one (``acme.account_key.kind: key``)."""
     if cert.spec.acme.account_key_kind != "key":
@@ -247,7 +265,7 @@ def grants_for_certificate(grants: Sequence[RoleGrant], cert: CertificateConfig)
     """The grants one certificate's issuance needs: the issuer's vault roles, its secrets or account key, DNS on its
     record sets."""
     record_sets = cert.challenge_record_sets
-    secrets = engine_secrets(cert)
+    secrets = engine_secrets(cert) + operator_secrets(cert)
     key = cert.spec.acme.account_key_name if cert.spec.acme.account_key_kind == "key" else None
     zone_ids = {rs.zone.resource_id for rs in record_sets}
 

@@ -125,6 +125,14 @@ class AdminClient:
         return self.call("POST", "/admin/zones", {"name": name, "subscriptionId": subscription_id,
                                                    "resourceGroup": resource_group, "tags": tags or {}})
 
+    def add_cloudflare_zone(self, name: str) -> dict[str, Any]:
+        """A zone of the Cloudflare stand-in (api.cloudflare.com), served by the emulator's DNS server."""
+        return self.call("POST", "/admin/cloudflare/zones", {"name": name})
+
+    def add_cloudflare_token(self, zones: list[str], *, dns_edit: bool = True) -> str:
+        """An API token of the Cloudflare stand-in that may read ``zones`` and, with ``dns_edit``, edit their DNS."""
+        return self.call("POST", "/admin/cloudflare/tokens", {"zones": zones, "dns_edit": dns_edit})["token"]
+
     def zone(self, name: str) -> dict[str, Any]:
         return self.call("GET", f"/admin/zones/{name}")
 

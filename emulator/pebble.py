@@ -36,8 +36,11 @@ class Pebble(Daemon):
 
     def __init__(self, dns_server: tuple[str, int] | None = None, *, validity_s: int | None = None,
                  nonce_reject_percent: int | None = None, authz_reuse_percent: int | None = None,
-                 env: dict[str, str] | None = None, binary: str = PEBBLE_BINARY) -> None:
+                 env: dict[str, str] | None = None, binary: str = PEBBLE_BINARY,
+                 eab_keys: dict[str, str] | None = None) -> None:
         self.dns_server = dns_server
+        # External account binding keys (kid -> base64url HMAC key) Pebble knows; binding stays optional.
+        self.eab_keys = dict(eab_keys or {})
         self.validity_s = validity_s
         self.binary = binary
         # No random validation delay: the ACME wire is fast, our polling must show it.
@@ -65,6 +68,7 @@ class Pebble(Daemon):
                 "tlsPort": free_port(),
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": False,
+                "externalAccountMACKeys": self.eab_keys,
             }}
             if self.validity_s is not None:
                 config["pebble"]["certificateValidityPeriod"] = int(self.validity_s)

@@ -6,6 +6,7 @@ import uuid
 from typing import Callable
 
 from .authz import PERMISSIONS_API_VERSIONS, Authorizer, is_permissions_request, permissions_body
+from .cloudflare import CLOUDFLARE_HOST
 from .entra import LOGIN_HOST, Entra, InvalidToken
 from .faults import FaultInjector
 from .keyvault import VAULT_SUFFIX, KeyVault
@@ -23,7 +24,7 @@ Handler = Callable[[Request], Response]
 def serves(host: str) -> bool:
     """The hosts whose TLS the proxy terminates; anything else is refused."""
     host = host.lower()
-    return host in (LOGIN_HOST, ARM_HOST) or (host.endswith(VAULT_SUFFIX) and host.count(".") == 3)
+    return host in (LOGIN_HOST, ARM_HOST, CLOUDFLARE_HOST) or (host.endswith(VAULT_SUFFIX) and host.count(".") == 3)
 
 
 def _arm_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -33,9 +34,9 @@ def _arm_error(status: int, code: str, message: str, headers: dict[str, str] | N
 class Router:
     def __init__(self, entra: Entra, keyvault: KeyVault, faults: FaultInjector, dns: Handler | None,
                  on_write: Callable[[], None], authorizer: Authorizer | None = None,
-                 log: RequestLog | None = None) -> None:
+                 cloudflare: Handler | None = None, log: RequestLog | None = None) -> None:
         self._entra, self._kv, self._faults, self._dns, self._on_write = entra, keyvault, faults, dns, on_write
-        self._authorizer = authorizer
+        self._authorizer, self._cloudflare = authorizer, cloudflare
         self.log = log if log is not None else RequestLog()
 
     def __call__(self, request: Request) -> Response:
@@ -49,6 +50,8 @@ class Router:
             return forced
         if request.host == LOGIN_HOST:
             return self._entra.handle(request)
+        if request.host == CLOUDFLARE_HOST and self._cloudflare is not None:
+            return self._cloudflare(request)
         if request.host.endswith(VAULT_SUFFIX):
             response = self._kv.handle(request)
         elif request.host == ARM_HOST:

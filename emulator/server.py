@@ -11,6 +11,7 @@ from typing import Any
 from .admin import Admin
 from .admin_client import AdminClient
 from .authz import Authorizer
+from .cloudflare import Cloudflare
 from .entra import Entra
 from .faults import FaultInjector
 from .keyvault import KeyVault
@@ -55,11 +56,13 @@ class Emulator:
         self.faults = FaultInjector()
         self.zones = ZoneStore() if ZoneStore is not None else None
         self.arm_dns = ArmDns(self.zones, self.authorizer) if ArmDns is not None and self.zones is not None else None
+        self.cloudflare = Cloudflare(self.zones) if self.zones is not None else None
         self._state = StateFile(self.state_dir if self.persistent else None, self._snapshot)
         self._load(self._state.load())
 
         self.router = Router(self.entra, self.keyvault, self.faults,
-                             self.arm_dns.handle if self.arm_dns else None, self._state.mark_dirty, self.authorizer)
+                             self.arm_dns.handle if self.arm_dns else None, self._state.mark_dirty, self.authorizer,
+                             self.cloudflare.handle if self.cloudflare else None)
         self._admin = Admin(self.entra, self.authorizer, self.keyvault, self.faults,
                             self.arm_dns.handle_admin if self.arm_dns else None, self._health,
                             requests=self.router.log)
@@ -136,6 +139,8 @@ class Emulator:
         return self.ca.context_for(host) if serves(host) else None
 
     def _handle_admin(self, request: Request) -> Response:
+        if request.path.startswith("/admin/cloudflare/") and self.cloudflare is not None:
+            return self.cloudflare.handle_admin(request)  # its zones and tokens live for the process only
         response = self._admin.handle(request)
         if request.method not in ("GET", "HEAD") and response.status < 300:
             self._state.mark_dirty()

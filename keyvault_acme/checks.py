@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from .acme_client import each
-from .dns.azure import TXT_WRITE, AzureDnsProvider
-from .dns.base import Challenge
+from .dns.base import Challenge, ChecksWritable, DnsProvider, KnowsDelegation
 from .dns.challenges import DnsSolver
-from .dns.propagation import Nameserver, by_server, ns_names, resolver_servers
-from .dns.rfc2136 import Rfc2136Provider
+from .dns.propagation import by_server, ns_names, resolver_servers
+from .dns.registry import zone_type
 from .errors import CREDENTIALS_HINT, AccountKeyRefused, CaaForbidsCa, KeyVaultAcmeError, PreflightError, SpecError
 from .keyvault import CHAIN_SUFFIX, is_managed
-from .model import AzureDnsZone, CertificateSpec, CheckResult
+from .model import CertificateSpec, CheckResult, Zone
 from .names import counted, zone_for
 from .preflight import caa_lookup, check_caa, check_spec
 from .wiring import Wiring
@@ -177,7 +175,7 @@ class Checks:
         providers: dict[str, Any] = {}
         problems = []
         for zone in self.spec.zones:
-            if isinstance(zone, AzureDnsZone) and not azure:
+            if zone_type(zone).uses_azure_resource_manager and not azure:
                 continue
             try:
                 providers[zone.name] = self.wiring.provider(zone, self.spec, self.deadline)
@@ -207,44 +205,23 @@ class Checks:
         return [self._writable(providers[zone], zone, sorted(recs)) for zone, recs in records.items()], \
             used | set(records)
 
-    def _writable(self, provider: Any, zone: str, records: list[str]) -> CheckResult:
-        if isinstance(provider, Rfc2136Provider):
-            host, port = provider.server
-            try:
-                serial = provider.check_writable()
-            except KeyVaultAcmeError as e:
-                return CheckResult("zones writable", False, f"{zone}: {one_line(e)}",
-                                   "check the server address, the zone name and the TSIG key (name, algorithm, secret)")
-            return CheckResult("zones writable", True, f"{zone} at {host}:{port}: SOA serial {serial}; the TSIG key is "
-                                                       "accepted (a no-op update); its TXT rights show at the first "
-                                                       "challenge")
-        assert isinstance(provider, AzureDnsProvider)
+    def _writable(self, provider: DnsProvider, zone: str, records: list[str]) -> CheckResult:
+        if not isinstance(provider, ChecksWritable):
+            return CheckResult("zones writable", True, f"{zone}: not checked (its provider cannot tell without "
+                                                       "writing); the first challenge shows")
         try:
-            allowed = each(lambda r: provider.may_write_txt(r, deadline=self.deadline), records)
+            found = provider.writable(zone, records, deadline=self.deadline)
         except KeyVaultAcmeError as e:
             return CheckResult("zones writable", False, f"{zone}: {finding(e)}", e.hint)
-        denied = [r for r, ok in zip(records, allowed) if not ok]
-        if denied:
-            return CheckResult(
-                "zones writable", False, f"{zone}: no permission for {TXT_WRITE} on "
-                                         f"{counted(denied, 'record set')} (ARM permissions API)",
-                f"grant 'DNS Zone Contributor' on {provider.zone.resource_id}, or a role with {TXT_WRITE} on "
-                f"{provider.record_set_scope(denied[0])}" + (" and the others" if len(denied) > 1 else ""))
-        return CheckResult("zones writable", True, f"{zone}: {TXT_WRITE} permitted on "
-                                                   f"{counted(records, 'record set')} (ARM permissions API; "
-                                                   "nothing written)")
+        return CheckResult("zones writable", found.ok, found.detail, found.fix)
 
     def delegation(self, providers: dict[str, Any]) -> list[CheckResult]:
         results = []
         for zone, provider in providers.items():
-            expected: Iterable[str]
+            if not isinstance(provider, KnowsDelegation):
+                continue  # the provider cannot say which servers the zone should be delegated to
             try:
-                if isinstance(provider, AzureDnsProvider):
-                    expected, source = provider.nameservers(deadline=self.deadline), "Azure DNS (nameServers)"
-                else:
-                    host, port = provider.server
-                    primary = [Nameserver(*address) for address in provider.addresses()]
-                    expected, source = ns_names(zone, primary), f"the primary {host}:{port}"
+                expected, source = provider.delegation(zone, deadline=self.deadline)
                 resolvers = by_server(resolver_servers(self.spec.resolvers))
                 served = ({who: ns_names(zone, addresses) for who, addresses in resolvers.items()} if resolvers
                           else {"public DNS": ns_names(zone)})
@@ -304,8 +281,8 @@ class Checks:
                                                f"{record.order_url} at {counted(live, 'TXT record')}",
                            "issue or renew this certificate: the next run removes exactly those values")
 
-    def _azure_zones(self) -> list[AzureDnsZone]:
-        return [z for z in self.spec.zones if isinstance(z, AzureDnsZone)]
+    def _azure_zones(self) -> list[Zone]:
+        return [z for z in self.spec.zones if zone_type(z).uses_azure_resource_manager]
 
     def _names_in(self, names: Sequence[str], providers: dict[str, Any]) -> list[str]:
         """The names whose zone has a provider (Azure zones have none when credentials failed)."""

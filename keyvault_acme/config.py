@@ -19,6 +19,7 @@ from .model import (
     AcmeAccount,
     AzureDnsZone,
     CertificateSpec,
+    CloudflareZone,
     KeySpec,
     RenewalPolicy,
     Rfc2136Zone,
@@ -189,9 +190,28 @@ def secret_ref_from(value: Any, field: str) -> SecretRef:
         raise SpecError(field, e.problem, e.fix) from None
 
 
+ZONE_TYPES = ("azure", "rfc2136", "cloudflare")
+
+
 def zone_from_dict(data: Mapping[str, Any], field: str = "zones[]") -> Zone:
+    """One zone: ``type`` names it (azure, rfc2136, cloudflare); without it, resource_id means Azure DNS and
+    server means RFC 2136, as before ``type`` existed."""
     if not isinstance(data, Mapping):
         raise SpecError(field, "must be a mapping", "give resource_id (Azure DNS) or zone/server/tsig_* (RFC 2136)")
+    kind = data.get("type")
+    if kind is not None and kind not in ZONE_TYPES:
+        raise SpecError(f"{field}.type", f"{kind!r} is not a zone type", f"use one of {', '.join(ZONE_TYPES)}")
+    if kind == "cloudflare":
+        unknown = sorted(set(data) - {"type", "zone", "api_token_secret"})
+        if unknown:
+            raise SpecError(f"{field}.{unknown[0]}", "is not a setting of a Cloudflare zone", "give zone and api_token_secret")
+        return CloudflareZone(
+            zone=str(_require(data, "zone", f"{field}.")).lower().rstrip("."),
+            api_token=secret_ref_from(_require(data, "api_token_secret", f"{field}."), f"{field}.api_token_secret"))
+    if kind == "azure" and "resource_id" not in data:
+        raise SpecError(f"{field}.resource_id", "is required", "give the Azure DNS zone's resource id")
+    if kind == "rfc2136" and "server" not in data:
+        raise SpecError(f"{field}.server", "is required", "give the RFC 2136 server as host or host:port")
     if "resource_id" in data:
         rfc2136 = sorted(k for k in ("zone", "server", "tsig_key_name", "tsig_secret", "tsig_algorithm") if k in data)
         if rfc2136:
@@ -326,6 +346,8 @@ def spec_to_dict(spec: CertificateSpec) -> dict[str, Any]:
     def zone(z: Zone) -> dict[str, Any]:
         if isinstance(z, AzureDnsZone):
             return {"resource_id": z.resource_id}
+        if isinstance(z, CloudflareZone):
+            return {"type": "cloudflare", "zone": z.zone, "api_token_secret": z.api_token.secret_id}
         return {"zone": z.zone, "server": z.server, "tsig_key_name": z.tsig_key_name,
                 "tsig_secret": z.tsig_secret.secret_id, "tsig_algorithm": z.tsig_algorithm}
 

@@ -69,7 +69,8 @@ class DnsError(KeyVaultAcmeError):
 
 
 class DnsForbidden(DnsError):
-    """Azure DNS answered 403: the identity may not read or write the zone or record set."""
+    """The DNS service answered 403: the identity (Azure) or API token (Cloudflare) may not read or write the
+    zone or record set."""
 
     retryable = False
     hint = "grant the identity 'DNS Zone Contributor' on the zone or a TXT record-set role"

@@ -29,7 +29,7 @@ from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
 from .config import revocation_reason
-from .dns.base import Challenge, DnsProvider, authoritative_hint
+from .dns.base import Challenge, ChecksAccess, DnsProvider, authoritative_hint
 from .errors import (
     CertificateBusy,
     CertificateDeletedButRecoverable,
@@ -258,9 +258,8 @@ class Engine:
         vault.vet_own_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=deadline)
         providers = self.wiring.providers(spec, deadline)
         for provider in providers.values():
-            check = getattr(provider, "check_access", None)
-            if callable(check):
-                check(deadline=deadline)
+            if isinstance(provider, ChecksAccess):
+                provider.check_access(deadline=deadline)
         check_caa(names, directory.caa_identities,
                   caa_lookup(DnsSolver(providers, resolvers=spec.resolvers), cache=self._caa_cache()))
 

@@ -187,7 +187,19 @@ class Rfc2136Zone:
         return self.zone.lower().rstrip(".")
 
 
-Zone = Union[AzureDnsZone, Rfc2136Zone]
+@dataclass(frozen=True)
+class CloudflareZone:
+    """A zone on Cloudflare DNS, written through Cloudflare's API with an API token that may edit its DNS."""
+
+    zone: str
+    api_token: SecretRef  # the Cloudflare API token (Zone:Read and DNS:Edit on the zone), stored in Key Vault
+
+    @property
+    def name(self) -> str:
+        return self.zone.lower().rstrip(".")
+
+
+Zone = Union[AzureDnsZone, Rfc2136Zone, CloudflareZone]
 
 
 ACCOUNT_KEY_KINDS = ("secret", "key")

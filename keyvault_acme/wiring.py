@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .dns.base import DnsProvider
 from .errors import SpecError
 from .keyvault import KeyVault, sdk_client_kwargs
-from .model import AcmeAccount, AzureDnsZone, CertificateSpec, Rfc2136Zone
+from .model import AcmeAccount, CertificateSpec, SecretRef, Zone
 
 # The issuance stack (ACME and JOSE, dnspython, azure-mgmt-dns) loads on first use: a process that only reads
 # certificates (`keyvault-acme status`, a Pulumi refresh) never imports it.
@@ -157,18 +157,18 @@ class Wiring:
         """The DNS provider of each of the spec's zones, by zone name."""
         return {zone.name: self.provider(zone, spec, deadline) for zone in spec.zones}
 
-    def provider(self, zone: AzureDnsZone | Rfc2136Zone, spec: CertificateSpec, deadline: float) -> DnsProvider:
-        from .dns.azure import AzureDnsProvider
-        from .dns.rfc2136 import Rfc2136Provider
+    def provider(self, zone: Zone, spec: CertificateSpec, deadline: float) -> DnsProvider:
+        """The zone's provider, as the registry builds it for the zone's type (loaded on first use)."""
+        from .dns.registry import provider_for
 
-        if isinstance(zone, AzureDnsZone):
-            return AzureDnsProvider(zone, self._azure_dns(), deadline=deadline,
-                                    propagation_timeout=spec.propagation_timeout_s)
-        return Rfc2136Provider.from_zone(zone, self._tsig_secret(zone, deadline),
-                                         propagation_timeout=spec.propagation_timeout_s)
+        return provider_for(zone, self, deadline=deadline, propagation_timeout=spec.propagation_timeout_s)
 
-    def _tsig_secret(self, zone: Rfc2136Zone, deadline: float) -> str:
-        ref = zone.tsig_secret
+    def azure_dns(self) -> AzureDnsClients:
+        """The Azure DNS clients (one per subscription), shared by every Azure DNS zone."""
+        return self._azure_dns()
+
+    def secret(self, ref: SecretRef, field: str, deadline: float) -> str:
+        """A secret a zone refers to (TSIG key, API token), read from Key Vault at most every TSIG_CACHE_S."""
         now = time.monotonic()
         with self._lock:
             cached = self._tsig.get(ref.secret_id)
@@ -176,8 +176,7 @@ class Wiring:
             return cached[1]
         value = self.vault(ref.vault_url).get_secret(ref.name, ref.version, ours=False, deadline=deadline)
         if value is None:
-            raise SpecError(f"zones[{zone.name}].tsig_secret", f"the secret {ref.secret_id} does not exist",
-                            "store the base64 TSIG secret in that Key Vault secret")
+            raise SpecError(field, f"the secret {ref.secret_id} does not exist", "store the value in that Key Vault secret")
         with self._lock:
             self._tsig[ref.secret_id] = (now, value)
         return value

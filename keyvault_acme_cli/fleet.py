@@ -47,17 +47,16 @@ def stack_files(directory: Path) -> list[Path]:
 
 
 def read_stack(path: Path) -> StackFile:
-    from keyvault_acme_stack.workload import read_stack_file
-
     from .cli import load_stack
     name = path.name[len("Pulumi."):-len(".yaml")]
     try:
         stack = load_stack(path)  # the same reading, checks and messages as every other command
-        values = read_stack_file(path)  # checked by load_stack already; here for the workload's name
     except Exception as e:  # noqa: BLE001 - a bad stack file is a row of the fleet, not the end of it
         from .cli import _one_line
         return StackFile(name, path, error=_one_line(e))
-    return StackFile(name, path, str(values["workload"]), str(values["environment"]), dict(stack.certificates))
+    # The label is <workload>-<environment>, and a workload name has no hyphen.
+    workload, environment = stack.label.split("-", 1)
+    return StackFile(name, path, workload, environment, dict(stack.certificates))
 
 
 def fleet_rows(stacks: Sequence[StackFile], engine: "Engine", now: Callable[[], datetime],

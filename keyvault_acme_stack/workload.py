@@ -28,7 +28,7 @@ from keyvault_acme.config import (
     zone_from_dict,
 )
 from keyvault_acme.errors import SpecError, shown
-from keyvault_acme.model import AzureDnsZone, CertificateSpec, Rfc2136Zone, describe_shape
+from keyvault_acme.model import AzureDnsZone, CertificateSpec, CloudflareZone, Rfc2136Zone, describe_shape
 from keyvault_acme.names import challenge_name, normalize_names, zone_for
 
 from . import authorization
@@ -57,7 +57,8 @@ SETTINGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "vault": ("name", "resource_id", "url", "sku", "soft_delete_retention_days", "purge_protection",
               "private_endpoint_subnet_id", "private_dns_zone_id"),
     "monitoring": ("enabled", "workspace_id", "workspace_name", "retention_days"),
-    "zones[]": ("name", "resource_id", "challenge_scope", "zone", "server", "tsig_key_name", "tsig_secret", "tsig_algorithm"),
+    "zones[]": ("name", "resource_id", "challenge_scope", "type", "zone", "server", "tsig_key_name", "tsig_secret",
+                "tsig_algorithm", "api_token_secret"),
     "issuer": ("name", "principal_id", "client_id", "resource_id"),
     "consumers[]": ("name", "principal_id", "principal_type"),
     "alerts": ("emails", "webhooks"),
@@ -88,6 +89,11 @@ _IDENTITY_ID = re.compile(
     r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+"
     r"/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[^/\s]+", re.IGNORECASE)
 _ARM_ID = re.compile(r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+/providers/[^/\s]+/.+", re.IGNORECASE)
+
+
+# Zones outside Azure DNS: the stack grants no Azure role there; the engine writes their records with the
+# zone's own credential (a TSIG key, a Cloudflare API token) read from Key Vault.
+OtherZone = Rfc2136Zone | CloudflareZone
 
 
 # ---------------------------------------------------------------------------------------------- types
@@ -256,7 +262,7 @@ class WorkloadConfig:
     vault: VaultConfig
     monitoring: MonitoringConfig
     zones: tuple[DnsZoneConfig, ...]
-    rfc2136_zones: tuple[Rfc2136Zone, ...]
+    rfc2136_zones: tuple[OtherZone, ...]  # the zones outside Azure DNS: RFC 2136 and Cloudflare
     issuer: IssuerConfig
     consumers: tuple[Consumer, ...]
     grant_roles: bool
@@ -442,19 +448,20 @@ def _monitoring(data: Any, workload: str, environment: str, production: bool) ->
     )
 
 
-def _zones(data: Any, subscription_id: str, resource_group: str) -> tuple[tuple[DnsZoneConfig, ...], tuple[Rfc2136Zone, ...]]:
+def _zones(data: Any, subscription_id: str, resource_group: str) -> tuple[tuple[DnsZoneConfig, ...], tuple[OtherZone, ...]]:
     zones = [_zone(entry, f"zones[{i}]", subscription_id, resource_group) for i, entry in enumerate(listed(data, "zones"))]
     dupe = _first_duplicate([z.name for z in zones])
     if dupe:
         raise SpecError("zones", f"zone {dupe} is listed twice", "list each zone once")
     return (tuple(z for z in zones if isinstance(z, DnsZoneConfig)),
-            tuple(z for z in zones if isinstance(z, Rfc2136Zone)))
+            tuple(z for z in zones if not isinstance(z, DnsZoneConfig)))
 
 
-def _zone(entry: Any, fld: str, subscription_id: str, resource_group: str) -> DnsZoneConfig | Rfc2136Zone:
+def _zone(entry: Any, fld: str, subscription_id: str, resource_group: str) -> DnsZoneConfig | OtherZone:
     """One zones[] entry: a zone to create (name), an existing Azure DNS zone (resource_id) or an RFC 2136 zone."""
     if not isinstance(entry, Mapping):
-        raise SpecError(fld, "must be a mapping", "give name (a new zone), resource_id (existing) or zone/server/tsig_* (RFC 2136)")
+        raise SpecError(fld, "must be a mapping", "give name (a new zone), resource_id (existing), zone/server/tsig_* (RFC 2136) "
+                        "or type: cloudflare with zone/api_token_secret")
     settings(entry, fld, SETTINGS["zones[]"])
     scope = str(entry.get("challenge_scope") or "record_set")
     if scope not in CHALLENGE_SCOPES:
@@ -471,7 +478,7 @@ def _zone(entry: Any, fld: str, subscription_id: str, resource_group: str) -> Dn
     if isinstance(zone, AzureDnsZone):
         return DnsZoneConfig(name=zone.name, resource_id=zone.resource_id, challenge_scope=scope)
     if "challenge_scope" in entry:
-        raise SpecError(f"{fld}.challenge_scope", "applies to Azure DNS zones only", "remove it from the RFC 2136 zone")
+        raise SpecError(f"{fld}.challenge_scope", "applies to Azure DNS zones only", "remove it from the zone")
     return zone
 
 
@@ -537,7 +544,7 @@ def _alerting(data: Any) -> AlertingConfig:
     return AlertingConfig(emails=tuple(emails), webhooks=tuple(hooks))
 
 
-def _certificates(data: Any, *, vault_url: str, zones: tuple[DnsZoneConfig | Rfc2136Zone, ...], acme: Mapping[str, Any],
+def _certificates(data: Any, *, vault_url: str, zones: tuple[DnsZoneConfig | OtherZone, ...], acme: Mapping[str, Any],
                   tags: Mapping[str, str], allowlist: Allowlist, owner: str) -> tuple[CertificateConfig, ...]:
     entries = listed(data, "certificates")
     if entries and allowlist.empty:
@@ -551,7 +558,7 @@ def _certificates(data: Any, *, vault_url: str, zones: tuple[DnsZoneConfig | Rfc
     return out
 
 
-def _certificate(entry: Any, fld: str, *, vault_url: str, zones: tuple[DnsZoneConfig | Rfc2136Zone, ...],
+def _certificate(entry: Any, fld: str, *, vault_url: str, zones: tuple[DnsZoneConfig | OtherZone, ...],
                  acme: Mapping[str, Any], tags: Mapping[str, str], allowlist: Allowlist, owner: str) -> CertificateConfig:
     """One certificates[] entry: the shared certificate shape (config.py) inside the workload's vault and zones."""
     if not isinstance(entry, Mapping):
@@ -591,11 +598,11 @@ def _certificate(entry: Any, fld: str, *, vault_url: str, zones: tuple[DnsZoneCo
     )
 
 
-def _challenge_record_sets(dns_names: tuple[str, ...], zones: tuple[DnsZoneConfig | Rfc2136Zone, ...],
+def _challenge_record_sets(dns_names: tuple[str, ...], zones: tuple[DnsZoneConfig | OtherZone, ...],
                            fld: str) -> tuple[ChallengeRecordSet, ...]:
     """The Azure DNS ``_acme-challenge`` record sets the names are validated through, once each, in name order.
 
-    ``www.example.com`` and ``*.www.example.com`` share one. RFC 2136 zones have none: the stack grants no
+    ``www.example.com`` and ``*.www.example.com`` share one. RFC 2136 and Cloudflare zones have none: the stack grants no
     Azure role there, so the engine creates and deletes its records itself.
     """
     by_name = {z.name: z for z in zones}
@@ -640,7 +647,7 @@ def _subscription(values: Mapping[str, Any]) -> str:
 
 
 def _certificate_part(values: Mapping[str, Any], *, workload: str, environment: str, vault_url: str,
-                      zones: tuple[DnsZoneConfig | Rfc2136Zone, ...]) -> tuple[Allowlist, dict[str, str], tuple[CertificateConfig, ...]]:
+                      zones: tuple[DnsZoneConfig | OtherZone, ...]) -> tuple[Allowlist, dict[str, str], tuple[CertificateConfig, ...]]:
     """The allowlist, the workload's tags and the certificates: what the certificates are made of."""
     allowlist = authorization.allowlist_from_dict(values.get("allowlist"))
     acme = settings(values.get("acme"), "acme", SETTINGS["acme"])

@@ -19,7 +19,7 @@ def emulator():
 @pytest.fixture(scope="session")
 def dns_forwards(emulator) -> dict[str, tuple[str, int]]:
     """Zones BIND forwards to another DNS world (the emulator's Azure DNS), so Pebble sees them."""
-    return {zone: emulator.dns_address for zone in services.AZURE_ZONES}
+    return {zone: emulator.dns_address for zone in (*services.AZURE_ZONES, services.CLOUDFLARE_ZONE)}
 
 
 @pytest.fixture(scope="session")

@@ -37,9 +37,14 @@ def bind_server(zones: Iterable[str] = BIND_ZONES,
         yield bind
 
 
+# An external account binding key Pebble knows (binding stays optional): for stacks with acme.eab_kid/eab_hmac.
+EAB_KID, EAB_HMAC = "kid-1", "c2VjcmV0LWhtYWMta2V5"
+
+
 @contextlib.contextmanager
 def pebble_server(bind: Bind, **kwargs) -> Iterator[Pebble]:
     """Pebble validating DNS-01 through ``bind`` (and whatever BIND forwards)."""
+    kwargs.setdefault("eab_keys", {EAB_KID: EAB_HMAC})
     with Pebble(dns_server=bind.address, **kwargs) as pebble:
         yield pebble
 
@@ -67,6 +72,10 @@ AZURE_ZONES = {"azure.test": "00000000-0000-0000-0000-00000000a001",
                "other-sub.test": "00000000-0000-0000-0000-00000000b002"}
 
 
+# A zone of the emulator's Cloudflare stand-in (api.cloudflare.com), served by its DNS server like the Azure zones.
+CLOUDFLARE_ZONE = "cloudflare.test"
+
+
 def azure_zone_id(zone: str) -> str:
     return (f"/subscriptions/{AZURE_ZONES[zone]}/resourceGroups/{AZURE_RESOURCE_GROUP}"
             f"/providers/Microsoft.Network/dnszones/{zone}")
@@ -83,4 +92,5 @@ def emulator_server(*, own_process: bool = False) -> Iterator["Emulator"]:
     with (EmulatorProcess() if own_process else Emulator()) as emu:
         for zone, subscription in AZURE_ZONES.items():
             emu.admin.add_zone(zone, subscription, AZURE_RESOURCE_GROUP)
+        emu.admin.add_cloudflare_zone(CLOUDFLARE_ZONE)
         yield emu

@@ -19,8 +19,9 @@ from __future__ import annotations
 import fnmatch
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
@@ -29,8 +30,9 @@ from azure.mgmt.dns.models import RecordSet, TxtRecord
 
 from ..errors import DnsError, DnsForbidden, PreflightError
 from ..model import AzureDnsZone
+from ..names import counted
 from ..retry import azure_verdict, retry_call
-from .base import DEFAULT_PROPAGATION_TIMEOUT
+from .base import DEFAULT_PROPAGATION_TIMEOUT, Finding
 from .servers import Server, host_addresses
 
 log = logging.getLogger("keyvault_acme.dns.azure")
@@ -148,6 +150,26 @@ class AzureDnsProvider:
     def cleanup(self, fqdn: str, value: str, *, deadline: float | None = None) -> None:
         """Remove only ``value``; the record set stays (possibly empty). Missing is fine."""
         self._edit(fqdn, lambda values: [v for v in values if v != value], "remove", deadline)
+
+    def delegation(self, zone: str, *, deadline: float | None = None) -> tuple[list[str], str]:
+        """The NS set Azure assigned the zone, which its parent must delegate to."""
+        return self.nameservers(deadline=deadline), "Azure DNS (nameServers)"
+
+    def writable(self, zone: str, records: Sequence[str], *, deadline: float | None = None) -> Finding:
+        """Whether we may write each TXT record set, asked of ARM's permissions API (nothing written)."""
+        if len(records) > 1:  # a 100-name certificate asks for many record sets: a few at a time
+            with ThreadPoolExecutor(max_workers=min(8, len(records))) as pool:
+                allowed = list(pool.map(lambda r: self.may_write_txt(r, deadline=deadline), records))
+        else:
+            allowed = [self.may_write_txt(r, deadline=deadline) for r in records]
+        denied = [r for r, ok in zip(records, allowed) if not ok]
+        if denied:
+            return Finding(False, f"{zone}: no permission for {TXT_WRITE} on {counted(denied, 'record set')} "
+                                  "(ARM permissions API)",
+                           f"grant 'DNS Zone Contributor' on {self.zone.resource_id}, or a role with {TXT_WRITE} on "
+                           f"{self.record_set_scope(denied[0])}" + (" and the others" if len(denied) > 1 else ""))
+        return Finding(True, f"{zone}: {TXT_WRITE} permitted on {counted(list(records), 'record set')} (ARM "
+                             "permissions API; nothing written)")
 
     def nameservers(self, *, deadline: float | None = None) -> list[str]:
         """The zone's authoritative servers as Azure assigned them (host names, no trailing dot)."""

@@ -6,6 +6,7 @@ from config here and never appears in errors or logs.
 from __future__ import annotations
 
 import logging
+from typing import Sequence
 
 import dns.exception
 import dns.flags
@@ -23,8 +24,8 @@ import dns.update
 from ..errors import DnsError
 from ..model import Rfc2136Zone
 from ..retry import retry_call
-from .base import DEFAULT_PROPAGATION_TIMEOUT
-from .propagation import Nameserver, query
+from .base import DEFAULT_PROPAGATION_TIMEOUT, Finding
+from .propagation import Nameserver, ns_names, query
 from .servers import Server, parse_server, server_addresses
 
 log = logging.getLogger("keyvault_acme.dns.rfc2136")
@@ -70,6 +71,21 @@ class Rfc2136Provider:
     def authoritative_servers(self, zone: str) -> dict[str, list[Server]]:
         """The primary we update answers for the zone; configure resolvers to also check secondaries."""
         return {f"{self.server[0]}:{self.server[1]}": self.addresses()}
+
+    def delegation(self, zone: str, *, deadline: float | None = None) -> tuple[list[str], str]:
+        """The NS set the primary serves for the zone, which its parent must delegate to."""
+        host, port = self.server
+        return sorted(ns_names(zone, [Nameserver(*address) for address in self.addresses()])), f"the primary {host}:{port}"
+
+    def writable(self, zone: str, records: Sequence[str], *, deadline: float | None = None) -> Finding:
+        host, port = self.server
+        try:
+            serial = self.check_writable()
+        except DnsError as e:
+            return Finding(False, f"{zone}: {' '.join(str(e).split())}",  # as one line, like every check result
+                           "check the server address, the zone name and the TSIG key (name, algorithm, secret)")
+        return Finding(True, f"{zone} at {host}:{port}: SOA serial {serial}; the TSIG key is accepted (a no-op "
+                             "update); its TXT rights show at the first challenge")
 
     def check_writable(self) -> int:
         """Preflight without changing the zone: the server answers the zone's SOA with authority, and accepts a

@@ -199,3 +199,19 @@ def test_a_failed_operation_is_counted_in_the_metrics_file(capsys, fleet, tmp_pa
     families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
     [failure] = [s for s in families["keyvault_acme_failures"].samples if s.name.endswith("_total")]
     assert (failure.labels, failure.value) == ({"operation": "revoke", "reason": "CertificateNotFound"}, 1)
+
+
+def test_opentelemetry_of_a_cli_run_reaches_the_collector(capsys, fleet, tmp_path, monkeypatch):
+    from tests.cli.test_telemetry import Collector, collector_on_loopback
+
+    with collector_on_loopback(Collector()) as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+        code, _, err = run(capsys, "--config", str(fleet / "Pulumi.blog-prod.yaml"), "renew", "www")
+        assert code == 0, err
+        # The CLI flushed before returning: the span and the metrics are at the collector already.
+        [span] = collector.spans
+        assert span.name == "keyvault-acme renew"
+        attributes = {a.key: a.value.string_value for a in span.attributes}
+        assert attributes["keyvault_acme.certificate"] == "www" and attributes["keyvault_acme.version"]
+        assert "keyvault_acme.issuances" in {m.name for m in collector.metrics}

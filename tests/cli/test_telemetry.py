@@ -1,11 +1,13 @@
 """OpenTelemetry: each engine operation becomes a span and metrics, exported over OTLP by the SDK."""
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
 from concurrent import futures
 from datetime import datetime, timezone
+from typing import Iterator
 
 import grpc
 import pytest
@@ -53,6 +55,7 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2
     """An OTLP/gRPC collector on loopback that keeps what it receives."""
 
     def __init__(self) -> None:
+        self.endpoint = ""
         self.spans: list = []
         self.metrics: list = []
         self.lock = threading.Lock()
@@ -66,17 +69,24 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2
             return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
-@pytest.fixture
-def collector():
-    collector = Collector()
+@contextlib.contextmanager
+def collector_on_loopback(collector: Collector) -> Iterator[Collector]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(collector, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     collector.endpoint = f"http://127.0.0.1:{port}"
-    yield collector
-    server.stop(None)
+    try:
+        yield collector
+    finally:
+        server.stop(None)
+
+
+@pytest.fixture
+def collector():
+    with collector_on_loopback(Collector()) as running:
+        yield running
 
 
 def test_the_otlp_exporter_sends_them_to_the_endpoint_in_the_environment(collector, monkeypatch):

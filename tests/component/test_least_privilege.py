@@ -58,7 +58,7 @@ def make_world(emulator, bind, pebble, ca_bundle):
             mp.setenv(key, value)
         root = emulator.admin.add_root_client(name="least-privilege-deployer")
         root_credential = ClientSecretCredential(root["tenant_id"], root["client_id"], root["secret"])
-        yield lambda **acme: _world(emulator, pebble, root_credential, **acme)
+        yield lambda **kw: _world(emulator, pebble, root_credential, bind=bind, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -66,25 +66,45 @@ def world(make_world):
     return make_world()
 
 
-def _world(emulator, pebble, root_credential, **acme) -> "World":
+def _world(emulator, pebble, root_credential, *, bind=None, rfc2136: bool = False, eab: bool = False,
+           **acme) -> "World":
+    """``rfc2136``: the certificate's names are in BIND's zone, updated with a TSIG key kept in the workload's
+    vault; ``eab``: the account is bound with an EAB key kept there too. Both secrets are the operator's."""
     label = f"lp{uuid.uuid4().hex[:6]}"
     issuer, consumer = _app(emulator, f"{label}-issuer"), _app(emulator, f"{label}-consumer")
-    cfg = parse_workload_config({
-        "workload": label, "environment": "test", "location": "westeurope", "subscription_id": DEPLOY_SUBSCRIPTION,
-        "tenant_id": issuer.tenant_id,
-        "zones": [{"resource_id": services.azure_zone_id(ZONE)}],
-        "issuer": {"principal_id": issuer.client_id, "client_id": issuer.client_id},
-        "consumers": [{"name": "app", "principal_id": consumer.client_id}],
-        "allowlist": {"suffixes": [f"{label}.{ZONE}"]},
-        "acme": {"directory_url": pebble.directory_url, "contact": [f"ops@{label}.{ZONE}"], **acme},
-        "certificates": [{"name": "www", "dns_names": [f"{label}.{ZONE}", f"www.{label}.{ZONE}"],
-                          "resolvers": [f"{emulator.dns_address[0]}:{emulator.dns_address[1]}"],
-                          "propagation_timeout_s": 30}],
-    })
+
+    def document(vault_url: str = "https://placeholder.vault.azure.net") -> dict:
+        zone, resolver = ZONE, f"{emulator.dns_address[0]}:{emulator.dns_address[1]}"
+        zones: list[dict] = [{"resource_id": services.azure_zone_id(ZONE)}]
+        if rfc2136:
+            zone, resolver = services.BIND_ZONE, bind.server
+            zones = [{"zone": zone, "server": bind.server, "tsig_key_name": bind.tsig_key_name,
+                          "tsig_secret": f"{vault_url}/secrets/tsig-bind"}]
+        extra = {"eab_kid": services.EAB_KID, "eab_hmac": f"{vault_url}/secrets/eab-hmac"} if eab else {}
+        return {
+            "workload": label, "environment": "test", "location": "westeurope", "subscription_id": DEPLOY_SUBSCRIPTION,
+            "tenant_id": issuer.tenant_id, "zones": zones,
+            "issuer": {"principal_id": issuer.client_id, "client_id": issuer.client_id},
+            "consumers": [{"name": "app", "principal_id": consumer.client_id}],
+            "allowlist": {"suffixes": [f"{label}.{zone}"]},
+            "acme": {"directory_url": pebble.directory_url, "contact": [f"ops@{label}.{ZONE}"], **extra, **acme},
+            "certificates": [{"name": "www", "dns_names": [f"{label}.{zone}", f"www.{label}.{zone}"],
+                              "resolvers": [resolver], "propagation_timeout_s": 30}],
+        }
+
+    cfg = parse_workload_config(document())
+    if rfc2136 or eab:  # the secrets' references name the workload's vault, known once the config is read
+        cfg = parse_workload_config(document(cfg.vault.url.rstrip("/")))
     run = harness.run(lambda: CertificateWorkload(cfg.stack_name, cfg).outputs, stack=cfg.stack_name, config={},
                       subscription_id=cfg.subscription_id)
     emulator.admin.register_vault(cfg.vault.name, subscription_id=cfg.subscription_id,
                                   resource_group=cfg.resource_group.name, tenant_id=issuer.tenant_id)
+    # The operator's secrets the issuer reads (stored by someone who may write secrets, as the README says).
+    operator = SecretClient(cfg.vault.url, root_credential)
+    if rfc2136:
+        operator.set_secret("tsig-bind", bind.tsig_secret_b64)
+    if eab:
+        operator.set_secret("eab-hmac", services.EAB_HMAC)
     # What `pulumi up` would have created before any certificate: the empty challenge record sets.
     dns = DnsManagementClient(root_credential, services.AZURE_ZONES[ZONE])
     for rs in run.of_type("azure-native:dns:RecordSet"):
@@ -185,6 +205,25 @@ def test_with_exactly_the_registered_assignments_the_issuer_issues_renews_and_re
         with pytest.raises(HttpResponseError) as e:
             attempt()
         assert e.value.status_code == 403, i
+
+
+def test_rfc2136_and_eab_stacks_check_and_issue_with_exactly_the_registered_assignments(make_world):
+    """grant_roles: the issuer reads the TSIG and EAB secrets (Secrets User on exactly those two): check passes,
+    and it issues, renews and revokes; without either grant a step fails with 403."""
+    world = make_world(rfc2136=True, eab=True)
+    readers = {a.name for a in world.assignments()
+               if a.inputs["scope"] in {f"{world.vault_id}/secrets/tsig-bind", f"{world.vault_id}/secrets/eab-hmac"}}
+    assert len(readers) == 2
+    world.apply()
+    assert [r for r in Engine(world.issuer.credential(), timeout_s=60).check(world.spec) if not r.ok] == []
+    world.issuer_flow()
+    for name in sorted(readers):
+        fresh = make_world(rfc2136=True, eab=True)
+        (removed,) = [a.name for a in fresh.assignments() if fresh.kind(a) == name.replace(world.cfg.workload, "<label>")]
+        fresh.apply(skip=removed)
+        with pytest.raises((HttpResponseError, KeyVaultAcmeError)) as e:
+            fresh.issuer_flow()
+        assert _status(e.value) == 403, f"without {name}: {e.value!r}"
 
 
 def test_the_grants_are_the_narrow_ones(world):

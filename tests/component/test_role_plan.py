@@ -65,3 +65,45 @@ def test_each_scope_has_one_target_class():
                for kind in {g.scope_kind for g in role_plan(cfg)}}
     assert classes == {"vault": {VaultScope}, "secret": {SecretScope}, "key": {AccountKeyTarget},
                        "record_set": {ChallengeRecordSet}, "zone": {DnsZoneConfig}}
+
+
+def test_tsig_and_eab_secrets_in_the_workload_vault_get_secrets_user_on_exactly_those():
+    from keyvault_acme_pulumi.components.workload import KEY_VAULT_SECRETS_USER, SecretScope
+
+    vault = config().vault.url.rstrip("/")
+
+    def rfc2136(tsig_vault: str, **acme):
+        return parse_workload_config({
+            "workload": "shop", "environment": "dev", "location": "westeurope", "subscription_id": SUB,
+            "tenant_id": "22222222-2222-2222-2222-222222222222",
+            "zones": [{"name": "shop.example.com"},
+                      {"zone": "corp.example.net", "server": "10.0.0.53", "tsig_key_name": "acme",
+                       "tsig_secret": f"{tsig_vault}/secrets/tsig-corp"}],
+            "allowlist": {"suffixes": ["shop.example.com", "corp.example.net"]}, "acme": acme,
+            "certificates": [{"name": "www", "dns_names": ["www.shop.example.com", "api.corp.example.net"]}],
+        })
+
+    cfg = rfc2136(vault, eab_kid="kid-1", eab_hmac=f"{vault}/secrets/eab-hmac")
+    users = [g for g in role_plan(cfg) if g.role == KEY_VAULT_SECRETS_USER and g.principal == "issuer"]
+    assert {g.target for g in users} == {SecretScope("tsig-corp", SUB, "rg-shop-dev"),
+                                         SecretScope("eab-hmac", SUB, "rg-shop-dev")}
+    # The certificate waits for those grants before its first issuance, like for its other roles.
+    assert set(users) <= set(grants_for_certificate(role_plan(cfg), cfg.certificates[0]))
+    # A secret kept in another vault is that vault's keeper's to grant: the stack grants nothing there.
+    other = rfc2136("https://corp-secrets.vault.azure.net")
+    assert not [g for g in role_plan(other) if g.role == KEY_VAULT_SECRETS_USER and g.principal == "issuer"]
+
+
+def test_a_cloudflare_api_token_in_the_workload_vault_gets_secrets_user_on_that_secret_only():
+    from keyvault_acme_pulumi.components.workload import KEY_VAULT_SECRETS_USER, SecretScope
+
+    vault = config().vault.url.rstrip("/")
+    cfg = parse_workload_config({
+        "workload": "shop", "environment": "dev", "location": "westeurope", "subscription_id": SUB,
+        "tenant_id": "22222222-2222-2222-2222-222222222222",
+        "zones": [{"type": "cloudflare", "zone": "web.example.net", "api_token_secret": f"{vault}/secrets/cf-token"}],
+        "allowlist": {"suffixes": ["web.example.net"]},
+        "certificates": [{"name": "www", "dns_names": ["www.web.example.net"]}],
+    })
+    users = [g.target for g in role_plan(cfg) if g.role == KEY_VAULT_SECRETS_USER and g.principal == "issuer"]
+    assert users == [SecretScope("cf-token", SUB, "rg-shop-dev")]

@@ -282,3 +282,21 @@ def test_purge_on_delete_is_refused_where_purge_protection_forbids_every_purge(c
 def test_purge_on_delete_is_fine_without_purge_protection():
     values = base(certificates=[{"name": "www", "dns_names": ["www.shop.example.com"], "purge_on_delete": "true"}])
     assert parse_workload_config(values).certificates[0].purge_on_delete is True
+
+
+def test_a_cloudflare_zone_in_a_stack_file():
+    token = "https://kv-shop-dev.vault.azure.net/secrets/cloudflare-dns-token"
+    cfg = parse_workload_config(base(
+        zones=[{"name": "shop.example.com"}, {"type": "cloudflare", "zone": "web.example.net", "api_token_secret": token}],
+        allowlist={"suffixes": ["shop.example.com", "web.example.net"]},
+        certificates=[{"name": "www", "dns_names": ["www.shop.example.com", "www.web.example.net"]}]))
+    from keyvault_acme.model import CloudflareZone, SecretRef
+
+    [cert] = cfg.certificates
+    assert CloudflareZone("web.example.net", SecretRef(token)) in cert.spec.zones
+    # No Azure role and no record set to create for it: the API token is the permission.
+    assert [rs.zone.name for rs in cert.challenge_record_sets] == ["shop.example.com"]
+    with pytest.raises(SpecError) as err:
+        parse_workload_config(base(zones=[{"type": "cloudflare", "zone": "web.example.net", "api_token_secret": token,
+                                           "challenge_scope": "zone"}]))
+    assert err.value.field == "zones[0].challenge_scope"

@@ -125,6 +125,7 @@ def test_every_reason_is_one_shared_constant():
         tree = ast.parse((root / module).read_text())
         tree.body = [node for node in tree.body if not (isinstance(node, ast.ClassDef) and node.name == "Reason")]
         literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-        assert not literals & words, module
+        # "Unknown" is also an ordinary word there (a metric condition, Key Vault's issuer name).
+        assert not literals & (words - {Reason.UNKNOWN.value}), module
     assert set(STATE_OF) == set(Reason)
     assert {STATE_OF[r] for r in (Reason.RENEWING, Reason.UP_TO_DATE, Reason.DOES_NOT_EXIST)} == {"due", "valid", "missing"}

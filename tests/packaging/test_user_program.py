@@ -42,3 +42,20 @@ def test_a_program_with_its_own_components_and_providers_folders_imports_both(tm
     assert seen["provider"] == "keyvault_acme_pulumi.providers.certificate" and seen["is_ours"]
     assert seen["workload"] == "keyvault_acme_pulumi.components.workload"
     assert seen["certificate"] == "keyvault_acme_pulumi.providers.certificate"
+
+
+def test_the_real_provider_host_runs_our_provider_from_a_project_with_its_own_providers_folder(tmp_path):
+    # `python -m pulumi.dynamic` in the user's project directory (first on its sys.path), as `pulumi up` starts
+    # it, unpickling the provider stored in state. A user's `providers` package that cannot even be imported
+    # shows the host never looks at it.
+    from tests.provider.conftest import INPUTS
+    from tests.provider.host import ProviderHost
+
+    for folder in ("components", "providers"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "__init__.py").write_text(f"raise ImportError('the user\\'s own {folder}')\n")
+    with ProviderHost(tmp_path) as host:
+        host.configure({})
+        inputs, failures = host.check({}, {**INPUTS, "__provider": serialize_provider(CertificateProvider())})
+    assert failures == [] and inputs["name"] == INPUTS["name"]
+    assert "the user's own" not in host.stderr()
