@@ -292,6 +292,12 @@ def latest_grant(created_on: Sequence[str | None]) -> str | None:
     return max(known)[1] if known else None
 
 
+def _persist_records_class():
+    from keyvault_acme_pulumi.providers.persist import PersistRecords
+
+    return PersistRecords
+
+
 def _certificate_class():
     # Imported late: the component is importable (and its role plan testable) while the provider evolves.
     # Through the package namespace, never a top-level ``providers``: this module path is what Pulumi
@@ -345,6 +351,7 @@ class CertificateWorkload(pulumi.ComponentResource):
         issuer_principal = self._issuer(rg_name)
         self.role_assignments = self._roles(vault_id, zones, record_sets, issuer_principal) if cfg.grant_roles else {}
         action_group = self._alerting(rg_name, vault_id, workspace_id) if cfg.alerting.enabled else None
+        self.persist_record_sets = self._persist_record_sets(rg_name, zones)
         self.certificates = self._certificates(record_sets)
         self.renewer = None
         # The stack parser requires monitoring, and an existing issuer's resource_id, for a renewer.
@@ -665,6 +672,34 @@ class CertificateWorkload(pulumi.ComponentResource):
                 threshold=0)]),
             actions=monitor.ActionsArgs(action_groups=[action_group.id]), tags=self._tags, opts=self._here())
 
+    def _persist_record_sets(self, rg_name: pulumi.Input[str], zones: Mapping[str, dns.Zone]) -> dict[str, dns.RecordSet]:
+        """dns-persist-01: the long-lived ``_validation-persist`` TXT record sets, by resource id, written here with
+        ARM (the deployer's rights), so the issuer needs no DNS role. Their values name the CA and the account URL,
+        which :class:`PersistRecords` resolves (registering the account on first deployment); when the account
+        changes, so do the values, and Pulumi re-writes the record sets."""
+        cfg = self.config
+        record_sets: dict[str, dns.RecordSet] = {}
+        for cert in cfg.certificates:
+            if not cert.persist_record_sets:
+                continue
+            needs = [self.account_keys[cert.spec.acme.account_key_name]] if cert.spec.acme.account_key_kind == "key" \
+                else []
+            records = _persist_records_class()(f"{self._name}-persist-{cert.name}", cert.inputs(),
+                                      opts=self._here(depends_on=needs)).records
+            for rs in cert.persist_record_sets:
+                if rs.resource_id in record_sets:  # another certificate of the same names and account wrote it
+                    continue
+                zone = zones.get(rs.zone.resource_id)
+                value = records.apply(lambda r, fqdn=rs.fqdn: [r[fqdn][i:i + 255] for i in range(0, len(r[fqdn]), 255)])
+                record_sets[rs.resource_id] = dns.RecordSet(
+                    f"{self._name}-persist-{rs.fqdn}", record_type="TXT", relative_record_set_name=rs.relative_name,
+                    zone_name=zone.name if zone else rs.zone.name,
+                    resource_group_name=rg_name if zone else rs.zone.resource_group, ttl=3600,
+                    txt_records=[dns.TxtRecordArgs(value=value)],
+                    metadata={"managed-by": "pulumi-keyvault-acme", "workload": cfg.stack_name},
+                    opts=self._in_subscription(rs.zone.subscription_id, depends_on=[zone] if zone else None))
+        return record_sets
+
     def _certificates(self, record_sets: Mapping[str, dns.RecordSet]) -> dict[str, Any]:
         """One ``Certificate`` per entry, after the assignments and record sets its issuance needs exist."""
         cfg = self.config
@@ -676,6 +711,7 @@ class CertificateWorkload(pulumi.ComponentResource):
                                                        if rs.resource_id in record_sets)]
             if cert.spec.acme.account_key_kind == "key":
                 needs.append(self.account_keys[cert.spec.acme.account_key_name])
+            needs += [self.persist_record_sets[rs.resource_id] for rs in cert.persist_record_sets]
             granted_at = pulumi.Output.all(*[a.created_on for a in grants]).apply(latest_grant)
             certificates[cert.name] = _certificate_class()(
                 f"{self._name}-cert-{cert.name}", **cert.inputs(), access_granted_at=granted_at,

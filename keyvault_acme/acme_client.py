@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, ContextManager, Mapping, Optional, Protocol, Sequence
+from typing import Any, ContextManager, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import josepy as jose
 import requests
@@ -111,6 +111,19 @@ class DnsChallenge(Challenge):
 
 
 @dataclass(frozen=True)
+class PersistChallenge:
+    """A pending dns-persist-01 challenge: the name, the CA's issuer domain names, and where to answer it."""
+
+    identifier: str
+    issuer_domain_names: tuple[str, ...]
+    challenge_url: str
+    authorization_url: str
+
+
+DNS_PERSIST_01 = "dns-persist-01"
+
+
+@dataclass(frozen=True)
 class IssuedChain:
     """The issued certificate: leaf and intermediates (PEM, public only), and where they came from."""
 
@@ -128,6 +141,15 @@ class ChallengeSolver(Protocol):
     """Publishes DNS-01 values until the context ends (see :class:`keyvault_acme.dns.challenges.DnsSolver`)."""
 
     def published(self, challenges: Sequence[Challenge], *, deadline: Optional[float] = None) -> ContextManager[Any]:
+        ...
+
+
+@runtime_checkable
+class PersistVerifier(Protocol):
+    """Returns once the dns-persist-01 records of ``challenges`` are served (they are never written here)."""
+
+    def served(self, challenges: Sequence[PersistChallenge], account_url: str, *,
+               deadline: Optional[float] = None) -> None:
         ...
 
 
@@ -346,6 +368,34 @@ class AcmeClient:
                                        challenge_url=dns01.uri, authorization_url=url))
         return result
 
+    def persist_challenges(self, order: Order, *, deadline: Optional[float] = None) -> list[PersistChallenge]:
+        """The dns-persist-01 challenges still to answer; PreflightError when the CA offers none for a name (there
+        is no fallback to dns-01: a certificate on dns-persist-01 has no right to write DNS records)."""
+        deadline = self._deadline(deadline)
+        bodies = each(lambda url: self._get(url, "read an authorization", deadline).json(), order.authorizations)
+        result = []
+        for url, body in zip(order.authorizations, bodies):
+            status = body.get("status")
+            name = body.get("identifier", {}).get("value", "")
+            identifier = f"*.{name}" if body.get("wildcard") else name
+            if status == "valid":
+                continue
+            if status != "pending":
+                raise _authz_error(messages.Authorization.from_json(body), identifier)
+            offered = [c for c in body.get("challenges", ()) if c.get("type") == DNS_PERSIST_01]
+            if not offered:
+                types = ", ".join(sorted({str(c.get("type")) for c in body.get("challenges", ())})) or "none"
+                raise errors.PreflightError(
+                    f"the CA at {self.directory_url} does not offer {DNS_PERSIST_01} for {identifier} (it offers: "
+                    f"{types}); the certificate asks for challenge: {DNS_PERSIST_01}, and there is no fallback to "
+                    "dns-01, which needs DNS write rights its issuer does not have. Use a CA that offers "
+                    f"{DNS_PERSIST_01}, or set challenge: dns-01 (the stack then grants DNS-01 rights)")
+            chall = offered[0]
+            result.append(PersistChallenge(identifier=identifier,
+                                           issuer_domain_names=tuple(chall.get("issuer-domain-names") or ()),
+                                           challenge_url=chall["url"], authorization_url=url))
+        return result
+
     def challenge_values(self, order_url: str, *, deadline: Optional[float] = None) -> list[tuple[str, str]]:
         """``(identifier, TXT value)`` of every DNS-01 challenge of an order this account made, whatever state its
         authorizations are in: the values a run of ours published for it. Empty when the CA no longer has it."""
@@ -365,7 +415,7 @@ class AcmeClient:
                        if isinstance(c.chall, acme_challenges.DNS01)]
         return values
 
-    def validate(self, order: Order, challenges: Sequence[DnsChallenge], *,
+    def validate(self, order: Order, challenges: Sequence[DnsChallenge | PersistChallenge], *,
                  deadline: Optional[float] = None) -> Order:
         """Tell the CA the records are live, then poll the order until every authorization is done."""
         deadline = self._deadline(deadline)
@@ -416,26 +466,36 @@ class AcmeClient:
         return IssuedChain(leaf_pem=pems[0], intermediates_pem=tuple(pems[1:]), order_url=order.url,
                            certificate_url=order.certificate)
 
-    def obtain_chain(self, csr_der: bytes, dns_names: Sequence[str], solver: ChallengeSolver, *,
+    def obtain_chain(self, csr_der: bytes, dns_names: Sequence[str], solver: ChallengeSolver | PersistVerifier, *,
                      profile: Optional[str] = None, preferred_chain: Optional[str] = None,
                      resume_url: Optional[str] = None, order: Optional[Order] = None,
                      timeout: Optional[float] = None, deadline: Optional[float] = None) -> IssuedChain:
         """The whole issuance: order -> DNS-01 for every pending authorization -> finalize -> chain.
 
-        Records are published through ``solver`` and removed after the download, whatever happens.
-        ``resume_url`` continues an order created earlier (after a crash) when it is still usable; ``order``
-        is one the caller has just created. The whole issuance ends by ``deadline`` (a ``time.monotonic()``
-        value), else within ``timeout`` seconds.
+        Records are published through ``solver`` and removed before finalizing, whatever happens; a
+        :class:`PersistVerifier` instead only checks that the dns-persist-01 records are served (nothing written).
+        ``resume_url`` continues an order created earlier (after a crash) when it is still usable, ``order`` one
+        just created (a dns-persist-01 preflight makes it, to see the CA offers the challenge). The whole
+        issuance ends by ``deadline`` (a ``time.monotonic()`` value), else within ``timeout`` seconds.
         """
         if deadline is None:
             deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
-        if resume_url:
+        if resume_url and order is None:
             order = self.resume_order(resume_url, deadline=deadline)
             if order.status == "invalid" or set(order.identifiers) != {n.lower() for n in dns_names}:
                 order = None
         if order is None:
             order = self.new_order(dns_names, profile=profile, deadline=deadline)
-        if order.status == "pending":
+        if order.status == "pending" and isinstance(solver, PersistVerifier):
+            # dns-persist-01: the records are already there (the stack's); only check and answer.
+            persist = self.persist_challenges(order, deadline=deadline)
+            if persist:
+                solver.served(persist, self.account_url(deadline=deadline), deadline=deadline)
+                order = self.validate(order, persist, deadline=deadline)
+            else:
+                order = self._poll(order, {"pending"}, "wait for the order", deadline)
+        elif order.status == "pending":
+            assert not isinstance(solver, PersistVerifier)
             challenges = self.dns_challenges(order, deadline=deadline)
             if challenges:
                 # Finalized and downloaded before the records come down: once the CA has validated, the

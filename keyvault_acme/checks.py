@@ -2,7 +2,8 @@
 
 Steps, in order (:data:`STEPS`): the spec (offline); credentials (a token for each service needed); the
 vault (reachable, and we may read the certificate and the account key's secret); the CA's directory;
-the profile; every zone writable; every zone's NS delegation; CAA for every name. A failed step gives
+the profile; every zone writable; every zone's NS delegation (for dns-persist-01 instead of these two: every
+name's persistent record served by every server); CAA for every name. A failed step gives
 one :class:`~keyvault_acme.model.CheckResult` with what was seen and the fix; steps that need what a
 failed step provides are left out rather than failing again for the same reason.
 
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from .account import key_from_secret, key_vault_account_key
+from .acme_client import DNS_PERSIST_01, AcmeClient
+from .dns import persist
 from .dns.base import Challenge, ChecksWritable, DnsProvider, KnowsDelegation
 from .dns.challenges import DnsSolver
 from .dns.propagation import by_server, ns_names, resolver_servers
@@ -28,8 +32,8 @@ from .wiring import Wiring
 if TYPE_CHECKING:
     from .acme_client import DirectoryInfo
 
-STEPS = ("spec", "credentials", "vault", "CA directory", "profile", "zones writable", "NS delegation", "CAA",
-         "leftovers")
+STEPS = ("spec", "credentials", "vault", "CA directory", "profile", "zones writable", "NS delegation",
+         "dns-persist-01 record", "CAA", "leftovers")
 TOKEN_SCOPES = {"Key Vault": "https://vault.azure.net/.default",
                 "Azure Resource Manager": "https://management.azure.com/.default"}
 
@@ -86,21 +90,30 @@ class Checks:
         results.append(result)
         if directory is not None:
             results.append(self.profile(directory))
-        providers, problems = self.providers(azure=credentials.ok)
-        results += problems
-        writable, used = self.zones_writable(names, providers)
-        results += writable
-        results += self.delegation({z: p for z, p in providers.items() if z in used})
+        if self.spec.challenge == DNS_PERSIST_01:
+            # Nothing is written: instead of write rights, the stack's records must be served everywhere.
+            providers = self.wiring.providers(self.spec, self.deadline)
+            if directory is not None:
+                results += self.persist_records(names, directory, providers)
+        else:
+            providers, problems = self.providers(azure=credentials.ok)
+            results += problems
+            writable, used = self.zones_writable(names, providers)
+            results += writable
+            results += self.delegation({z: p for z, p in providers.items() if z in used})
         if directory is not None and providers:
             results.append(self.caa(names, directory, providers))
-        if vault is not None and vault.ok and directory is not None:
+        if self.spec.challenge == DNS_PERSIST_01:
+            results.append(CheckResult("leftovers", True, "dns-persist-01 writes no challenge record to leave behind"))
+        elif vault is not None and vault.ok and directory is not None:
             results.append(self.leftovers(providers))
         return tuple(results)
 
     # -- steps ------------------------------------------------------------------------------------------
 
     def credentials(self) -> CheckResult:
-        needed = ["Key Vault"] + (["Azure Resource Manager"] if self._azure_zones() else [])
+        arm = self._azure_zones() and self.spec.challenge != DNS_PERSIST_01  # dns-persist-01 never calls ARM
+        needed = ["Key Vault"] + (["Azure Resource Manager"] if arm else [])
         try:
             credential = self.wiring.credential()
             for service in needed:
@@ -231,6 +244,62 @@ class Checks:
                 continue
             results.append(ns_verdict(zone, expected, source, served))
         return results
+
+    def persist_records(self, names: Sequence[str], directory: "DirectoryInfo",
+                        providers: dict[str, Any]) -> list[CheckResult]:
+        """dns-persist-01: every name's ``_validation-persist`` record, as each authoritative server (or resolver)
+        serves it, names this CA and the account. Reads DNS and looks the account up; registers nothing."""
+        step = "dns-persist-01 record"
+        try:
+            account_url = self._existing_account_url()
+        except Exception as e:  # noqa: BLE001 - the key unreadable, the CA unreachable: each is the finding
+            return [CheckResult(step, False, f"cannot look the ACME account up: {one_line(e)}",
+                                getattr(e, "hint", "") or "check the account key's Key Vault roles and the CA")]
+        if account_url is None:
+            return [CheckResult(step, False, "the account key has no account at the CA yet, and the records must "
+                                             "name the account URL",
+                                "deploy the stack: it registers the account and writes the records")]
+        solver = DnsSolver(providers, resolvers=self.spec.resolvers)
+        expected = persist.records_for(names, (directory.caa_identities or ("<issuer domain name>",))[0],
+                                       account_url, persist_until=self.spec.persist_until)
+        results = []
+        for record, value in expected.items():
+            wildcard = any(n.startswith("*.") and persist.record_name(n) == record for n in names)
+            identifier = ("*." if wildcard else "") + record.removeprefix(persist.LABEL + ".")
+            try:
+                servers = tuple(solver.servers(solver.zone_of(record)))
+                missing = persist.findings([persist.PersistExpectation(identifier, directory.caa_identities, servers)],
+                                           account_url)
+            except KeyVaultAcmeError as e:
+                results.append(CheckResult(step, False, f"{record}: {one_line(e)}", e.hint))
+                continue
+            if missing:
+                shown = "; ".join(f"{server}: {problem}" for _, server, problem in missing[:3])
+                results.append(CheckResult(step, False, f"{record}: not served as needed by "
+                                                        f"{counted(sorted({str(m[1]) for m in missing}), 'server')}: "
+                                                        f"{shown}", f"publish {record} TXT {value!r} (the stack does)"))
+            else:
+                results.append(CheckResult(step, True, f"{record}: served by every server "
+                                                       f"({counted(sorted(str(s) for s in servers), 'server')})"))
+        return results
+
+    def _existing_account_url(self) -> str | None:
+        """The account URL of the spec's key at its CA, or None when there is no key or no account yet (nothing
+        is created: neither the key nor the account)."""
+        acme = self.spec.acme
+        vault = self.wiring.vault(self.spec.vault_url)
+        if acme.account_key_kind == "key":
+            if not self._account_key(vault):
+                return None
+            key = key_vault_account_key(vault, acme.account_key_name, deadline=self.deadline)
+            jwk, alg = key.jwk, key.alg
+        else:
+            found = vault.get_secret_and_tags(acme.account_key_secret, deadline=self.deadline)
+            if found is None:
+                return None
+            jwk, alg = key_from_secret(found[0]), None
+        return AcmeClient(acme.directory_url, jwk, alg=alg, timeout=self.wiring.timeout_s).find_account(
+            deadline=self.deadline)
 
     def caa(self, names: Sequence[str], directory: "DirectoryInfo", providers: dict[str, Any]) -> CheckResult:
         identities = directory.caa_identities

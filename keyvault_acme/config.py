@@ -10,6 +10,7 @@ import ipaddress
 import math
 import re
 from dataclasses import fields
+from datetime import datetime
 from typing import Any, Mapping
 
 from .errors import SpecError, shown
@@ -30,7 +31,7 @@ from .model import (
 
 _SPEC_KEYS = {
     "vault_url", "name", "dns_names", "zones", "acme", "key", "profile", "preferred_chain",
-    "renewal", "tags", "resolvers", "propagation_timeout_s",
+    "renewal", "tags", "resolvers", "propagation_timeout_s", "challenge", "persist_until",
 }
 # The settings of each nested mapping; anything else is refused by name (``key: {curv: P-384}`` must not
 # silently become P-256).
@@ -324,6 +325,9 @@ def certificate_spec_from_dict(data: Mapping[str, Any], *, defaults: Mapping[str
         raise SpecError("propagation_timeout_s", f"{timeout:g} is not a positive number of seconds",
                         "give the seconds to wait for DNS propagation, e.g. 300")
     resolvers = _strings(merged.get("resolvers") or [], "resolvers")
+    challenge = merged.get("challenge") or "dns-01"
+    if not isinstance(challenge, str):
+        raise SpecError("challenge", f"must be a string, got {type(challenge).__name__}", "write dns-01 or dns-persist-01")
     return CertificateSpec(
         vault_url=vault_url,
         name=name,
@@ -337,7 +341,28 @@ def certificate_spec_from_dict(data: Mapping[str, Any], *, defaults: Mapping[str
         tags={str(k): str(v) for k, v in tags.items()},
         resolvers=tuple(server_address(r, f"resolvers[{i}]") for i, r in enumerate(resolvers)),
         propagation_timeout_s=timeout,
+        challenge=challenge,
+        persist_until=persist_until(merged.get("persist_until")),
     )
+
+
+def persist_until(value: Any) -> int | None:
+    """``persist_until`` as Unix time: a number of seconds, or an ISO 8601 date-time with a time zone."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise SpecError("persist_until", f"{value!r} is not a date-time",
+                            "write an ISO 8601 date-time with its zone, e.g. 2027-12-31T00:00:00Z") from None
+    else:
+        return int(_number(value, "persist_until"))
+    if when.tzinfo is None:
+        raise SpecError("persist_until", f"{value!r} has no time zone", "add one, e.g. 2027-12-31T00:00:00Z")
+    return int(when.timestamp())
 
 
 def spec_to_dict(spec: CertificateSpec) -> dict[str, Any]:
@@ -378,4 +403,8 @@ def spec_to_dict(spec: CertificateSpec) -> dict[str, Any]:
         out["renewal"] = renewal
     if spec.resolvers:
         out["resolvers"] = list(spec.resolvers)
+    if spec.challenge != "dns-01":  # absent for the default: existing resources' inputs stay the same
+        out["challenge"] = spec.challenge
+    if spec.persist_until is not None:
+        out["persist_until"] = spec.persist_until
     return out

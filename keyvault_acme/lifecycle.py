@@ -41,6 +41,7 @@ from .errors import (
     KeyVaultAcmeError,
     KeyVaultError,
     KeyVaultReadOnly,
+    PreflightError,
     SpecError,
     UntrustedDirectory,
 )
@@ -470,7 +471,9 @@ class Engine:
 
     def _issue_version(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
                        deadline: float) -> CertificateFacts:
+        from .acme_client import DNS_PERSIST_01
         from .dns.challenges import CLEANUP_MIN_S, DnsSolver
+        from .dns.persist import PersistRecords
 
         timings = Timings()
         tags = managed_tags(spec)
@@ -478,6 +481,10 @@ class Engine:
         # The order comes first so that the claim (the pending operation) records it: a run killed with its
         # challenge records up leaves the next run what it needs to find and remove exactly those values.
         order = client.new_order(names, profile=spec.profile, deadline=deadline)
+        if spec.challenge == DNS_PERSIST_01:
+            # Whether the CA offers dns-persist-01 shows only in an order's authorizations: look before anything
+            # is created in Key Vault (a CA without it fails here, naming the challenges it offers).
+            client.persist_challenges(order, deadline=deadline)
         timings.mark("order")
         claim = self._claim(spec, names, vault, client, {**tags, RUN_TAG: this_run(order.url).tag()}, deadline)
         timings.mark("kv_create")
@@ -488,13 +495,21 @@ class Engine:
             return self._merged(spec, names, vault, claim.chain, tags, timings, deadline, adopted=True)
         pending = claim.pending
         try:
-            writes: list[float] = []
-            solver = _TimedSolver(DnsSolver({z: _TimedProvider(p, writes) for z, p in
-                                             self.wiring.providers(spec, deadline).items()},
-                                            resolvers=spec.resolvers, propagation_timeout=spec.propagation_timeout_s),
-                                  timings, writes)
-            chain = client.obtain_chain(pending.csr_der, names, solver, order=order, profile=spec.profile,
-                                        preferred_chain=spec.preferred_chain, deadline=deadline)
+            solver: Any
+            if spec.challenge == DNS_PERSIST_01:
+                zones = DnsSolver(self.wiring.providers(spec, deadline), resolvers=spec.resolvers)
+                solver = PersistRecords(lambda record: zones.servers(zones.zone_of(record)),
+                                        timeout=spec.propagation_timeout_s, persist_until=spec.persist_until)
+            else:
+                writes: list[float] = []
+                solver = _TimedSolver(DnsSolver({z: _TimedProvider(p, writes) for z, p in
+                                                 self.wiring.providers(spec, deadline).items()},
+                                                resolvers=spec.resolvers,
+                                                propagation_timeout=spec.propagation_timeout_s),
+                                      timings, writes)
+            chain = client.obtain_chain(pending.csr_der, names, solver, profile=spec.profile,
+                                        preferred_chain=spec.preferred_chain, order=order,
+                                        deadline=deadline)
             timings.mark("finalize")
             certs = split_pem_chain(chain.fullchain_pem)
             # Before anything is written: the CA's answer must be the certificate that was asked for.
@@ -661,6 +676,24 @@ class Engine:
     def _certificate_lock(self, spec: CertificateSpec) -> threading.Lock:
         with self._lock:
             return self._cert_locks.setdefault(self._key(spec), threading.Lock())
+
+    def persist_records(self, spec: CertificateSpec) -> dict[str, str]:
+        """The dns-persist-01 records the spec's names need (record name -> TXT value), from the CA's issuer domain
+        name (its directory's first ``caaIdentities`` entry) and the account URL; the account is registered when
+        the key has none yet. An account key change that changes the account changes the values: the stack that
+        writes them (the component) re-writes them."""
+        from .acme_client import DNS_PERSIST_01
+        from .dns.persist import records_for
+
+        deadline = self._deadline()
+        names = check_spec(spec)
+        client = self.wiring.account(spec, self.wiring.vault(spec.vault_url), deadline)
+        directory = client.read_directory(deadline=deadline)
+        if not directory.caa_identities:
+            raise PreflightError(f"the CA at {spec.acme.directory_url} publishes no issuer domain name (meta."
+                                 f"caaIdentities), which a {DNS_PERSIST_01} record must name; use challenge: dns-01")
+        return records_for(names, directory.caa_identities[0], client.account_url(deadline=deadline),
+                           persist_until=spec.persist_until)
 
     def move_account_to_key(self, spec: CertificateSpec) -> str:
         """Move the spec's CA account from its secret-held key (``acme.account_key_secret``) to the Key Vault key

@@ -203,6 +203,10 @@ Zone = Union[AzureDnsZone, Rfc2136Zone, CloudflareZone]
 
 
 ACCOUNT_KEY_KINDS = ("secret", "key")
+# How the CA validates the names: dns-01 (a TXT value written for each order and removed after it) or
+# dns-persist-01 (one long-lived _validation-persist TXT record per name, naming the CA and the account, written
+# by the stack: issuance and renewal then write no DNS record at all).
+CHALLENGES = ("dns-01", "dns-persist-01")
 
 
 @dataclass(frozen=True)
@@ -270,8 +274,16 @@ class CertificateSpec:
     # Resolvers to check propagation with instead of the zone's authoritative servers ("host" or "host:port").
     resolvers: tuple[str, ...] = ()
     propagation_timeout_s: float = 300.0
+    challenge: str = "dns-01"  # one of CHALLENGES
+    persist_until: int | None = None  # dns-persist-01: the records' persistUntil (Unix time), None: no end
 
     def __post_init__(self) -> None:
+        if self.challenge not in CHALLENGES:
+            raise SpecError("challenge", f"{self.challenge!r} is not a supported challenge",
+                            f"use {' or '.join(CHALLENGES)}")
+        if self.persist_until is not None and self.challenge != "dns-persist-01":
+            raise SpecError("persist_until", "applies to dns-persist-01 records only",
+                            "remove persist_until, or set challenge: dns-persist-01")
         object.__setattr__(self, "dns_names", tuple(self.dns_names))
         object.__setattr__(self, "zones", tuple(self.zones))
         object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))

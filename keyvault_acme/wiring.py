@@ -155,6 +155,11 @@ class Wiring:
 
     def providers(self, spec: CertificateSpec, deadline: float) -> dict[str, DnsProvider]:
         """The DNS provider of each of the spec's zones, by zone name."""
+        from .acme_client import DNS_PERSIST_01
+        from .dns.persist import ReadOnlyZone
+
+        if spec.challenge == DNS_PERSIST_01:  # nothing is written: no provider, no DNS rights, no TSIG key read
+            return {zone.name: ReadOnlyZone(spec.propagation_timeout_s) for zone in spec.zones}
         return {zone.name: self.provider(zone, spec, deadline) for zone in spec.zones}
 
     def provider(self, zone: Zone, spec: CertificateSpec, deadline: float) -> DnsProvider:

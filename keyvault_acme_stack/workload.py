@@ -239,6 +239,8 @@ class CertificateConfig:
     revoke_reason: str = "cessationOfOperation"
     purge_on_delete: bool = False
     challenge_record_sets: tuple[ChallengeRecordSet, ...] = ()
+    # dns-persist-01: the _validation-persist record sets the stack writes (record set -> its names).
+    persist_record_sets: tuple[ChallengeRecordSet, ...] = ()
 
     @property
     def name(self) -> str:
@@ -594,8 +596,31 @@ def _certificate(entry: Any, fld: str, *, vault_url: str, zones: tuple[DnsZoneCo
         revoke_on_delete=boolean(entry.get("revoke_on_delete"), f"{fld}.revoke_on_delete", True),
         revoke_reason=reason,
         purge_on_delete=boolean(entry.get("purge_on_delete"), f"{fld}.purge_on_delete", False),
-        challenge_record_sets=_challenge_record_sets(dns_names, zones, f"{fld}.dns_names"),
+        # dns-persist-01 writes no _acme-challenge record (so the stack grants no DNS role for it): the stack
+        # writes the long-lived _validation-persist records instead.
+        challenge_record_sets=() if spec.challenge == "dns-persist-01" else
+        _challenge_record_sets(dns_names, zones, f"{fld}.dns_names"),
+        persist_record_sets=_persist_record_sets(dns_names, zones, fld) if spec.challenge == "dns-persist-01" else (),
     )
+
+
+def _persist_record_sets(dns_names: tuple[str, ...], zones: tuple[DnsZoneConfig | OtherZone, ...],
+                         fld: str) -> tuple[ChallengeRecordSet, ...]:
+    """The ``_validation-persist`` record sets of a dns-persist-01 certificate, once per base name (a name and its
+    wildcard share one), all in Azure DNS zones: the stack writes them with ARM."""
+    by_name = {z.name: z for z in zones}
+    out: list[ChallengeRecordSet] = []
+    for name in dns_names:
+        zone = by_name[zone_for(name, by_name, f"{fld}.dns_names")]
+        if not isinstance(zone, DnsZoneConfig):
+            raise SpecError(f"{fld}.challenge", f"dns-persist-01 records are written by the stack in Azure DNS zones, "
+                            f"and {name} is in {zone.name}, which is not one",
+                            "use challenge: dns-01 for this certificate, or put the name in an Azure DNS zone")
+        fqdn = f"_validation-persist.{name.removeprefix('*.')}"
+        rs = ChallengeRecordSet(zone=zone, relative_name=fqdn[: -len(zone.name) - 1])
+        if rs not in out:
+            out.append(rs)
+    return tuple(out)
 
 
 def _challenge_record_sets(dns_names: tuple[str, ...], zones: tuple[DnsZoneConfig | OtherZone, ...],

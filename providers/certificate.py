@@ -280,6 +280,8 @@ class Certificate(Resource, module="keyvault_acme", name="Certificate"):
         tags: Optional[pulumi.Input[Mapping[str, pulumi.Input[str]]]] = None,
         resolvers: Optional[pulumi.Input[Sequence[pulumi.Input[str]]]] = None,
         propagation_timeout_s: Optional[pulumi.Input[float]] = None,
+        challenge: Optional[pulumi.Input[str]] = None,
+        persist_until: Optional[pulumi.Input[int]] = None,
         revoke_on_delete: Optional[pulumi.Input[bool]] = None,
         revoke_reason: Optional[pulumi.Input[str]] = None,
         purge_on_delete: Optional[pulumi.Input[bool]] = None,
@@ -290,6 +292,7 @@ class Certificate(Resource, module="keyvault_acme", name="Certificate"):
             "vault_url": vault_url, "name": name, "dns_names": dns_names, "zones": zones, "acme": acme,
             "key": key, "profile": profile, "preferred_chain": preferred_chain, "renewal": renewal,
             "tags": tags, "resolvers": resolvers, "propagation_timeout_s": propagation_timeout_s,
+            "challenge": challenge, "persist_until": persist_until,
             "revoke_on_delete": revoke_on_delete, "revoke_reason": revoke_reason,
             "purge_on_delete": purge_on_delete, "access_granted_at": access_granted_at,
         }

@@ -74,7 +74,7 @@ def test_check_passes_for_a_good_stack_and_creates_nothing(capsys, stack, specs,
     assert all(line.startswith("ok   unissued: ") for line in lines)
     # Every step of issue 6, in order: spec, credentials, vault, CA directory, profile, zones, NS, CAA.
     steps = list(dict.fromkeys(line.split(": ")[1] for line in lines))
-    assert steps == list(STEPS)
+    assert steps == [s for s in STEPS if s != "dns-persist-01 record"]  # a dns-01 certificate's steps
     assert engine.inspect(specs["unissued"].vault_url, "unissued") is None
 
 

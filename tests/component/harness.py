@@ -95,6 +95,14 @@ class AzureMocks(pulumi.runtime.Mocks):
         if typ == "pulumi:providers:azure-native":
             rid = f"provider-{args.name}"
             self.provider_subscriptions[rid] = i["subscriptionId"]
+        elif typ == "pulumi-python:dynamic/keyvault_acme:PersistRecords":
+            # What the engine would answer (Engine.persist_records), for a made-up account of this certificate.
+            from keyvault_acme.dns import persist
+
+            rid = f"{i['vault_url']}/persist/{i['name']}"
+            account = f"https://ca.example/acme/acct/{_guid('account', i['vault_url'])[:8]}"
+            state.update(account_url=account, records=persist.records_for(
+                i["dns_names"], "ca.example", account, persist_until=i.get("persist_until")))
         elif typ.startswith("pulumi-python:dynamic"):
             rid = f"{i['vault_url']}/certificates/{i['name']}"
             state.update(secret_id=f"{i['vault_url']}/secrets/{i['name']}", renew_after="2027-01-30T00:00:00+00:00")

@@ -46,6 +46,33 @@ def test_key_vault_account_key_gets_read_and_sign_on_that_key_and_nothing_on_the
     assert key_grant in grants_for_certificate(role_plan(cfg), cfg.certificates[0])
 
 
+def persist_config(**cert):
+    return parse_workload_config({
+        "workload": "shop", "environment": "dev", "location": "westeurope", "subscription_id": SUB,
+        "tenant_id": "22222222-2222-2222-2222-222222222222", "zones": [{"name": "shop.example.com"}],
+        "allowlist": {"suffixes": ["shop.example.com"]},
+        "certificates": [{"name": "www", "dns_names": ["shop.example.com", "*.shop.example.com"],
+                          "challenge": "dns-persist-01", **cert},
+                         {"name": "api", "dns_names": ["api.shop.example.com"]}],
+    })
+
+
+def test_dns_persist_01_gives_the_issuer_no_dns_role_for_its_names():
+    cfg = persist_config()
+    www, api = cfg.certificates
+    assert www.challenge_record_sets == () and [rs.fqdn for rs in www.persist_record_sets] == [
+        "_validation-persist.shop.example.com"]  # one record for the name and its wildcard
+    dns_grants = [g for g in role_plan(cfg) if g.scope_kind in ("record_set", "zone")]
+    assert {g.target.fqdn for g in dns_grants if g.scope_kind == "record_set"} == {"_acme-challenge.api.shop.example.com"}
+    assert [g for g in grants_for_certificate(role_plan(cfg), www) if g.scope_kind in ("record_set", "zone")] == []
+    only_persist = parse_workload_config({**{k: v for k, v in {
+        "workload": "shop", "environment": "dev", "location": "westeurope", "subscription_id": SUB,
+        "tenant_id": "22222222-2222-2222-2222-222222222222", "zones": [{"name": "shop.example.com"}],
+        "allowlist": {"suffixes": ["shop.example.com"]}}.items()},
+        "certificates": [{"name": "www", "dns_names": ["www.shop.example.com"], "challenge": "dns-persist-01"}]})
+    assert [g for g in role_plan(only_persist) if g.scope_kind in ("record_set", "zone")] == []
+
+
 def test_each_scope_has_one_target_class():
     # RoleGrant.target was "a record set, a zone, a key, a secret name or None" behind a scope_kind string; every
     # reader had to know which went with which. Now the target's class is the scope, and scope_kind follows it.

@@ -65,7 +65,7 @@ def test_a_good_spec_passes_every_step_and_creates_nothing(world, engine, creden
     spec = world.spec([name, f"*.{unique(BIND_ZONE)}"], zones="both")
     results = engine.check(spec)
     assert failed(results) == []
-    assert set(by_step(results)) == set(STEPS)
+    assert set(by_step(results)) == set(STEPS) - {"dns-persist-01 record"}  # a dns-01 spec's steps
     assert len(by_step(results)["zones writable"]) == 2 and len(by_step(results)["NS delegation"]) == 2
     [writable_azure] = [r for r in results if r.step == "zones writable" and r.detail.startswith(AZURE_ZONE)]
     assert "nothing written" in writable_azure.detail
