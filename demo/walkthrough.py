@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -165,9 +166,11 @@ class Demo:
         self.keyvault_acme("status")
         first = {n: self.engine.inspect(self.spec(n).vault_url, n) for n in names}
 
-        self.say("Waiting until renewal is due (a third of the lifetime left), then: renew --due")
+        self.say("Waiting until renewal is due (inside the CA's ARI window; a third of the lifetime left for a CA "
+                 "without ARI), then: renew --due")
         self.keyvault_acme("renew", "--due")  # nothing is due yet: it says so and renews nothing
-        due_at = max(cli.status_row(n, self.spec(n), first[n], _now()).renew_after for n in names)
+        due_at = max(cli.status_row(n, self.run_spec(n), first[n], _now(),
+                                    self.engine.decide(self.run_spec(n), first[n])).renew_after for n in names)
         self.wait_until(due_at)
         self.keyvault_acme("renew", "--due")
         renewed = {n: self.engine.inspect(self.spec(n).vault_url, n) for n in names}
@@ -187,6 +190,11 @@ class Demo:
 
     def spec(self, name: str):
         return next(c.spec for c in self.workload.certificates if c.name == name)
+
+    def run_spec(self, name: str):
+        """The spec as this run's stack file has it (this run's Pebble), which the CLI's decisions use."""
+        spec = self.spec(name)
+        return dataclasses.replace(spec, acme=dataclasses.replace(spec.acme, directory_url=self.pebble.directory_url))
 
     def wait_until(self, when: datetime) -> None:
         """Real time passes: the certificates were issued short-lived; poll until the due moment is past."""

@@ -1,9 +1,15 @@
-"""Run the real Pebble (Let's Encrypt's test CA, Debian package ``pebble``) on free loopback ports.
+"""Run the real Pebble (Let's Encrypt's test CA) on free loopback ports.
 
-Used by the tests and by the demo::
+Used by the tests, the demo and the benchmark::
 
     with Bind(zones=["example.test"]) as bind, Pebble(dns_server=("127.0.0.1", bind.port)) as pebble:
         pebble.directory_url, pebble.tls_ca_pem_path, pebble.root_pem(), pebble.cert_status(serial_hex)
+
+Two Pebbles exist here. The default is the current one (:data:`PEBBLE_BINARY`, 2.10 from Debian unstable,
+fetched into ``.cache/pebble-2.10/`` by ``scripts/install-system-deps.sh``): ARI (``renewalInfo``, and
+:meth:`Pebble.set_renewal_info` to force a window), profiles (``profiles=``), ``alreadyReplaced``,
+dns-persist-01, and a User-Agent required on every request. :data:`PEBBLE_24_BINARY` is Debian 12's own package
+(2.4: none of those), kept for the tests that prove the engine degrades cleanly against an older CA.
 
 Pebble resolves DNS-01 records through exactly one DNS server (``-dnsserver``). To validate names
 in several DNS worlds (BIND zones and the Azure emulator's zones), either run one Pebble per world
@@ -20,6 +26,7 @@ import ssl
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import Mapping
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,20 +35,28 @@ from cryptography.x509.oid import NameOID
 
 from .process import ChildProcess, Daemon, free_port, wait_until
 
-PEBBLE_BINARY = "/usr/bin/pebble"
+PEBBLE_BINARY = str(Path(__file__).resolve().parents[1] / ".cache" / "pebble-2.10" / "usr" / "bin" / "pebble")
+PEBBLE_24_BINARY = "/usr/bin/pebble"
+DEFAULT_VALIDITY_S = 90 * 24 * 3600  # Pebble's own default, Let's Encrypt's classic profile
 
 
 class Pebble(Daemon):
     """A running Pebble. Restarting forgets accounts, orders and roots, so keep one per test session."""
 
     def __init__(self, dns_server: tuple[str, int] | None = None, *, validity_s: int | None = None,
+                 profiles: Mapping[str, int] | None = None, eab_keys: Mapping[str, str] | None = None,
+                 eab_required: bool = False,
                  nonce_reject_percent: int | None = None, authz_reuse_percent: int | None = None,
-                 env: dict[str, str] | None = None, binary: str = PEBBLE_BINARY,
-                 eab_keys: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, binary: str = PEBBLE_BINARY) -> None:
+        """``validity_s``: certificate lifetime in seconds (all profiles). ``profiles``: name -> lifetime in
+        seconds, what the directory's ``meta.profiles`` offers (2.7+; 2.4 ignores it). Without ``profiles`` the
+        CA offers one, ``default``. Pebble picks a RANDOM profile for an order that names none, so give
+        profiles of different lifetimes only to tests whose orders name one."""
         self.dns_server = dns_server
-        # External account binding keys (kid -> base64url HMAC key) Pebble knows; binding stays optional.
-        self.eab_keys = dict(eab_keys or {})
         self.validity_s = validity_s
+        self.profiles = dict(profiles) if profiles else {"default": validity_s or DEFAULT_VALIDITY_S}
+        # External account binding: kid -> base64url HMAC key, and whether new accounts must present one.
+        self.eab_keys, self.eab_required = dict(eab_keys or {}), eab_required
         self.binary = binary
         # No random validation delay: the ACME wire is fast, our polling must show it.
         self.env = {"PEBBLE_VA_NOSLEEP": "1"}
@@ -54,9 +69,11 @@ class Pebble(Daemon):
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> "Pebble":
+        if not Path(self.binary).exists():
+            raise RuntimeError(f"{self.binary} is missing: run `make system-deps` (scripts/install-system-deps.sh)")
         self._dir = Path(tempfile.mkdtemp(prefix="pebble-"))
         try:
-            self._write_tls()
+            write_loopback_tls(self._dir)
             self.port, self.management_port = free_port(), free_port()
             config = {"pebble": {
                 "listenAddress": f"127.0.0.1:{self.port}",
@@ -67,22 +84,37 @@ class Pebble(Daemon):
                 "httpPort": free_port(),
                 "tlsPort": free_port(),
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": False,
+                "externalAccountBindingRequired": self.eab_required,
                 "externalAccountMACKeys": self.eab_keys,
             }}
+            # 2.7+ read each profile's validityPeriod and ignore certificateValidityPeriod; 2.4 the reverse.
+            config["pebble"]["profiles"] = {
+                name: {"description": f"{name} ({validity} s)", "validityPeriod": int(validity)}
+                for name, validity in self.profiles.items()}
             if self.validity_s is not None:
                 config["pebble"]["certificateValidityPeriod"] = int(self.validity_s)
             (self._dir / "pebble.json").write_text(json.dumps(config, indent=2))
-            argv = [self.binary, "-config", str(self._dir / "pebble.json")]
-            if self.dns_server:
-                argv += ["-dnsserver", f"{self.dns_server[0]}:{self.dns_server[1]}"]
-            self._child = ChildProcess(argv, log=self._dir / "pebble.log", env=self.env)
-            wait_until(lambda: bool(self._get(self.directory_url)), timeout=20, what="pebble",
-                       proc=self._child.proc, log=self._child.log)
+            self._launch()
             return self
         except BaseException:
             self.stop()
             raise
+
+    def restart(self) -> None:
+        """Stop and start the same CA on the same ports: it forgets every account, order and certificate (as a CA
+        reset would), while clients keep its URLs."""
+        assert self._child is not None, "Pebble is not running"
+        self._child.stop()
+        self._launch()
+
+    def _launch(self) -> None:
+        assert self._dir is not None
+        argv = [self.binary, "-config", str(self._dir / "pebble.json")]
+        if self.dns_server:
+            argv += ["-dnsserver", f"{self.dns_server[0]}:{self.dns_server[1]}"]
+        self._child = ChildProcess(argv, log=self._dir / "pebble.log", env=self.env)
+        wait_until(lambda: bool(self._get(self.directory_url)), timeout=20, what="pebble",
+                   proc=self._child.proc, log=self._child.log)
 
     # -- what clients need ---------------------------------------------------------------------------
     @property
@@ -119,38 +151,64 @@ class Pebble(Daemon):
         """Pebble's whole status document (Status, Serial, Reason, RevokedAt, ...)."""
         return json.loads(self._get(f"{self.management_url}/cert-status-by-serial/{serial_hex.lower()}"))
 
-    def _get(self, url: str) -> str:
+    def directory(self) -> dict:
+        """The ACME directory as the CA serves it (``renewalInfo``, ``meta.profiles`` where offered)."""
+        return json.loads(self._get(self.directory_url))
+
+    def set_renewal_info(self, certificate_pem: str, window: tuple[dt.datetime, dt.datetime] | None = None, *,
+                         raw: str | None = None) -> None:
+        """Make the CA's ARI answer for ``certificate_pem`` the suggested ``window`` (start, end), or the
+        literal ``raw`` body (it may be malformed on purpose). Pebble 2.8+ (management port)."""
+        if raw is None:
+            assert window is not None, "give a window or a raw answer"
+            start, end = (t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for t in window)
+            raw = json.dumps({"suggestedWindow": {"start": start, "end": end}})
+        self._post(f"{self.management_url}/set-renewal-info/",
+                   json.dumps({"certificate": certificate_pem, "ariResponse": raw}))
+
+    def _opener(self) -> urllib.request.OpenerDirector:
         ctx = ssl.create_default_context(cafile=self.tls_ca_pem_path)
         # Pebble is on loopback: never route it through a proxy from the environment.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
                                              urllib.request.HTTPSHandler(context=ctx))
-        with opener.open(url, timeout=10) as response:
+        # Pebble 2.10 refuses any request without a User-Agent (RFC 8555 6.1).
+        opener.addheaders = [("User-Agent", "keyvault-acme-tests")]
+        return opener
+
+    def _get(self, url: str) -> str:
+        with self._opener().open(url, timeout=10) as response:
             return response.read().decode()
 
-    def _write_tls(self) -> None:
-        assert self._dir is not None
-        ca_key, ca = _tls_ca()
-        now = dt.datetime.now(dt.timezone.utc)
-        key = ec.generate_private_key(ec.SECP256R1())
-        leaf = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-                .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
-                .add_extension(x509.SubjectAlternativeName([
-                    x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1"))]), critical=False)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                               critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        pem = serialization.Encoding.PEM
-        (self._dir / "tls-ca.pem").write_bytes(ca.public_bytes(pem))
-        (self._dir / "tls-cert.pem").write_bytes(leaf.public_bytes(pem))
-        key_path = self._dir / "tls-key.pem"
-        key_path.touch(mode=0o600)
-        key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+    def _post(self, url: str, body: str) -> str:
+        request = urllib.request.Request(url, data=body.encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with self._opener().open(request, timeout=10) as response:
+            return response.read().decode()
+
+def write_loopback_tls(directory: Path) -> None:
+    """``tls-ca.pem``, and ``tls-cert.pem`` / ``tls-key.pem`` for 127.0.0.1, ::1 and localhost, signed by the
+    process's loopback CA (:func:`_tls_ca`): what a local HTTPS server (Pebble, acme2certifier) presents."""
+    ca_key, ca = _tls_ca()
+    now = dt.datetime.now(dt.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("::1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (directory / "tls-ca.pem").write_bytes(ca.public_bytes(pem))
+    (directory / "tls-cert.pem").write_bytes(leaf.public_bytes(pem))
+    key_path = directory / "tls-key.pem"
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
 
 @functools.lru_cache(maxsize=1)

@@ -115,9 +115,11 @@ def earliest_second_is_over(versions: Sequence[Any]) -> bool:
 
 def load_or_create_key(vault: KeyVault, secret_name: str, *, deadline: float | None = None,
                        sleep: Callable[[float], None] = time.sleep,
-                       clock: Callable[[], float] = time.monotonic) -> jose.JWK:
+                       clock: Callable[[], float] = time.monotonic,
+                       created: list[bool] | None = None) -> jose.JWK:
     """The account key stored in ``secret_name``; creates it when the secret does not exist (see the module
-    docstring for how concurrent creators converge on one key)."""
+    docstring for how concurrent creators converge on one key). ``created`` gets True appended when this call
+    wrote the secret (so a failed registration can name it)."""
     latest = vault.get_secret_and_tags(secret_name, deadline=deadline)
     if latest is not None and latest[2].get(STATE_TAG) != CANDIDATE:
         return key_from_secret(latest[0])
@@ -128,6 +130,8 @@ def load_or_create_key(vault: KeyVault, secret_name: str, *, deadline: float | N
         mine = key_to_secret(new_account_key())
         my_version = vault.set_secret(secret_name, mine, content_type=JWK_CONTENT_TYPE,
                                       tags={**tags, STATE_TAG: CANDIDATE}, deadline=deadline)
+        if created is not None:
+            created.append(True)
     written = clock()  # a reader: the candidate it saw was written before now
     versions = vault.secret_versions(secret_name, deadline=deadline)
     if not earliest_second_is_over(versions):

@@ -14,13 +14,14 @@ what the engine needs on top:
 (:meth:`~AcmeClient.new_order`, :meth:`~AcmeClient.dns_challenges`, :meth:`~AcmeClient.validate`,
 :meth:`~AcmeClient.finalize`) so a caller can persist ``Order.url`` and resume after a crash.
 
-Extension points the engine does not use yet (each tested on its own): resuming an order
-(``obtain_chain(resume_url=...)``) and ARI (:meth:`AcmeClient.renewal_window`, to feed
-``renewal.renewal_decision(ari_window=...)``). Orders carry no ARI ``replaces`` yet.
+ARI (RFC 9773): :meth:`AcmeClient.renewal_info` reads the CA's suggested window (the engine caches it and
+feeds ``renewal.renewal_decision(ari_window=...)``). An extension point the engine does not use yet (tested on
+its own): resuming an order (``obtain_chain(resume_url=...)``).
 """
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import logging
 import threading
@@ -42,14 +43,24 @@ from cryptography.hazmat.primitives import serialization
 from . import errors
 from .config import revocation_reason
 from .dns.base import Challenge
-from .model import REVOCATION_REASONS
-from .names import counted
+from .model import LETS_ENCRYPT, LETS_ENCRYPT_STAGING, REVOCATION_REASONS
+from .names import MAX_NAMES, counted
 from .retry import DEFAULT_BACKOFF, Backoff, Waiter, parse_retry_after
 from .transport import new_session
 
 log = logging.getLogger("keyvault_acme.acme")
 
-USER_AGENT = "keyvault-acme/0.1 (acme-python)"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("keyvault-acme")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+# RFC 8555 6.1: every request names the client; CAs (Let's Encrypt, Pebble 2.10) refuse requests without one.
+USER_AGENT = f"keyvault-acme/{_version()}"
 # Polls start at once and then every few milliseconds: a fast CA (Pebble) validates in about one; a
 # production CA gets a handful of extra polls in the first 100 ms, then the interval doubles to the cap
 # and any Retry-After it sends wins.
@@ -80,12 +91,43 @@ class DirectoryInfo:
     terms_of_service: Optional[str] = None
     external_account_required: bool = False
 
-    def check_profile(self, profile: Optional[str]) -> None:
-        """PreflightError when ``profile`` is set and the CA does not offer it."""
+    def check_profile(self, profile: Optional[str], names: Optional[int] = None) -> None:
+        """PreflightError when ``profile`` is set and the CA does not offer it, or when ``names`` (how many
+        the certificate has) is more than the profile allows (:meth:`name_limit`)."""
         if profile and profile not in self.profiles:
-            offered = ", ".join(self.profiles) or "none"
+            offered = ", ".join(sorted(self.profiles)) or "none"
             raise errors.PreflightError(f"the CA at {self.url} does not offer the profile {profile!r} "
                                         f"(offered: {offered}); fix the certificate's profile")
+        limit = self.name_limit(profile)
+        if names is not None and names > limit:
+            which = f"the profile {profile!r}" if profile else "its default profile"
+            raise errors.PreflightError(f"the CA at {self.url} allows at most {limit} names per certificate with "
+                                        f"{which}; this certificate has {names}: split it into several "
+                                        "certificates or choose another profile")
+
+    def name_limit(self, profile: Optional[str]) -> int:
+        """How many names one certificate of ``profile`` may have: what the CA publishes for it, else 100."""
+        published = PUBLISHED_NAME_LIMITS.get(self.url.rstrip("/"), {})
+        return published.get(profile or DEFAULT_PROFILE, MAX_NAMES)
+
+
+# Name-count limits CAs publish per profile (the directory's meta.profiles carries only descriptions), by
+# directory URL. Let's Encrypt's profiles page: classic 100 names, tlsserver 25; shortlived publishes none.
+DEFAULT_PROFILE = "classic"  # what Let's Encrypt issues an order that names no profile
+PUBLISHED_NAME_LIMITS: Mapping[str, Mapping[str, int]] = {
+    url: {"classic": 100, "tlsserver": 25} for url in (LETS_ENCRYPT, LETS_ENCRYPT_STAGING)
+}
+
+
+@dataclass(frozen=True)
+class AriAnswer:
+    """The CA's renewal info for one certificate (RFC 9773): suggested window, and how long to wait before
+    asking again (``retry_after_s``, None when the CA did not say)."""
+
+    cert_id: str
+    window: tuple[datetime, datetime]
+    retry_after_s: Optional[float] = None
+    explanation_url: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +142,7 @@ class Order:
     certificate: Optional[str] = None
     profile: Optional[str] = None
     expires: Optional[datetime] = None
+    replaces: Optional[str] = None  # the ARI CertID the CA recorded this order as replacing
 
 
 @dataclass(frozen=True)
@@ -238,6 +281,7 @@ class AcmeClient:
         # and CA; it changes only with a CA release).
         self._directory: Optional[messages.Directory] = directory
         self._account_url: Optional[str] = None
+        self._existing_with_eab: Optional[str] = None  # an account found by key while EAB is configured
 
     # -- directory and account ----------------------------------------------------------------------------
     def _dir(self, deadline: Optional[float] = None) -> messages.Directory:
@@ -318,6 +362,12 @@ class AcmeClient:
         d = self._dir(deadline)
         existing = self.find_account(deadline=deadline)
         if existing is not None:
+            if self._eab:
+                # Whether this account was bound when it was created is the CA's secret; if the CA refuses it,
+                # the error says why (see _post).
+                log.info("ACME account %s exists for this key; the configured external account binding applies "
+                         "only to new accounts", existing)
+                self._existing_with_eab = existing
             return existing
         if self.directory.external_account_required and not self._eab:
             raise errors.PreflightError(f"the CA at {self.directory_url} requires external account binding; "
@@ -333,13 +383,33 @@ class AcmeClient:
 
     # -- orders -------------------------------------------------------------------------------------------
     def new_order(self, dns_names: Sequence[str], *, profile: Optional[str] = None,
-                  deadline: Optional[float] = None) -> Order:
-        """Create an order for ``dns_names``. ``profile`` must be one the directory lists."""
+                  replaces: Optional[str] = None, deadline: Optional[float] = None) -> Order:
+        """Create an order for ``dns_names``. ``profile`` must be one the directory lists.
+
+        ``replaces``: the ARI CertID (:func:`ari_cert_id`) of the certificate this order renews (RFC 9773 5),
+        sent only to a CA that offers ARI. When the CA refuses it (``alreadyReplaced``, a certificate another
+        account or CA issued, one it does not know), the order is placed once more without it: a renewal is
+        never blocked by ARI.
+        """
         deadline = self._deadline(deadline)
-        self.read_directory(deadline=deadline).check_profile(profile)
+        directory = self.read_directory(deadline=deadline)
+        directory.check_profile(profile, len(dns_names))
         self.account_url(deadline=deadline)
-        body = messages.NewOrder(identifiers=[messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n)
-                                              for n in dns_names], profile=profile)
+        identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in dns_names]
+        if replaces and directory.renewal_info:
+            replacing = _NewOrder(identifiers=identifiers, profile=profile, replaces=replaces)
+            try:
+                # One try: a CA's refusal of `replaces` can be a 5xx (Pebble, for a CertID it never issued),
+                # which must not be waited out as an outage would.
+                response = self._post(self._dir()["newOrder"], replacing, "create the order", deadline,
+                                      retry_server_errors=False)
+                return _order(response.headers["Location"], response.json())
+            except errors.AcmeError as e:
+                if not _refused_replaces(e):
+                    raise
+                log.warning("the CA refused to let this order replace certificate %s (%s); ordering without "
+                            "'replaces'", replaces, one_line_error(e))
+        body = messages.NewOrder(identifiers=identifiers, profile=profile)
         response = self._post(self._dir()["newOrder"], body, "create the order", deadline)
         return _order(response.headers["Location"], response.json())
 
@@ -468,7 +538,8 @@ class AcmeClient:
 
     def obtain_chain(self, csr_der: bytes, dns_names: Sequence[str], solver: ChallengeSolver | PersistVerifier, *,
                      profile: Optional[str] = None, preferred_chain: Optional[str] = None,
-                     resume_url: Optional[str] = None, order: Optional[Order] = None,
+                     replaces: Optional[str] = None, resume_url: Optional[str] = None,
+                     order: Optional[Order] = None,
                      timeout: Optional[float] = None, deadline: Optional[float] = None) -> IssuedChain:
         """The whole issuance: order -> DNS-01 for every pending authorization -> finalize -> chain.
 
@@ -485,7 +556,7 @@ class AcmeClient:
             if order.status == "invalid" or set(order.identifiers) != {n.lower() for n in dns_names}:
                 order = None
         if order is None:
-            order = self.new_order(dns_names, profile=profile, deadline=deadline)
+            order = self.new_order(dns_names, profile=profile, replaces=replaces, deadline=deadline)
         if order.status == "pending" and isinstance(solver, PersistVerifier):
             # dns-persist-01: the records are already there (the stack's); only check and answer.
             persist = self.persist_challenges(order, deadline=deadline)
@@ -530,27 +601,72 @@ class AcmeClient:
     def renewal_window(self, certificate: bytes | str | x509.Certificate, *,
                        deadline: Optional[float] = None) -> Optional[tuple[datetime, datetime]]:
         """The CA's suggested renewal window (ARI, RFC 9773), or None when the CA has no ARI."""
-        url = self.directory.renewal_info
+        answer = self.renewal_info(certificate, deadline=deadline)
+        return None if answer is None else answer.window
+
+    def renewal_info(self, certificate: bytes | str | x509.Certificate, *,
+                     deadline: Optional[float] = None) -> Optional["AriAnswer"]:
+        """The CA's renewal info for ``certificate`` (ARI, RFC 9773): window and Retry-After; None when the CA
+        has no ARI. An unsigned GET: no account is needed."""
+        url = self.read_directory(deadline=deadline).renewal_info
         if not url:
             return None
         cert_id = ari_cert_id(_load_cert(certificate))
         response = self._retry("read renewal info", lambda: self._net.get(f"{url.rstrip('/')}/{cert_id}"),
                                self._deadline(deadline))
-        window = messages.RenewalInfo.from_json(response.json()).suggested_window
-        return window.start, window.end
+        body = response.json()
+        window = messages.RenewalInfo.from_json(body).suggested_window
+        if window.end <= window.start:  # RFC 9773 4.2: such a window is invalid
+            raise errors.AcmeError(f"the CA's renewal info for {cert_id} has an empty window "
+                                   f"({window.start.isoformat()} to {window.end.isoformat()})")
+        return AriAnswer(cert_id=cert_id, window=(window.start, window.end),
+                         retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
+                         explanation_url=body.get("explanationURL"))
 
     # -- internals ------------------------------------------------------------------------------------------
     def _deadline(self, deadline: Optional[float]) -> float:
         return deadline if deadline is not None else time.monotonic() + self.timeout
 
-    def _post(self, url: str, body: Any, what: str, deadline: Optional[float]) -> requests.Response:
+    def _post(self, url: str, body: Any, what: str, deadline: Optional[float], *,
+              retry_server_errors: bool = True) -> requests.Response:
         new_nonce = self._dir(deadline)["newNonce"]
-        return self._retry(what, lambda: self._net.post(url, body, new_nonce_url=new_nonce), deadline)
+        kid = self._account_url  # None: signed with the key itself (newAccount, lookups)
+
+        def post() -> requests.Response:
+            return self._retry(what, lambda: self._net.post(url, body, new_nonce_url=new_nonce), deadline,
+                               retry_server_errors=retry_server_errors)
+
+        try:
+            return post()
+        except errors.AcmeError as e:
+            code = (e.problem_type or "").rsplit(":", 1)[-1]
+            if kid is not None and kid == self._existing_with_eab and code in ("unauthorized", "externalAccountRequired"):
+                raise errors.AccountNotBound(
+                    f"{e.detail}; the account {kid} already existed at the CA for this key and was used as it is: an "
+                    "external account binding can only be given when an account is created, so acme.eab_kid and "
+                    "acme.eab_hmac were not applied to it. Fix: set acme.account_key_secret to a new secret name; a "
+                    "new account is then registered with the binding", problem_type=e.problem_type,
+                    identifier=e.identifier, status=e.status) from None
+            if kid is None or code != "accountDoesNotExist":
+                raise
+        # The CA no longer knows the account this long-lived client registered (a CA reset, a deactivation
+        # elsewhere): register the key again, once, and sign the request with the new account.
+        self._account_forgotten(kid, deadline)
+        return post()
+
+    def _account_forgotten(self, kid: str, deadline: Optional[float]) -> None:
+        with self._lock:
+            if self._account_url == kid:  # not re-registered by another thread meanwhile
+                log.warning("the CA at %s no longer knows ACME account %s (accountDoesNotExist); registering the "
+                            "account key again", self.directory_url, kid)
+                self._account_url = None
+                self._net.account = None
+            self.account_url(deadline=deadline)
 
     def _get(self, url: str, what: str, deadline: Optional[float]) -> requests.Response:
         return self._post(url, None, what, deadline)  # POST-as-GET (RFC 8555 6.3)
 
-    def _retry(self, what: str, call, deadline: Optional[float]):
+    def _retry(self, what: str, call, deadline: Optional[float], *, retry_server_errors: bool = True):
         waiter = Waiter(f"ACME: {what}", deadline=self._deadline(deadline), backoff=self.backoff)
         bad_nonces = 0
         while True:
@@ -563,7 +679,7 @@ class AcmeClient:
                     # A fresh nonce came with the error: go again at once, but back off if it keeps happening.
                     if bad_nonces > 3 or waiter.remaining <= 0:
                         waiter.sleep(0, last_error=p)
-                elif p.status >= 500:
+                elif p.status >= 500 and retry_server_errors:
                     waiter.sleep(parse_retry_after(p.retry_after), last_error=p)
                 elif p.problem is not None:
                     raise problem_error(p.problem, status=p.status, retry_after=p.retry_after) from None
@@ -662,7 +778,7 @@ def _order(url: str, body: Mapping[str, Any]) -> Order:
     return Order(url=url, status=o.status.name if o.status else "pending",
                  identifiers=tuple(i.value for i in (o.identifiers or ())),
                  authorizations=tuple(o.authorizations or ()), finalize=o.finalize, certificate=o.certificate,
-                 profile=o.profile, expires=o.expires)
+                 profile=o.profile, expires=o.expires, replaces=body.get("replaces"))
 
 
 def _check_directory_urls(directory_url: str, directory: messages.Directory) -> None:
@@ -670,6 +786,26 @@ def _check_directory_urls(directory_url: str, directory: messages.Directory) -> 
     for name, value in directory._jobj.items():
         if isinstance(value, str) and not value.lower().startswith("https://"):
             raise errors.InsecureUrl(value, f" (the ACME directory at {directory_url} lists it as {name})")
+
+
+class _NewOrder(messages.NewOrder):
+    """newOrder with ARI's ``replaces`` (RFC 9773 5), which certbot's ``acme`` does not model yet."""
+
+    replaces: Optional[str] = jose.field("replaces", omitempty=True)
+
+
+# Problems with which a CA refuses an order's `replaces` rather than the order: it was replaced already, another
+# account or CA issued it, or the CA does not know it (Pebble answers the last with serverInternal).
+_REFUSED_REPLACES = ("alreadyReplaced", "unauthorized", "malformed", "serverInternal", "conflict")
+
+
+def _refused_replaces(error: errors.AcmeError) -> bool:
+    code = (error.problem_type or "").rsplit(":", 1)[-1]
+    return code in _REFUSED_REPLACES or (error.status is not None and error.status >= 500)
+
+
+def one_line_error(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def _choose_chain(chains: Sequence[str], preferred: Optional[str]) -> str:

@@ -173,14 +173,18 @@ class Checks:
                                                             f"{'offered' if directory.renewal_info else 'not offered'}")
 
     def profile(self, directory: "DirectoryInfo") -> CheckResult:
-        offered = ", ".join(directory.profiles) or "none"
-        if not self.spec.profile:
-            return CheckResult("profile", True, f"none requested: the CA's default (offered: {offered})")
+        offered = ", ".join(sorted(directory.profiles)) or "none"
+        profile, count = self.spec.profile, len(self.spec.dns_names)
         try:
-            directory.check_profile(self.spec.profile)
+            directory.check_profile(profile, count)
         except PreflightError as e:
-            return CheckResult("profile", False, one_line(e), "set profile to an offered one, or remove it")
-        return CheckResult("profile", True, f"{self.spec.profile}: {directory.profiles[self.spec.profile]}")
+            fix = ("split the certificate, or choose a profile that allows more names" if profile in directory.profiles
+                   or not profile else "set profile to an offered one, or remove it")
+            return CheckResult("profile", False, one_line(e), fix)
+        limit = f"{count} of at most {directory.name_limit(profile)} names"
+        if not profile:
+            return CheckResult("profile", True, f"none requested: the CA's default (offered: {offered}); {limit}")
+        return CheckResult("profile", True, f"{profile}: {directory.profiles[profile]}; {limit}")
 
     def providers(self, *, azure: bool) -> tuple[dict[str, Any], list[CheckResult]]:
         """A provider per zone; a zone whose provider cannot be built (its TSIG secret unreadable) is a

@@ -180,6 +180,14 @@ class AcmeUnauthorized(AcmeError):
     hint = "the CA refused the account or authorization; check the account and that the challenge record was served"
 
 
+class AccountNotBound(AcmeUnauthorized):
+    """The CA refused an account that existed before external account binding was configured: a binding can only
+    be given when an account is created."""
+
+    hint = ("the account was registered without external account binding, which cannot be added to it: set "
+            "acme.account_key_secret to a new secret name so a new account is registered with the binding")
+
+
 class AcmeDnsProblem(AcmeError):
     retryable = True
     hint = "the CA could not look up the challenge record; check NS delegation and that the zone is public"
@@ -236,3 +244,20 @@ class Deadline(KeyVaultAcmeError):
     """A wait ran past its deadline (polling an order, propagation, Key Vault retries)."""
 
     retryable = True
+
+
+def with_note(error: KeyVaultAcmeError, note: str) -> KeyVaultAcmeError:
+    """The same error (same class, same facts) with ``note`` added to its message."""
+    if isinstance(error, AcmeError):
+        kw: dict = dict(problem_type=error.problem_type, identifier=error.identifier, status=error.status)
+        if isinstance(error, RateLimited):
+            kw["retry_after"] = error.retry_after
+        return type(error)(f"{error.detail}; {note}", **kw)
+    if isinstance(error, SpecError):
+        return type(error)(error.field, error.problem, f"{error.fix}; {note}" if error.fix else note)
+    if isinstance(error, KeyVaultError):
+        return type(error)(f"{error}; {note}", status=error.status, code=error.code)
+    try:
+        return type(error)(f"{error}; {note}")
+    except TypeError:  # a class with other arguments: the note still reaches the reader
+        return KeyVaultAcmeError(f"{error}; {note}")

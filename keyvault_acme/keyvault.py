@@ -452,6 +452,15 @@ class KeyVault:
                           lambda: list(self.certificates.list_properties_of_certificate_versions(name)),
                           deadline=deadline, missing_ok=True) or []
 
+    def version_tags(self, name: str, version: str, *, deadline: float | None = None) -> dict[str, str] | None:
+        """The current tags of one version (one read, no chain); None when the version is gone."""
+        cert = self._call(f"get certificate {name!r} version {version}",
+                          lambda: self.certificates.get_certificate_version(name, version),
+                          deadline=deadline, missing_ok=True)
+        if cert is None:
+            return None
+        return dict((cert.properties.tags if cert.properties is not None else None) or {})
+
     def leaf(self, name: str, version: str, *, deadline: float | None = None) -> x509.Certificate | None:
         """The issued certificate of one version (public), without reading its chain; None when there is none."""
         cert = self._call(f"get certificate {name!r} version {version}",

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from cryptography import x509
@@ -62,7 +62,19 @@ from .keyvault import (
 from .model import CertificateFacts, CertificateSpec, CheckResult, RevokedFacts
 from .names import plural
 from .observe import Observer, Operation, failure_reason
-from .renewal import TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, renewal_decision
+from .renewal import (
+    TAG_ARI,
+    TAG_DIRECTORY,
+    TAG_KEY,
+    TAG_PROFILE,
+    TAG_REVOKED,
+    Decision,
+    RenewalInfo,
+    ari_from_tags,
+    ari_recheck_at,
+    ari_tag,
+    renewal_decision,
+)
 from .retry import retry_call
 from .runs import RUN_TAG, RunRecord, creator_gone, process_alive, this_run
 from .wiring import Wiring
@@ -112,7 +124,21 @@ class _Claim:
 
 
 # The engine's own tags on a version: what :func:`managed_tags` adds, and the revocation reason.
-ENGINE_TAGS = frozenset({MANAGED_BY_TAG, TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, RUN_TAG})
+ENGINE_TAGS = frozenset({MANAGED_BY_TAG, TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, RUN_TAG, TAG_ARI})
+ARI_TIMEOUT_S = 10.0  # one renewal-info read; ARI trouble must never hold up a decision for long
+ARI_FAILURE_RECHECK_S = 300.0  # after a failed read, the policy decides for this long before asking again
+
+
+@dataclass(frozen=True)
+class AriLookup:
+    """What :meth:`Engine.renewal_info` found: the CA's answer (maybe cached), or why there is none.
+
+    ``tags``: the version's tags after the engine cached a new answer in them (None when it wrote nothing),
+    so a caller that keeps the facts (the provider's state) can keep the cache too."""
+
+    info: RenewalInfo | None
+    note: str = ""
+    tags: Mapping[str, str] | None = None
 
 
 def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec: CertificateSpec) -> str | None:
@@ -230,6 +256,9 @@ class Engine:
         self._cert_locks: dict[tuple[str, str], threading.Lock] = {}
         self._pending_ours: set[tuple[str, str]] = set()  # pending operations this engine created, not yet done
         self._caa: CaaCache | None = None
+        # (directory, serial) -> (ask again after, answer): one CA request per Retry-After within this process
+        # too, and a failed read is not retried on every call.
+        self._ari: dict[tuple[str, str], tuple[datetime, AriLookup]] = {}
 
     # -- public API -------------------------------------------------------------------------------------
 
@@ -249,7 +278,7 @@ class Engine:
         from .preflight import caa_lookup, check_caa
 
         directory = self.wiring.directory_client(spec.acme.directory_url).read_directory(deadline=deadline)
-        directory.check_profile(spec.profile)
+        directory.check_profile(spec.profile, len(names))
         # Names taken by a certificate: never read (its secret may hold its private key), never written over.
         vault = self.wiring.vault(spec.vault_url)
         # A key this process already loaded was vetted then; checking again would cost a Key Vault call
@@ -281,11 +310,14 @@ class Engine:
         return self._observed("issue", spec,
                               lambda: self._once_access_settles(spec, access_granted_at, lambda: self._issue(spec)))
 
-    def renew(self, spec: CertificateSpec, *, access_granted_at: datetime | None = None) -> CertificateFacts:
+    def renew(self, spec: CertificateSpec, *, access_granted_at: datetime | None = None,
+              current: CertificateFacts | None = None) -> CertificateFacts:
         """A new version of the same Key Vault certificate (new key pair, same names unless the spec changed).
-        ``access_granted_at`` as for :meth:`issue`."""
-        return self._observed("renew", spec,
-                              lambda: self._once_access_settles(spec, access_granted_at, lambda: self._renew(spec)))
+        ``access_granted_at`` as for :meth:`issue`. The order names the version it replaces (ARI ``replaces``,
+        which Let's Encrypt exempts from rate limits inside the window): ``current`` when the caller has its
+        facts (the provider's state, ``status``), else the current version is read."""
+        return self._observed("renew", spec, lambda: self._once_access_settles(
+            spec, access_granted_at, lambda: self._renew(spec, current)))
 
     def _observed(self, kind: str, spec: CertificateSpec, operation: Callable[[], _Facts]) -> _Facts:
         if self.observer is None:
@@ -352,13 +384,31 @@ class Engine:
             self._preflight(spec, names, deadline)
             return self._issue_version(spec, names, vault, deadline)
 
-    def _renew(self, spec: CertificateSpec) -> CertificateFacts:
+    def _renew(self, spec: CertificateSpec, current: CertificateFacts | None) -> CertificateFacts:
         deadline = self._deadline()
         names = check_spec(spec)
         vault = self.wiring.vault(spec.vault_url)
         with self._certificate_lock(spec):
             self._preflight(spec, names, deadline)
-            return self._issue_version(spec, names, vault, deadline)
+            return self._issue_version(spec, names, vault, deadline,
+                                       replaces=self._replaces(spec, vault, current, deadline))
+
+    def _replaces(self, spec: CertificateSpec, vault: KeyVault, current: CertificateFacts | None,
+                  deadline: float) -> str | None:
+        """The ARI CertID of the version a renewal replaces; None when there is none this CA issued (another
+        CA cannot honour it). Reading it must never stop a renewal."""
+        from .acme_client import ari_cert_id
+
+        try:
+            if current is None or not current.pem_chain:
+                current = vault.certificate(spec.name, chain=False, deadline=deadline)  # the leaf is enough
+            if current is None or current.tags.get(TAG_DIRECTORY, spec.acme.directory_url) != spec.acme.directory_url:
+                return None
+            return ari_cert_id(x509.load_pem_x509_certificates(current.pem_chain.encode())[0])
+        except Exception as e:  # noqa: BLE001 - a renewal without `replaces` is still a renewal
+            self.log.warning("%s/certificates/%s: not naming the version this renewal replaces (%s)",
+                             spec.vault_url.rstrip("/"), spec.name, one_line(e))
+            return None
 
     def revoke(self, spec: CertificateSpec, reason: str = "unspecified", *, disable: bool = True) -> RevokedFacts:
         """Revoke the current version at the CA that issued it, record the reason in its tags, and disable it
@@ -462,6 +512,86 @@ class Engine:
         return self.wiring.vault(vault_url).certificate(name, chain=with_chain, known=known,
                                                         deadline=self._deadline())
 
+    # -- renewal decisions ------------------------------------------------------------------------------
+
+    def decide(self, spec: CertificateSpec, facts: CertificateFacts | None, *,
+               now: datetime | None = None) -> Decision:
+        """Is the version ``facts`` due for renewal under ``spec``? The CA's ARI window decides when it offers
+        one (read at most once per Retry-After, see :meth:`renewal_info`), else the spec's policy;
+        ``Decision.decided_by`` says which. Never raises for ARI trouble."""
+        now = now or datetime.now(timezone.utc)
+        lookup = self.renewal_info(spec, facts, now=now)
+        return renewal_decision(facts, spec, now, ari_window=lookup.info.window if lookup.info else None,
+                                ari_note=lookup.note)
+
+    def renewal_info(self, spec: CertificateSpec, facts: CertificateFacts | None, *,
+                     now: datetime | None = None) -> AriLookup:
+        """The CA's renewal info for the version ``facts`` (RFC 9773), asked of the CA that issued it.
+
+        Cached on the version (tag ``acme-ari``) until the CA's Retry-After has passed, so ``preview``,
+        ``status`` and ``renew --due`` ask the CA at most once per certificate per Retry-After period whatever
+        process runs them; ``facts`` may be old (the provider's state): the version's current tags are read
+        before asking the CA. Without ARI, or when asking fails, ``info`` is None (or the last answer, while a
+        failure lasts) and ``note`` says why; nothing here raises, so ARI trouble never blocks a renewal.
+        """
+        if facts is None or not facts.pem_chain:
+            return AriLookup(None)
+        now = now or datetime.now(timezone.utc)
+        cached = ari_from_tags(facts.tags)
+        if cached is not None and cached.fresh(now):
+            return AriLookup(cached)
+        directory = facts.tags.get(TAG_DIRECTORY) or spec.acme.directory_url
+        key = (directory, facts.serial)
+        with self._lock:
+            remembered = self._ari.get(key)
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
+        deadline = time.monotonic() + min(ARI_TIMEOUT_S, self.timeout_s)
+        lookup, until = self._ask_renewal_info(spec, facts, directory, cached, now, deadline)
+        with self._lock:
+            self._ari[key] = (until, lookup)
+        return lookup
+
+    def _ask_renewal_info(self, spec: CertificateSpec, facts: CertificateFacts, directory: str,
+                          cached: RenewalInfo | None, now: datetime,
+                          deadline: float) -> tuple[AriLookup, datetime]:
+        vault = self.wiring.vault(spec.vault_url)
+        try:
+            tags = None
+            if is_managed(facts):
+                # Another process may have asked already; and a cache write must not put back old tags.
+                tags = vault.version_tags(spec.name, facts.version, deadline=deadline)
+                current = ari_from_tags(tags or {})
+                if current is not None and current.fresh(now):
+                    return AriLookup(current, tags=tags), current.next_check
+            client = self.wiring.directory_client(directory)
+            if not client.read_directory(deadline=deadline).renewal_info:
+                note = f"the CA at {directory} offers no renewal info (ARI)"
+                return AriLookup(None, note), now + timedelta(seconds=ARI_FAILURE_RECHECK_S)
+            leaf = x509.load_pem_x509_certificates(facts.pem_chain.encode())[0]
+            answer = client.renewal_info(leaf, deadline=deadline)
+        except Exception as e:  # noqa: BLE001 - whatever went wrong, the policy decides instead
+            note = f"the CA's renewal info could not be read ({one_line(e)})"
+            self.log.warning("%s version %s: %s; the renewal policy decides", facts.id, facts.version, note)
+            return AriLookup(cached, note), now + timedelta(seconds=ARI_FAILURE_RECHECK_S)
+        if answer is None:
+            return AriLookup(None, f"the CA at {directory} offers no renewal info (ARI)"), \
+                now + timedelta(seconds=ARI_FAILURE_RECHECK_S)
+        info = RenewalInfo(*answer.window, next_check=ari_recheck_at(now, answer.retry_after_s))
+        self.log.info("%s version %s: the CA suggests renewal between %s and %s%s", facts.id, facts.version,
+                      info.start.isoformat(), info.end.isoformat(),
+                      f" ({answer.explanation_url})" if answer.explanation_url else "")
+        written = None
+        if tags is not None:
+            written = {**tags, TAG_ARI: ari_tag(info)}
+            try:
+                vault.update(spec.name, facts.version, tags=written, deadline=deadline)
+            except Exception as e:  # noqa: BLE001 - only the cache is lost: the next run asks the CA again
+                self.log.warning("%s version %s: could not cache the CA's renewal info in its tags (%s)",
+                                 facts.id, facts.version, one_line(e))
+                written = None
+        return AriLookup(info, tags=written), info.next_check
+
     def delete(self, vault_url: str, name: str, *, purge: bool = False) -> None:
         """Soft-delete the certificate (and purge it when asked); a certificate already gone is not an error."""
         if not self.wiring.vault(vault_url).delete(name, purge=purge, deadline=self._deadline()):
@@ -470,7 +600,7 @@ class Engine:
     # -- issuance ---------------------------------------------------------------------------------------
 
     def _issue_version(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
-                       deadline: float) -> CertificateFacts:
+                       deadline: float, *, replaces: str | None = None) -> CertificateFacts:
         from .acme_client import DNS_PERSIST_01
         from .dns.challenges import CLEANUP_MIN_S, DnsSolver
         from .dns.persist import PersistRecords
@@ -480,7 +610,7 @@ class Engine:
         client = self.wiring.account(spec, vault, deadline)
         # The order comes first so that the claim (the pending operation) records it: a run killed with its
         # challenge records up leaves the next run what it needs to find and remove exactly those values.
-        order = client.new_order(names, profile=spec.profile, deadline=deadline)
+        order = client.new_order(names, profile=spec.profile, replaces=replaces, deadline=deadline)
         if spec.challenge == DNS_PERSIST_01:
             # Whether the CA offers dns-persist-01 shows only in an order's authorizations: look before anything
             # is created in Key Vault (a CA without it fails here, naming the challenges it offers).
@@ -508,7 +638,7 @@ class Engine:
                                                 propagation_timeout=spec.propagation_timeout_s),
                                       timings, writes)
             chain = client.obtain_chain(pending.csr_der, names, solver, profile=spec.profile,
-                                        preferred_chain=spec.preferred_chain, order=order,
+                                        preferred_chain=spec.preferred_chain, order=order, replaces=replaces,
                                         deadline=deadline)
             timings.mark("finalize")
             certs = split_pem_chain(chain.fullchain_pem)

@@ -5,14 +5,20 @@ Each policy looks at the public facts of the current certificate, the desired sp
 is a short CamelCase word for machines and ``message`` a sentence for people. The first policy that
 speaks wins. The engine records what it issued with in tags (:func:`issued_with_tags`), so a change
 of CA, profile or key settings is seen even though a certificate does not carry them.
+
+When the CA offers ARI (RFC 9773), its suggested window decides the renewal moment (a stable point inside
+it; a window already over means the CA asks for renewal now: ``CARequestedRenewal``); without ARI, or when
+asking failed, the spec's lifetime policy decides. Every timing decision says which one decided
+(:attr:`Decision.decided_by`). The CA's answer is cached on the certificate version as the ``acme-ari`` tag
+(:func:`ari_tag`, :func:`ari_from_tags`), so reading it again waits for the CA's Retry-After.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from .model import CertificateFacts, CertificateSpec, RenewalPolicy
 from .names import normalize_names
@@ -23,6 +29,19 @@ TAG_DIRECTORY = "acme-directory"
 TAG_PROFILE = "acme-profile"
 TAG_KEY = "acme-key"
 TAG_REVOKED = "acme-revoked"  # the reason, when we revoked this version
+TAG_ARI = "acme-ari"  # the CA's last ARI answer for this version: "<start> <end> <next check>"
+
+DECIDED_BY_ARI = "ari"  # the CA's suggested window (RFC 9773)
+DECIDED_BY_POLICY = "policy"  # the spec's lifetime policy (renewal.days_before_expiry / fraction_remaining)
+
+# How often the CA's renewal info is read again: its Retry-After, kept within these bounds (RFC 9773 4.3 asks
+# clients to bound it), and the default when the CA sends none.
+ARI_MIN_RECHECK = timedelta(minutes=1)
+ARI_MAX_RECHECK = timedelta(days=1)
+ARI_DEFAULT_RECHECK = timedelta(hours=6)
+# A point in the window is never later than this fraction of the lifetime before expiry (unless the whole window
+# is): a window ending at expiry would otherwise let a renewal start with no time left to retry a failure.
+ARI_LATEST_FRACTION_REMAINING = 0.1
 
 
 class Reason(StrEnum):
@@ -55,6 +74,25 @@ class Decision:
     reason: Reason
     message: str
     renew_at: Optional[datetime] = None
+    # Who set the renewal moment: DECIDED_BY_ARI or DECIDED_BY_POLICY; "" when the spec or the certificate's
+    # state decided (names changed, missing, revoked...).
+    decided_by: str = ""
+
+
+@dataclass(frozen=True)
+class RenewalInfo:
+    """The CA's ARI answer for one certificate version: its suggested window, and when to ask again."""
+
+    start: datetime
+    end: datetime
+    next_check: datetime
+
+    @property
+    def window(self) -> tuple[datetime, datetime]:
+        return self.start, self.end
+
+    def fresh(self, now: datetime) -> bool:
+        return now < self.next_check
 
 
 @dataclass(frozen=True)
@@ -63,6 +101,7 @@ class Inputs:
     spec: CertificateSpec
     now: datetime
     ari_window: Optional[tuple[datetime, datetime]] = None
+    ari_note: str = ""  # why there is no window, when the CA was asked for one and gave none
 
 
 Policy = Callable[[Inputs], Optional[Decision]]
@@ -100,10 +139,53 @@ def ari_renewal_time(window: tuple[datetime, datetime], serial: str) -> datetime
 
 def due_at(facts: CertificateFacts, spec: CertificateSpec,
            ari_window: Optional[tuple[datetime, datetime]] = None) -> datetime:
-    """The renewal moment: inside the ARI window when the CA gave one, else from the spec's policy."""
-    if ari_window is not None:
-        return ari_renewal_time(ari_window, facts.serial)
-    return renew_after(facts.not_before, facts.not_after, spec.renewal)
+    """The renewal moment (see :func:`renewal_moment`)."""
+    return renewal_moment(facts, spec, ari_window)[0]
+
+
+def renewal_moment(facts: CertificateFacts, spec: CertificateSpec,
+                   ari_window: Optional[tuple[datetime, datetime]] = None) -> tuple[datetime, str]:
+    """When the version becomes due, and who decided (:data:`DECIDED_BY_ARI` or :data:`DECIDED_BY_POLICY`).
+
+    With the CA's ARI window: a stable point inside it, kept out of the last tenth of the lifetime when the
+    window allows. A renewal policy the spec sets explicitly still holds as the latest moment (the owner asked
+    for at least that much time left); the default policy only decides without ARI.
+    """
+    policy_at = renew_after(facts.not_before, facts.not_after, spec.renewal)
+    if ari_window is None:
+        return policy_at, DECIDED_BY_POLICY
+    start, end = ari_window
+    latest = facts.not_after - (facts.not_after - facts.not_before) * ARI_LATEST_FRACTION_REMAINING
+    ari_at = max(start, min(ari_renewal_time(ari_window, facts.serial), latest))
+    explicit = spec.renewal.days_before_expiry is not None or spec.renewal.fraction_remaining is not None
+    if explicit and policy_at < ari_at:
+        return policy_at, DECIDED_BY_POLICY
+    return ari_at, DECIDED_BY_ARI
+
+
+def ari_recheck_at(now: datetime, retry_after_s: Optional[float]) -> datetime:
+    """When to ask the CA for renewal info again: after its Retry-After, bounded (RFC 9773 4.3)."""
+    wait = ARI_DEFAULT_RECHECK if retry_after_s is None else timedelta(seconds=retry_after_s)
+    return now + min(max(wait, ARI_MIN_RECHECK), ARI_MAX_RECHECK)
+
+
+def _tag_time(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def ari_tag(info: RenewalInfo) -> str:
+    """The ``acme-ari`` tag value (well under Key Vault's 256 characters)."""
+    return " ".join(_tag_time(t) for t in (info.start, info.end, info.next_check))
+
+
+def ari_from_tags(tags: Mapping[str, str]) -> Optional[RenewalInfo]:
+    """The cached ARI answer of a version, or None (no tag, or one this version cannot read)."""
+    try:
+        start, end, next_check = (datetime.strptime(p, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+                                  for p in tags.get(TAG_ARI, "").split())
+    except ValueError:
+        return None
+    return RenewalInfo(start, end, next_check)
 
 
 def issued_with_tags(spec: CertificateSpec) -> dict[str, str]:
@@ -176,33 +258,53 @@ def profile_changed(i: Inputs) -> Optional[Decision]:
 def expired(i: Inputs) -> Optional[Decision]:
     assert i.facts is not None
     if i.now >= i.facts.not_after:
+        when, by = renewal_moment(i.facts, i.spec, i.ari_window)
         return Decision(True, Reason.EXPIRED, f"Renewing: the certificate expired at {i.facts.not_after.isoformat()}",
-                        renew_at=due_at(i.facts, i.spec, i.ari_window))
+                        renew_at=when, decided_by=by)
+    return None
+
+
+def ca_requested(i: Inputs) -> Optional[Decision]:
+    """A suggested window already over: the CA moved it into the past to have the certificate replaced now
+    (RFC 9773 4.2: e.g. before a mass revocation)."""
+    if i.ari_window is not None and i.ari_window[1] <= i.now:
+        start, end = i.ari_window
+        return Decision(True, Reason.CA_REQUESTED_RENEWAL,
+                        f"Renewing: the CA asked for renewal now (its ARI window {start.isoformat()} to "
+                        f"{end.isoformat()} is over)", renew_at=start, decided_by=DECIDED_BY_ARI)
     return None
 
 
 def due(i: Inputs) -> Optional[Decision]:
     assert i.facts is not None
-    when = due_at(i.facts, i.spec, i.ari_window)
-    source = "the CA's renewal window" if i.ari_window else "the renewal policy"
+    when, by = renewal_moment(i.facts, i.spec, i.ari_window)
+    if by == DECIDED_BY_ARI:
+        source = "the CA's ARI window"
+    elif i.ari_window is not None:
+        source = "the renewal policy, earlier than the CA's ARI window"
+    else:
+        source = "the renewal policy" + (f"; {i.ari_note}" if i.ari_note else "")
     if i.now >= when:
-        return Decision(True, Reason.RENEWING, f"Renewing: {source} made it due at {when.isoformat()}", renew_at=when)
-    return Decision(False, Reason.UP_TO_DATE, f"Up to date: renewal due at {when.isoformat()} ({source})", renew_at=when)
+        return Decision(True, Reason.RENEWING, f"Renewing: {source} made it due at {when.isoformat()}", renew_at=when,
+                        decided_by=by)
+    return Decision(False, Reason.UP_TO_DATE, f"Up to date: renewal due at {when.isoformat()} ({source})", renew_at=when,
+                    decided_by=by)
 
 
 DEFAULT_CHAIN: Sequence[Policy] = (certificate_missing, revoked, disabled, names_changed, key_changed, ca_changed,
-                                   profile_changed, expired, due)
+                                   profile_changed, expired, ca_requested, due)
 
 
 def renewal_decision(facts: Optional[CertificateFacts], spec: CertificateSpec, now: datetime, *,
-                     ari_window: Optional[tuple[datetime, datetime]] = None,
+                     ari_window: Optional[tuple[datetime, datetime]] = None, ari_note: str = "",
                      chain: Sequence[Policy] = DEFAULT_CHAIN) -> Decision:
     """Evaluate the policy chain; the first policy that has an opinion decides.
 
     ``now`` must be timezone-aware like the facts' dates. ``ari_window`` is the CA's suggested
-    renewal window (start, end) when it offers ARI; without it the spec's renewal policy decides.
+    renewal window (start, end) when it offers ARI; without it the spec's renewal policy decides, and
+    ``ari_note`` (why there is no window: the CA offers no ARI, asking failed) goes into the message.
     """
-    inputs = Inputs(facts, spec, now, ari_window)
+    inputs = Inputs(facts, spec, now, ari_window, ari_note)
     for policy in chain:
         decision = policy(inputs)
         if decision is not None:

@@ -28,6 +28,7 @@ class Plan:
     replaces: tuple[str, ...] = ()  # the settings that force REPLACE
     reason: Reason | None = None  # the renewal decision's reason, or one of the resource's own (MOVED, ...)
     message: str = ""  # for people
+    decided_by: str = ""  # the renewal decision's: "ari", "policy" or "" (see keyvault_acme.renewal)
 
 
 def _same_certificate(old: Any, new: Any) -> bool:
@@ -45,6 +46,8 @@ def plan_change(
     *,
     unknown: Collection[str] = (),
     other_keys: Collection[str] = (),
+    ari_window: tuple[datetime, datetime] | None = None,
+    ari_note: str = "",
 ) -> Plan:
     """Compare the recorded settings ``old`` (and ``facts`` about the issued version) with ``new``.
 
@@ -54,7 +57,8 @@ def plan_change(
     in-place update that records the new settings. ``unknown`` names top-level settings whose new
     value is not known yet (a preview where they come from resources still to be created); they
     count as changed. ``other_keys`` are settings outside the certificate spec (e.g. what to do on
-    delete): they are only compared.
+    delete): they are only compared. ``ari_window``/``ari_note``: the CA's renewal info for the version (see
+    ``Engine.renewal_info``), passed on to the renewal decision.
     """
     replaces = tuple(k for k in REPLACE_KEYS if k in unknown or not _same_certificate(old.get(k), new.get(k)))
     if replaces:
@@ -65,12 +69,13 @@ def plan_change(
                     message=f"{', '.join(sorted(unknown))} not known until other resources are updated")
 
     spec = certificate_spec_from_dict({k: v for k, v in new.items() if k not in other_keys})
-    decision = renewal_decision(facts, spec, now)
+    decision = renewal_decision(facts, spec, now, ari_window=ari_window, ari_note=ari_note)
     if decision.reissue:
-        return Plan(UPDATE, reissue=True, reason=decision.reason, message=decision.message)
+        return Plan(UPDATE, reissue=True, reason=decision.reason, message=decision.message,
+                    decided_by=decision.decided_by)
 
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed:
         return Plan(UPDATE, reason=Reason.SETTINGS_CHANGED,
                     message=f"{', '.join(changed)} changed: recorded; the next renewal uses them")
-    return Plan(NONE, reason=decision.reason, message=decision.message)
+    return Plan(NONE, reason=decision.reason, message=decision.message, decided_by=decision.decided_by)

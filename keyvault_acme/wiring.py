@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .dns.base import DnsProvider
-from .errors import SpecError
+from .errors import KeyVaultAcmeError, SpecError, with_note
 from .keyvault import KeyVault, sdk_client_kwargs
 from .model import AcmeAccount, CertificateSpec, SecretRef, Zone
 
@@ -127,7 +127,24 @@ class Wiring:
             return self.accounts.get(vault, f"keys/{acme.account_key_name}", acme.directory_url, register,
                                      deadline=deadline,
                                      load=lambda: key_vault_account_key(vault, acme.account_key_name, deadline=deadline))
-        return self.accounts.get(vault, acme.account_key_secret, acme.directory_url, register, deadline=deadline)
+        from .account import load_or_create_key
+
+        created: list[bool] = []
+
+        def register_new(key: Any) -> AcmeClient:
+            try:
+                return register(key)
+            except KeyVaultAcmeError as e:
+                if not created:
+                    raise
+                # No orphan left unsaid: the key this failed registration created belongs to no account.
+                raise with_note(e, f"the ACME account key secret {vault.vault_url}/secrets/{acme.account_key_secret} "
+                                   "was created for this registration and no account at the CA uses it: delete it, "
+                                   "or keep it and run again once the above is fixed (it is then used)") from e
+
+        return self.accounts.get(vault, acme.account_key_secret, acme.directory_url, register_new, deadline=deadline,
+                                 load=lambda: load_or_create_key(vault, acme.account_key_secret, deadline=deadline,
+                                                                 created=created))
 
     def account_key_loaded(self, vault: KeyVault, acme: AcmeAccount) -> bool:
         """Whether this process already loaded (and so vetted) the secret-held account key of ``acme``."""

@@ -29,6 +29,7 @@ from keyvault_acme.renewal import Reason
 if TYPE_CHECKING:  # imported lazily at run time: `--help` and usage errors stay fast
     from keyvault_acme.lifecycle import Engine
     from keyvault_acme.model import CertificateFacts, CertificateSpec
+    from keyvault_acme.renewal import Decision
 
     from .report import FleetRow
 
@@ -429,6 +430,7 @@ class Row:
     renew_after: datetime | None
     now: datetime
     decided_by: str = ""  # who set renew_after: "ari" (the CA's window), "policy" (the spec's), "" (n/a)
+    renewal_reason: str = ""  # the renewal decision's code: Renewing, CARequestedRenewal, NamesChanged, UpToDate...
 
     @property
     def days_left(self) -> float | None:
@@ -452,6 +454,7 @@ class Row:
             "thumbprint": f.thumbprint if f else None, "id": f.id if f else None,
             "secret_id": f.secret_id if f else None, "enabled": f.enabled if f else None,
             "revoked_reason": f.revoked_reason if f else None,
+            "decided_by": self.decided_by or None, "renewal_reason": self.renewal_reason or None,
         }
 
 
@@ -467,19 +470,24 @@ STATE_OF: Mapping[Reason, str] = {
 ATTENTION = ("missing", "revoked", "disabled", "expired")
 
 
-def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | None", now: datetime) -> Row:
+def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | None", now: datetime,
+               decision: "Decision | None" = None) -> Row:
+    """One row; ``decision`` is the engine's (``Engine.decide``: with the CA's ARI window), else the policy's."""
     from keyvault_acme.renewal import due_at, renewal_decision
-    decision = renewal_decision(facts, spec, now)
+    if decision is None:
+        decision = renewal_decision(facts, spec, now)
     state = STATE_OF[decision.reason]
     # A revoked, disabled or expired version is replaced by the next run, whatever its renewal time says.
-    renew_after = due_at(facts, spec) if facts and state not in ATTENTION else None
-    return Row(name, spec, facts, state, decision.message if decision.reissue else "", renew_after, now)
+    renew_after = (decision.renew_at or due_at(facts, spec)) if facts and state not in ATTENTION else None
+    return Row(name, spec, facts, state, decision.message if decision.reissue else "", renew_after, now,
+               decision.decided_by, str(decision.reason))
 
 
 def read_row(engine: "Engine", name: str, spec: "CertificateSpec", now: datetime) -> Row:
-    """One certificate's status as the engine sees it: what ``status`` and ``fleet status`` both show. One Key
-    Vault request: a status needs no chain."""
-    return status_row(name, spec, engine.inspect(spec.vault_url, spec.name, with_chain=False), now)
+    """One certificate's status as the engine sees it: what ``status`` and ``fleet status`` both show (the
+    renewal moment with the CA's ARI window, cached, and who decided it). One Key Vault request: no chain."""
+    facts = engine.inspect(spec.vault_url, spec.name, with_chain=False)
+    return status_row(name, spec, facts, now, engine.decide(spec, facts, now=now))
 
 
 def format_table(rows: Sequence[Row], *, width: int = 100, colour: bool = False) -> str:
@@ -624,7 +632,7 @@ def cmd_renew(ctx: Context) -> int:
         [(name, spec)] = ctx.stack.select([ctx.args.name])
         with ctx.progress.step(f"{name}: renewing"):
             facts = ctx.engine.renew(spec)
-        row = status_row(name, spec, facts, ctx.now())
+        row = status_row(name, spec, facts, ctx.now(), ctx.engine.decide(spec, facts, now=ctx.now()))
         ctx.saw([row])
         if ctx.args.json:
             ctx.out.write(renewal_line(stack, name, "renewed", row))
@@ -633,14 +641,15 @@ def cmd_renew(ctx: Context) -> int:
         return EXIT_OK
     from concurrent.futures import ThreadPoolExecutor
 
-    from keyvault_acme.renewal import Decision, renewal_decision
 
     def read(item: tuple[str, "CertificateSpec"]) -> "tuple[CertificateFacts | None, Decision | None, Row | None, str]":
-        """(facts, decision, row, error or "") for one certificate; one Key Vault request; never raises."""
+        """(facts, decision, row, error or "") for one certificate; one Key Vault request (the CA's ARI answer is
+        cached by the engine); never raises."""
         name, spec = item
         try:
             facts = ctx.engine.inspect(spec.vault_url, spec.name, with_chain=False)
-            return facts, renewal_decision(facts, spec, ctx.now()), status_row(name, spec, facts, ctx.now()), ""
+            decision = ctx.engine.decide(spec, facts, now=ctx.now())
+            return facts, decision, status_row(name, spec, facts, ctx.now(), decision), ""
         except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
             return None, None, None, _explain(e)
 
@@ -650,7 +659,7 @@ def cmd_renew(ctx: Context) -> int:
     reads = [read(item) for item in selected[:1]]
     with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="read") as pool:
         reads += pool.map(read, selected[1:])
-    due = [(name, spec, facts is None, decision.message)
+    due = [(name, spec, facts is None, decision.message, facts)
            for (name, spec), (facts, decision, _, _) in zip(selected, reads)
            if decision is not None and decision.reissue]
     renewed = dict(zip((name for name, *_ in due), _renew_all_due(ctx, stack, due)))
@@ -693,7 +702,8 @@ def _confirmed(ctx: Context, name: str) -> bool:
     return answer.strip() == name
 
 
-def _renew_all_due(ctx: Context, stack: str, due: list[tuple[str, "CertificateSpec", bool, str]]
+def _renew_all_due(ctx: Context, stack: str,
+                   due: list[tuple[str, "CertificateSpec", bool, str, "CertificateFacts | None"]]
                    ) -> list[tuple[str, str, "Row | None"]]:
     """:func:`_renew_due` for each, in order: in this process, or spread over processes when there are enough to
     pay for starting them (:mod:`keyvault_acme.bulk`); the output is the same either way. Not when a caller gave
@@ -706,7 +716,7 @@ def _renew_all_due(ctx: Context, stack: str, due: list[tuple[str, "CertificateSp
         return bulk.run(lambda d: _renew_due(ctx.engine, ctx.progress, ctx.now, stack, json_lines, *d), due,
                         threads=CONCURRENCY)
     ctx.progress(f"renewing {len(due)} certificates in {processes} processes")
-    done = bulk.run(_renew_in_child, [(name, missing, why) for name, _, missing, why in due], threads=CONCURRENCY,
+    done = bulk.run(_renew_in_child, [(name, missing, why) for name, _, missing, why, _ in due], threads=CONCURRENCY,
                     processes=processes, initializer=_start_renewer,
                     initargs=(str(ctx.stack.path), stack, json_lines, ctx.progress.enabled,
                               bool(getattr(ctx.args, "verbose", False)), getattr(ctx.args, "timeout", None)))
@@ -739,16 +749,18 @@ def _renew_in_child(item: tuple[str, bool, str]) -> tuple[str, str]:
 
 
 def _renew_due(engine: "Engine", progress: Progress, now: Callable[[], datetime], stack: str, json_lines: bool,
-               name: str, spec: "CertificateSpec", missing: bool, why: str) -> tuple[str, str, "Row | None"]:
+               name: str, spec: "CertificateSpec", missing: bool, why: str,
+               current: "CertificateFacts | None" = None) -> tuple[str, str, "Row | None"]:
     """Issue (``missing``) or renew one due certificate: (what to print on stdout, why it failed or "", its new
     row); never raises."""
     try:
         with progress.step(f"{name}: {why}"):
-            new = engine.issue(spec) if missing else engine.renew(spec)
+            new = engine.issue(spec) if missing else engine.renew(spec, current=current)
     except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
         return "", _explain(e), None  # the caller reports it, with what it read before
     verb = "issued" if missing else "renewed"
-    row = status_row(name, spec, new, now())
+    # The new version's renewal moment as every later run will see it (the CA's ARI answer, then cached).
+    row = status_row(name, spec, new, now(), engine.decide(spec, new, now=now()))
     return (renewal_line(stack, name, verb, row) if json_lines else _reported(verb, name, new)), "", row
 
 

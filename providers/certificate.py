@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
@@ -183,10 +184,24 @@ class CertificateProvider(ResourceProvider):
 
         new_inputs = planned(news)
         unknown = {k for k, v in new_inputs.items() if _has_unknown(v)}
+        facts = facts_from_outputs(olds)
+        lookup = self._renewal_info(olds, facts)
         return plan_change(
-            planned(olds), new_inputs, facts_from_outputs(olds), datetime.now(timezone.utc),
+            planned(olds), new_inputs, facts, datetime.now(timezone.utc),
             unknown=unknown, other_keys=PROVIDER_INPUTS.keys(),
+            ari_window=lookup.info.window if lookup and lookup.info else None, ari_note=lookup.note if lookup else "",
         )
+
+    def _renewal_info(self, props: Mapping[str, Any], facts):
+        """The CA's renewal info for the recorded version (cached in its Key Vault tags, so a preview asks the CA
+        at most once per certificate per Retry-After); None when there is no version to ask about."""
+        if facts is None or not facts.pem_chain:
+            return None
+        try:
+            spec = _spec(split_state(props))  # where the recorded version lives
+        except SpecError:
+            return None
+        return self._get_engine().renewal_info(spec, facts)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         plan = self._plan(olds, news)
@@ -217,6 +232,10 @@ class CertificateProvider(ResourceProvider):
         facts = self._get_engine().inspect(inputs["vault_url"], inputs["name"], known=facts_from_outputs(props))
         if facts is None:
             return ReadResult(None, {})  # an empty id drops the resource from state
+        # A refresh also refreshes the CA's renewal info when its Retry-After has passed, and keeps the answer.
+        lookup = self._renewal_info(inputs, facts)
+        if lookup is not None and lookup.tags is not None:
+            facts = replace(facts, tags=lookup.tags)
         return ReadResult(facts.id, self._outputs(inputs, facts))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -224,7 +243,10 @@ class CertificateProvider(ResourceProvider):
         spec, granted_at = _spec(inputs), access_granted_at(inputs)
         plan = self._plan(olds, news)
         # Settings changed without a reissue ("record"): new tags reach Key Vault now, not at the next renewal.
-        facts = engine.renew(spec, access_granted_at=granted_at) if plan.reissue else engine.update_tags(spec)
+        if plan.reissue:  # the recorded version is the one this renewal replaces (ARI `replaces`)
+            facts = engine.renew(spec, access_granted_at=granted_at, current=facts_from_outputs(olds))
+        else:
+            facts = engine.update_tags(spec)
         if facts is None:  # deleted between refresh and update
             facts = engine.issue(spec, access_granted_at=granted_at)
         return UpdateResult(self._outputs(news, facts))  # always the full outputs: None would wipe state

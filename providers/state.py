@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from keyvault_acme.access import azure_time
 from keyvault_acme.model import REVOCATION_REASONS, CertificateFacts, CertificateSpec
-from keyvault_acme.renewal import due_at
+from keyvault_acme.renewal import ari_from_tags, due_at
 
 # Inputs only the resource has: what ``pulumi destroy`` does to the certificate, and when the role
 # assignments it needs were made (ISO 8601; a 403 until they surely apply is waited out, see keyvault_acme.access).
@@ -49,7 +49,9 @@ def _plain(value: Any) -> Any:
 
 def facts_to_outputs(facts: CertificateFacts, spec: CertificateSpec) -> dict[str, Any]:
     outs = {_RENAMED.get(name, name): _plain(getattr(facts, name)) for name in _FACT_FIELDS}
-    outs["renew_after"] = due_at(facts, spec).isoformat()  # the moment the renewal decision turns
+    # The moment the renewal decision turns: inside the CA's ARI window when the version's tags cache one.
+    ari = ari_from_tags(facts.tags)
+    outs["renew_after"] = due_at(facts, spec, ari.window if ari else None).isoformat()
     return outs
 
 

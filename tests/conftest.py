@@ -35,6 +35,16 @@ def pebble(bind):
 
 
 @pytest.fixture(scope="session")
+def pebble_24(bind):
+    """Debian 12's own Pebble 2.4 (no ARI, no profiles, no User-Agent rule): proves clean degradation.
+    Its TLS certificate comes from the same per-process CA as every Pebble's, so ``ca_bundle`` trusts it."""
+    from emulator.pebble import PEBBLE_24_BINARY
+
+    with services.pebble_server(bind, binary=PEBBLE_24_BINARY) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def extra_ca_paths(pebble, emulator) -> list[str]:
     """TLS CAs of the local services that HTTPS clients must trust."""
     return [pebble.tls_ca_pem_path, emulator.ca_bundle_path]

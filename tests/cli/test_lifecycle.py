@@ -16,7 +16,7 @@ from azure.keyvault.certificates import CertificateClient
 from cryptography import x509
 
 from keyvault_acme.lifecycle import Engine
-from keyvault_acme.renewal import due_at
+from keyvault_acme.renewal import ari_from_tags, due_at
 from keyvault_acme_cli import cli
 from keyvault_acme_cli.output import STATE_COLOURS
 from keyvault_acme_stack.workload import load_stack_file
@@ -78,14 +78,18 @@ def test_check_passes_for_a_good_stack_and_creates_nothing(capsys, stack, specs,
     assert engine.inspect(specs["unissued"].vault_url, "unissued") is None
 
 
-def test_status_json_reports_what_key_vault_holds(capsys, stack, specs, issued, cli_env):
+def test_status_json_reports_what_key_vault_holds(capsys, stack, specs, issued, cli_env, engine):
     rows = status_json(capsys, stack)
     assert list(rows) == ["early", "late", "unissued"]
     for name, facts in issued.items():
         row = rows[name]
         assert (row["version"], row["serial"], row["thumbprint"]) == (facts.version, facts.serial, facts.thumbprint)
         assert row["not_after"] == facts.not_after.isoformat()
-        assert row["renew_after"] == due_at(facts, specs[name]).isoformat()
+        # Pebble 2.10 offers ARI: its window decides (cached on the version by status), unless the certificate's
+        # explicit policy wants it earlier ("early": 3 s after issue).
+        window = ari_from_tags(engine.inspect(specs[name].vault_url, name).tags).window
+        assert row["renew_after"] == due_at(facts, specs[name], window).isoformat()
+        assert row["decided_by"] == {"early": "policy", "late": "ari"}[name]
         assert row["secret_id"] == f"{specs[name].vault_url}/secrets/{name}"
         assert 0 < row["days_left"] * 86400 <= VALIDITY_S + 1
         assert "Pebble" in row["issuer"]

@@ -58,18 +58,39 @@ def verify(chain: IssuedChain, pebble, names):
     return leaf
 
 
-def test_directory_metadata_degrades_cleanly_without_ari_and_profiles(acme):
-    info = acme.directory
+@pytest.fixture(scope="session")
+def acme_24(pebble_24, loopback_env, account_key):
+    """A client of Debian 12's Pebble 2.4, a CA without ARI and profiles."""
+    return AcmeClient(pebble_24.directory_url, account_key, contact=["ops@rfc2136.test"], timeout=30)
+
+
+def test_directory_metadata_degrades_cleanly_without_ari_and_profiles(acme_24):
+    info = acme_24.directory
     assert info.url.endswith("/dir")
     assert info.renewal_info is None and dict(info.profiles) == {}
     assert info.caa_identities == ()
     assert info.terms_of_service
 
 
-def test_renewal_window_is_none_without_ari(acme, solver):
+def test_renewal_window_is_none_without_ari(acme_24, solver):
     names = ["ari.rfc2136.test"]
-    chain = acme.obtain_chain(make_csr(names), names, solver)
-    assert acme.renewal_window(chain.leaf_pem) is None
+    chain = acme_24.obtain_chain(make_csr(names), names, solver)
+    assert acme_24.renewal_window(chain.leaf_pem) is None
+
+
+def test_the_current_pebble_offers_ari_and_profiles(acme):
+    info = acme.directory
+    assert info.renewal_info and info.renewal_info.endswith("/renewalInfo")
+    assert set(info.profiles) == {"default"}
+    assert info.caa_identities == ("pebble.letsencrypt.org",)
+
+
+def test_renewal_window_from_ari(acme, solver):
+    names = ["ari2.rfc2136.test"]
+    leaf = x509.load_pem_x509_certificate(acme.obtain_chain(make_csr(names), names, solver).leaf_pem.encode())
+    start, end = acme.renewal_window(leaf)
+    # Pebble's own window: around two thirds of the lifetime, inside it.
+    assert leaf.not_valid_before_utc < start < end <= leaf.not_valid_after_utc
 
 
 def test_an_order_created_before_a_crash_is_resumed(acme, solver, pebble):

@@ -4,7 +4,19 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from keyvault_acme.model import AcmeAccount, CertificateFacts, CertificateSpec, KeySpec, RenewalPolicy
-from keyvault_acme.renewal import TAG_REVOKED, ari_renewal_time, issued_with_tags, renew_after, renewal_decision
+from keyvault_acme.renewal import (
+    TAG_ARI,
+    TAG_REVOKED,
+    RenewalInfo,
+    ari_from_tags,
+    ari_recheck_at,
+    ari_renewal_time,
+    ari_tag,
+    due_at,
+    issued_with_tags,
+    renew_after,
+    renewal_decision,
+)
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
@@ -107,7 +119,70 @@ def test_ari_window_overrides_the_policy_with_a_stable_point_inside_it():
     assert ari_renewal_time(window, "0badc0df") != point
     assert not renewal_decision(facts(90), spec(), point - timedelta(seconds=1), ari_window=window).reissue
     d = renewal_decision(facts(90), spec(), point, ari_window=window)
-    assert d.reissue and "renewal window" in d.message
+    assert d.reissue and "ARI window" in d.message and d.decided_by == "ari"
+
+
+def test_a_window_in_the_past_is_the_ca_asking_for_renewal_now():
+    # RFC 9773 4.2: the CA moved the window into the past (e.g. before a mass revocation): due at once, long
+    # before the policy (day 60 of 90) would renew.
+    window = (T0 + DAY, T0 + DAY + timedelta(seconds=1))
+    d = renewal_decision(facts(90), spec(), T0 + 2 * DAY, ari_window=window)
+    assert (d.reissue, d.reason, d.decided_by) == (True, "CARequestedRenewal", "ari")
+    assert "asked for renewal" in d.message
+    # Changes of the spec still speak first; expiry too.
+    assert renewal_decision(facts(90), spec(dns_names=("a.example.com",)), T0 + 2 * DAY,
+                            ari_window=window).reason == "NamesChanged"
+    assert renewal_decision(facts(1), spec(), T0 + 2 * DAY, ari_window=window).reason == "Expired"
+
+
+def test_without_ari_the_policy_decides_and_says_why():
+    d = renewal_decision(facts(90), spec(), T0 + DAY, ari_note="the CA at https://ca.test/dir offers no renewal info")
+    assert (d.reissue, d.decided_by, d.renew_at) == (False, "policy", T0 + 60 * DAY)
+    assert "the renewal policy" in d.message and "offers no renewal info" in d.message
+    due = renewal_decision(facts(90), spec(), T0 + 61 * DAY, ari_note="the CA's renewal info could not be read")
+    assert due.reissue and due.decided_by == "policy" and "could not be read" in due.message
+    # Decisions the spec or the certificate's state make are nobody's timing.
+    assert renewal_decision(None, spec(), T0).decided_by == ""
+
+
+def test_the_stable_point_keeps_out_of_the_last_tenth_of_the_lifetime_when_the_window_allows():
+    # Pebble's window for a short certificate is its whole lifetime: a point at its very end would leave no time
+    # to retry a failed renewal. Serials are picked so the hash lands late and early in the window.
+    window = (T0, T0 + 10 * DAY)
+    late = next(s for s in (f"{i:x}" for i in range(1000)) if ari_renewal_time(window, s) > T0 + 9 * DAY)
+    assert due_at(replace(facts(10), serial=late), spec(), window) == T0 + 9 * DAY
+    early = next(s for s in (f"{i:x}" for i in range(1000)) if ari_renewal_time(window, s) < T0 + 5 * DAY)
+    assert due_at(replace(facts(10), serial=early), spec(), window) == ari_renewal_time(window, early)
+    # A window wholly in the last tenth is the CA's call: its start, not earlier.
+    narrow = (T0 + 9.5 * DAY, T0 + 9.9 * DAY)
+    assert due_at(replace(facts(10), serial=late), spec(), narrow) == narrow[0]
+
+
+def test_an_explicit_renewal_policy_still_holds_as_the_latest_moment_under_ari():
+    window = (T0 + 80 * DAY, T0 + 82 * DAY)  # later than the owner wants
+    explicit = spec(renewal=RenewalPolicy(days_before_expiry=30))
+    d = renewal_decision(facts(90, s=explicit), explicit, T0 + 60 * DAY, ari_window=window)
+    assert (d.reissue, d.decided_by, d.renew_at) == (True, "policy", T0 + 60 * DAY)
+    assert "earlier than the CA's ARI window" in d.message
+    # The default policy does not compete: the CA's window decides.
+    d = renewal_decision(facts(90), spec(), T0 + 60 * DAY, ari_window=window)
+    assert (d.reissue, d.decided_by) == (False, "ari") and window[0] <= d.renew_at <= window[1]
+    # An explicit policy later than the window changes nothing either.
+    late = spec(renewal=RenewalPolicy(days_before_expiry=1))
+    assert renewal_decision(facts(90, s=late), late, T0 + DAY, ari_window=window).decided_by == "ari"
+
+
+def test_the_ari_answer_round_trips_through_its_tag_and_bounds_retry_after():
+    info = RenewalInfo(T0 + 10 * DAY, T0 + 12 * DAY, next_check=T0 + timedelta(hours=6))
+    tag = ari_tag(info)
+    assert len(tag) < 256 and ari_from_tags({TAG_ARI: tag}) == info
+    assert ari_from_tags({}) is None and ari_from_tags({TAG_ARI: "garbage"}) is None
+    assert info.fresh(T0) and not info.fresh(T0 + timedelta(hours=6))
+    assert ari_recheck_at(T0, 21600) == T0 + timedelta(hours=6)
+    assert ari_recheck_at(T0, None) == T0 + timedelta(hours=6)  # RFC 9773's suggestion when none is sent
+    assert ari_recheck_at(T0, 1) == T0 + timedelta(minutes=1)  # never a tight loop
+    assert ari_recheck_at(T0, 10 * 86400) == T0 + DAY  # never less than daily
+
 
 
 def test_every_reason_is_one_shared_constant():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from azure.keyvault.certificates import CertificateClient
@@ -291,3 +291,19 @@ def test_a_refresh_is_one_key_vault_request_and_a_renewal_elsewhere_brings_its_c
     deployed.refresh()
     assert deployed.outputs["thumbprint"] == renewed.thumbprint != before["thumbprint"]
     assert deployed.outputs["pem_chain"] == renewed.pem_chain and renewed.pem_chain.count("BEGIN") >= 2
+
+
+def test_preview_shows_a_renewal_the_ca_asked_for_through_ari(live, deployed):
+    inputs = live.inputs("ari-www", ["ari-www"])
+    deployed.up(inputs)
+    first = dict(deployed.outputs)
+    # The CA moves the window into the past (as before a mass revocation), on Pebble 2.10's management port.
+    now = datetime.now(timezone.utc)
+    live.pebble.set_renewal_info(first["pem_chain"], (now - timedelta(hours=2), now - timedelta(hours=1)))
+    assert deployed.preview(inputs) == "update"
+    assert "ari-www: CARequestedRenewal: Renewing: the CA asked for renewal now" in live.host.stderr()
+    assert deployed.up(inputs) == "update"
+    assert deployed.outputs["serial"] != first["serial"]
+    # The new version's window is the CA's ordinary one, cached in its tags: nothing more to do.
+    assert deployed.refresh() == "none"
+    assert "acme-ari" in deployed.outputs["vault_tags"]
