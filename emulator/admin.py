@@ -9,6 +9,7 @@
     POST   /admin/faults             {kind?, host?, path?, method?, status?, retry_after?, latency_ms?, count?, skip?} -> 201
     GET    /admin/faults             DELETE /admin/faults (all)   DELETE /admin/faults/{id}
     POST   /admin/tokens             {client_id, audience, lifetime?} -> {access_token}
+    GET    /admin/requests           (?since=SEQ&host=GLOB) -> {value: [{seq, method, host, path, status}], last}
     *      /admin/zones...           Azure DNS zones (emulator.arm_dns.ArmDns.handle_admin)
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .authz import Authorizer
 from .entra import DEFAULT_TENANT, Entra, normalize_audience
 from .faults import FaultInjector
 from .keyvault import DEFAULT_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION, KeyVault
+from .request_log import RequestLog
 from .wire import Request, Response
 
 ZonesHandler = Callable[[Request], Response]
@@ -37,9 +39,11 @@ def _ok(status: int, payload: Any) -> Response:
 
 class Admin:
     def __init__(self, entra: Entra, authorizer: Authorizer, keyvault: KeyVault, faults: FaultInjector,
-                 zones: ZonesHandler | None, health: Callable[[], dict[str, Any]]) -> None:
+                 zones: ZonesHandler | None, health: Callable[[], dict[str, Any]],
+                 requests: RequestLog | None = None) -> None:
         self._entra, self._authz, self._kv, self._faults = entra, authorizer, keyvault, faults
         self._zones, self._health = zones, health
+        self._requests = requests if requests is not None else RequestLog()
 
     def handle(self, request: Request) -> Response:
         parts = [p for p in request.path.split("/") if p]
@@ -107,6 +111,10 @@ class Admin:
                 return Response(204)
             if method == "DELETE" and ident is not None:
                 return self._gone(self._faults.remove(ident), f"fault {ident}")
+        if resource == "requests" and method == "GET" and ident is None:
+            last = self._requests.last
+            return _ok(200, {"value": self._requests.since(int(request.query.get("since", 0)),
+                                                           request.query.get("host", "*")), "last": last})
         if resource == "tokens" and method == "POST" and ident is None:
             client = next((c for c in self._entra.clients() if c.client_id == body["client_id"]), None)
             if client is None:

@@ -56,6 +56,16 @@ class AdminClient:
     def remove_client(self, client_id: str) -> None:
         self.call("DELETE", f"/admin/clients/{client_id}")
 
+    def request_mark(self) -> int:
+        """The sequence number of the latest request the emulator answered: count from here with :meth:`requests`."""
+        return int(self.call("GET", "/admin/requests?since=0&host=-")["last"])
+
+    def requests(self, since: int = 0, host: str = "*") -> list[dict[str, Any]]:
+        """Requests answered through the proxy after the mark ``since``, to hosts matching the glob ``host``."""
+        from urllib.parse import urlencode
+
+        return self.call("GET", "/admin/requests?" + urlencode({"since": since, "host": host}))["value"]
+
     def issue_token(self, client_id: str, audience: str, lifetime: int = 3600) -> str:
         return self.call("POST", "/admin/tokens",
                          {"client_id": client_id, "audience": audience, "lifetime": lifetime})["access_token"]

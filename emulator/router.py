@@ -10,6 +10,7 @@ from .cloudflare import CLOUDFLARE_HOST
 from .entra import LOGIN_HOST, Entra, InvalidToken
 from .faults import FaultInjector
 from .keyvault import VAULT_SUFFIX, KeyVault
+from .request_log import RequestLog
 from .wire import Request, Response
 
 ARM_HOST = "management.azure.com"
@@ -33,11 +34,17 @@ def _arm_error(status: int, code: str, message: str, headers: dict[str, str] | N
 class Router:
     def __init__(self, entra: Entra, keyvault: KeyVault, faults: FaultInjector, dns: Handler | None,
                  on_write: Callable[[], None], authorizer: Authorizer | None = None,
-                 cloudflare: Handler | None = None) -> None:
+                 cloudflare: Handler | None = None, log: RequestLog | None = None) -> None:
         self._entra, self._kv, self._faults, self._dns, self._on_write = entra, keyvault, faults, dns, on_write
         self._authorizer, self._cloudflare = authorizer, cloudflare
+        self.log = log if log is not None else RequestLog()
 
     def __call__(self, request: Request) -> Response:
+        response = self._answer(request)
+        self.log.record(request.method, request.host, request.path, response.status)
+        return response
+
+    def _answer(self, request: Request) -> Response:
         forced = self._faults.apply(request)
         if forced is not None:
             return forced

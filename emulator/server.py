@@ -64,7 +64,8 @@ class Emulator:
                              self.arm_dns.handle if self.arm_dns else None, self._state.mark_dirty, self.authorizer,
                              self.cloudflare.handle if self.cloudflare else None)
         self._admin = Admin(self.entra, self.authorizer, self.keyvault, self.faults,
-                            self.arm_dns.handle_admin if self.arm_dns else None, self._health)
+                            self.arm_dns.handle_admin if self.arm_dns else None, self._health,
+                            requests=self.router.log)
         self._proxy: ProxyServer | None = None
         self._proxy_thread: threading.Thread | None = None
         self._dns: Any = None

@@ -265,7 +265,8 @@ class AcmeClient:
                  eab_kid: Optional[str] = None, eab_hmac_key: Optional[str] = None,
                  alg: Optional[jose.JWASignature] = None, timeout: float = DEFAULT_TIMEOUT,
                  backoff: Backoff = DEFAULT_BACKOFF, poll_backoff: Backoff = POLL_BACKOFF,
-                 network_timeout: int = 30, user_agent: str = USER_AGENT) -> None:
+                 network_timeout: int = 30, user_agent: str = USER_AGENT,
+                 directory: Optional[messages.Directory] = None) -> None:
         self.directory_url = directory_url
         self.timeout = timeout
         self.backoff = backoff  # between retries of a failed request
@@ -276,7 +277,9 @@ class AcmeClient:
         self._net = _Network(key=account_key, alg=alg or _signing_alg(account_key), user_agent=user_agent,
                              timeout=network_timeout)
         self._lock = threading.RLock()  # registration reads the directory under the same lock
-        self._directory: Optional[messages.Directory] = None
+        # ``directory``: the CA's directory as another client of this process fetched it (one fetch per process
+        # and CA; it changes only with a CA release).
+        self._directory: Optional[messages.Directory] = directory
         self._account_url: Optional[str] = None
         self._existing_with_eab: Optional[str] = None  # an account found by key while EAB is configured
 
@@ -307,6 +310,10 @@ class AcmeClient:
             terms_of_service=meta.terms_of_service,
             external_account_required=bool(meta.external_account_required),
         )
+
+    def directory_document(self, *, deadline: Optional[float] = None) -> messages.Directory:
+        """The directory as fetched (once), to hand to another client of the same CA."""
+        return self._dir(deadline)
 
     def read_directory(self, *, deadline: Optional[float] = None) -> DirectoryInfo:
         """:attr:`directory`, fetching it (once) within ``deadline`` rather than the client's whole timeout."""

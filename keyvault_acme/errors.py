@@ -93,6 +93,13 @@ class KeyVaultReadOnly(KeyVaultError):
     hint = "the vault is read-only during a regional failover; retry in a few minutes"
 
 
+class KeyVaultUnreachable(KeyVaultError):
+    """No connection to the vault (refused, no route, name not resolved, the proxy refused) for long enough that
+    waiting longer would only delay the answer: a command fails in seconds, not at the operation's deadline."""
+
+    hint = "check the network, the proxy (HTTPS_PROXY, NO_PROXY) and the vault URL"
+
+
 class KeyVaultForbidden(KeyVaultError):
     hint = "grant the identity the role named in README's permissions table on this vault"
 

@@ -19,9 +19,10 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence, TypeVar, overload
+from urllib.parse import urlsplit
 
 import requests
 from azure.core.exceptions import (
@@ -52,6 +53,7 @@ from .errors import (
     KeyVaultError,
     KeyVaultForbidden,
     KeyVaultReadOnly,
+    KeyVaultUnreachable,
     SecretRefused,
 )
 from .model import CertificateFacts, KeySpec
@@ -76,6 +78,13 @@ PEM_CONTENT_TYPE = "application/x-pem-file"
 _CHAIN_THUMBPRINT_TAG = "thumbprint"  # the leaf's: which certificate version a chain belongs to
 
 _READ_ONLY_MARKERS = ("read-only", "read only", "readonly")
+# How long a vault may refuse connections (or be unresolvable, or its proxy refuse) before a call gives up: long
+# enough for a blip, short enough that a command against a wrong or unreachable vault answers within half a
+# minute rather than at the operation's deadline. Once given up, other calls to the vault fail at once for
+# UNREACHABLE_MEMORY_S (a status of a thousand certificates reports the vault once, not a thousand times).
+UNREACHABLE_S = 20.0
+UNREACHABLE_MEMORY_S = 30.0
+CONNECT_TIMEOUT_S = 8
 # A standard vault refuses HSM keys with "Hardware key operation not allowed on standard vault".
 _HSM_REFUSAL_MARKER = "hardware key operation not allowed"
 
@@ -244,6 +253,8 @@ class KeyVault:
         self._secrets: SecretClient | None = None
         self._keys: KeyClient | None = None
         self._crypto: dict[str, CryptographyClient] = {}
+        self._vetted: set[str] = set()  # secrets of ours this process has checked (see vet_own_secret)
+        self._unreachable: tuple[float, KeyVaultUnreachable] | None = None
 
     # SDK clients are built on first use: a vault we only read certificates from never builds a KeyClient.
     @property
@@ -278,16 +289,38 @@ class KeyVault:
     def _call(self, what: str, fn: Callable[[], T], *, deadline: float | None = None,
               missing_ok: bool = False) -> T | None:
         """Run one SDK call with retries until the deadline; map its errors. Returns None only for a 404 and
-        only when ``missing_ok`` (the overloads say so to the type checker: without it, never None)."""
+        only when ``missing_ok`` (the overloads say so to the type checker: without it, never None). A vault
+        that cannot be reached at all is given :data:`UNREACHABLE_S`, not the whole deadline."""
         what = f"Key Vault {self.vault_url}: {what}"
+        with self._lock:
+            known = self._unreachable
+        if known is not None and time.monotonic() - known[0] < UNREACHABLE_MEMORY_S:
+            raise KeyVaultUnreachable(str(known[1]))
+        first_refusal: float | None = None
+
+        def verdict(error: BaseException) -> float | bool:
+            nonlocal first_refusal
+            if isinstance(error, ServiceRequestError):  # the request never reached the vault
+                now = time.monotonic()
+                first_refusal = first_refusal if first_refusal is not None else now
+                if now - first_refusal >= UNREACHABLE_S:
+                    return False
+            return retry_verdict(error)
+
         try:
-            return retry_call(fn, what=what, retry_after=retry_verdict, deadline=deadline,
+            return retry_call(fn, what=what, retry_after=verdict, deadline=deadline,
                               timeout=None if deadline is not None else self.timeout_s)
         except ResourceNotFoundError as e:
             if missing_ok:
                 return None
             raise map_error(e, what) from None
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as e:
+        except ServiceRequestError as e:
+            unreachable = KeyVaultUnreachable(f"cannot reach {urlsplit(self.vault_url).hostname} ({what}): "
+                                              f"{_connection_failure(e)}; {KeyVaultUnreachable.hint}")
+            with self._lock:
+                self._unreachable = (time.monotonic(), unreachable)
+            raise unreachable from None
+        except (HttpResponseError, ServiceResponseError) as e:
             raise map_error(e, what) from None
 
     # -- pending operation -------------------------------------------------------------------------------
@@ -377,9 +410,15 @@ class KeyVault:
 
     # -- certificates ----------------------------------------------------------------------------------------
 
-    def certificate(self, name: str, version: str | None = None, *,
-                    deadline: float | None = None) -> CertificateFacts | None:
-        """Public facts of the current (or a given) version; None when there is no issued certificate."""
+    def certificate(self, name: str, version: str | None = None, *, chain: bool = True,
+                    known: CertificateFacts | None = None, deadline: float | None = None) -> CertificateFacts | None:
+        """Public facts of the current (or a given) version; None when there is no issued certificate.
+
+        The read path, at fleet scale: one request (the certificate) when no chain is read. ``chain=False``:
+        ``pem_chain`` holds the leaf alone (status, renewal decisions need no chain). ``known``: facts the caller
+        already holds (Pulumi state); while the thumbprint is unchanged its chain is the chain, so none is read.
+        Otherwise the chain costs two more requests (see :meth:`_chain_for`).
+        """
         if version:
             cert = self._call(f"get certificate {name!r} version {version}",
                               lambda: self.certificates.get_certificate_version(name, version),
@@ -389,7 +428,22 @@ class KeyVault:
                               deadline=deadline, missing_ok=True)
         if cert is None or not cert.cer:
             return None  # only a pending operation exists: nothing issued yet
-        return self._facts(cert, self._chain_for(name, cert, deadline=deadline))
+        der, _ = self._issued(cert)
+        leaf_pem = pem_of(x509.load_der_x509_certificate(der))
+        thumb = thumbprint(der)
+        if known is not None and known.thumbprint == thumb and known.pem_chain.startswith(leaf_pem):
+            pem_chain = known.pem_chain
+        elif chain:
+            pem_chain = self._chain_for(name, leaf_pem, thumb, deadline=deadline)
+        else:
+            pem_chain = leaf_pem
+        return self._facts(cert, pem_chain)
+
+    def with_chain(self, facts: CertificateFacts, *, deadline: float | None = None) -> CertificateFacts:
+        """``facts`` read with ``chain=False``, completed with the chain stored for that version."""
+        leaf_pem = pem_of(split_pem_chain(facts.pem_chain)[0])
+        name = facts.id.rsplit("/", 1)[-1]
+        return replace(facts, pem_chain=self._chain_for(name, leaf_pem, facts.thumbprint, deadline=deadline))
 
     def versions(self, name: str, *, deadline: float | None = None) -> list[Any]:
         """Properties (tags, dates, thumbprint; no certificate) of every version; empty when the certificate is
@@ -520,6 +574,17 @@ class KeyVault:
         (see :func:`secret_problem`); checked from properties only."""
         self._checked_versions(name, ours=ours, deadline=deadline)
 
+    def vet_own_secret(self, name: str, *, deadline: float | None = None) -> None:
+        """:meth:`refuse_foreign_secret` for a secret the engine writes (a ``-chain`` companion), once per process
+        and secret: listing its versions on every issuance would cost each renewal a Key Vault request."""
+        key = name.lower()
+        with self._lock:
+            if key in self._vetted:
+                return
+        self.refuse_foreign_secret(name, deadline=deadline)
+        with self._lock:
+            self._vetted.add(key)
+
     def set_secret_tags(self, name: str, version: str, tags: Mapping[str, str], *,
                         deadline: float | None = None) -> None:
         self._call(f"update tags of secret {name!r} version {version}",
@@ -548,8 +613,10 @@ class KeyVault:
             raise SecretRefused(f"Key Vault {self.vault_url}: {problem}")
         return versions
 
-    def _read_secret(self, name: str, version: str | None, *, ours: bool, deadline: float | None) -> Any:
-        if not self._checked_versions(name, ours=ours, deadline=deadline):
+    def _read_secret(self, name: str, version: str | None, *, ours: bool, deadline: float | None,
+                     versions: Sequence[Any] | None = None) -> Any:
+        """``versions``: the secret's version properties, when the caller has just listed and checked them."""
+        if not (versions if versions is not None else self._checked_versions(name, ours=ours, deadline=deadline)):
             return None
         secret = self._call(f"get secret {name!r}" + (f" version {version}" if version else ""),
                             lambda: self.secrets.get_secret(name, version), deadline=deadline, missing_ok=True)
@@ -571,17 +638,16 @@ class KeyVault:
         self._checked_versions(name, ours=True, deadline=deadline)  # every version, now that they are listable
         log.info("recovered the soft-deleted secret %s/secrets/%s, which keyvault-acme wrote", self.vault_url, name)
 
-    def _chain_for(self, name: str, cert: KeyVaultCertificate, *, deadline: float | None) -> str:
-        """The public chain stored with this version, or the leaf alone when there is none (a version merged
-        outside the engine)."""
-        der, _ = self._issued(cert)
-        leaf_pem = pem_of(x509.load_der_x509_certificate(der))
+    def _chain_for(self, name: str, leaf_pem: str, thumb: str, *, deadline: float | None) -> str:
+        """The public chain stored with the version whose leaf is ``leaf_pem``, or the leaf alone when there is
+        none (a version merged outside the engine). Two requests: the chain secret's versions are listed once
+        (properties only: a certificate's secret is refused before any value is read), then the matching
+        version is read."""
         chain_name = f"{name}{CHAIN_SUFFIX}"
-        thumb = thumbprint(der)
-        match = next((p for p in reversed(self._checked_versions(chain_name, ours=True, deadline=deadline))
-                      if (p.tags or {}).get(_CHAIN_THUMBPRINT_TAG) == thumb), None)
+        versions = self._checked_versions(chain_name, ours=True, deadline=deadline)
+        match = next((p for p in reversed(versions) if (p.tags or {}).get(_CHAIN_THUMBPRINT_TAG) == thumb), None)
         secret = None if match is None else self._read_secret(chain_name, match.version, ours=True,
-                                                              deadline=deadline)
+                                                              deadline=deadline, versions=versions)
         if secret is None or not secret.value or not secret.value.startswith(leaf_pem):
             return leaf_pem
         return secret.value
@@ -616,6 +682,21 @@ class KeyVault:
         )
 
 
+def _connection_failure(error: BaseException) -> str:
+    """Why a connection failed, in a few words, from the chain of causes urllib3 and requests wrap it in."""
+    text = " ".join(str(error).split()).lower()
+    if "proxy" in text:
+        return "the proxy refused the connection or could not connect"
+    if "name or service not known" in text or "nodename nor servname" in text or "failed to resolve" in text \
+            or "name resolution" in text:
+        return "its name does not resolve"
+    if "timed out" in text or "timeout" in text:
+        return "the connection timed out"
+    if "refused" in text:
+        return "the connection was refused"
+    return "no connection could be made"
+
+
 class _NotYet(Exception):
     pass
 
@@ -629,7 +710,8 @@ def sdk_client_kwargs(session: requests.Session | None = None) -> dict[str, Any]
     :mod:`keyvault_acme.retry` retries with our deadline and a backoff that starts short.
     """
     session = session or new_session(pool_maxsize=64)
-    transport = RequestsTransport(session=session, session_owner=False, connection_timeout=15, read_timeout=60)
+    transport = RequestsTransport(session=session, session_owner=False, connection_timeout=CONNECT_TIMEOUT_S,
+                                  read_timeout=60)
     return {"transport": transport, "retry_total": 0}
 
 

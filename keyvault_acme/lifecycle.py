@@ -23,18 +23,13 @@ import threading
 import time
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
-from .account import key_from_secret, key_vault_account_key
-from .acme_client import DNS_PERSIST_01, AcmeClient, ari_cert_id
-from .checks import Checks, one_line
 from .config import revocation_reason
 from .dns.base import Challenge, ChecksAccess, DnsProvider, authoritative_hint
-from .dns.challenges import CLEANUP_BUDGET_S, CLEANUP_MIN_S, DnsSolver
-from .dns.persist import PersistRecords, records_for
 from .errors import (
     CertificateBusy,
     CertificateDeletedButRecoverable,
@@ -67,7 +62,6 @@ from .keyvault import (
 from .model import CertificateFacts, CertificateSpec, CheckResult, RevokedFacts
 from .names import plural
 from .observe import Observer, Operation, failure_reason
-from .preflight import CaaCache, caa_lookup, check_caa, check_spec, managed_tags
 from .renewal import (
     TAG_ARI,
     TAG_DIRECTORY,
@@ -84,6 +78,34 @@ from .renewal import (
 from .retry import retry_call
 from .runs import RUN_TAG, RunRecord, creator_gone, process_alive, this_run
 from .wiring import Wiring
+
+# The issuance stack (ACME and JOSE, dnspython, azure-mgmt-dns) is imported where it is first used, not here:
+# reading certificates (`keyvault-acme status`, a refresh) never pays for it, and a CLI start stays short.
+if TYPE_CHECKING:
+    from .acme_client import AcmeClient
+    from .dns.challenges import DnsSolver
+    from .preflight import CaaCache
+
+
+def check_spec(spec: CertificateSpec) -> tuple[str, ...]:
+    """:func:`keyvault_acme.preflight.check_spec`, imported on first use (it brings dnspython)."""
+    from .preflight import check_spec as checked
+
+    return checked(spec)
+
+
+def one_line(error: BaseException) -> str:
+    """:func:`keyvault_acme.checks.one_line`, imported on first use (the checks bring the issuance stack)."""
+    from .checks import one_line as line
+
+    return line(error)
+
+
+def managed_tags(spec: CertificateSpec) -> dict[str, str]:
+    """:func:`keyvault_acme.preflight.managed_tags`, imported on first use."""
+    from .preflight import managed_tags as tags
+
+    return tags(spec)
 
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -233,7 +255,7 @@ class Engine:
         self._lock = threading.Lock()
         self._cert_locks: dict[tuple[str, str], threading.Lock] = {}
         self._pending_ours: set[tuple[str, str]] = set()  # pending operations this engine created, not yet done
-        self._caa_cache = CaaCache()
+        self._caa: CaaCache | None = None
         # (directory, serial) -> (ask again after, answer): one CA request per Retry-After within this process
         # too, and a failed read is not retried on every call.
         self._ari: dict[tuple[str, str], tuple[datetime, AriLookup]] = {}
@@ -252,6 +274,9 @@ class Engine:
         self._preflight(spec, check_spec(spec), self._deadline())
 
     def _preflight(self, spec: CertificateSpec, names: tuple[str, ...], deadline: float) -> None:
+        from .dns.challenges import DnsSolver
+        from .preflight import caa_lookup, check_caa
+
         directory = self.wiring.directory_client(spec.acme.directory_url).read_directory(deadline=deadline)
         directory.check_profile(spec.profile, len(names))
         # Names taken by a certificate: never read (its secret may hold its private key), never written over.
@@ -260,18 +285,20 @@ class Engine:
         # on every issuance.
         if spec.acme.account_key_kind == "secret" and not self.wiring.account_key_loaded(vault, spec.acme):
             vault.refuse_foreign_secret(spec.acme.account_key_secret, deadline=deadline)
-        vault.refuse_foreign_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=deadline)
+        vault.vet_own_secret(f"{spec.name}{CHAIN_SUFFIX}", deadline=deadline)
         providers = self.wiring.providers(spec, deadline)
         for provider in providers.values():
             if isinstance(provider, ChecksAccess):
                 provider.check_access(deadline=deadline)
         check_caa(names, directory.caa_identities,
-                  caa_lookup(DnsSolver(providers, resolvers=spec.resolvers), cache=self._caa_cache))
+                  caa_lookup(DnsSolver(providers, resolvers=spec.resolvers), cache=self._caa_cache()))
 
     def check(self, spec: CertificateSpec, *, timeout_s: float = 60.0) -> tuple[CheckResult, ...]:
         """Every precondition of issuing ``spec``, without creating or changing anything anywhere: the spec,
         credentials, the vault, the CA's directory and profile, each zone writable, each zone's NS
         delegation, CAA. One result per step (per zone for the zone steps); see :mod:`.checks`."""
+        from .checks import Checks
+
         return Checks(self.wiring, spec, time.monotonic() + timeout_s).run()
 
     def issue(self, spec: CertificateSpec, *, access_granted_at: datetime | None = None) -> CertificateFacts:
@@ -343,7 +370,7 @@ class Engine:
         names = check_spec(spec)
         vault = self.wiring.vault(spec.vault_url)
         with self._certificate_lock(spec):
-            existing = vault.certificate(spec.name, deadline=deadline)
+            existing = vault.certificate(spec.name, chain=False, deadline=deadline)
             if existing is not None:
                 if not is_managed(existing):
                     raise CertificateMismatch(
@@ -352,7 +379,7 @@ class Engine:
                 decision = renewal_decision(existing, spec, datetime.now(timezone.utc))
                 if not decision.reissue:
                     self.log.info("adopting %s version %s: %s", existing.id, existing.version, decision.message)
-                    return existing
+                    return vault.with_chain(existing, deadline=deadline)
                 self.log.info("%s: %s", existing.id, decision.message)
             self._preflight(spec, names, deadline)
             return self._issue_version(spec, names, vault, deadline)
@@ -370,9 +397,11 @@ class Engine:
                   deadline: float) -> str | None:
         """The ARI CertID of the version a renewal replaces; None when there is none this CA issued (another
         CA cannot honour it). Reading it must never stop a renewal."""
+        from .acme_client import ari_cert_id
+
         try:
             if current is None or not current.pem_chain:
-                current = vault.certificate(spec.name, deadline=deadline)
+                current = vault.certificate(spec.name, chain=False, deadline=deadline)  # the leaf is enough
             if current is None or current.tags.get(TAG_DIRECTORY, spec.acme.directory_url) != spec.acme.directory_url:
                 return None
             return ari_cert_id(x509.load_pem_x509_certificates(current.pem_chain.encode())[0])
@@ -472,9 +501,16 @@ class Engine:
             self.log.info("updated the tags of %s version %s", facts.id, facts.version)
             return replace(facts, tags=tags)
 
-    def inspect(self, vault_url: str, name: str) -> CertificateFacts | None:
-        """Public facts of the current version; None when the certificate is gone (or never issued)."""
-        return self.wiring.vault(vault_url).certificate(name, deadline=self._deadline())
+    def inspect(self, vault_url: str, name: str, *, with_chain: bool = True,
+                known: CertificateFacts | None = None) -> CertificateFacts | None:
+        """Public facts of the current version; None when the certificate is gone (or never issued).
+
+        One Key Vault request when no chain has to be read: ``with_chain=False`` (``pem_chain`` is then the leaf
+        alone: enough for status and renewal decisions), or ``known`` facts (Pulumi state) whose thumbprint is
+        still the current one, whose chain is reused. Reading a changed chain costs two requests more.
+        """
+        return self.wiring.vault(vault_url).certificate(name, chain=with_chain, known=known,
+                                                        deadline=self._deadline())
 
     # -- renewal decisions ------------------------------------------------------------------------------
 
@@ -565,6 +601,10 @@ class Engine:
 
     def _issue_version(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
                        deadline: float, *, replaces: str | None = None) -> CertificateFacts:
+        from .acme_client import DNS_PERSIST_01
+        from .dns.challenges import CLEANUP_MIN_S, DnsSolver
+        from .dns.persist import PersistRecords
+
         timings = Timings()
         tags = managed_tags(spec)
         client = self.wiring.account(spec, vault, deadline)
@@ -724,6 +764,8 @@ class Engine:
                              deadline: float) -> None:
         """Remove the DNS-01 values the run of ``record`` published for its order (provably ours: computed from
         that order's tokens and our account key), so a killed run leaves nothing behind for long."""
+        from .dns.challenges import CLEANUP_BUDGET_S, DnsSolver
+
         assert record.order_url
         try:
             values = client.challenge_values(record.order_url, deadline=deadline)
@@ -749,6 +791,14 @@ class Engine:
     def _deadline(self) -> float:
         return time.monotonic() + self.timeout_s
 
+    def _caa_cache(self) -> CaaCache:
+        with self._lock:
+            if self._caa is None:
+                from .preflight import CaaCache
+
+                self._caa = CaaCache()
+            return self._caa
+
     @staticmethod
     def _key(spec: CertificateSpec) -> tuple[str, str]:
         return spec.vault_url.rstrip("/").lower(), spec.name.lower()
@@ -762,6 +812,9 @@ class Engine:
         name (its directory's first ``caaIdentities`` entry) and the account URL; the account is registered when
         the key has none yet. An account key change that changes the account changes the values: the stack that
         writes them (the component) re-writes them."""
+        from .acme_client import DNS_PERSIST_01
+        from .dns.persist import records_for
+
         deadline = self._deadline()
         names = check_spec(spec)
         client = self.wiring.account(spec, self.wiring.vault(spec.vault_url), deadline)
@@ -785,6 +838,9 @@ class Engine:
         if acme.account_key_kind != "key":
             raise SpecError("acme.account_key.kind", "is not key, so there is no Key Vault key to move the account to",
                             "set acme.account_key: {kind: key} (and optionally name) first")
+        from .account import key_from_secret, key_vault_account_key
+        from .acme_client import AcmeClient
+
         check_spec(spec)
         deadline = self._deadline()
         vault = self.wiring.vault(spec.vault_url)

@@ -11,17 +11,19 @@ import logging
 import threading
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .account import AccountCache, AccountKey, key_vault_account_key, load_or_create_key, new_account_key
-from .acme_client import DNS_PERSIST_01, AcmeClient
-from .dns.azure import AzureDnsClients
 from .dns.base import DnsProvider
-from .dns.persist import ReadOnlyZone
-from .dns.registry import provider_for
 from .errors import KeyVaultAcmeError, SpecError, with_note
 from .keyvault import KeyVault, sdk_client_kwargs
 from .model import AcmeAccount, CertificateSpec, SecretRef, Zone
+
+# The issuance stack (ACME and JOSE, dnspython, azure-mgmt-dns) loads on first use: a process that only reads
+# certificates (`keyvault-acme status`, a Pulumi refresh) never imports it.
+if TYPE_CHECKING:
+    from .account import AccountCache
+    from .acme_client import AcmeClient
+    from .dns.azure import AzureDnsClients
 
 TSIG_CACHE_S = 300.0  # a rotated TSIG secret is picked up within minutes, without a read per issuance
 
@@ -42,7 +44,17 @@ class Wiring:
         self._dns_clients: AzureDnsClients | None = None
         self._tsig: dict[str, tuple[float, str]] = {}
         self._dir_clients: dict[str, AcmeClient] = {}
-        self.accounts: AccountCache[AcmeClient] = AccountCache()
+        self._accounts: AccountCache[AcmeClient] | None = None
+
+    @property
+    def accounts(self) -> AccountCache[AcmeClient]:
+        """Registered ACME accounts of this process (see :class:`keyvault_acme.account.AccountCache`)."""
+        with self._lock:
+            if self._accounts is None:
+                from .account import AccountCache
+
+                self._accounts = AccountCache()
+            return self._accounts
 
     # -- Azure ------------------------------------------------------------------------------------------
 
@@ -74,6 +86,8 @@ class Wiring:
             return vault
 
     def _azure_dns(self) -> AzureDnsClients:
+        from .dns.azure import AzureDnsClients
+
         kwargs = self._kwargs()
         with self._lock:
             if self._dns_clients is None:
@@ -87,6 +101,9 @@ class Wiring:
         """The registered ACME client for the spec's account (key in the certificate's vault), at the spec's CA
         or at ``directory_url`` (the CA that issued an older version: the same key has its account there, and
         the spec's external account binding belongs to the spec's CA)."""
+        from .account import AccountKey, key_vault_account_key
+        from .acme_client import AcmeClient
+
         acme = spec.acme
         if directory_url and directory_url != acme.directory_url:
             acme = replace(acme, directory_url=directory_url, eab_kid=None, eab_hmac=None)
@@ -98,8 +115,10 @@ class Wiring:
                 eab = self.vault(acme.eab_hmac.vault_url).get_secret(acme.eab_hmac.name, acme.eab_hmac.version,
                                                                     ours=False, deadline=deadline)
             jwk, alg = (key.jwk, key.alg) if isinstance(key, AccountKey) else (key, None)
+            # One directory fetch per process and CA: the directory reader's, shared.
+            directory = self.directory_client(acme.directory_url).directory_document(deadline=deadline)
             client = AcmeClient(acme.directory_url, jwk, alg=alg, contact=acme.contact, eab_kid=acme.eab_kid,
-                                eab_hmac_key=eab, timeout=self.timeout_s)
+                                eab_hmac_key=eab, timeout=self.timeout_s, directory=directory)
             client.account_url(deadline=deadline)
             return client
 
@@ -108,6 +127,8 @@ class Wiring:
             return self.accounts.get(vault, f"keys/{acme.account_key_name}", acme.directory_url, register,
                                      deadline=deadline,
                                      load=lambda: key_vault_account_key(vault, acme.account_key_name, deadline=deadline))
+        from .account import load_or_create_key
+
         created: list[bool] = []
 
         def register_new(key: Any) -> AcmeClient:
@@ -137,6 +158,9 @@ class Wiring:
     def directory_client(self, directory_url: str) -> AcmeClient:
         """A client only for reading the CA's directory: its throw-away key never registers (preflight and
         checks must create nothing at the CA)."""
+        from .account import new_account_key
+        from .acme_client import AcmeClient
+
         with self._lock:
             client = self._dir_clients.get(directory_url)
             if client is None:
@@ -148,12 +172,17 @@ class Wiring:
 
     def providers(self, spec: CertificateSpec, deadline: float) -> dict[str, DnsProvider]:
         """The DNS provider of each of the spec's zones, by zone name."""
+        from .acme_client import DNS_PERSIST_01
+        from .dns.persist import ReadOnlyZone
+
         if spec.challenge == DNS_PERSIST_01:  # nothing is written: no provider, no DNS rights, no TSIG key read
             return {zone.name: ReadOnlyZone(spec.propagation_timeout_s) for zone in spec.zones}
         return {zone.name: self.provider(zone, spec, deadline) for zone in spec.zones}
 
     def provider(self, zone: Zone, spec: CertificateSpec, deadline: float) -> DnsProvider:
-        """The zone's provider, as the registry builds it for the zone's type."""
+        """The zone's provider, as the registry builds it for the zone's type (loaded on first use)."""
+        from .dns.registry import provider_for
+
         return provider_for(zone, self, deadline=deadline, propagation_timeout=spec.propagation_timeout_s)
 
     def azure_dns(self) -> AzureDnsClients:

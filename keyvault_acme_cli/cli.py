@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
+from keyvault_acme import bulk
 from keyvault_acme.errors import CREDENTIALS_HINT, KeyVaultAcmeError, SpecError
 from keyvault_acme.model import REVOCATION_REASONS
 from keyvault_acme.renewal import Reason
@@ -99,7 +100,7 @@ def _common_options(suppress: bool) -> "_Parser":
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, parents=[_common_options(False)],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     common = _common_options(True)
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     which = renew.add_mutually_exclusive_group(required=True)
     which.add_argument("name", nargs="?", metavar="NAME", help="certificate name from the stack file")
     which.add_argument("--due", action="store_true", help="renew every certificate of the stack that is due")
+    renew.add_argument("--processes", type=_processes, metavar="N",
+                       help="with --due: renew in N processes (default: one per 25 due certificates, at most one "
+                            "per idle CPU; one when metrics are collected)")
     renew.add_argument("--json", action="store_true",
                        help="print one JSON object per certificate and line (for log workspaces), not text")
     renew.set_defaults(run=cmd_renew)
@@ -199,6 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _processes(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return count
+
+
 def _seconds(text: str) -> float:
     import math
 
@@ -226,6 +240,19 @@ def _days(text: str) -> float:
     if days < 0:
         raise argparse.ArgumentTypeError("must not be negative")
     return days
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, with the version looked up only when asked for (package metadata costs every start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the program's version number and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        sys.stdout.write(f"{parser.prog} {_version()}\n")
+        parser.exit()
 
 
 def _version() -> str:
@@ -458,8 +485,8 @@ def status_row(name: str, spec: "CertificateSpec", facts: "CertificateFacts | No
 
 def read_row(engine: "Engine", name: str, spec: "CertificateSpec", now: datetime) -> Row:
     """One certificate's status as the engine sees it: what ``status`` and ``fleet status`` both show (the
-    renewal moment with the CA's ARI window, cached, and who decided it)."""
-    facts = engine.inspect(spec.vault_url, spec.name)
+    renewal moment with the CA's ARI window, cached, and who decided it). One Key Vault request: no chain."""
+    facts = engine.inspect(spec.vault_url, spec.name, with_chain=False)
     return status_row(name, spec, facts, now, engine.decide(spec, facts, now=now))
 
 
@@ -510,20 +537,25 @@ class Context:
                  logger: logging.Logger | None = None, observer: Any = None) -> None:
         self.args, self.stack, self.progress, self.out, self.now = args, stack, progress, out, now
         self._engine, self._logger, self.observer = engine, logger, observer
+        self.engine_given = engine is not None  # a caller's engine (the demo's): used for everything
+        self._engine_lock = threading.Lock()
         self.seen: list[tuple[str, Row]] = []  # (stack, row) of every certificate looked at: the metrics' gauges
         self.fleet: list["FleetRow"] = []  # the rows of fleet status and report
         self.metrics_written = False
 
     @property
     def engine(self) -> "Engine":
-        if self._engine is None:
-            from keyvault_acme.lifecycle import Engine
-            timeout = getattr(self.args, "timeout", None)
-            self._engine = Engine(logger=self._logger, observer=self.observer) if timeout is None else \
-                Engine(logger=self._logger, observer=self.observer, timeout_s=timeout)
-        elif self.observer is not None and self._engine.observer is None:
-            self._engine.observer = self.observer  # a shared engine (the demo's) reports to this run too
-        return self._engine
+        """One engine per process, built once even when the first uses race in worker threads: one credential,
+        one token, one Key Vault challenge per vault."""
+        with self._engine_lock:
+            if self._engine is None:
+                from keyvault_acme.lifecycle import Engine
+                timeout = getattr(self.args, "timeout", None)
+                self._engine = Engine(logger=self._logger, observer=self.observer) if timeout is None else \
+                    Engine(logger=self._logger, observer=self.observer, timeout_s=timeout)
+            elif self.observer is not None and self._engine.observer is None:
+                self._engine.observer = self.observer  # a shared engine (the demo's) reports to this run too
+            return self._engine
 
     @property
     def stack_label(self) -> str:
@@ -542,8 +574,11 @@ def cmd_status(ctx: Context) -> int:
         return read_row(ctx.engine, name, spec, ctx.now())
 
     assert ctx.stack is not None
+    selected = ctx.stack.select(ctx.args.names)
+    # The first read alone: it gets the token and the vault's challenge that all the others then reuse.
+    rows = [row(item) for item in selected[:1]]
     with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="status") as pool:
-        rows = list(pool.map(row, ctx.stack.select(ctx.args.names)))
+        rows += pool.map(row, selected[1:])
     ctx.saw(rows)
     if ctx.args.json:
         ctx.out.write(json.dumps([r.as_json() for r in rows], indent=2) + "\n")
@@ -606,32 +641,44 @@ def cmd_renew(ctx: Context) -> int:
         return EXIT_OK
     from concurrent.futures import ThreadPoolExecutor
 
-    def renew_if_due(name: str, spec: "CertificateSpec") -> tuple[str, str, "Row | None"]:
-        """(what to print on stdout, error line or "", the certificate's row) for one; never raises."""
-        row = None
-        try:
-            facts = ctx.engine.inspect(spec.vault_url, spec.name)
-            decision = ctx.engine.decide(spec, facts, now=ctx.now())
-            row = status_row(name, spec, facts, ctx.now(), decision)
-            if not decision.reissue:
-                if ctx.args.json:
-                    return renewal_line(stack, name, "not-due", row), "", row
-                return f"{name}: not due ({decision.message})\n", "", row
-            with ctx.progress.step(f"{name}: {decision.message}"):
-                new = ctx.engine.issue(spec) if facts is None else ctx.engine.renew(spec, current=facts)
-            verb = "issued" if facts is None else "renewed"
-            # The new version's renewal moment as every later run will see it (the CA's ARI answer, then cached).
-            row = status_row(name, spec, new, ctx.now(), ctx.engine.decide(spec, new, now=ctx.now()))
-            return (renewal_line(stack, name, verb, row) if ctx.args.json else _reported(verb, name, new)), "", row
-        except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
-            error = _explain(e)
-            text = renewal_line(stack, name, "failed", row, error) if ctx.args.json else ""
-            return text, f"{PROG}: error: {name}: {error}", row
 
-    # Results print in stack order, whatever order they finish in.
+    def read(item: tuple[str, "CertificateSpec"]) -> "tuple[CertificateFacts | None, Decision | None, Row | None, str]":
+        """(facts, decision, row, error or "") for one certificate; one Key Vault request (the CA's ARI answer is
+        cached by the engine); never raises."""
+        name, spec = item
+        try:
+            facts = ctx.engine.inspect(spec.vault_url, spec.name, with_chain=False)
+            decision = ctx.engine.decide(spec, facts, now=ctx.now())
+            return facts, decision, status_row(name, spec, facts, ctx.now(), decision), ""
+        except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
+            return None, None, None, _explain(e)
+
+    # First every certificate is read (the first alone: it gets the token the others reuse), then the due ones
+    # renew. Results print in stack order, whatever order they finish in.
     selected = ctx.stack.select([])
-    with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="renew") as pool:
-        results = list(pool.map(lambda item: renew_if_due(*item), selected))
+    reads = [read(item) for item in selected[:1]]
+    with ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="read") as pool:
+        reads += pool.map(read, selected[1:])
+    due = [(name, spec, facts is None, decision.message, facts)
+           for (name, spec), (facts, decision, _, _) in zip(selected, reads)
+           if decision is not None and decision.reissue]
+    renewed = dict(zip((name for name, *_ in due), _renew_all_due(ctx, stack, due)))
+    results: list[tuple[str, str, Row | None]] = []
+    for (name, _), (_, decision, before, error) in zip(selected, reads):
+        if error or decision is None:
+            text = renewal_line(stack, name, "failed", before, error) if ctx.args.json else ""
+            results.append((text, f"{PROG}: error: {name}: {error}", before))
+        elif not decision.reissue:
+            text = renewal_line(stack, name, "not-due", before) if ctx.args.json else \
+                f"{name}: not due ({decision.message})\n"
+            results.append((text, "", before))
+        else:
+            text, failure, new_row = renewed[name]
+            if failure:
+                text = renewal_line(stack, name, "failed", before, failure) if ctx.args.json else ""
+                results.append((text, f"{PROG}: error: {name}: {failure}", before))
+            else:
+                results.append((text, "", new_row))
     ctx.saw(row for _, _, row in results if row is not None)
     for text, error, _ in results:
         ctx.out.write(text)
@@ -653,6 +700,68 @@ def _confirmed(ctx: Context, name: str) -> bool:
     except EOFError:
         answer = ""
     return answer.strip() == name
+
+
+def _renew_all_due(ctx: Context, stack: str,
+                   due: list[tuple[str, "CertificateSpec", bool, str, "CertificateFacts | None"]]
+                   ) -> list[tuple[str, str, "Row | None"]]:
+    """:func:`_renew_due` for each, in order: in this process, or spread over processes when there are enough to
+    pay for starting them (:mod:`keyvault_acme.bulk`); the output is the same either way. Not when a caller gave
+    its engine (the demo's), nor when this run collects metrics: its observer sees this process's operations."""
+    assert ctx.stack is not None
+    json_lines = bool(getattr(ctx.args, "json", False))
+    alone = ctx.engine_given or ctx.observer is not None
+    processes = 1 if alone else (ctx.args.processes or bulk.processes_for(len(due)))
+    if processes <= 1:
+        return bulk.run(lambda d: _renew_due(ctx.engine, ctx.progress, ctx.now, stack, json_lines, *d), due,
+                        threads=CONCURRENCY)
+    ctx.progress(f"renewing {len(due)} certificates in {processes} processes")
+    done = bulk.run(_renew_in_child, [(name, missing, why) for name, _, missing, why, _ in due], threads=CONCURRENCY,
+                    processes=processes, initializer=_start_renewer,
+                    initargs=(str(ctx.stack.path), stack, json_lines, ctx.progress.enabled,
+                              bool(getattr(ctx.args, "verbose", False)), getattr(ctx.args, "timeout", None)))
+    return [(text, error, None) for text, error in done]  # rows stay in the children: nothing collects them
+
+
+# One per child process of a bulk renewal: the stack, progress and engine it renews with, and how it reports.
+_child: Context | None = None
+_child_output: tuple[str, bool] = ("", False)
+
+
+def _start_renewer(stack_path: str, stack: str, json_lines: bool, progress_enabled: bool, verbose: bool,
+                   timeout: float | None) -> None:
+    global _child, _child_output
+    progress = Progress(sys.stderr, enabled=progress_enabled)
+    log = logging.getLogger("keyvault_acme")
+    log.addHandler(progress.handler())
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    _child = Context(argparse.Namespace(timeout=timeout), load_stack(Path(stack_path)), progress, sys.stdout,
+                     lambda: datetime.now(timezone.utc), logger=log)
+    _child_output = (stack, json_lines)
+
+
+def _renew_in_child(item: tuple[str, bool, str]) -> tuple[str, str]:
+    name, missing, why = item
+    assert _child is not None and _child.stack is not None, "_start_renewer runs first in every child"
+    text, error, _ = _renew_due(_child.engine, _child.progress, _child.now, *_child_output, name,
+                                _child.stack.certificates[name], missing, why)
+    return text, error
+
+
+def _renew_due(engine: "Engine", progress: Progress, now: Callable[[], datetime], stack: str, json_lines: bool,
+               name: str, spec: "CertificateSpec", missing: bool, why: str,
+               current: "CertificateFacts | None" = None) -> tuple[str, str, "Row | None"]:
+    """Issue (``missing``) or renew one due certificate: (what to print on stdout, why it failed or "", its new
+    row); never raises."""
+    try:
+        with progress.step(f"{name}: {why}"):
+            new = engine.issue(spec) if missing else engine.renew(spec, current=current)
+    except Exception as e:  # noqa: BLE001 - one failure must not stop the others from renewing
+        return "", _explain(e), None  # the caller reports it, with what it read before
+    verb = "issued" if missing else "renewed"
+    # The new version's renewal moment as every later run will see it (the CA's ARI answer, then cached).
+    row = status_row(name, spec, new, now(), engine.decide(spec, new, now=now()))
+    return (renewal_line(stack, name, verb, row) if json_lines else _reported(verb, name, new)), "", row
 
 
 def cmd_revoke(ctx: Context) -> int:
@@ -766,9 +875,47 @@ def _explain(error: BaseException) -> str:
     return f"{text} ({type(error).__name__}; rerun with --verbose for the traceback)"
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+def _interrupted(_signum: int, _frame: Any) -> None:
+    """Ctrl-C: stop now. Worker threads may be deep in an HTTP call or a DNS wait; a KeyboardInterrupt would
+    only reach the main thread, which then waits for them (minutes). A pending Key Vault operation left behind
+    is reused or discarded by the next run, like after any crash."""
+    import os
+
+    try:
+        bulk.stop_children()
+        sys.stderr.write(f"\n{PROG}: interrupted\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+    finally:
+        os._exit(EXIT_INTERRUPTED)
+
+
+@contextlib.contextmanager
+def _ctrl_c_exits() -> Iterator[None]:
+    """While a command runs from the main thread, one Ctrl-C ends the process at once with 130."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: Sequence[str] | None = None, *, engine: "Engine | None" = None,
          now: Callable[[], datetime] | None = None) -> int:
     """Run the CLI; returns the exit code. ``engine`` lets a caller (the demo) share one engine."""
+    with _ctrl_c_exits():
+        return _main(argv, engine=engine, now=now)
+
+
+def _main(argv: Sequence[str] | None, *, engine: "Engine | None", now: Callable[[], datetime] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.stack and args.config:  # given on both sides of the subcommand, so argparse cannot see it
@@ -804,9 +951,9 @@ def main(argv: Sequence[str] | None = None, *, engine: "Engine | None" = None,
     except KeyVaultAcmeError as e:
         print(f"{PROG}: error: {_explain(e)}", file=err)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # raised before our handler was in place, or by code that catches signals itself
         print(f"{PROG}: interrupted", file=err)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - an operator gets one actionable line, not a traceback
         if verbose:
             import traceback

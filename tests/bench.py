@@ -69,8 +69,10 @@ def run_engine(world, engine, recorder, args) -> dict:
     results: dict = {}
     # Warm-up: token, Key Vault challenge, account key + registration, directory; not measured.
     engine.issue(world.spec([world.name("rfc")], "rfc2136"))
-    engine.issue(world.spec([world.name("azure")], "azure"))
+    warm_azure = world.spec([world.name("azure")], "azure")
+    warm_facts = engine.issue(warm_azure)
     recorder.take()
+    results["requests_per_issue"] = count_issue_requests(world, engine, warm_azure, warm_facts, args.repeat)
 
     for label, zones, key in (("EC P-256, RFC 2136", "rfc2136", KeySpec()),
                               ("EC P-256, Azure DNS", "azure", KeySpec()),
@@ -98,9 +100,102 @@ def run_engine(world, engine, recorder, args) -> dict:
         print(f"    phases: {phase_line(runs)}")
         if (count, workers) == (100, 4):
             hundreds.append(elapsed)
-    results["hundred"] = median(hundreds)
-    print(f"100 certificates, 4 at a time: median {results['hundred']:.2f} s of {len(hundreds)} runs")
+    results["hundred_threads"] = median(hundreds)
+    print(f"100 certificates, 4 at a time in this process: median {results['hundred_threads']:.2f} s "
+          f"of {len(hundreds)} runs")
+    results["hundred"], results["hundred_processes"] = run_bulk(world, args)
     return results
+
+
+def count_issue_requests(world, engine, warm, current, repeat: int) -> float:
+    """All HTTP requests (Key Vault, Azure DNS, Entra ID, ACME) of one warm 1-name Azure DNS issuance: a new
+    version of a certificate this process has issued, for a name the CA has not validated yet (a reused
+    authorization would skip the challenge). Also shown: a certificate name the process has not seen."""
+    from dataclasses import replace
+
+    from tests.request_counts import counting
+
+    counts, fresh = [], []
+    with counting() as counter:
+        for _ in range(max(3, repeat // 3)):
+            current = engine.renew(replace(warm, dns_names=(world.name("req", "azure"),)), current=current)
+            counts.append(len(counter.take()))
+            engine.issue(world.spec([world.name("reqnew")], "azure"))
+            fresh.append(len(counter.take()))
+    print(f"HTTP requests per warm 1-name Azure DNS issuance: median {median(counts)} (min {min(counts)}, "
+          f"max {max(counts)}); a certificate name new to the process: median {median(fresh)} (+ the lookup of "
+          f"the certificate and the vetting of its chain secret)")
+    return median(counts)
+
+
+def run_bulk(world, args) -> tuple[float, int]:
+    """The hundred again, through keyvault_acme.bulk: spread over processes when that pays (processes_for: enough
+    work, and idle CPUs), each process starting cold (imports, token, account), as `renew --due` does."""
+    from keyvault_acme import bulk
+    from keyvault_acme.config import spec_to_dict
+    from tests import bench_worker
+
+    processes = bulk.processes_for(100)
+    times = []
+    for _ in range(args.hundreds):
+        specs = [spec_to_dict(world.spec([world.name("bulk")], "rfc2136")) for _ in range(100)]
+        times.append(timed(lambda: bulk.run(bench_worker.issue, specs, threads=4, processes=processes)))
+        print(f"100 certificates, bulk ({processes} process(es), 4 at a time in each): {times[-1]:6.2f} s")
+    print(f"100 certificates, bulk: median {median(times):.2f} s of {len(times)} runs")
+    return median(times), processes
+
+
+def run_status(world, args) -> dict:
+    """`keyvault-acme status` over 1,000 certificates in one vault (whole process), and the Key Vault requests it
+    makes per certificate, counted at the emulator (the one-time 401 challenge of the first request aside)."""
+    import resource
+    from concurrent.futures import ThreadPoolExecutor
+
+    from azure.identity import ClientSecretCredential
+    from azure.keyvault.certificates import CertificateClient, CertificatePolicy, KeyCurveName, KeyType
+
+    exe = Path(sys.executable).with_name("keyvault-acme")
+    try:
+        from tests.cli.conftest import write_stack
+    except ImportError:
+        return {}
+    count = 1000
+    vault = f"status{uuid.uuid4().hex[:8]}"
+    client = CertificateClient(f"https://{vault}.vault.azure.net", ClientSecretCredential(
+        world.env["AZURE_TENANT_ID"], world.env["AZURE_CLIENT_ID"], world.env["AZURE_CLIENT_SECRET"]))
+    names = [f"s{i}-{world.stem}.azure.test" for i in range(count)]
+
+    def create(i: int) -> None:  # self-signed (completes at once in the emulator): status only reads them
+        policy = CertificatePolicy(issuer_name="Self", subject=f"CN={names[i]}", san_dns_names=[names[i]],
+                                   key_type=KeyType.ec, key_curve_name=KeyCurveName.p_256)
+        client.begin_create_certificate(f"s{i}", policy, tags={"managed-by": "keyvault-acme"}).result()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(count)))
+    host, port = world.emulator.dns_address
+    stack = write_stack(Path(world.tmp) / "Pulumi.status-test.yaml", vault=vault,
+                        directory_url=world.pebble.directory_url, resolver=f"{host}:{port}",
+                        certificates=[{"name": f"s{i}", "dns_names": [names[i]]} for i in range(count)])
+    times, cpu, per_read = [], [], []
+    for _ in range(args.repeat_slow):
+        mark = world.emulator.admin.request_mark()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        proc = subprocess.run([str(exe), "--config", str(stack), "-q", "status", "--json"], env=world.env,
+                              capture_output=True, text=True, timeout=300)
+        times.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            print(f"keyvault-acme status failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+            return {}
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        seen = world.emulator.admin.requests(since=mark, host=f"{vault}.vault.azure.net")
+        per_read.append(sum(1 for r in seen if r["status"] != 401) / count)
+    print(f"keyvault-acme status, {count} certificates (whole process): median {median(times):.2f} s, "
+          f"{median(cpu):.2f} s of CPU; Key Vault requests per certificate: {median(per_read):g} "
+          f"(+1 authentication challenge per run)")
+    return {"status_1000_s": round(median(times), 3), "status_1000_cpu_s": round(median(cpu), 3),
+            "kv_requests_per_read": round(median(per_read), 3)}
 
 
 def median_of_runs(label: str, argv_for: Callable[[int], list[str]], env: dict, runs: int,
@@ -248,10 +343,12 @@ def main(argv=None) -> int:
             world = World(emulator, bind, pebble, SecretRef(f"{vault_url}/secrets/bind-tsig"), vault_name, env, tmp)
             recorder = Recorder()
             engine = Engine(credential, on_timings=recorder)
+            print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the start")
             print(f"Pebble {pebble.directory_url} (PEBBLE_VA_NOSLEEP=1, PEBBLE_WFE_NONCEREJECT=0), BIND 9 {bind.server}, "
                   f"emulator {emulator.proxy_url}")
             results = run_engine(world, engine, recorder, args)
             cli_s = run_cli(world, args)
+            status = run_status(world, args)
             certbot_s = lego_s = None
             if not args.skip_peers:
                 certbot_s = run_certbot(world, args)
@@ -265,7 +362,13 @@ def main(argv=None) -> int:
                        "cli_s": round(cli_s, 3) if cli_s else None,
                        "certbot_s": round(certbot_s, 3) if certbot_s else None,
                        "lego_s": round(lego_s, 3) if lego_s else None,
-                       "hundred_s": round(results["hundred"], 3)}
+                       "hundred_s": round(results["hundred"], 3),
+                       "hundred_processes": results["hundred_processes"],
+                       "hundred_threads_s": round(results["hundred_threads"], 3),
+                       **status,
+                       "requests_per_issue": results["requests_per_issue"],
+                       # What else ran on the machine: a shared host inflates every wall time above.
+                       "load_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
             print(json.dumps(summary))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -3,12 +3,16 @@
 A zone's resource id carries its subscription, so zones in other subscriptions (and tenants' delegated
 subscriptions) work with one credential; one management client per subscription is built on first use.
 
-Writes are optimistic-concurrency safe: several challenges for one name (``example.com`` and
-``*.example.com``), or several processes, share one TXT record set. We add our value with the etag we
-read (``If-Match``), or create the set with ``If-None-Match: *``; a 412 means someone else wrote in
-between, so we read again and retry. Clean-up removes only our value and leaves an *empty* record set
-instead of deleting it: a role assignment may be scoped to exactly that record set (least privilege),
-and deleting the set would delete the assignment's target.
+Writes are optimistic-concurrency safe and read nothing they do not need: several challenges for one name
+(``example.com`` and ``*.example.com``), or several processes, share one TXT record set. A first value is
+written blind with ``If-None-Match: *`` (the record set usually does not exist: we delete the ones we
+create); every later write of this provider sends the ETag its previous write returned (``If-Match``).
+Only a 412 (someone else wrote in between, or the set already existed) costs a read, then the write is
+tried again. So a challenge costs one PUT to publish and one DELETE (or PUT) to clean up.
+
+Clean-up removes only our value. A record set we created (marked in its metadata) is deleted once empty;
+one that existed before (the stack creates the ``_acme-challenge`` sets that scope a least-privilege role
+assignment, which must outlive every challenge) is emptied and kept.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import fnmatch
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -35,6 +40,8 @@ log = logging.getLogger("keyvault_acme.dns.azure")
 TXT_TTL = 60  # short: a stale challenge value must not outlive the next attempt by long
 TXT_WRITE = "Microsoft.Network/dnszones/TXT/write"
 PERMISSIONS_API_VERSION = "2022-04-01"
+# Metadata on the record sets the engine creates: only those are deleted when their last value goes.
+CREATED_BY = {"created-by": "keyvault-acme-challenge"}
 
 
 def relative_name(fqdn: str, zone: str) -> str:
@@ -67,6 +74,16 @@ def _status(error: BaseException) -> int | None:
     return getattr(error, "status_code", None)
 
 
+@dataclass(frozen=True)
+class _Known:
+    """A TXT record set as our last write (or read) of it left it."""
+
+    etag: str | None  # ARM always sends one; typed optional by the SDK ("*": whatever is there)
+    values: list[str]
+    metadata: dict[str, str]
+    ttl: int | None
+
+
 class _Conflict(Exception):
     """Our precondition failed (412): the record set changed since we read it."""
 
@@ -79,6 +96,15 @@ class AzureDnsClients:
         self._kwargs = dict(client_kwargs or {})
         self._lock = threading.Lock()
         self._clients: dict[str, DnsManagementClient] = {}
+        self._readable: set[str] = set()  # zones (resource ids) this process has read: see check_access
+
+    def zone_readable(self, resource_id: str) -> bool:
+        with self._lock:
+            return resource_id.lower() in self._readable
+
+    def mark_readable(self, resource_id: str) -> None:
+        with self._lock:
+            self._readable.add(resource_id.lower())
 
     def for_subscription(self, subscription_id: str) -> DnsManagementClient:
         with self._lock:
@@ -103,6 +129,10 @@ class AzureDnsProvider:
         self.timeout_s = timeout_s
         self.deadline = deadline
         self.propagation_timeout = propagation_timeout
+        # What our last write of each record set (relative name) returned. The next write of the same set needs
+        # no read; a 412 says it changed since, and costs one.
+        self._written: dict[str, _Known] = {}
+        self._written_lock = threading.Lock()
 
     @property
     def _client(self) -> DnsManagementClient:
@@ -163,9 +193,13 @@ class AzureDnsProvider:
         return servers
 
     def check_access(self, *, deadline: float | None = None) -> None:
-        """Preflight: the zone exists and we may read it. Writes are proven by the first challenge."""
+        """Preflight: the zone exists and we may read it. Writes are proven by the first challenge. Once per
+        process and zone: a zone does not vanish between two issuances, and a failed write says so anyway."""
+        if self._clients.zone_readable(self.zone.resource_id):
+            return
         try:
             self.nameservers(deadline=deadline)
+            self._clients.mark_readable(self.zone.resource_id)
         except DnsForbidden:
             raise  # kept as it is: a 403 just after a role assignment is waited out (Engine.issue)
         except DnsError as e:
@@ -199,35 +233,76 @@ class AzureDnsProvider:
 
     def _edit(self, fqdn: str, change: Callable[[list[str]], list[str]], verb: str, deadline: float | None) -> None:
         rel = relative_name(fqdn, self.zone.name)
-        rg, zone = self.zone.resource_group, self.zone.name
-        what = f"Azure DNS {zone}: {verb} TXT value at {rel}"
+        what = f"Azure DNS {self.zone.name}: {verb} TXT value at {rel}"
+        must_read = False  # after a 412, what we know is stale: read before writing again
 
         def attempt() -> None:
-            try:
-                current = self._client.record_sets.get(rg, zone, rel, "TXT")
-            except ResourceNotFoundError:
-                current = None
-            before = record_set_values(current)
-            after = change(before)
-            if after == before and current is not None:
-                return
-            if current is None and not after:
+            with self._written_lock:
+                known = self._written.get(rel)
+            if known is None and (verb != "add" or must_read):
+                current = self._get(rel)
+                known = None if current is None else _Known(current.etag, record_set_values(current),
+                                                             dict(current.metadata or {}), current.ttl)
+            if known is None:
+                if verb == "add":  # blind create: the usual case, as the sets we create are deleted after use
+                    self._put(rel, change([]), None, CREATED_BY, None)
                 return  # nothing to remove, and no record set to keep
-            body = RecordSet(ttl=current.ttl if current is not None and current.ttl else TXT_TTL,
-                             txt_records=[TxtRecord(value=[v]) for v in after],
-                             metadata=current.metadata if current is not None else None)
-            try:
-                if current is None:
-                    self._client.record_sets.create_or_update(rg, zone, rel, "TXT", body, if_none_match="*")
-                else:
-                    self._client.record_sets.create_or_update(rg, zone, rel, "TXT", body, if_match=current.etag)
-            except HttpResponseError as e:
-                if _status(e) == 412:
-                    raise _Conflict() from None
-                raise
+            after = change(known.values)
+            if after == known.values:
+                return
+            if not after and known.metadata == CREATED_BY:
+                self._delete(rel, known.etag or "*")
+            else:
+                self._put(rel, after, known.etag or "*", known.metadata, known.ttl)
             log.debug("%s (%d value(s) now)", what, len(after))
 
-        self._call(what, attempt, deadline)
+        def guarded() -> None:
+            nonlocal must_read
+            try:
+                attempt()
+            except _Conflict:
+                must_read = True
+                with self._written_lock:
+                    self._written.pop(rel, None)
+                raise
+
+        self._call(what, guarded, deadline)
+
+    def _get(self, rel: str) -> RecordSet | None:
+        try:
+            return self._client.record_sets.get(self.zone.resource_group, self.zone.name, rel, "TXT")
+        except ResourceNotFoundError:
+            return None
+
+    def _put(self, rel: str, values: list[str], etag: str | None, metadata: Mapping[str, str] | None,
+             ttl: int | None) -> None:
+        """Write the record set, if unchanged since ``etag`` (None: only if it does not exist); remember what
+        the write returned."""
+        body = RecordSet(ttl=ttl or TXT_TTL, txt_records=[TxtRecord(value=[v]) for v in values],
+                         metadata=dict(metadata) if metadata else None)
+        precondition = {"if_none_match": "*"} if etag is None else {"if_match": etag}
+        try:
+            result = self._client.record_sets.create_or_update(self.zone.resource_group, self.zone.name, rel, "TXT",
+                                                               body, **precondition)
+        except HttpResponseError as e:
+            if _status(e) == 412:
+                raise _Conflict() from None
+            raise
+        with self._written_lock:
+            self._written[rel] = _Known(result.etag, list(values), dict(result.metadata or metadata or {}),
+                                        result.ttl)
+
+    def _delete(self, rel: str, etag: str) -> None:
+        try:
+            self._client.record_sets.delete(self.zone.resource_group, self.zone.name, rel, "TXT", if_match=etag)
+        except ResourceNotFoundError:
+            pass  # gone already, and our value with it
+        except HttpResponseError as e:
+            if _status(e) == 412:
+                raise _Conflict() from None
+            raise
+        with self._written_lock:
+            self._written.pop(rel, None)
 
     def _call(self, what: str, fn: Callable[[], Any], deadline: float | None) -> Any:
         deadline = deadline if deadline is not None else self.deadline

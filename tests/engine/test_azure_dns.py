@@ -49,7 +49,7 @@ def test_relative_names():
         relative_name("_acme-challenge.other.test", "azure.test")
 
 
-def test_present_shares_one_record_set_and_cleanup_empties_it(clients, emulator):
+def test_present_shares_one_record_set_and_cleanup_deletes_the_set_it_created(clients, emulator):
     p = provider(clients)
     assert isinstance(p, DnsProvider)
     fqdn = f"_acme-challenge.s{uuid.uuid4().hex[:8]}.{AZURE_ZONE}"
@@ -61,10 +61,46 @@ def test_present_shares_one_record_set_and_cleanup_empties_it(clients, emulator)
     assert served(emulator, fqdn) == {"value-wildcard"}
     p.cleanup(fqdn, "value-wildcard")
     p.cleanup(fqdn, "value-wildcard")  # already gone: fine
-    # Emptied, not deleted: a role assignment may be scoped to exactly this record set.
-    rs = record_set(clients, AZURE_ZONE, fqdn)
-    assert rs is not None and record_set_values(rs) == []
+    # The engine created it, so the emptied set goes: no empty record sets pile up in the zone.
+    from azure.core.exceptions import ResourceNotFoundError
+
+    with pytest.raises(ResourceNotFoundError):
+        record_set(clients, AZURE_ZONE, fqdn)
     assert served(emulator, fqdn) == set()
+
+
+def test_a_record_set_that_existed_before_is_emptied_and_kept_with_its_metadata(clients, emulator):
+    """The stack creates the _acme-challenge sets a least-privilege role assignment is scoped to: they outlive
+    every challenge, metadata and all."""
+    from azure.mgmt.dns.models import RecordSet
+
+    fqdn = f"_acme-challenge.kept{uuid.uuid4().hex[:8]}.{AZURE_ZONE}"
+    z = AzureDnsZone(services.azure_zone_id(AZURE_ZONE))
+    stack_metadata = {"managed-by": "pulumi-keyvault-acme", "workload": "shop"}
+    clients.for_subscription(z.subscription_id).record_sets.create_or_update(
+        z.resource_group, z.name, relative_name(fqdn, z.name), "TXT",
+        RecordSet(ttl=60, txt_records=[], metadata=stack_metadata))
+    p = provider(clients)
+    p.present(fqdn, "v1")
+    assert served(emulator, fqdn) == {"v1"}
+    p.cleanup(fqdn, "v1")
+    rs = record_set(clients, AZURE_ZONE, fqdn)
+    assert record_set_values(rs) == [] and rs.metadata == stack_metadata
+    assert served(emulator, fqdn) == set()
+
+
+def test_writes_send_etags_instead_of_reading_first(clients, emulator):
+    """A challenge costs one PUT to publish and one DELETE to clean up: no read before a write (ETags)."""
+    p = provider(clients)
+    fqdn = f"_acme-challenge.etag{uuid.uuid4().hex[:8]}.{AZURE_ZONE}"
+    mark = emulator.admin.request_mark()
+    p.present(fqdn, "apex")
+    p.present(fqdn, "wildcard")
+    p.cleanup(fqdn, "apex")
+    p.cleanup(fqdn, "wildcard")
+    sent = [r["method"] for r in emulator.admin.requests(since=mark, host="management.azure.com")
+            if "/TXT/" in r["path"] and r["status"] != 401]
+    assert sent == ["PUT", "PUT", "PUT", "DELETE"]
 
 
 def test_cleanup_of_a_name_never_written_creates_nothing(clients):

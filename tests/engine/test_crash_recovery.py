@@ -110,7 +110,9 @@ def test_a_run_killed_mid_issue_is_cleaned_up_and_its_operation_reused_at_once(w
     provider = engine.wiring.providers(spec, time.monotonic() + 30)[zone]
     provider.present(records[0], foreign, deadline=time.monotonic() + 30)
     held = {"kind": "latency", "latency_ms": 3000, "host": "management.azure.com", "path": "*/TXT/*",
-            "method": "PUT", "count": 1, "skip": 1 if zone == AZURE_ZONE else 0}
+            "method": "PUT", "count": 1, "skip": 2 if zone == AZURE_ZONE else 0}
+    # (Azure DNS: the first record set exists already, so the child's blind create of it (If-None-Match) is
+    # answered 412 and followed by a write with its ETag; the third PUT is always one that writes.)
     with faults(emulator, held) as [fault]:
         run = child(spec)
         # Held: its other record is up, and the held write has reached the emulator (the fault is used up).

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from keyvault_acme import checks as checks_module
 from keyvault_acme import lifecycle
 from keyvault_acme.checks import Checks
 from keyvault_acme.errors import SpecError
@@ -39,7 +40,8 @@ def test_engine_hands_its_own_wiring_to_the_checks(monkeypatch):
             seen.append(wiring)
             super().__init__(wiring, spec, deadline)
 
-    monkeypatch.setattr(lifecycle, "Checks", Spy)
+    # The engine imports the checks when it first runs them (they bring the issuance stack): patch them there.
+    monkeypatch.setattr(checks_module, "Checks", Spy)
     engine = Engine(credential=object())
     # A spec the offline step refuses: nothing is reached over the network.
     [result] = engine.check(dataclasses.replace(SPEC, name="www-chain"))

@@ -267,6 +267,35 @@ def test_a_create_right_after_its_grants_waits_until_they_apply(live, deployed):
     assert "can take up to 10 minutes" in live.host.stderr()
 
 
+def test_a_refresh_is_one_key_vault_request_and_a_renewal_elsewhere_brings_its_chain(live, deployed):
+    """`pulumi refresh` (read, then diff) of an unchanged certificate costs one Key Vault request: the chain in
+    state stays the chain while the thumbprint is unchanged. Renewed outside Pulumi, its new chain is read."""
+    from tests.request_counts import data_requests, vault_host
+
+    inputs = live.inputs("rq-www", ["rq-www"])
+    deployed.up(inputs)
+    # The first refresh after issuance asks the CA for its renewal info (ARI) and caches it on the version: the
+    # steady state, counted here, is every later refresh.
+    assert deployed.refresh() == "none"
+    before = dict(deployed.outputs)
+    host = vault_host(inputs["vault_url"])
+    mark = live.emulator.admin.request_mark()
+    assert deployed.refresh() == "none"
+    assert data_requests(live.emulator, mark, host) == [("GET", "/certificates/rq-www/")]
+    assert deployed.outputs == before
+
+    # Another process renews it (the CLI's `renew`): the next refresh reads the new version's chain.
+    from keyvault_acme.config import certificate_spec_from_dict
+    from keyvault_acme.lifecycle import Engine
+    from providers.state import PROVIDER_INPUTS
+
+    renewed = Engine(live.credential).renew(certificate_spec_from_dict(
+        {k: v for k, v in deployed.inputs.items() if k not in PROVIDER_INPUTS and not k.startswith("__")}))
+    deployed.refresh()
+    assert deployed.outputs["thumbprint"] == renewed.thumbprint != before["thumbprint"]
+    assert deployed.outputs["pem_chain"] == renewed.pem_chain and renewed.pem_chain.count("BEGIN") >= 2
+
+
 def test_preview_shows_a_renewal_the_ca_asked_for_through_ari(live, deployed):
     inputs = live.inputs("ari-www", ["ari-www"])
     deployed.up(inputs)
