@@ -39,7 +39,8 @@ fetch_current_pebble() {
   local dest="$root/.cache/pebble-2.10" work mirror codename version
   [ -x "$dest/usr/bin/pebble" ] && return 0
   work="$(mktemp -d)"
-  trap 'rm -rf "$work"' EXIT
+  # Expanded now: $work is local and gone by the time the EXIT trap runs (set -u would fail the script).
+  trap "rm -rf -- '$work'" EXIT
   codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
   # The same Debian mirror the machine already uses for its own release (no host is named here).
   # apt lists that were never downloaded (a fresh image) name no mirror: update them once and ask again.
