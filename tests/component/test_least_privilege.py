@@ -67,9 +67,10 @@ def world(make_world):
 
 
 def _world(emulator, pebble, root_credential, *, bind=None, rfc2136: bool = False, eab: bool = False,
-           **acme) -> "World":
+           cert: dict | None = None, **acme) -> "World":
     """``rfc2136``: the certificate's names are in BIND's zone, updated with a TSIG key kept in the workload's
-    vault; ``eab``: the account is bound with an EAB key kept there too. Both secrets are the operator's."""
+    vault; ``eab``: the account is bound with an EAB key kept there too. Both secrets are the operator's.
+    ``cert``: settings of the one certificate (``challenge: dns-persist-01``, say)."""
     label = f"lp{uuid.uuid4().hex[:6]}"
     issuer, consumer = _app(emulator, f"{label}-issuer"), _app(emulator, f"{label}-consumer")
 
@@ -89,7 +90,7 @@ def _world(emulator, pebble, root_credential, *, bind=None, rfc2136: bool = Fals
             "allowlist": {"suffixes": [f"{label}.{zone}"]},
             "acme": {"directory_url": pebble.directory_url, "contact": [f"ops@{label}.{ZONE}"], **extra, **acme},
             "certificates": [{"name": "www", "dns_names": [f"{label}.{zone}", f"www.{label}.{zone}"],
-                              "resolvers": [resolver], "propagation_timeout_s": 30}],
+                              "resolvers": [resolver], "propagation_timeout_s": 30, **(cert or {})}],
         }
 
     cfg = parse_workload_config(document())
@@ -107,10 +108,16 @@ def _world(emulator, pebble, root_credential, *, bind=None, rfc2136: bool = Fals
         operator.set_secret("eab-hmac", services.EAB_HMAC)
     # What `pulumi up` would have created before any certificate: the empty challenge record sets.
     dns = DnsManagementClient(root_credential, services.AZURE_ZONES[ZONE])
+    persist_values: dict[str, str] = {}
+    for spec in (c.spec for c in cfg.certificates if c.persist_record_sets):
+        # PersistRecords' create (the deployer's engine: it registers the account the records name).
+        persist_values.update(Engine(root_credential, timeout_s=60).persist_records(spec))
     for rs in run.of_type("azure-native:dns:RecordSet"):
         assert rs.id.startswith(services.azure_zone_id(ZONE) + "/TXT/")
+        fqdn = f"{rs.inputs['relativeRecordSetName']}.{ZONE}"
+        records = [{"value": [persist_values[fqdn]]}] if fqdn in persist_values else []
         dns.record_sets.create_or_update(rs.inputs["resourceGroupName"], rs.inputs["zoneName"],
-                                         rs.inputs["relativeRecordSetName"], "TXT", {"ttl": 60, "txt_records": []})
+                                         rs.inputs["relativeRecordSetName"], "TXT", {"ttl": 60, "txt_records": records})
     # ... and the ACME account keys kept as Key Vault keys (ARM creates them; here the deployer, with the same inputs).
     keys = KeyClient(cfg.vault.url, root_credential)
     for key in run.of_type("azure-native:keyvault:Key"):
@@ -322,3 +329,19 @@ def test_without_the_key_signer_assignment_the_issuer_cannot_act_for_the_account
     with pytest.raises(KeyVaultAcmeError) as e:
         fresh.issuer_flow()
     assert _status(e.value) == 403
+
+
+# -- dns-persist-01: the stack writes the records, the issuer has no DNS role -----------------------------------
+
+
+def test_with_dns_persist_01_the_issuer_has_no_dns_role_and_still_issues_renews_and_revokes(make_world, emulator):
+    w = make_world(cert={"challenge": "dns-persist-01"})
+    issuer_scopes = [a.inputs["scope"] for a in w.assignments() if a.inputs["principalId"] == w.issuer.client_id]
+    assert issuer_scopes and all(s.startswith(w.vault_id) for s in issuer_scopes)  # Key Vault only, no DNS
+    w.apply()
+    assert not [a for a in emulator.admin.role_assignments(w.issuer.client_id) if "Microsoft.Network" in a["scope"]]
+    w.issuer_flow()
+    # check, as the issuer, verifies the records on every server and needs no DNS right either.
+    results = Engine(w.issuer.credential(), timeout_s=60).check(w.spec)
+    assert [r for r in results if not r.ok] == []
+    assert any(r.step == "dns-persist-01 record" and r.ok for r in results)
