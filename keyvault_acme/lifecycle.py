@@ -69,10 +69,13 @@ from .renewal import (
     TAG_PROFILE,
     TAG_REVOKED,
     Decision,
+    NoRenewalInfo,
     RenewalInfo,
     ari_from_tags,
     ari_recheck_at,
     ari_tag,
+    no_ari_from_tags,
+    no_ari_tag,
     renewal_decision,
 )
 from .retry import retry_call
@@ -532,15 +535,20 @@ class Engine:
         ``status`` and ``renew --due`` ask the CA at most once per certificate per Retry-After period whatever
         process runs them; ``facts`` may be old (the provider's state): the version's current tags are read
         before asking the CA. Without ARI, or when asking fails, ``info`` is None (or the last answer, while a
-        failure lasts) and ``note`` says why; nothing here raises, so ARI trouble never blocks a renewal.
+        failure lasts) and ``note`` says why; that absence is cached on the version too (for
+        :data:`ARI_FAILURE_RECHECK_S` after a failure, the default recheck when the CA offers no ARI), so a steady
+        read costs one Key Vault request either way. Nothing here raises: ARI trouble never blocks a renewal.
         """
         if facts is None or not facts.pem_chain:
             return AriLookup(None)
         now = now or datetime.now(timezone.utc)
+        directory = facts.tags.get(TAG_DIRECTORY) or spec.acme.directory_url
         cached = ari_from_tags(facts.tags)
         if cached is not None and cached.fresh(now):
             return AriLookup(cached)
-        directory = facts.tags.get(TAG_DIRECTORY) or spec.acme.directory_url
+        absent = no_ari_from_tags(facts.tags)
+        if absent is not None and absent.fresh(now):
+            return AriLookup(None, absent.note(directory))
         key = (directory, facts.serial)
         with self._lock:
             remembered = self._ari.get(key)
@@ -556,41 +564,53 @@ class Engine:
                           cached: RenewalInfo | None, now: datetime,
                           deadline: float) -> tuple[AriLookup, datetime]:
         vault = self.wiring.vault(spec.vault_url)
+        tags: Mapping[str, str] | None = None
         try:
-            tags = None
             if is_managed(facts):
                 # Another process may have asked already; and a cache write must not put back old tags.
-                tags = vault.version_tags(spec.name, facts.version, deadline=deadline)
+                tags = vault.version_tags(spec.name, facts.version, deadline=deadline)  # None: version gone
                 current = ari_from_tags(tags or {})
                 if current is not None and current.fresh(now):
                     return AriLookup(current, tags=tags), current.next_check
+                absent = no_ari_from_tags(tags or {})
+                if absent is not None and absent.fresh(now):
+                    return AriLookup(None, absent.note(directory), tags=tags), absent.next_check
             client = self.wiring.directory_client(directory)
-            if not client.read_directory(deadline=deadline).renewal_info:
-                note = f"the CA at {directory} offers no renewal info (ARI)"
-                return AriLookup(None, note), now + timedelta(seconds=ARI_FAILURE_RECHECK_S)
-            leaf = x509.load_pem_x509_certificates(facts.pem_chain.encode())[0]
-            answer = client.renewal_info(leaf, deadline=deadline)
+            answer = None
+            if client.read_directory(deadline=deadline).renewal_info:
+                leaf = x509.load_pem_x509_certificates(facts.pem_chain.encode())[0]
+                answer = client.renewal_info(leaf, deadline=deadline)
         except Exception as e:  # noqa: BLE001 - whatever went wrong, the policy decides instead
             note = f"the CA's renewal info could not be read ({one_line(e)})"
             self.log.warning("%s version %s: %s; the renewal policy decides", facts.id, facts.version, note)
-            return AriLookup(cached, note), now + timedelta(seconds=ARI_FAILURE_RECHECK_S)
+            failed = NoRenewalInfo(NoRenewalInfo.FAILED, now + timedelta(seconds=ARI_FAILURE_RECHECK_S))
+            # The last window, while it lasts, still beats the policy: keep it and record nothing over it.
+            written = self._cache_ari(spec, facts, tags, no_ari_tag(failed), deadline) if cached is None else None
+            return AriLookup(cached, note, tags=written), failed.next_check
         if answer is None:
-            return AriLookup(None, f"the CA at {directory} offers no renewal info (ARI)"), \
-                now + timedelta(seconds=ARI_FAILURE_RECHECK_S)
+            absent = NoRenewalInfo(NoRenewalInfo.NO_ARI, ari_recheck_at(now, None))
+            written = self._cache_ari(spec, facts, tags, no_ari_tag(absent), deadline)
+            return AriLookup(None, absent.note(directory), tags=written), absent.next_check
         info = RenewalInfo(*answer.window, next_check=ari_recheck_at(now, answer.retry_after_s))
         self.log.info("%s version %s: the CA suggests renewal between %s and %s%s", facts.id, facts.version,
                       info.start.isoformat(), info.end.isoformat(),
                       f" ({answer.explanation_url})" if answer.explanation_url else "")
-        written = None
-        if tags is not None:
-            written = {**tags, TAG_ARI: ari_tag(info)}
-            try:
-                vault.update(spec.name, facts.version, tags=written, deadline=deadline)
-            except Exception as e:  # noqa: BLE001 - only the cache is lost: the next run asks the CA again
-                self.log.warning("%s version %s: could not cache the CA's renewal info in its tags (%s)",
-                                 facts.id, facts.version, one_line(e))
-                written = None
-        return AriLookup(info, tags=written), info.next_check
+        return AriLookup(info, tags=self._cache_ari(spec, facts, tags, ari_tag(info), deadline)), info.next_check
+
+    def _cache_ari(self, spec: CertificateSpec, facts: CertificateFacts, tags: Mapping[str, str] | None,
+                   value: str, deadline: float) -> Mapping[str, str] | None:
+        """Write ``value`` as the version's ``acme-ari`` tag over its current ``tags`` (None: a version this engine
+        does not manage, whose tags it leaves alone). Returns the tags written, None when nothing was."""
+        if tags is None or time.monotonic() >= deadline:
+            return None
+        written = {**tags, TAG_ARI: value}
+        try:
+            self.wiring.vault(spec.vault_url).update(spec.name, facts.version, tags=written, deadline=deadline)
+        except Exception as e:  # noqa: BLE001 - only the cache is lost: the next run asks the CA again
+            self.log.warning("%s version %s: could not cache the CA's renewal info in its tags (%s)",
+                             facts.id, facts.version, one_line(e))
+            return None
+        return written
 
     def delete(self, vault_url: str, name: str, *, purge: bool = False) -> None:
         """Soft-delete the certificate (and purge it when asked); a certificate already gone is not an error."""

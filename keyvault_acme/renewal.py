@@ -10,7 +10,8 @@ When the CA offers ARI (RFC 9773), its suggested window decides the renewal mome
 it; a window already over means the CA asks for renewal now: ``CARequestedRenewal``); without ARI, or when
 asking failed, the spec's lifetime policy decides. Every timing decision says which one decided
 (:attr:`Decision.decided_by`). The CA's answer is cached on the certificate version as the ``acme-ari`` tag
-(:func:`ari_tag`, :func:`ari_from_tags`), so reading it again waits for the CA's Retry-After.
+(:func:`ari_tag`, :func:`ari_from_tags`), so reading it again waits for the CA's Retry-After; so is the absence
+of an answer (:class:`NoRenewalInfo`), so a CA without ARI costs no extra request per read either.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, ClassVar, Mapping, Optional, Sequence
 
 from .model import CertificateFacts, CertificateSpec, RenewalPolicy
 from .names import normalize_names
@@ -30,6 +31,7 @@ TAG_PROFILE = "acme-profile"
 TAG_KEY = "acme-key"
 TAG_REVOKED = "acme-revoked"  # the reason, when we revoked this version
 TAG_ARI = "acme-ari"  # the CA's last ARI answer for this version: "<start> <end> <next check>"
+#                        or, when it gave none, "none <why> <next check>" (see NoRenewalInfo)
 
 DECIDED_BY_ARI = "ari"  # the CA's suggested window (RFC 9773)
 DECIDED_BY_POLICY = "policy"  # the spec's lifetime policy (renewal.days_before_expiry / fraction_remaining)
@@ -93,6 +95,30 @@ class RenewalInfo:
 
     def fresh(self, now: datetime) -> bool:
         return now < self.next_check
+
+
+@dataclass(frozen=True)
+class NoRenewalInfo:
+    """The CA gave no renewal info for a version when last asked, and when to ask again.
+
+    ``why`` is :attr:`NO_ARI` (the CA offers none) or :attr:`FAILED` (asking failed: an error, an answer that
+    could not be read, a certificate the CA does not know)."""
+
+    NO_ARI: ClassVar[str] = "no-ari"
+    FAILED: ClassVar[str] = "failed"
+
+    why: str
+    next_check: datetime
+
+    def fresh(self, now: datetime) -> bool:
+        return now < self.next_check
+
+    def note(self, directory: str) -> str:
+        """Why the policy decides, for the decision's message."""
+        if self.why == self.NO_ARI:
+            return f"the CA at {directory} offers no renewal info (ARI)"
+        return (f"the CA's renewal info could not be read when last asked; asking again after "
+                f"{self.next_check.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC")
 
 
 @dataclass(frozen=True)
@@ -176,6 +202,23 @@ def _tag_time(t: datetime) -> str:
 def ari_tag(info: RenewalInfo) -> str:
     """The ``acme-ari`` tag value (well under Key Vault's 256 characters)."""
     return " ".join(_tag_time(t) for t in (info.start, info.end, info.next_check))
+
+
+def no_ari_tag(absence: NoRenewalInfo) -> str:
+    """The ``acme-ari`` tag value recording that the CA gave no answer (:func:`no_ari_from_tags` reads it)."""
+    return f"none {absence.why} {_tag_time(absence.next_check)}"
+
+
+def no_ari_from_tags(tags: Mapping[str, str]) -> Optional[NoRenewalInfo]:
+    """The recorded absence of an ARI answer for a version, or None (an answer, no tag, or one unreadable)."""
+    parts = tags.get(TAG_ARI, "").split()
+    if len(parts) != 3 or parts[0] != "none" or parts[1] not in (NoRenewalInfo.NO_ARI, NoRenewalInfo.FAILED):
+        return None
+    try:
+        next_check = datetime.strptime(parts[2], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return NoRenewalInfo(parts[1], next_check)
 
 
 def ari_from_tags(tags: Mapping[str, str]) -> Optional[RenewalInfo]:

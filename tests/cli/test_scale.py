@@ -70,6 +70,34 @@ def test_status_reads_each_certificate_with_one_request_and_signs_in_once(fleet,
     assert (len(challenges), len(tokens)) == (1, 1)
 
 
+def test_versions_the_ca_gives_no_renewal_info_for_still_cost_one_request_per_read(tmp_path, cli_env, emulator,
+                                                                                   short_pebble):
+    """Versions the CA does not know (here self-signed ones, tagged as ours: its ARI answers 404) record that
+    there was no answer, so a later run neither asks the CA again nor reads each version's tags a second time."""
+    from azure.keyvault.certificates import CertificateClient, CertificatePolicy
+
+    label = uuid.uuid4().hex[:8]
+    host, port = emulator.dns_address
+    vault, names = f"kvnoari{label}", [f"n{i}" for i in range(3)]
+    client = CertificateClient(f"https://{vault}.vault.azure.net", ClientSecretCredential(
+        cli_env["AZURE_TENANT_ID"], cli_env["AZURE_CLIENT_ID"], cli_env["AZURE_CLIENT_SECRET"]))
+    for n in names:
+        client.begin_create_certificate(n, CertificatePolicy(issuer_name="Self", subject=f"CN={n}-{label}.{ZONE}",
+                                                             san_dns_names=[f"{n}-{label}.{ZONE}"]),
+                                        tags={"managed-by": "keyvault-acme"}).result()
+    stack = write_stack(tmp_path / "Pulumi.noari-test.yaml", vault=vault, directory_url=short_pebble.directory_url,
+                        resolver=f"{host}:{port}",
+                        certificates=[{"name": n, "dns_names": [f"{n}-{label}.{ZONE}"]} for n in names])
+    first = run(stack, "status", "--json")
+    assert first.returncode == 0, first.stderr
+    assert {r["decided_by"] for r in json.loads(first.stdout)} == {"policy"}
+    mark = emulator.admin.request_mark()
+    again = run(stack, "status", "--json")
+    assert again.returncode == 0, again.stderr
+    assert sorted(data_requests(emulator, mark, f"{vault}.vault.azure.net")) == \
+        sorted(("GET", f"/certificates/{n}/") for n in names)
+
+
 def test_renew_due_with_nothing_due_reads_each_certificate_once(fleet, emulator):
     stack, host = fleet
     # Without the never-issued one, which renew --due would issue.

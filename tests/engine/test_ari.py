@@ -13,8 +13,8 @@ from cryptography import x509
 
 from keyvault_acme.account import new_account_key
 from keyvault_acme.acme_client import AcmeClient, ari_cert_id
-from keyvault_acme.lifecycle import Engine
-from keyvault_acme.renewal import TAG_ARI, ari_from_tags
+from keyvault_acme.lifecycle import ARI_FAILURE_RECHECK_S, Engine
+from keyvault_acme.renewal import TAG_ARI, ari_from_tags, no_ari_from_tags
 from tests.engine.conftest import AZURE_ZONE, unique
 from tests.recording_proxy import RecordingProxy
 
@@ -81,25 +81,43 @@ def test_a_window_moved_into_the_past_makes_it_due_at_once(world, engine, pebble
     assert (after.reissue, after.decided_by) == (False, "ari")
 
 
-def test_an_unreadable_answer_leaves_the_decision_to_the_policy(world, engine, pebble):
-    spec = world.spec([unique(AZURE_ZONE)])
+def test_an_unreadable_answer_leaves_the_decision_to_the_policy(world, engine, pebble, proxy, credential):
+    spec = via(proxy.directory_url, world.spec([unique(AZURE_ZONE)]))
     facts = engine.issue(spec)
     pebble.set_renewal_info(facts.pem_chain, raw="{this is not JSON")
     decision = engine.decide(spec, facts)
     assert (decision.reissue, decision.decided_by) == (False, "policy")
     assert "renewal info could not be read" in decision.message
-    assert TAG_ARI not in engine.inspect(spec.vault_url, spec.name).tags  # nothing cached from a failure
+    # The failure is cached on the version for a short while (no window is invented), so the next process
+    # neither asks the CA nor reads the version's tags again: a steady read stays one Key Vault request.
+    tagged = engine.inspect(spec.vault_url, spec.name)
+    absent = no_ari_from_tags(tagged.tags)
+    assert ari_from_tags(tagged.tags) is None and absent is not None and absent.why == "failed"
+    now = datetime.now(timezone.utc)
+    assert now < absent.next_check <= now + timedelta(seconds=ARI_FAILURE_RECHECK_S)
+    asked = len(proxy.requests_to("/renewalInfo/"))
+    again = Engine(credential).decide(spec, tagged)
+    assert again.decided_by == "policy" and "could not be read when last asked" in again.message
+    assert len(proxy.requests_to("/renewalInfo/")) == asked
+    # Once that while is over, the CA is asked again.
+    Engine(credential).decide(spec, tagged, now=absent.next_check + timedelta(seconds=1))
+    assert len(proxy.requests_to("/renewalInfo/")) == asked + 1
     # ARI trouble never blocks a renewal.
     assert engine.renew(spec).serial != facts.serial
 
 
-def test_without_ari_the_lifetime_policy_decides_and_says_so(world, engine, pebble_24):
+def test_without_ari_the_lifetime_policy_decides_and_says_so(world, engine, pebble_24, credential):
     spec = via(pebble_24.directory_url, world.spec([unique(AZURE_ZONE)]))
     facts = engine.issue(spec)
     decision = engine.decide(spec, facts)
     assert (decision.reissue, decision.decided_by) == (False, "policy")
     assert "offers no renewal info (ARI)" in decision.message
-    assert TAG_ARI not in engine.inspect(spec.vault_url, spec.name).tags
+    # Recorded on the version, so another process decides from the one read it makes anyway.
+    tagged = engine.inspect(spec.vault_url, spec.name)
+    absent = no_ari_from_tags(tagged.tags)
+    assert absent is not None and absent.why == "no-ari" and tagged.tags[TAG_ARI].startswith("none no-ari ")
+    again = Engine(credential).decide(spec, tagged)
+    assert again.decided_by == "policy" and "offers no renewal info (ARI)" in again.message
 
 
 # -- renewal orders name the version they replace (RFC 9773 5) ---------------------------------------------

@@ -7,6 +7,7 @@ from keyvault_acme.model import AcmeAccount, CertificateFacts, CertificateSpec, 
 from keyvault_acme.renewal import (
     TAG_ARI,
     TAG_REVOKED,
+    NoRenewalInfo,
     RenewalInfo,
     ari_from_tags,
     ari_recheck_at,
@@ -14,6 +15,8 @@ from keyvault_acme.renewal import (
     ari_tag,
     due_at,
     issued_with_tags,
+    no_ari_from_tags,
+    no_ari_tag,
     renew_after,
     renewal_decision,
 )
@@ -180,6 +183,20 @@ def test_the_ari_answer_round_trips_through_its_tag_and_bounds_retry_after():
     assert info.fresh(T0) and not info.fresh(T0 + timedelta(hours=6))
     assert ari_recheck_at(T0, 21600) == T0 + timedelta(hours=6)
     assert ari_recheck_at(T0, None) == T0 + timedelta(hours=6)  # RFC 9773's suggestion when none is sent
+
+
+def test_no_answer_round_trips_through_the_same_tag_and_is_never_read_as_a_window():
+    for why in (NoRenewalInfo.NO_ARI, NoRenewalInfo.FAILED):
+        absent = NoRenewalInfo(why, next_check=T0 + timedelta(minutes=5))
+        tag = no_ari_tag(absent)
+        assert no_ari_from_tags({TAG_ARI: tag}) == absent and ari_from_tags({TAG_ARI: tag}) is None
+        assert absent.fresh(T0) and not absent.fresh(T0 + timedelta(minutes=5))
+    window = ari_tag(RenewalInfo(T0, T0 + DAY, next_check=T0 + DAY))
+    assert no_ari_from_tags({TAG_ARI: window}) is None and no_ari_from_tags({}) is None
+    for garbage in ("none", "none why 20260301T000000Z", "none failed yesterday", "none failed 1 2"):
+        assert no_ari_from_tags({TAG_ARI: garbage}) is None, garbage
+    assert "offers no renewal info" in NoRenewalInfo(NoRenewalInfo.NO_ARI, T0).note("https://ca.test/dir")
+    assert "2026-03-01 00:00 UTC" in NoRenewalInfo(NoRenewalInfo.FAILED, T0).note("https://ca.test/dir")
     assert ari_recheck_at(T0, 1) == T0 + timedelta(minutes=1)  # never a tight loop
     assert ari_recheck_at(T0, 10 * 86400) == T0 + DAY  # never less than daily
 
