@@ -144,6 +144,15 @@ class AriLookup:
     tags: Mapping[str, str] | None = None
 
 
+def refuse_unmanaged(existing: CertificateFacts) -> None:
+    """Raise :class:`CertificateMismatch` unless this engine issued ``existing`` (tag ``managed-by``): a new
+    version of another tool's or a person's certificate would silently replace theirs."""
+    if not is_managed(existing):
+        raise CertificateMismatch(
+            f"{existing.id} exists and is not managed by keyvault-acme (no tag {MANAGED_BY_TAG}={MANAGED_BY}); "
+            "choose another certificate name, or tag it to adopt it")
+
+
 def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec: CertificateSpec) -> str | None:
     """Why Key Vault's CSR does not fit the spec (names or key), or None when it does."""
     have, want = names_key(dns_names_of(csr)), names_key(names)
@@ -375,10 +384,7 @@ class Engine:
         with self._certificate_lock(spec):
             existing = vault.certificate(spec.name, chain=False, deadline=deadline)
             if existing is not None:
-                if not is_managed(existing):
-                    raise CertificateMismatch(
-                        f"{existing.id} exists and is not managed by keyvault-acme (no tag "
-                        f"{MANAGED_BY_TAG}={MANAGED_BY}); choose another certificate name, or tag it to adopt it")
+                refuse_unmanaged(existing)
                 decision = renewal_decision(existing, spec, datetime.now(timezone.utc))
                 if not decision.reissue:
                     self.log.info("adopting %s version %s: %s", existing.id, existing.version, decision.message)
@@ -392,20 +398,29 @@ class Engine:
         names = check_spec(spec)
         vault = self.wiring.vault(spec.vault_url)
         with self._certificate_lock(spec):
+            if current is None or not current.tags:  # facts without tags cannot say whose the certificate is
+                current = vault.certificate(spec.name, chain=False, deadline=deadline)  # the leaf is enough
+            if current is not None:
+                refuse_unmanaged(current)  # a new version would replace someone else's certificate
             self._preflight(spec, names, deadline)
             return self._issue_version(spec, names, vault, deadline,
-                                       replaces=self._replaces(spec, vault, current, deadline))
+                                       replaces=self._replaces(spec, names, vault, current, deadline))
 
-    def _replaces(self, spec: CertificateSpec, vault: KeyVault, current: CertificateFacts | None,
-                  deadline: float) -> str | None:
+    def _replaces(self, spec: CertificateSpec, names: Sequence[str], vault: KeyVault,
+                  current: CertificateFacts | None, deadline: float) -> str | None:
         """The ARI CertID of the version a renewal replaces; None when there is none this CA issued (another
-        CA cannot honour it). Reading it must never stop a renewal."""
+        CA cannot honour it) or when it shares no name with the new order (CAs refuse such a replacement, so
+        naming it would only cost a refused order). Reading it must never stop a renewal."""
         from .acme_client import ari_cert_id
 
         try:
             if current is None or not current.pem_chain:
                 current = vault.certificate(spec.name, chain=False, deadline=deadline)  # the leaf is enough
             if current is None or current.tags.get(TAG_DIRECTORY, spec.acme.directory_url) != spec.acme.directory_url:
+                return None
+            if not set(names_key(current.names)) & set(names_key(names)):
+                self.log.info("%s: the new names share none with version %s: a plain order, not a replacement",
+                              current.id, current.version)
                 return None
             return ari_cert_id(x509.load_pem_x509_certificates(current.pem_chain.encode())[0])
         except Exception as e:  # noqa: BLE001 - a renewal without `replaces` is still a renewal

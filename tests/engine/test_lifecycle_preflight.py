@@ -123,3 +123,12 @@ def test_unmanaged_certificate_of_the_same_name_is_not_taken_over(world, engine,
         name, CertificatePolicy.get_default()).result()
     with pytest.raises(CertificateMismatch, match="not managed by keyvault-acme"):
         engine.issue(world.spec([unique(AZURE_ZONE)], name=name))
+    # Nor renewed (`keyvault-acme renew NAME`, renew --due): a new version would replace theirs.
+    client = CertificateClient(world.vault_url, credential)
+    before = [v.version for v in client.list_properties_of_certificate_versions(name)]
+    with pytest.raises(CertificateMismatch, match="not managed by keyvault-acme"):
+        engine.renew(world.spec([unique(AZURE_ZONE)], name=name))
+    current = engine.inspect(world.vault_url, name)
+    with pytest.raises(CertificateMismatch, match="not managed by keyvault-acme"):
+        engine.renew(world.spec([unique(AZURE_ZONE)], name=name), current=current)
+    assert [v.version for v in client.list_properties_of_certificate_versions(name)] == before
