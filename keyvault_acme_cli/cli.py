@@ -173,6 +173,22 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("names", nargs="*", metavar="NAME", help="only these certificates (default: all)")
     check.set_defaults(run=cmd_check)
 
+    account = command(
+        "account", "the stack's ACME account: move-to-key",
+        "The CA account the stack's certificates are issued with.")
+    account_commands = account.add_subparsers(dest="account_command", metavar="COMMAND", parser_class=_Parser)
+    account_commands.required = True
+    move = account_commands.add_parser(
+        "move-to-key", help="move the account from its key secret to the Key Vault key (acme.account_key kind key)",
+        parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Moves the stack's existing ACME account, held by the key in acme.account_key_secret, to the\n"
+                    "non-exportable Key Vault key that acme.account_key {kind: key} names, by account key rollover\n"
+                    "(RFC 8555 keyChange): the account keeps its URL, history and bindings, and from then on Key\n"
+                    "Vault signs for it. Run it once after setting kind: key and before the next issuance (which\n"
+                    "would otherwise register a new account for the key). Idempotent. The old secret stays: delete\n"
+                    "it once every engine uses the key.")
+    move.set_defaults(run=cmd_account_move_to_key)
+
     fleet = command(
         "fleet", "every stack at once: fleet status",
         "Reads every stack file of a stacks directory (default: the project's, as --stack does).")
@@ -799,6 +815,22 @@ def cmd_check(ctx: Context) -> int:
             ctx.out.write(f"{'ok  ' if r.ok else 'FAIL'} {name}: {r.step}: {r.detail}{fix}\n")
         failed += any(not r.ok for r in results)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_account_move_to_key(ctx: Context) -> int:
+    """Each distinct account of the stack (vault, CA and key) moves once, whichever certificate names it."""
+    assert ctx.stack is not None
+    accounts: dict[tuple[str, ...], "CertificateSpec"] = {}
+    for _, spec in ctx.stack.select([]):
+        a = spec.acme
+        accounts.setdefault((spec.vault_url, a.directory_url, a.account_key_secret, a.account_key_name or ""), spec)
+    for spec in accounts.values():
+        where = f"{spec.vault_url.rstrip('/')}/keys/{spec.acme.account_key_name}"
+        with ctx.progress.step(f"moving the account at {spec.acme.directory_url} to {where}"):
+            url = ctx.engine.move_account_to_key(spec)
+        ctx.out.write(f"account {url}: signed by the Key Vault key {where}; the secret "
+                      f"{spec.acme.account_key_secret!r} no longer holds it and can be deleted\n")
+    return EXIT_OK
 
 
 def _fleet(ctx: Context) -> list["FleetRow"]:
