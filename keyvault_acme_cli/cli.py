@@ -109,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=summary, description=f"{summary}\n\n{details}", parents=[common],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
+    def group(name: str, summary: str, details: str) -> Callable[[str, str, str], argparse.ArgumentParser]:
+        """A command of subcommands (``fleet status``); returns how to add one: (name, summary, description)."""
+        subcommands = command(name, summary, details).add_subparsers(dest=f"{name}_command", metavar="COMMAND",
+                                                                     parser_class=_Parser)
+        subcommands.required = True
+        return lambda sub, help_, description: subcommands.add_parser(
+            sub, help=help_, description=description, parents=[common],
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+
     status = command(
         "status", "show every certificate of the stack: version, expiry, when it renews, state",
         "Reads Key Vault only; changes nothing. State is one of:\n"
@@ -173,35 +182,27 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("names", nargs="*", metavar="NAME", help="only these certificates (default: all)")
     check.set_defaults(run=cmd_check)
 
-    account = command(
-        "account", "the stack's ACME account: move-to-key",
-        "The CA account the stack's certificates are issued with.")
-    account_commands = account.add_subparsers(dest="account_command", metavar="COMMAND", parser_class=_Parser)
-    account_commands.required = True
-    move = account_commands.add_parser(
-        "move-to-key", help="move the account from its key secret to the Key Vault key (acme.account_key kind key)",
-        parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Moves the stack's existing ACME account, held by the key in acme.account_key_secret, to the\n"
-                    "non-exportable Key Vault key that acme.account_key {kind: key} names, by account key rollover\n"
-                    "(RFC 8555 keyChange): the account keeps its URL, history and bindings, and from then on Key\n"
-                    "Vault signs for it. Run it once after setting kind: key and before the next issuance (which\n"
-                    "would otherwise register a new account for the key). Idempotent. The old secret stays: delete\n"
-                    "it once every engine uses the key.")
+    account = group("account", "the stack's ACME account: move-to-key",
+                    "The CA account the stack's certificates are issued with.")
+    move = account(
+        "move-to-key", "move the account from its key secret to the Key Vault key (acme.account_key kind key)",
+        "Moves the stack's existing ACME account, held by the key in acme.account_key_secret, to the\n"
+        "non-exportable Key Vault key that acme.account_key {kind: key} names, by account key rollover\n"
+        "(RFC 8555 keyChange): the account keeps its URL, history and bindings, and from then on Key\n"
+        "Vault signs for it. Run it once after setting kind: key and before the next issuance (which\n"
+        "would otherwise register a new account for the key). Idempotent. The old secret stays: delete\n"
+        "it once every engine uses the key.")
     move.set_defaults(run=cmd_account_move_to_key)
 
-    fleet = command(
-        "fleet", "every stack at once: fleet status",
-        "Reads every stack file of a stacks directory (default: the project's, as --stack does).")
-    fleet_commands = fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", parser_class=_Parser)
-    fleet_commands.required = True
-    fleet_status = fleet_commands.add_parser(
-        "status", help="every certificate of every stack in one table", parents=[common],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Every certificate of every stack file in one table, read in parallel: stack, workload,\n"
-                    "environment, name, state, days left, renew after, and what decided the renewal date (the\n"
-                    "CA's ARI window or the stack's policy). States and --fail-within as for status; a stack file\n"
-                    "that cannot be read is a row in state 'error' (exit 2), a certificate that cannot be read\n"
-                    "too (exit 1), and the other stacks are still shown.")
+    fleet = group("fleet", "every stack at once: fleet status",
+                  "Reads every stack file of a stacks directory (default: the project's, as --stack does).")
+    fleet_status = fleet(
+        "status", "every certificate of every stack in one table",
+        "Every certificate of every stack file in one table, read in parallel: stack, workload,\n"
+        "environment, name, state, days left, renew after, and what decided the renewal date (the\n"
+        "CA's ARI window or the stack's policy). States and --fail-within as for status; a stack file\n"
+        "that cannot be read is a row in state 'error' (exit 2), a certificate that cannot be read\n"
+        "too (exit 1), and the other stacks are still shown.")
     _fleet_options(fleet_status)
     fleet_status.add_argument("--json", action="store_true", help="print a JSON array; each row carries its stack")
     fleet_status.add_argument("--fail-within", type=_days, metavar="DAYS",
