@@ -313,12 +313,15 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat-slow", type=int, default=3, help="runs of certbot, lego and the CLI (median)")
     parser.add_argument("--hundreds", type=int, default=3, help="runs of 100 certificates 4 at a time (median)")
     parser.add_argument("--skip-peers", action="store_true", help="do not run certbot and lego")
+    parser.add_argument("--pebble", choices=("current", "2.4"), default="current",
+                        help="the CA: the current Pebble (2.10, the default) or Debian 12's 2.4, to tell the CA's "
+                             "share of a figure from the engine's")
     args = parser.parse_args(argv)
 
     from azure.identity import ClientSecretCredential
     from azure.keyvault.secrets import SecretClient
 
-    from emulator.pebble import Pebble
+    from emulator.pebble import PEBBLE_24_BINARY, PEBBLE_BINARY, Pebble
     from keyvault_acme.lifecycle import Engine
     from keyvault_acme.model import SecretRef
 
@@ -326,7 +329,8 @@ def main(argv=None) -> int:
     try:
         with services.emulator_server(own_process=True) as emulator, \
                 services.bind_server(forward_zones={z: emulator.dns_address for z in services.AZURE_ZONES}) as bind, \
-                Pebble(dns_server=bind.address, nonce_reject_percent=0) as pebble:
+                Pebble(dns_server=bind.address, nonce_reject_percent=0,
+                       binary=PEBBLE_24_BINARY if args.pebble == "2.4" else PEBBLE_BINARY) as pebble:
             bundle = services.write_ca_bundle(Path(tmp) / "bundle.pem",
                                               [pebble.tls_ca_pem_path, emulator.ca_bundle_path])
             app = emulator.admin.add_root_client(name="bench")
@@ -344,7 +348,7 @@ def main(argv=None) -> int:
             recorder = Recorder()
             engine = Engine(credential, on_timings=recorder)
             print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the start")
-            print(f"Pebble {pebble.directory_url} (PEBBLE_VA_NOSLEEP=1, PEBBLE_WFE_NONCEREJECT=0), BIND 9 {bind.server}, "
+            print(f"Pebble {args.pebble} {pebble.directory_url} (PEBBLE_VA_NOSLEEP=1, PEBBLE_WFE_NONCEREJECT=0), BIND 9 {bind.server}, "
                   f"emulator {emulator.proxy_url}")
             results = run_engine(world, engine, recorder, args)
             cli_s = run_cli(world, args)
@@ -368,7 +372,7 @@ def main(argv=None) -> int:
                        **status,
                        "requests_per_issue": results["requests_per_issue"],
                        # What else ran on the machine: a shared host inflates every wall time above.
-                       "load_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+                       "load_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(), "pebble": args.pebble}
             print(json.dumps(summary))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
