@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, ContextManager, Mapping, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, ContextManager, Literal, Mapping, Optional, Protocol, Sequence, overload, runtime_checkable
 
 import josepy as jose
 import requests
@@ -494,11 +494,16 @@ class AcmeClient:
         started = time.monotonic()
         each(lambda c: self._post(c.challenge_url, acme_challenges.DNS01Response(),
                                    f"answer the challenge for {c.identifier}", deadline), challenges)
+        answered = time.monotonic()
         # Polling the order (one request per round) instead of each authorization: it turns "ready"
-        # when all are valid, "invalid" when one failed.
-        order = self._poll(order, {"pending"}, "wait for validation", deadline)
+        # when all are valid, "invalid" when one failed. The first poll waits as long as this CA recently
+        # took: asking sooner only finds the order still pending.
+        first_wait = VALIDATION_PACE.expected(self.directory_url)
+        order, polls = self._poll(order, {"pending"}, "wait for validation", deadline, first_wait=first_wait,
+                                  count=True)
         if order.status == "invalid":
             raise self._order_failure(order, deadline)
+        VALIDATION_PACE.observed(self.directory_url, time.monotonic() - answered, first_poll_done=polls == 1)
         log.info("the CA validated %s in %.1f s", names, time.monotonic() - started)
         return order
 
@@ -690,22 +695,36 @@ class AcmeClient:
             except (requests.ConnectionError, requests.Timeout) as e:
                 waiter.sleep(last_error=e)
 
+    @overload
     def _poll(self, order: Order, waiting: set[str], what: str, deadline: float, *,
-              retry_after: Optional[float] = None) -> Order:
+              retry_after: Optional[float] = None, first_wait: Optional[float] = None,
+              count: Literal[False] = False) -> Order: ...
+
+    @overload
+    def _poll(self, order: Order, waiting: set[str], what: str, deadline: float, *,
+              retry_after: Optional[float] = None, first_wait: Optional[float] = None,
+              count: Literal[True]) -> tuple[Order, int]: ...
+
+    def _poll(self, order: Order, waiting: set[str], what: str, deadline: float, *,
+              retry_after: Optional[float] = None, first_wait: Optional[float] = None,
+              count: bool = False) -> Order | tuple[Order, int]:
         """Poll until the order leaves ``waiting``. The first poll goes at once, unless the CA has just said
-        it is processing the order (asking again right away cannot find it done) or when to ask
-        (``retry_after``)."""
+        it is processing the order (asking again right away cannot find it done), when to ask
+        (``retry_after``), or the caller expects it to take ``first_wait`` seconds. ``count``: also return
+        how many polls it took."""
         waiter = Waiter(f"ACME: {what}", deadline=deadline, backoff=self.poll_backoff)
-        first = True
+        polls = 0
+        if first_wait and retry_after is None:
+            retry_after = min(first_wait, max(0.0, waiter.remaining / 2))
         while order.status in waiting:
-            if not first or retry_after is not None or order.status == "processing":
+            if polls or retry_after is not None or order.status == "processing":
                 waiter.sleep(retry_after)
-            first = False
+            polls += 1
             response = self._get(order.url, what, deadline)
             # Retry-After on a poll is the CA's pacing request: honour it on the next sleep.
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             order = _order(order.url, response.json())
-        return order
+        return (order, polls) if count else order
 
     def _order_failure(self, order: Order, deadline: float) -> errors.AcmeError:
         for url in order.authorizations:
@@ -724,6 +743,40 @@ class AcmeClient:
 
         return [link["url"] for link in parse_header_links(response.headers.get("Link", ""))
                 if link.get("rel") == rel and "url" in link]
+
+
+class ValidationPace:
+    """How long each CA recently took to validate an order's challenges, in this process (an exponentially
+    weighted mean per directory URL), so the first poll after answering waits about that long: a CA that takes
+    2 s is not asked ten times on a doubling backoff from 5 ms, and a fast one is asked once.
+
+    Only ever a first wait before polling, never a sleep in place of it: the poll decides, and the backoff
+    takes over when the order is still pending. When the first poll already found the order done, the CA
+    may have been quicker than the wait: the estimate is nudged below the time observed, so a CA that got
+    faster is followed down as well as up."""
+
+    WEIGHT = 0.3  # of the newest observation
+    NUDGE = 0.85  # of an observation that the first poll already found done
+    CAP_S = 10.0  # never wait longer than this before the first poll
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seconds: dict[str, float] = {}
+
+    def expected(self, directory_url: str) -> Optional[float]:
+        with self._lock:
+            seconds = self._seconds.get(directory_url)
+        return None if seconds is None else min(seconds, self.CAP_S)
+
+    def observed(self, directory_url: str, seconds: float, *, first_poll_done: bool) -> None:
+        sample = seconds * self.NUDGE if first_poll_done else seconds
+        with self._lock:
+            before = self._seconds.get(directory_url)
+            self._seconds[directory_url] = sample if before is None else \
+                (1 - self.WEIGHT) * before + self.WEIGHT * sample
+
+
+VALIDATION_PACE = ValidationPace()
 
 
 def each(fn, items: Sequence[Any], workers: int = 8) -> list[Any]:

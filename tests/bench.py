@@ -119,7 +119,10 @@ def count_issue_requests(world, engine, warm, current, repeat: int) -> float:
     with counting() as counter:
         for _ in range(max(3, repeat // 3)):
             current = engine.renew(replace(warm, dns_names=(world.name("req", "azure"),)), current=current)
-            counts.append(len(counter.take()))
+            sent = counter.take()
+            counts.append(len(sent))
+            if os.environ.get("BENCH_SHOW_REQUESTS"):
+                print("\n".join(f"  {m} {h}{p}" for m, h, p in sent))
             engine.issue(world.spec([world.name("reqnew")], "azure"))
             fresh.append(len(counter.take()))
     print(f"HTTP requests per warm 1-name Azure DNS issuance: median {median(counts)} (min {min(counts)}, "

@@ -100,3 +100,24 @@ def test_retry_call_reraises_other_errors_and_chains_the_last_at_the_deadline():
                    clock=clock, sleep=clock.sleep)
     assert isinstance(e.value.__cause__, ConnectionError)
     assert "reset" in str(e.value)
+
+
+def test_the_validation_pace_follows_the_ca_up_and_down_and_is_capped():
+    from keyvault_acme.acme_client import ValidationPace
+
+    pace, ca = ValidationPace(), "https://ca.test/dir"
+    assert pace.expected(ca) is None  # nothing known: the first poll goes at once
+    pace.observed(ca, 2.0, first_poll_done=False)
+    assert pace.expected(ca) == 2.0 and pace.expected("https://other.test/dir") is None  # per CA
+    for _ in range(100):
+        # A CA that got fast: each first poll, after the whole expected wait, finds the order done, so all we
+        # see is the wait itself; the estimate still comes down.
+        waited = pace.expected(ca)
+        assert waited is not None
+        pace.observed(ca, waited, first_poll_done=True)
+    assert (pace.expected(ca) or 0) < 0.1
+    for _ in range(20):  # slower again: polls found it pending, the real time is learnt
+        pace.observed(ca, 3.0, first_poll_done=False)
+    assert 2.9 < pace.expected(ca) <= 3.0
+    pace.observed(ca, 600.0, first_poll_done=False)
+    assert pace.expected(ca) == ValidationPace.CAP_S
