@@ -163,9 +163,10 @@ def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec:
     return None
 
 
-def revocation_directory(spec: CertificateSpec, tags: Mapping[str, str], what: str) -> str:
-    """Where to revoke a version: the CA its ``acme-directory`` tag names, when that is one the spec configures
-    (``acme.directory_url`` or ``acme.previous_directories``); the spec's CA when the tag is missing.
+def trusted_directory(spec: CertificateSpec, tags: Mapping[str, str], what: str) -> str:
+    """The CA that issued a version, to revoke it or ask it for renewal info: the one its ``acme-directory`` tag
+    names, when that is one the spec configures (``acme.directory_url`` or ``acme.previous_directories``); the
+    spec's CA when the tag is missing.
 
     Raises UntrustedDirectory naming both otherwise; nothing is sent anywhere then."""
     tagged = tags.get(TAG_DIRECTORY)
@@ -482,7 +483,7 @@ class Engine:
                         deadline: float) -> tuple[dict[str, str], bool]:
         # At the CA recorded on the version (the spec may have moved to another CA since it was issued), when the
         # spec trusts that CA: a tag is no authority, anyone allowed to edit tags could name any URL.
-        directory_url = revocation_directory(spec, tags, f"{vault.vault_url}/certificates/{spec.name} version {version}")
+        directory_url = trusted_directory(spec, tags, f"{vault.vault_url}/certificates/{spec.name} version {version}")
         revoked_now = self.wiring.account(spec, vault, deadline, directory_url=directory_url).revoke(
             leaf, reason, deadline=deadline)
         # A certificate the CA had revoked keeps the reason we recorded then: the CA never took this one.
@@ -557,7 +558,13 @@ class Engine:
         if facts is None or not facts.pem_chain:
             return AriLookup(None)
         now = now or datetime.now(timezone.utc)
-        directory = facts.tags.get(TAG_DIRECTORY) or spec.acme.directory_url
+        try:
+            # The same rule as revocation: a tag anyone with tag rights can edit must not send our requests,
+            # on every preview and status, to a CA the stack does not configure.
+            directory = trusted_directory(spec, facts.tags, facts.id)
+        except UntrustedDirectory as e:
+            self.log.warning("%s; the renewal policy decides", one_line(e))
+            return AriLookup(None, f"its {TAG_DIRECTORY} tag names a CA this stack does not configure")
         cached = ari_from_tags(facts.tags)
         if cached is not None and cached.fresh(now):
             return AriLookup(cached)

@@ -21,6 +21,7 @@ from keyvault_acme.account import new_account_key
 from keyvault_acme.acme_client import AcmeClient
 from keyvault_acme.config import acme_from_dict
 from keyvault_acme.errors import ChainMismatch, InsecureUrl, ResponseTooLarge, SpecError, UntrustedDirectory
+from keyvault_acme.lifecycle import Engine
 from keyvault_acme.model import AcmeAccount
 from keyvault_acme.renewal import TAG_DIRECTORY
 from tests.engine.conftest import AZURE_ZONE, unique
@@ -43,7 +44,7 @@ def _recording_ca(pebble=None, *, tls=True):
 
 # -- 6: revocation goes only to configured CAs ----------------------------------------------------------------
 @pytest.mark.parametrize("scheme", ["https", "http"])
-def test_a_tag_naming_another_ca_is_refused_and_nothing_reaches_it(world, engine, pebble, scheme):
+def test_a_tag_naming_another_ca_is_refused_and_nothing_reaches_it(world, engine, pebble, scheme, credential):
     spec = world.spec([unique(AZURE_ZONE)])
     issued = engine.issue(spec)
     vault = engine.wiring.vault(spec.vault_url)
@@ -54,6 +55,11 @@ def test_a_tag_naming_another_ca_is_refused_and_nothing_reaches_it(world, engine
             engine.revoke(spec, "keyCompromise")
         with pytest.raises(UntrustedDirectory):
             engine.revoke_all(spec)
+        # Nor do renewal decisions ask it for renewal info (preview, status and refresh would, every run).
+        tagged = engine.inspect(spec.vault_url, spec.name)
+        lookup = Engine(credential).renewal_info(spec, tagged)
+        assert lookup.info is None and "not configure" in lookup.note
+        Engine(credential).decide(spec, tagged)
         assert fake.seen == []
     message = str(caught.value)
     assert lie in message and spec.acme.directory_url in message and "acme.previous_directories" in message
