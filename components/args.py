@@ -24,7 +24,14 @@ from typing import Any, Mapping, Sequence
 import pulumi
 
 from keyvault_acme.errors import SpecError
-from keyvault_acme_stack.workload import KEYS, NAMESPACE, WorkloadConfig, parse_workload_config, stack_config_values
+from keyvault_acme_stack.workload import (
+    KEYS,
+    NAMESPACE,
+    WorkloadConfig,
+    parse_workload_config,
+    read_stack_file,
+    stack_config_values,
+)
 
 # Fields (paths as the parser names them) whose value may be a pulumi.Output, and the shape of their placeholder.
 LATE_FIELDS: Mapping[str, str] = {
@@ -94,6 +101,7 @@ class CertificateWorkloadArgs:
     acme: Mapping[str, Any] | None = None
     certificates: Sequence[Mapping[str, Any]] = ()
     tags: Mapping[str, str] | None = None
+    renewer: Mapping[str, Any] | None = None
 
     # ------------------------------------------------------------------------------------------ builders
 
@@ -113,16 +121,7 @@ class CertificateWorkloadArgs:
     def from_stack_file(cls, path: str | Path) -> CertificateWorkloadArgs:
         """From a stack file (``Pulumi.<stack>.yaml``). Encrypted (``secure:``) values cannot be read here:
         use :meth:`from_config` in a Pulumi program, which Pulumi hands the decrypted values."""
-        import yaml
-
-        path = Path(path)
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as e:
-            raise SpecError(str(path), f"cannot be read ({e.strerror})", "check the stack file's path") from None
-        except yaml.YAMLError as e:
-            raise SpecError(str(path), f"is not valid YAML ({e})", "fix the stack file's syntax") from None
-        return cls.from_values(stack_config_values(document))
+        return cls.from_values(read_stack_file(path))  # bounded and strict YAML, as the CLI reads it
 
     @classmethod
     def from_config(cls, config: pulumi.Config | None = None, *, stack_file: str | Path | None = None,

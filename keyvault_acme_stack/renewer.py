@@ -85,10 +85,15 @@ def check_renewer_needs(renewer: RenewerConfig | None, *, monitoring_enabled: bo
                         "give the identity's ARM id (/subscriptions/.../userAssignedIdentities/NAME): the job runs as it")
 
 
+# Settings the job's CLI never reads (it reads only the certificates) and that may hold secrets: alert webhook
+# URLs are credentials, and a Container Apps secret's value is a plain input in Pulumi's state.
+NOT_FOR_THE_JOB = frozenset({"alerts"})
+
+
 def stack_document(values: Mapping[str, Any], namespace: str) -> dict[str, Any]:
-    """The stack file the job reads, rebuilt from the stack's own config values (no secrets: the parser
-    refuses secret values in workload config)."""
-    return {"config": {f"{namespace}:{k}": v for k, v in sorted(values.items())}}
+    """The stack file the job reads, rebuilt from the stack's own config values, without the settings in
+    :data:`NOT_FOR_THE_JOB` (the other settings hold no secrets: the parser refuses secret values in them)."""
+    return {"config": {f"{namespace}:{k}": v for k, v in sorted(values.items()) if k not in NOT_FOR_THE_JOB}}
 
 
 MOUNT = "/etc/keyvault-acme"  # where the job's stack file secret is mounted (read-only, a tmpfs)

@@ -84,6 +84,35 @@ def test_the_args_from_a_stack_file_build_what_the_parsed_stack_file_builds():
     assert inputs(by_args) == inputs(by_config) and len(by_args.registered) == len(by_config.registered)
 
 
+def test_every_stack_file_key_is_an_args_field():
+    from keyvault_acme_stack.workload import KEYS
+
+    assert set(KEYS) == {f.name for f in dataclasses.fields(CertificateWorkloadArgs)}
+
+
+def test_a_stack_with_a_renewer_builds_through_the_args_as_through_the_parsed_file(tmp_path):
+    document = yaml.safe_load(DEV.read_text())
+    document["config"]["keyvault-acme:renewer"] = {"schedule": "0 */6 * * *",
+                                                   "image": "crshop.azurecr.io/keyvault-acme:0.1.0",
+                                                   "registry": "crshop.azurecr.io"}
+    stack = tmp_path / "Pulumi.shop-dev.yaml"
+    stack.write_text(yaml.safe_dump(document))
+    by_args = run(lambda: CertificateWorkload("shop-dev", CertificateWorkloadArgs.from_stack_file(stack)))
+    by_config = run(lambda: CertificateWorkload("shop-dev", load_stack_file(stack)))
+    assert [r.name for r in by_args.registered if r.type == "azure-native:app:Job"] == \
+        [r.name for r in by_config.registered if r.type == "azure-native:app:Job"] != []
+
+
+def test_from_stack_file_reads_yaml_as_boundedly_as_the_cli(tmp_path):
+    bomb = tmp_path / "Pulumi.bomb.yaml"
+    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8)))
+    with pytest.raises(SpecError, match="aliases"):
+        CertificateWorkloadArgs.from_stack_file(bomb)
+
+
 def test_a_known_bad_value_fails_at_preview_before_anything_is_registered():
     args = dataclasses.replace(CertificateWorkloadArgs.from_stack_file(DEV),
                                consumers=[ConsumerArgs("appgw", "not-a-guid")])

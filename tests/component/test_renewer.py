@@ -71,12 +71,22 @@ def test_the_stack_file_is_configuration_the_cli_reads_back_as_the_same_stack(wi
     assert volume == {"name": "stack", "storageType": "Secret",
                       "secrets": [{"secretRef": secret["name"], "path": "Pulumi.shop-dev.yaml"}]}
     assert mount == {"volumeName": "stack", "mountPath": "/etc/keyvault-acme"}
-    # The file the job's --config names, as the volume makes it: the CLI's own loader gives the same stack.
-    from keyvault_acme_stack.workload import load_stack_file
+    # The file the job's --config names, as the volume makes it: the CLI's own loader gives the same certificates.
+    from keyvault_acme_stack.workload import load_stack_certificates
     path = tmp_path / volume["secrets"][0]["path"]
     path.write_text(secret["value"])
     assert mount["mountPath"] + "/" + path.name == job_command("shop-dev")[2]
-    assert load_stack_file(path) == cfg
+    assert load_stack_certificates(path) == cfg.certificates
+
+
+def test_the_jobs_stack_file_carries_no_webhook_url(tmp_path):
+    """Webhook URLs are credentials (Pulumi secrets); the job's file is a plain input in state, so they stay out."""
+    prod = values("shop-prod", renewer={"schedule": "0 */6 * * *", "image": IMAGE})
+    uris = [w["uri"] for w in prod["alerts"]["webhooks"]]
+    assert uris
+    run, _ = deploy(prod)
+    [secret] = run.one(f"{T}app:Job").inputs["configuration"]["secrets"]
+    assert not [u for u in uris if u in secret["value"]] and "alerts" not in secret["value"]
 
 
 def test_its_logs_go_to_the_stacks_workspace(with_renewer):
