@@ -46,6 +46,7 @@ from .dns.base import Challenge
 from .model import LETS_ENCRYPT, LETS_ENCRYPT_STAGING, REVOCATION_REASONS
 from .names import MAX_NAMES, counted
 from .retry import DEFAULT_BACKOFF, Backoff, Waiter, parse_retry_after
+from .timefmt import when
 from .transport import new_session
 
 log = logging.getLogger("keyvault_acme.acme")
@@ -623,7 +624,7 @@ class AcmeClient:
         window = messages.RenewalInfo.from_json(body).suggested_window
         if window.end <= window.start:  # RFC 9773 4.2: such a window is invalid
             raise errors.AcmeError(f"the CA's renewal info for {cert_id} has an empty window "
-                                   f"({window.start.isoformat()} to {window.end.isoformat()})")
+                                   f"({when(window.start)} to {when(window.end)})")
         return AriAnswer(cert_id=cert_id, window=(window.start, window.end),
                          retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
                          explanation_url=body.get("explanationURL"))

@@ -27,6 +27,7 @@ from .keyvault import CHAIN_SUFFIX, is_managed
 from .model import CertificateSpec, CheckResult, Zone
 from .names import counted, zone_for
 from .preflight import caa_lookup, check_caa, check_spec
+from .timefmt import when
 from .wiring import Wiring
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ class Checks:
         if facts is not None and not is_managed(facts):
             return CheckResult("vault", False, f"{facts.id} exists and is not managed by keyvault-acme",
                                "choose another certificate name, or tag it managed-by=keyvault-acme to adopt it")
-        current = (f"current version {facts.version}, valid until {facts.not_after.isoformat()}" if facts
+        current = (f"current version {facts.version}, valid until {when(facts.not_after)}" if facts
                    else "not issued yet")
         key = "exists" if account else "will be created at the first issuance"
         where = (f"key {spec.acme.account_key_name} (Key Vault signs)" if in_key else f"secret {secret}")
@@ -336,7 +337,7 @@ class Checks:
             if not creator_gone(record, props.created_on, datetime.now(timezone.utc), self.wiring.timeout_s,
                                 host=this_run().host, alive=process_alive):
                 return CheckResult("leftovers", True, f"{record.describe()} is issuing this certificate (since "
-                                                      f"{props.created_on.isoformat()}); its records are its own")
+                                                      f"{when(props.created_on)}); its records are its own")
             client = self.wiring.account(spec, vault, self.deadline)
             values = client.challenge_values(record.order_url, deadline=self.deadline)
             solver = DnsSolver(providers, resolvers=spec.resolvers)

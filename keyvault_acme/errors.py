@@ -8,6 +8,8 @@ import reprlib
 from datetime import datetime
 from typing import Any, Mapping
 
+from .timefmt import when
+
 _SHOWN = reprlib.Repr()
 _SHOWN.maxstring = _SHOWN.maxother = 80
 _SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 4
@@ -172,8 +174,8 @@ class RateLimited(AcmeError):
     def __init__(self, detail: str, *, retry_after: datetime | None = None, **kw) -> None:
         self.retry_after = retry_after
         super().__init__(detail, **kw)
-        when = f" after {retry_after.isoformat()}" if retry_after else " later"
-        self.hint = f"the CA's rate limit was hit; retry{when}"
+        later = f" after {when(retry_after)}" if retry_after else " later"
+        self.hint = f"the CA's rate limit was hit; retry{later}"
 
 
 class AcmeUnauthorized(AcmeError):

@@ -80,6 +80,7 @@ from .renewal import (
 )
 from .retry import retry_call
 from .runs import RUN_TAG, RunRecord, creator_gone, process_alive, this_run
+from .timefmt import when
 from .wiring import Wiring
 
 # The issuance stack (ACME and JOSE, dnspython, azure-mgmt-dns) is imported where it is first used, not here:
@@ -368,8 +369,8 @@ class Engine:
                 announced = True
                 self.log.info("%s/certificates/%s: %s; role assignments made at %s can take up to %d minutes to "
                               "take effect, so this is retried until %s", spec.vault_url.rstrip("/"), spec.name,
-                              one_line(error), granted_at.isoformat(), RBAC_PROPAGATION.seconds // 60,
-                              until.isoformat())
+                              one_line(error), when(granted_at), RBAC_PROPAGATION.seconds // 60,
+                              when(until))
             return True
 
         # The window decides; the deadline only bounds the last wait, which may start just before it closes.
@@ -443,7 +444,7 @@ class Engine:
             if facts is None:
                 raise CertificateNotFound(f"{spec.vault_url}/certificates/{spec.name} has no issued version to revoke")
             if datetime.now(timezone.utc) >= facts.not_after:
-                raise CertificateExpired(f"{facts.id} version {facts.version} expired at {facts.not_after.isoformat()}"
+                raise CertificateExpired(f"{facts.id} version {facts.version} expired at {when(facts.not_after)}"
                                          "; CAs do not revoke expired certificates, and nothing trusts it any more")
             leaf = split_pem_chain(facts.pem_chain)[0]
             tags, revoked_now = self._revoke_version(spec, vault, facts.version, leaf, facts.tags, reason, disable,
@@ -472,7 +473,7 @@ class Engine:
                 if datetime.now(timezone.utc) >= leaf.not_valid_after_utc:
                     self.log.info("not revoking %s/certificates/%s version %s (serial %x): it expired at %s, and "
                                   "CAs do not revoke expired certificates", vault.vault_url, spec.name,
-                                  props.version, leaf.serial_number, leaf.not_valid_after_utc.isoformat())
+                                  props.version, leaf.serial_number, when(leaf.not_valid_after_utc))
                     continue
                 self._revoke_version(spec, vault, props.version, leaf, tags, reason, True, deadline)
                 revoked.append(format(leaf.serial_number, "x"))
@@ -615,7 +616,7 @@ class Engine:
             return AriLookup(None, absent.note(directory), tags=written), absent.next_check
         info = RenewalInfo(*answer.window, next_check=ari_recheck_at(now, answer.retry_after_s))
         self.log.info("%s version %s: the CA suggests renewal between %s and %s%s", facts.id, facts.version,
-                      info.start.isoformat(), info.end.isoformat(),
+                      when(info.start), when(info.end),
                       f" ({answer.explanation_url})" if answer.explanation_url else "")
         return AriLookup(info, tags=self._cache_ari(spec, facts, tags, ari_tag(info), deadline)), info.next_check
 
@@ -774,7 +775,7 @@ class Engine:
                 created = props.created_on if props is not None else None
                 if not creator_gone(record, created, datetime.now(timezone.utc), self.timeout_s,
                                     host=this_run().host, alive=process_alive):
-                    since = "at an unknown time" if created is None else f"at {created.isoformat()}"
+                    since = "at an unknown time" if created is None else f"at {when(created)}"
                     by = f" by {record.describe()}" if record else ""
                     raise CertificateBusy(
                         f"{spec.vault_url}/certificates/{spec.name}: another run is issuing this certificate (its "

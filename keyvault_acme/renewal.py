@@ -23,6 +23,7 @@ from typing import Callable, ClassVar, Mapping, Optional, Sequence
 
 from .model import CertificateFacts, CertificateSpec, RenewalPolicy
 from .names import normalize_names
+from .timefmt import when as readable
 
 DEFAULT_FRACTION_REMAINING = 1 / 3
 
@@ -117,8 +118,7 @@ class NoRenewalInfo:
         """Why the policy decides, for the decision's message."""
         if self.why == self.NO_ARI:
             return f"the CA at {directory} offers no renewal info (ARI)"
-        return (f"the CA's renewal info could not be read when last asked; asking again after "
-                f"{self.next_check.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC")
+        return f"the CA's renewal info could not be read when last asked; asking again after {readable(self.next_check)}"
 
 
 @dataclass(frozen=True)
@@ -302,7 +302,7 @@ def expired(i: Inputs) -> Optional[Decision]:
     assert i.facts is not None
     if i.now >= i.facts.not_after:
         when, by = renewal_moment(i.facts, i.spec, i.ari_window)
-        return Decision(True, Reason.EXPIRED, f"Renewing: the certificate expired at {i.facts.not_after.isoformat()}",
+        return Decision(True, Reason.EXPIRED, f"Renewing: the certificate expired at {readable(i.facts.not_after)}",
                         renew_at=when, decided_by=by)
     return None
 
@@ -313,8 +313,8 @@ def ca_requested(i: Inputs) -> Optional[Decision]:
     if i.ari_window is not None and i.ari_window[1] <= i.now:
         start, end = i.ari_window
         return Decision(True, Reason.CA_REQUESTED_RENEWAL,
-                        f"Renewing: the CA asked for renewal now (its ARI window {start.isoformat()} to "
-                        f"{end.isoformat()} is over)", renew_at=start, decided_by=DECIDED_BY_ARI)
+                        f"Renewing: the CA asked for renewal now (its ARI window {readable(start)} to "
+                        f"{readable(end)} is over)", renew_at=start, decided_by=DECIDED_BY_ARI)
     return None
 
 
@@ -328,9 +328,9 @@ def due(i: Inputs) -> Optional[Decision]:
     else:
         source = "the renewal policy" + (f"; {i.ari_note}" if i.ari_note else "")
     if i.now >= when:
-        return Decision(True, Reason.RENEWING, f"Renewing: {source} made it due at {when.isoformat()}", renew_at=when,
+        return Decision(True, Reason.RENEWING, f"Renewing: {source} made it due at {readable(when)}", renew_at=when,
                         decided_by=by)
-    return Decision(False, Reason.UP_TO_DATE, f"Up to date: renewal due at {when.isoformat()} ({source})", renew_at=when,
+    return Decision(False, Reason.UP_TO_DATE, f"Up to date: renewal due at {readable(when)} ({source})", renew_at=when,
                     decided_by=by)
 
 

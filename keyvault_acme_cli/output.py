@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timezone
 from typing import Sequence, TextIO
 
-DATE_FORMAT = "%Y-%m-%d %H:%M:%SZ"  # every date a person reads: tables, messages, the HTML report
+from keyvault_acme.timefmt import DATE_FORMAT, when  # noqa: F401 - the CLI's tables use the engine's one format
+
 DEFAULT_WIDTH = 100
 MIN_TEXT = 12  # a shortened free-text column keeps at least this many characters
 
 _RED, _YELLOW, _GREEN, _RESET = "\033[31m", "\033[33m", "\033[32m", "\033[0m"
 STATE_COLOURS = {"missing": _RED, "revoked": _RED, "disabled": _RED, "expired": _RED, "error": _RED,
                  "overdue": _RED, "due": _YELLOW, "outdated": _YELLOW, "valid": _GREEN}
-
-
-def when(value: datetime | None) -> str:
-    return value.astimezone(timezone.utc).strftime(DATE_FORMAT) if value is not None else "-"
 
 
 def width_of(stream: TextIO) -> int:
