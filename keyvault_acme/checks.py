@@ -325,7 +325,7 @@ class Checks:
         from datetime import datetime, timezone
 
         from .dns.propagation import query, txt_values
-        from .runs import RUN_TAG, RunRecord, creator_gone, process_alive, this_run
+        from .runs import RUN_TAG, RunRecord, creator_gone, leftover_order, process_alive, this_run
 
         spec = self.spec
         try:
@@ -333,13 +333,20 @@ class Checks:
             props = vault.pending_properties(spec.name, deadline=self.deadline)
             record = RunRecord.parse((props.tags or {}).get(RUN_TAG)) if props is not None else None
             if props is None or record is None or not record.order_url:
-                return CheckResult("leftovers", True, "no run left a pending operation with challenge records")
-            if not creator_gone(record, props.created_on, datetime.now(timezone.utc), self.wiring.timeout_s,
-                                host=this_run().host, alive=process_alive):
+                # No run stopped mid-way; one that finished may still have failed to clean up (its version says).
+                current = vault.certificate(spec.name, chain=False, deadline=self.deadline)
+                order_url = leftover_order(dict(current.tags)) if current is not None else None
+                if current is None or order_url is None:
+                    return CheckResult("leftovers", True, "no run left challenge values it knows of")
+                who = f"the run that issued version {current.version}"
+            elif not creator_gone(record, props.created_on, datetime.now(timezone.utc), self.wiring.timeout_s,
+                                  host=this_run().host, alive=process_alive):
                 return CheckResult("leftovers", True, f"{record.describe()} is issuing this certificate (since "
                                                       f"{when(props.created_on)}); its records are its own")
+            else:
+                order_url, who = record.order_url, f"{record.describe()}, which stopped,"
             client = self.wiring.account(spec, vault, self.deadline)
-            values = client.challenge_values(record.order_url, deadline=self.deadline)
+            values = client.challenge_values(order_url, deadline=self.deadline)
             solver = DnsSolver(providers, resolvers=spec.resolvers)
             placements = solver.place([Challenge(i, v) for i, v in values])
             live = sorted({p.record for p in placements
@@ -349,10 +356,9 @@ class Checks:
             return CheckResult("leftovers", False, f"could not look for challenge values left by an earlier run: "
                                                    f"{finding(e)}", getattr(e, "hint", "") or "run check again")
         if not live:
-            return CheckResult("leftovers", True, f"{record.describe()} stopped with a pending operation; it left "
-                                                  "no challenge values in DNS")
-        return CheckResult("leftovers", False, f"{record.describe()} stopped and left challenge values of its order "
-                                               f"{record.order_url} at {counted(live, 'TXT record')}",
+            return CheckResult("leftovers", True, f"{who} left no challenge values in DNS")
+        return CheckResult("leftovers", False, f"{who} left challenge values of its order {order_url} at "
+                                               f"{counted(live, 'TXT record')}",
                            "issue or renew this certificate: the next run removes exactly those values")
 
     def _azure_zones(self) -> list[Zone]:

@@ -79,7 +79,7 @@ from .renewal import (
     renewal_decision,
 )
 from .retry import retry_call
-from .runs import RUN_TAG, RunRecord, creator_gone, process_alive, this_run
+from .runs import RUN_TAG, RunRecord, creator_gone, leftover_order, leftover_tags, process_alive, this_run
 from .timefmt import when
 from .wiring import Wiring
 
@@ -393,7 +393,7 @@ class Engine:
                     return vault.with_chain(existing, deadline=deadline)
                 self.log.info("%s: %s", existing.id, decision.message)
             self._preflight(spec, names, deadline)
-            return self._issue_version(spec, names, vault, deadline)
+            return self._issue_version(spec, names, vault, deadline, previous=existing)
 
     def _renew(self, spec: CertificateSpec, current: CertificateFacts | None) -> CertificateFacts:
         deadline = self._deadline()
@@ -405,7 +405,7 @@ class Engine:
             if current is not None:
                 refuse_unmanaged(current)  # a new version would replace someone else's certificate
             self._preflight(spec, names, deadline)
-            return self._issue_version(spec, names, vault, deadline,
+            return self._issue_version(spec, names, vault, deadline, previous=current,
                                        replaces=self._replaces(spec, names, vault, current, deadline))
 
     def _replaces(self, spec: CertificateSpec, names: Sequence[str], vault: KeyVault,
@@ -643,7 +643,10 @@ class Engine:
     # -- issuance ---------------------------------------------------------------------------------------
 
     def _issue_version(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
-                       deadline: float, *, replaces: str | None = None) -> CertificateFacts:
+                       deadline: float, *, previous: CertificateFacts | None = None,
+                       replaces: str | None = None) -> CertificateFacts:
+        """A new version: order, claim (the pending operation), validate, download, check, store, merge.
+        ``previous``: the current version, whose run may have left challenge values to remove first."""
         from .acme_client import DNS_PERSIST_01
         from .dns.challenges import CLEANUP_MIN_S, DnsSolver
         from .dns.persist import PersistRecords
@@ -666,7 +669,12 @@ class Engine:
             self.log.info("%s/certificates/%s: merging the certificate (serial %x) an earlier run obtained but did "
                           "not merge; nothing is ordered", vault.vault_url, spec.name, claim.chain[0].serial_number)
             return self._merged(spec, names, vault, claim.chain, tags, timings, deadline, adopted=True)
+        left_by = leftover_order(dict(previous.tags)) if previous is not None else None
+        if previous is not None and left_by:
+            self._remove_stale_values(spec, client, left_by, f"the run that issued version {previous.version}",
+                                      deadline)
         pending = claim.pending
+        dns: DnsSolver | None = None
         try:
             solver: Any
             if spec.challenge == DNS_PERSIST_01:
@@ -675,11 +683,9 @@ class Engine:
                                         timeout=spec.propagation_timeout_s, persist_until=spec.persist_until)
             else:
                 writes: list[float] = []
-                solver = _TimedSolver(DnsSolver({z: _TimedProvider(p, writes) for z, p in
-                                                 self.wiring.providers(spec, deadline).items()},
-                                                resolvers=spec.resolvers,
-                                                propagation_timeout=spec.propagation_timeout_s),
-                                      timings, writes)
+                timed = {z: _TimedProvider(p, writes) for z, p in self.wiring.providers(spec, deadline).items()}
+                dns = DnsSolver(timed, resolvers=spec.resolvers, propagation_timeout=spec.propagation_timeout_s)
+                solver = _TimedSolver(dns, timings, writes)
             chain = client.obtain_chain(pending.csr_der, names, solver, profile=spec.profile,
                                         preferred_chain=spec.preferred_chain, order=order, replaces=replaces,
                                         deadline=deadline)
@@ -695,8 +701,24 @@ class Engine:
         except BaseException as error:
             # Nothing half-made stays behind: the pending version (and its key) goes, the name stays free.
             self._abandon(vault, spec, error, max(deadline, time.monotonic() + CLEANUP_MIN_S))
+            if dns is not None and dns.left_behind and previous is not None:
+                self._record_leftovers(vault, spec, previous, order.url,
+                                       max(deadline, time.monotonic() + CLEANUP_MIN_S))
             raise
+        if dns is not None and dns.left_behind:
+            tags = {**tags, **leftover_tags(order.url)}  # the next run on the certificate removes them
         return self._merged(spec, names, vault, certs, tags, timings, deadline)
+
+    def _record_leftovers(self, vault: KeyVault, spec: CertificateSpec, previous: CertificateFacts,
+                          order_url: str, deadline: float) -> None:
+        """A failed run's values stayed in DNS and its pending operation is gone: record its order on the
+        version that stays current, for the next run (and ``check``) to find them."""
+        try:
+            vault.update(spec.name, previous.version, tags={**previous.tags, **leftover_tags(order_url)},
+                         deadline=deadline)
+        except KeyVaultAcmeError as e:
+            self.log.warning("%s: could not record the order %s whose challenge values stayed in DNS (%s)",
+                             previous.id, order_url, one_line(e))
 
     def _merged(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
                 certs: Sequence[x509.Certificate], tags: Mapping[str, str], timings: Timings, deadline: float, *,
@@ -783,7 +805,7 @@ class Engine:
                         f"{self.timeout_s:.0f} s (the operation timeout, --timeout) when that run has crashed") \
                         from None
             if record is not None and record.order_url:
-                self._remove_stale_values(spec, client, record, deadline)
+                self._remove_stale_values(spec, client, record.order_url, record.describe(), deadline)
             if fit is None:
                 self.log.info("discarding a stale pending operation of %s/%s", spec.vault_url, spec.name)
                 self._discard(vault, spec, deadline)
@@ -803,15 +825,15 @@ class Engine:
             raise CertificateMismatch(f"{spec.vault_url}/certificates/{spec.name}: {problem}; nothing was ordered")
         return _Claim(pending, [])
 
-    def _remove_stale_values(self, spec: CertificateSpec, client: AcmeClient, record: RunRecord,
+    def _remove_stale_values(self, spec: CertificateSpec, client: AcmeClient, order_url: str, who: str,
                              deadline: float) -> None:
-        """Remove the DNS-01 values the run of ``record`` published for its order (provably ours: computed from
-        that order's tokens and our account key), so a killed run leaves nothing behind for long."""
+        """Remove the DNS-01 values ``who`` published for the order ``order_url`` (provably ours: computed from
+        that order's tokens and our account key), so a killed run, or one whose clean-up failed, leaves
+        nothing behind for long."""
         from .dns.challenges import CLEANUP_BUDGET_S, DnsSolver
 
-        assert record.order_url
         try:
-            values = client.challenge_values(record.order_url, deadline=deadline)
+            values = client.challenge_values(order_url, deadline=deadline)
             if not values:
                 return
             solver = DnsSolver(self.wiring.providers(spec, deadline), resolvers=spec.resolvers)
@@ -819,10 +841,10 @@ class Engine:
                                  deadline=min(deadline, time.monotonic() + CLEANUP_BUDGET_S))
         except KeyVaultAcmeError as e:
             self.log.warning("%s/certificates/%s: could not remove the challenge values of %s (%s)", spec.vault_url,
-                             spec.name, record.describe(), one_line(e))
+                             spec.name, who, one_line(e))
             return
         self.log.info("%s/certificates/%s: removed %s left by %s", spec.vault_url, spec.name,
-                      plural(len(values) - len(left), "stale challenge value"), record.describe())
+                      plural(len(values) - len(left), "stale challenge value"), who)
 
     def _discard(self, vault: KeyVault, spec: CertificateSpec, deadline: float) -> None:
         vault.discard_pending(spec.name, deadline=deadline)

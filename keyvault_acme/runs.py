@@ -13,6 +13,10 @@ create call):
   key thumbprint))``, which no other client can produce). The next run removes those values, and
   ``check`` reports them, without ever touching a value someone else wrote.
 
+A run that finished but could not remove its values (a DNS API failing at clean-up time) has no pending
+operation left to record its order, so it records the order on the version it leaves current instead
+(:data:`LEFTOVER_TAG`); the next run on the certificate removes those values, and ``check`` reports them.
+
 Pure parsing and decisions here; the process probes are the only I/O (local ``/proc`` and ``kill(pid, 0)``).
 """
 from __future__ import annotations
@@ -25,7 +29,19 @@ from datetime import datetime
 from typing import Callable
 
 RUN_TAG = "keyvault-acme-run"
+LEFTOVER_TAG = "acme-leftover"  # on a version: the ACME order whose challenge values its run could not remove
 MAX_TAG_VALUE = 256  # Key Vault's limit on a tag value
+
+
+def leftover_tags(order_url: str) -> dict[str, str]:
+    """The tag recording ``order_url``'s leftover values; none when the URL does not fit in a tag."""
+    return {LEFTOVER_TAG: order_url} if len(order_url) <= MAX_TAG_VALUE else {}
+
+
+def leftover_order(tags: "dict[str, str] | None") -> str | None:
+    """The order whose values a run left behind, from a version's tags; None for anything else."""
+    value = (tags or {}).get(LEFTOVER_TAG, "")
+    return value if value.startswith("https://") and " " not in value else None
 
 
 @dataclass(frozen=True)

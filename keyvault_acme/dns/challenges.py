@@ -49,6 +49,7 @@ class DnsSolver:
         self.propagation_timeout = propagation_timeout
         self.follow_cname = follow_cname
         self._servers: dict[str, list[Nameserver]] = {}
+        self.left_behind: list[Placement] = []  # values published here that clean-up could not remove
 
     def zone_of(self, name: str) -> str:
         try:
@@ -104,7 +105,7 @@ class DnsSolver:
         finally:
             # A budget of its own, not what is left of the operation: records come down even after the
             # deadline, and a DNS API that keeps failing costs seconds, not the rest of the run.
-            self._cleanup(presented, time.monotonic() + CLEANUP_BUDGET_S)
+            self.left_behind.extend(self._cleanup(presented, time.monotonic() + CLEANUP_BUDGET_S))
 
     def _present(self, placements: Sequence[Placement], presented: list[Placement], deadline: float | None) -> None:
         def present(p: Placement) -> None:

@@ -19,7 +19,7 @@ from keyvault_acme.errors import KeyVaultError
 from keyvault_acme.keyvault import CHAIN_SUFFIX, same_public_key, split_pem_chain
 from keyvault_acme.lifecycle import Engine
 from keyvault_acme.names import challenge_name
-from keyvault_acme.runs import RUN_TAG, RunRecord, creator_gone, process_alive, process_start
+from keyvault_acme.runs import RUN_TAG, RunRecord, creator_gone, leftover_order, process_alive, process_start
 from tests.engine.conftest import AZURE_ZONE, faults, unique
 from tests.engine.run_issue import spec_json
 from tests.services import BIND_ZONE
@@ -224,5 +224,14 @@ def test_a_failing_dns_clean_up_costs_seconds_not_the_certificate(world, credent
     assert facts.names == spec.dns_names and took < 30
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(record in w and "left" in w for w in warnings), warnings
-    # The value really is still there (the warning is true), and the next run on the certificate removes it.
-    assert served(world, record)
+    # The value really is still there (the warning is true); the version records the order it came from...
+    left = served(world, record)
+    assert left and leftover_order(dict(facts.tags))
+    # ...so check names it, and the next run on the certificate removes exactly it.
+    [finding] = [r for r in engine.check(spec) if r.step == "leftovers"]
+    assert not finding.ok and record in finding.detail and facts.version in finding.detail
+    renewed = engine.renew(spec)
+    assert served(world, record) == set()
+    assert leftover_order(dict(renewed.tags)) is None
+    [finding] = [r for r in engine.check(spec) if r.step == "leftovers"]
+    assert finding.ok, finding
