@@ -301,15 +301,14 @@ class KeyVault:
             known = self._unreachable
         if known is not None and time.monotonic() - known[0] < UNREACHABLE_MEMORY_S:
             raise KeyVaultUnreachable(str(known[1]))
-        first_refusal: float | None = None
+        started = time.monotonic()
 
         def verdict(error: BaseException) -> float | bool:
-            nonlocal first_refusal
-            if isinstance(error, ServiceRequestError):  # the request never reached the vault
-                now = time.monotonic()
-                first_refusal = first_refusal if first_refusal is not None else now
-                if now - first_refusal >= UNREACHABLE_S:
-                    return False
+            # The request never reached the vault: try again only while another attempt, which may itself wait
+            # out the connect timeout (a vault that drops connections), still ends within UNREACHABLE_S.
+            if isinstance(error, ServiceRequestError) and \
+                    time.monotonic() - started + CONNECT_TIMEOUT_S > UNREACHABLE_S:
+                return False
             return retry_verdict(error)
 
         try:

@@ -138,3 +138,37 @@ def test_key_vault_and_azure_dns_retry_the_same_errors(error):
     from keyvault_acme.dns import azure
 
     assert azure._verdict(error) == kv.retry_verdict(error)
+
+
+def test_a_vault_that_drops_connections_is_given_up_within_half_a_minute():
+    """Connections that time out (SYNs dropped: here a listener whose backlog is full) cost the connect timeout
+    per attempt; the unreachable window must count that wait, not start at the first failure."""
+    import socket
+    import time
+
+    from keyvault_acme.errors import KeyVaultUnreachable
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+
+    class NoToken:
+        def get_token(self, *args, **kwargs):
+            raise AssertionError("the request never reaches the vault, so no token is asked for")
+
+    vault = kv.KeyVault(f"https://127.0.0.1:{port}", NoToken(), client_kwargs=kv.sdk_client_kwargs())
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyVaultUnreachable, match="timed out"):
+            vault.certificate("x", chain=False)
+    finally:
+        for s in (*fillers, listener):
+            s.close()
+    assert time.monotonic() - started < kv.UNREACHABLE_S + 1
