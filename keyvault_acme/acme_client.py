@@ -604,12 +604,6 @@ class AcmeClient:
             raise
         return True
 
-    def renewal_window(self, certificate: bytes | str | x509.Certificate, *,
-                       deadline: Optional[float] = None) -> Optional[tuple[datetime, datetime]]:
-        """The CA's suggested renewal window (ARI, RFC 9773), or None when the CA has no ARI."""
-        answer = self.renewal_info(certificate, deadline=deadline)
-        return None if answer is None else answer.window
-
     def renewal_info(self, certificate: bytes | str | x509.Certificate, *,
                      deadline: Optional[float] = None) -> Optional["AriAnswer"]:
         """The CA's renewal info for ``certificate`` (ARI, RFC 9773): window and Retry-After; None when the CA

@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence, TypeVar, overload
 from urllib.parse import urlsplit
 
@@ -351,12 +350,6 @@ class KeyVault:
         if op is None or not op.csr or str(op.status).lower() == "completed":
             return None
         return PendingCsr(name, bytes(op.csr), str(op.status))
-
-    def pending_created(self, name: str, *, deadline: float | None = None) -> datetime | None:
-        """When the pending operation's version was created (Key Vault's clock), or None when there is none: the
-        newest version that has no certificate yet."""
-        props = self.pending_properties(name, deadline=deadline)
-        return None if props is None else props.created_on
 
     def pending_properties(self, name: str, *, deadline: float | None = None) -> Any | None:
         """Properties (version, created, tags) of the pending operation's version: the newest version that has

@@ -228,7 +228,7 @@ def caa_lookup(solver: DnsSolver, resolver: Optional[dns.resolver.Resolver] = No
             servers = resolver_servers(solver.resolvers)
             if not servers:
                 return _resolve(name, resolver)
-        return _first_answer(name, servers)
+        return first_answer(name, servers)
 
     def lookup(name: str) -> Optional[Sequence[CaaRecord]]:
         kept = cache.get(name) if cache is not None else None
@@ -245,14 +245,10 @@ def caa_lookup(solver: DnsSolver, resolver: Optional[dns.resolver.Resolver] = No
     return lookup
 
 
-def first_answer(name: str, servers: Sequence[Nameserver]) -> Optional[Sequence[CaaRecord]]:
-    """The CAA records of ``name`` from the first of ``servers`` that answers (NOERROR or NXDOMAIN); None when
-    none does: a server failing (SERVFAIL, REFUSED) or silent knows nothing, it does not say "no CAA"."""
-    answer = _first_answer(name, servers)
-    return None if answer is None else answer[0]
-
-
-def _first_answer(name: str, servers: Sequence[Nameserver]) -> Optional[tuple[Sequence[CaaRecord], float]]:
+def first_answer(name: str, servers: Sequence[Nameserver]) -> Optional[tuple[Sequence[CaaRecord], float]]:
+    """The CAA records of ``name`` from the first of ``servers`` that answers (NOERROR or NXDOMAIN), and how long
+    that answer may be kept; None when none does: a server failing (SERVFAIL, REFUSED) or silent knows nothing,
+    it does not say "no CAA"."""
     for server in servers:
         try:
             response = query(name, "CAA", server)

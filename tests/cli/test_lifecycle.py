@@ -323,7 +323,7 @@ def test_timeout_reuses_a_crashed_runs_pending_operation_from_another_host_soone
     with pytest.raises(SystemExit) as usage:
         kvacme(capsys, stack, "issue", "crashed", "--timeout", "0")
     assert usage.value.code == cli.EXIT_USAGE and "positive number of seconds" in capsys.readouterr().err
-    while (datetime.now(timezone.utc) - vault.pending_created(spec.name)).total_seconds() <= 5:
+    while (datetime.now(timezone.utc) - vault.pending_properties(spec.name).created_on).total_seconds() <= 5:
         time.sleep(0.2)
     code, out, err = kvacme(capsys, stack, "issue", "crashed", "--timeout", "5")
     assert code == 0, err

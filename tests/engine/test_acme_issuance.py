@@ -75,7 +75,7 @@ def test_directory_metadata_degrades_cleanly_without_ari_and_profiles(acme_24):
 def test_renewal_window_is_none_without_ari(acme_24, solver):
     names = ["ari.rfc2136.test"]
     chain = acme_24.obtain_chain(make_csr(names), names, solver)
-    assert acme_24.renewal_window(chain.leaf_pem) is None
+    assert acme_24.renewal_info(chain.leaf_pem) is None
 
 
 def test_the_current_pebble_offers_ari_and_profiles(acme):
@@ -88,7 +88,9 @@ def test_the_current_pebble_offers_ari_and_profiles(acme):
 def test_renewal_window_from_ari(acme, solver):
     names = ["ari2.rfc2136.test"]
     leaf = x509.load_pem_x509_certificate(acme.obtain_chain(make_csr(names), names, solver).leaf_pem.encode())
-    start, end = acme.renewal_window(leaf)
+    answer = acme.renewal_info(leaf)
+    assert answer is not None
+    start, end = answer.window
     # Pebble's own window: around two thirds of the lifetime, inside it.
     assert leaf.not_valid_before_utc < start < end <= leaf.not_valid_after_utc
 

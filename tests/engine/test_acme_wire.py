@@ -32,7 +32,7 @@ def test_every_acme_request_names_keyvault_acme_and_its_version(proxy, solver):
     client = AcmeClient(proxy.directory_url, jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1())), timeout=30)
     names = ["agent.rfc2136.test"]
     chain = client.obtain_chain(make_csr(names), names, solver)
-    client.renewal_window(chain.leaf_pem)
+    client.renewal_info(chain.leaf_pem)
     client.revoke(chain.leaf_pem, "superseded")
     agents = {s.headers.get("User-Agent") for s in proxy.seen}
     assert agents == {f"keyvault-acme/{importlib.metadata.version('keyvault-acme')}"}

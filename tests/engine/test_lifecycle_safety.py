@@ -215,7 +215,7 @@ def wait_until_older_than(vault, name: str, seconds: float) -> None:
     from datetime import datetime, timezone
 
     deadline = time.monotonic() + seconds + 30
-    while (datetime.now(timezone.utc) - vault.pending_created(name)).total_seconds() <= seconds:
+    while (datetime.now(timezone.utc) - vault.pending_properties(name).created_on).total_seconds() <= seconds:
         assert time.monotonic() < deadline, "the pending operation never aged"
         time.sleep(0.2)
 
