@@ -9,16 +9,20 @@ COPY keyvault_acme/ keyvault_acme/
 COPY keyvault_acme_cli/ keyvault_acme_cli/
 COPY keyvault_acme_stack/ keyvault_acme_stack/
 # The wheel's package list names keyvault_acme_pulumi (mapped from components/ and providers/): setuptools
-# needs their sources to build it, though the job never imports them.
+# needs their sources to build it, though the job never imports them (nor can: their Pulumi dependencies are
+# the pulumi extra, which this image leaves out).
 COPY pulumi_package/ pulumi_package/
 COPY components/ components/
 COPY providers/ providers/
 # A wheel of this tree and of every dependency, so the runtime stage installs offline and holds no build cache.
+# The base package (engine, CLI, stack model) and the OpenTelemetry exporter the CLI exports spans with when
+# OTEL_EXPORTER_OTLP_ENDPOINT is set; no [pulumi] (the SDK and pulumi-azure-native, ~350 MB the job never
+# imports) and no [dev]. tests/test_dockerfile.py checks the extras named here.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[otel]"
 
 FROM python:3.11.13-slim-bookworm
 COPY --from=build /wheels /wheels
-# Exactly the wheels built above (this tree, its dependencies and the OpenTelemetry exporter), nothing fetched.
+# Exactly the wheels built above (this tree, its runtime dependencies and the OpenTelemetry exporter), nothing fetched.
 RUN pip install --no-cache-dir --no-index /wheels/*.whl \
     && rm -rf /wheels \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin keyvault-acme

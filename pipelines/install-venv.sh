@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install keyvault-acme (the package and its CLI) into the virtualenv Pulumi.yaml names under
+# Install keyvault-acme (the package, its CLI, and with the pulumi extra the Pulumi SDK and pulumi-azure-native the
+# program imports) into the virtualenv Pulumi.yaml names under
 # runtime.options.virtualenv: the Python Pulumi runs the program and the dynamic-provider host with. Installed
 # into the runner's own Python instead, that virtualenv is missing or empty and `pulumi up` fails on import.
 # Both pipeline templates run exactly this, from the project directory, with the Python they set up as `python`;
@@ -12,7 +13,7 @@ if [ -z "$venv" ]; then
   exit 1
 fi
 "${PYTHON:-python}" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet .
+"$venv/bin/python" -m pip install --quiet '.[pulumi]'
 bin="$(cd "$venv/bin" && pwd)"
 echo "keyvault-acme installed into $venv (the virtualenv Pulumi.yaml names)"
 if [ -n "${GITHUB_PATH:-}" ]; then echo "$bin" >> "$GITHUB_PATH"; fi       # GitHub Actions

@@ -8,7 +8,19 @@ program, ``__main__.py`` and ``stacks/``, sits beside them) and are installed as
 so no ``keyvault_acme_pulumi`` folder in the project directory shadows the installed package). A program with
 folders of its own named ``components`` or ``providers`` imports both without a clash, and the dynamic provider Pulumi pickles
 into state refers to ``keyvault_acme_pulumi.providers.certificate``, importable wherever the package is installed.
+
+It needs the Pulumi SDK and pulumi-azure-native, which the base package (engine, CLI, stack model) leaves out:
+they come with the ``pulumi`` extra, ``pip install 'keyvault-acme[pulumi]'``.
 """
+try:
+    import pulumi  # noqa: F401
+    import pulumi_azure_native  # noqa: F401
+except ModuleNotFoundError as missing:
+    if missing.name not in ("pulumi", "pulumi_azure_native"):
+        raise
+    raise ImportError(f"keyvault_acme_pulumi needs {missing.name.replace('_', '-')}, which keyvault-acme installs only with "
+                      f"its pulumi extra: pip install 'keyvault-acme[pulumi]'") from missing
+
 from keyvault_acme_pulumi.components import (
     AlertsArgs,
     CertificateWorkload,

@@ -7,8 +7,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -81,3 +84,35 @@ def test_the_build_context_is_only_what_the_image_needs():
     copied = {p.rstrip("/") for kind, args in instructions(DOCKERFILE.read_text())
               if kind == "COPY" and not args.startswith("--from") for p in args.split()[:-1]}
     assert copied <= allowed
+
+
+def _requirements_with(extras: set[str]) -> set[str]:
+    """Package names pyproject requires with these extras, following the extras' references to this package."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names: set[str] = set()
+    pending, seen = list(project["dependencies"]), set()
+    pending += [r for extra in extras for r in project["optional-dependencies"][extra]]
+    while pending:
+        requirement = Requirement(pending.pop())
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        if name == project["name"]:
+            pending += [r for extra in requirement.extras - seen for r in project["optional-dependencies"][extra]]
+            seen |= requirement.extras
+        else:
+            names.add(name)
+    return names
+
+
+def test_the_image_installs_the_cli_without_pulumi_or_dev_packages():
+    # The job runs `keyvault-acme renew --due`: the engine, the CLI and the stack model. Whatever the build stage
+    # builds wheels of (this tree, with which extras) is all the runtime stage installs.
+    targets = [t for kind, args in instructions(DOCKERFILE.read_text()) if kind == "RUN" and "pip wheel" in args
+               for t in re.findall(r"""["']?\.(?:\[([\w,-]*)\])?["']?(?=\s|$)""", args)]
+    assert len(targets) == 1, "the build stage builds one wheel set, of this tree"
+    extras = {e for e in targets[0].split(",") if e}
+    assert extras <= {"otel"}, f"the image installs extras it does not need: {extras - {'otel'}}"
+    installed = _requirements_with(extras)
+    assert {"acme", "azure-keyvault-certificates"} <= installed  # the CLI's own dependencies are there
+    assert not [n for n in installed if n.startswith("pulumi")], installed
+    # The rule sees what it guards: the dev extra brings pulumi in (through keyvault-acme[pulumi]).
+    assert [n for n in _requirements_with({"dev"}) if n.startswith("pulumi")]
