@@ -22,12 +22,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
+from .ari import AriLookup, RenewalInfoReader
 from .config import revocation_reason
 from .dns.base import Challenge, ChecksAccess, DnsProvider, authoritative_hint
 from .errors import (
@@ -43,7 +44,7 @@ from .errors import (
     KeyVaultReadOnly,
     PreflightError,
     SpecError,
-    UntrustedDirectory,
+    one_line,
 )
 from .issued import check_issued_chain
 from .keyvault import (
@@ -69,14 +70,8 @@ from .renewal import (
     TAG_PROFILE,
     TAG_REVOKED,
     Decision,
-    NoRenewalInfo,
-    RenewalInfo,
-    ari_from_tags,
-    ari_recheck_at,
-    ari_tag,
-    no_ari_from_tags,
-    no_ari_tag,
     renewal_decision,
+    trusted_directory,
 )
 from .retry import retry_call
 from .runs import RUN_TAG, RunRecord, creator_gone, leftover_order, leftover_tags, process_alive, this_run
@@ -96,13 +91,6 @@ def check_spec(spec: CertificateSpec) -> tuple[str, ...]:
     from .preflight import check_spec as checked
 
     return checked(spec)
-
-
-def one_line(error: BaseException) -> str:
-    """:func:`keyvault_acme.checks.one_line`, imported on first use (the checks bring the issuance stack)."""
-    from .checks import one_line as line
-
-    return line(error)
 
 
 def managed_tags(spec: CertificateSpec) -> dict[str, str]:
@@ -129,20 +117,6 @@ class _Claim:
 
 # The engine's own tags on a version: what :func:`managed_tags` adds, and the revocation reason.
 ENGINE_TAGS = frozenset({MANAGED_BY_TAG, TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, RUN_TAG, TAG_ARI})
-ARI_TIMEOUT_S = 10.0  # one renewal-info read; ARI trouble must never hold up a decision for long
-ARI_FAILURE_RECHECK_S = 300.0  # after a failed read, the policy decides for this long before asking again
-
-
-@dataclass(frozen=True)
-class AriLookup:
-    """What :meth:`Engine.renewal_info` found: the CA's answer (maybe cached), or why there is none.
-
-    ``tags``: the version's tags after the engine cached a new answer in them (None when it wrote nothing),
-    so a caller that keeps the facts (the provider's state) can keep the cache too."""
-
-    info: RenewalInfo | None
-    note: str = ""
-    tags: Mapping[str, str] | None = None
 
 
 def refuse_unmanaged(existing: CertificateFacts) -> None:
@@ -162,27 +136,6 @@ def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec:
     if public_key_label(csr.public_key()) != spec.key.label:
         return f"Key Vault's CSR has a {public_key_label(csr.public_key())} key, the spec asks for {spec.key.label}"
     return None
-
-
-def trusted_directory(spec: CertificateSpec, tags: Mapping[str, str], what: str) -> str:
-    """The CA that issued a version, to revoke it or ask it for renewal info: the one its ``acme-directory`` tag
-    names, when that is one the spec configures (``acme.directory_url`` or ``acme.previous_directories``); the
-    spec's CA when the tag is missing.
-
-    Raises UntrustedDirectory naming both otherwise; nothing is sent anywhere then."""
-    tagged = tags.get(TAG_DIRECTORY)
-    if not tagged:
-        return spec.acme.directory_url
-    trusted = spec.acme.trusted_directories()
-    if tagged.startswith("https://") and tagged.rstrip("/") in {url.rstrip("/") for url in trusted}:
-        return tagged
-    shown = tagged if len(tagged) <= 200 else tagged[:200] + "..."
-    raise UntrustedDirectory(
-        f"{what} is tagged {TAG_DIRECTORY}={shown!r}, which is not a CA this stack configures (acme.directory_url "
-        f"{spec.acme.directory_url}" + (f", acme.previous_directories {', '.join(spec.acme.previous_directories)}"
-                                        if spec.acme.previous_directories else "") +
-        "); nothing was sent to any CA and the version is unchanged. If that CA issued it, add its directory "
-        "URL to acme.previous_directories; otherwise someone changed the tag: restore it")
 
 
 class Timings:
@@ -270,9 +223,7 @@ class Engine:
         self._cert_locks: dict[tuple[str, str], threading.Lock] = {}
         self._pending_ours: set[tuple[str, str]] = set()  # pending operations this engine created, not yet done
         self._caa: CaaCache | None = None
-        # (directory, serial) -> (ask again after, answer): one CA request per Retry-After within this process
-        # too, and a failed read is not retried on every call.
-        self._ari: dict[tuple[str, str], tuple[datetime, AriLookup]] = {}
+        self._renewal_info = RenewalInfoReader(self.wiring, self.log)
 
     # -- public API -------------------------------------------------------------------------------------
 
@@ -546,94 +497,8 @@ class Engine:
 
     def renewal_info(self, spec: CertificateSpec, facts: CertificateFacts | None, *,
                      now: datetime | None = None) -> AriLookup:
-        """The CA's renewal info for the version ``facts`` (RFC 9773), asked of the CA that issued it.
-
-        Cached on the version (tag ``acme-ari``) until the CA's Retry-After has passed, so ``preview``,
-        ``status`` and ``renew --due`` ask the CA at most once per certificate per Retry-After period whatever
-        process runs them; ``facts`` may be old (the provider's state): the version's current tags are read
-        before asking the CA. Without ARI, or when asking fails, ``info`` is None (or the last answer, while a
-        failure lasts) and ``note`` says why; that absence is cached on the version too (for
-        :data:`ARI_FAILURE_RECHECK_S` after a failure, the default recheck when the CA offers no ARI), so a steady
-        read costs one Key Vault request either way. Nothing here raises: ARI trouble never blocks a renewal.
-        """
-        if facts is None or not facts.pem_chain:
-            return AriLookup(None)
-        now = now or datetime.now(timezone.utc)
-        try:
-            # The same rule as revocation: a tag anyone with tag rights can edit must not send our requests,
-            # on every preview and status, to a CA the stack does not configure.
-            directory = trusted_directory(spec, facts.tags, facts.id)
-        except UntrustedDirectory as e:
-            self.log.warning("%s; the renewal policy decides", one_line(e))
-            return AriLookup(None, f"its {TAG_DIRECTORY} tag names a CA this stack does not configure")
-        cached = ari_from_tags(facts.tags)
-        if cached is not None and cached.fresh(now):
-            return AriLookup(cached)
-        absent = no_ari_from_tags(facts.tags)
-        if absent is not None and absent.fresh(now):
-            return AriLookup(None, absent.note(directory))
-        key = (directory, facts.serial)
-        with self._lock:
-            remembered = self._ari.get(key)
-        if remembered is not None and remembered[0] > now:
-            return remembered[1]
-        deadline = time.monotonic() + min(ARI_TIMEOUT_S, self.timeout_s)
-        lookup, until = self._ask_renewal_info(spec, facts, directory, cached, now, deadline)
-        with self._lock:
-            self._ari[key] = (until, lookup)
-        return lookup
-
-    def _ask_renewal_info(self, spec: CertificateSpec, facts: CertificateFacts, directory: str,
-                          cached: RenewalInfo | None, now: datetime,
-                          deadline: float) -> tuple[AriLookup, datetime]:
-        vault = self.wiring.vault(spec.vault_url)
-        tags: Mapping[str, str] | None = None
-        try:
-            if is_managed(facts):
-                # Another process may have asked already; and a cache write must not put back old tags.
-                tags = vault.version_tags(spec.name, facts.version, deadline=deadline)  # None: version gone
-                current = ari_from_tags(tags or {})
-                if current is not None and current.fresh(now):
-                    return AriLookup(current, tags=tags), current.next_check
-                absent = no_ari_from_tags(tags or {})
-                if absent is not None and absent.fresh(now):
-                    return AriLookup(None, absent.note(directory), tags=tags), absent.next_check
-            client = self.wiring.directory_client(directory)
-            answer = None
-            if client.read_directory(deadline=deadline).renewal_info:
-                leaf = x509.load_pem_x509_certificates(facts.pem_chain.encode())[0]
-                answer = client.renewal_info(leaf, deadline=deadline)
-        except Exception as e:  # noqa: BLE001 - whatever went wrong, the policy decides instead
-            note = f"the CA's renewal info could not be read ({one_line(e)})"
-            self.log.warning("%s version %s: %s; the renewal policy decides", facts.id, facts.version, note)
-            failed = NoRenewalInfo(NoRenewalInfo.FAILED, now + timedelta(seconds=ARI_FAILURE_RECHECK_S))
-            # The last window, while it lasts, still beats the policy: keep it and record nothing over it.
-            written = self._cache_ari(spec, facts, tags, no_ari_tag(failed), deadline) if cached is None else None
-            return AriLookup(cached, note, tags=written), failed.next_check
-        if answer is None:
-            absent = NoRenewalInfo(NoRenewalInfo.NO_ARI, ari_recheck_at(now, None))
-            written = self._cache_ari(spec, facts, tags, no_ari_tag(absent), deadline)
-            return AriLookup(None, absent.note(directory), tags=written), absent.next_check
-        info = RenewalInfo(*answer.window, next_check=ari_recheck_at(now, answer.retry_after_s))
-        self.log.info("%s version %s: the CA suggests renewal between %s and %s%s", facts.id, facts.version,
-                      when(info.start), when(info.end),
-                      f" ({answer.explanation_url})" if answer.explanation_url else "")
-        return AriLookup(info, tags=self._cache_ari(spec, facts, tags, ari_tag(info), deadline)), info.next_check
-
-    def _cache_ari(self, spec: CertificateSpec, facts: CertificateFacts, tags: Mapping[str, str] | None,
-                   value: str, deadline: float) -> Mapping[str, str] | None:
-        """Write ``value`` as the version's ``acme-ari`` tag over its current ``tags`` (None: a version this engine
-        does not manage, whose tags it leaves alone). Returns the tags written, None when nothing was."""
-        if tags is None or time.monotonic() >= deadline:
-            return None
-        written = {**tags, TAG_ARI: value}
-        try:
-            self.wiring.vault(spec.vault_url).update(spec.name, facts.version, tags=written, deadline=deadline)
-        except Exception as e:  # noqa: BLE001 - only the cache is lost: the next run asks the CA again
-            self.log.warning("%s version %s: could not cache the CA's renewal info in its tags (%s)",
-                             facts.id, facts.version, one_line(e))
-            return None
-        return written
+        """The CA's renewal info for the version ``facts``, cached on the version (see :mod:`.ari`)."""
+        return self._renewal_info.lookup(spec, facts, now=now)
 
     def delete(self, vault_url: str, name: str, *, purge: bool = False) -> None:
         """Soft-delete the certificate (and purge it when asked); a certificate already gone is not an error."""
