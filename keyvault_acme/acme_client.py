@@ -644,8 +644,9 @@ class AcmeClient:
                 raise errors.AccountNotBound(
                     f"{e.detail}; the account {kid} already existed at the CA for this key and was used as it is: an "
                     "external account binding can only be given when an account is created, so acme.eab_kid and "
-                    "acme.eab_hmac were not applied to it. Fix: set acme.account_key_secret to a new secret name; a "
-                    "new account is then registered with the binding", problem_type=e.problem_type,
+                    "acme.eab_hmac were not applied to it. Fix: give the account a new key, a new acme.account_key_secret "
+                    "name (or, with acme.account_key kind key, a new acme.account_key.name); a new account is then "
+                    "registered with the binding", problem_type=e.problem_type,
                     identifier=e.identifier, status=e.status) from None
             if kid is None or code != "accountDoesNotExist":
                 raise
