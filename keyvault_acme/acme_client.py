@@ -549,7 +549,8 @@ class AcmeClient:
                      timeout: Optional[float] = None, deadline: Optional[float] = None) -> IssuedChain:
         """The whole issuance: order -> DNS-01 for every pending authorization -> finalize -> chain.
 
-        Records are published through ``solver`` and removed before finalizing, whatever happens; a
+        Records are published through ``solver`` and removed after the certificate is downloaded (once the CA
+        has validated, the certificate no longer depends on DNS), whatever happens; a
         :class:`PersistVerifier` instead only checks that the dns-persist-01 records are served (nothing written).
         ``resume_url`` continues an order created earlier (after a crash) when it is still usable, ``order`` one
         just created (a dns-persist-01 preflight makes it, to see the CA offers the challenge). The whole
