@@ -549,7 +549,8 @@ class AcmeClient:
                      timeout: Optional[float] = None, deadline: Optional[float] = None) -> IssuedChain:
         """The whole issuance: order -> DNS-01 for every pending authorization -> finalize -> chain.
 
-        Records are published through ``solver`` and removed before finalizing, whatever happens; a
+        Records are published through ``solver`` and removed after the certificate is downloaded (once the CA
+        has validated, the certificate no longer depends on DNS), whatever happens; a
         :class:`PersistVerifier` instead only checks that the dns-persist-01 records are served (nothing written).
         ``resume_url`` continues an order created earlier (after a crash) when it is still usable, ``order`` one
         just created (a dns-persist-01 preflight makes it, to see the CA offers the challenge). The whole
@@ -644,8 +645,9 @@ class AcmeClient:
                 raise errors.AccountNotBound(
                     f"{e.detail}; the account {kid} already existed at the CA for this key and was used as it is: an "
                     "external account binding can only be given when an account is created, so acme.eab_kid and "
-                    "acme.eab_hmac were not applied to it. Fix: set acme.account_key_secret to a new secret name; a "
-                    "new account is then registered with the binding", problem_type=e.problem_type,
+                    "acme.eab_hmac were not applied to it. Fix: give the account a new key, a new acme.account_key_secret "
+                    "name (or, with acme.account_key kind key, a new acme.account_key.name); a new account is then "
+                    "registered with the binding", problem_type=e.problem_type,
                     identifier=e.identifier, status=e.status) from None
             if kid is None or code != "accountDoesNotExist":
                 raise

@@ -22,7 +22,15 @@ from .dns.base import Challenge, ChecksWritable, DnsProvider, KnowsDelegation
 from .dns.challenges import DnsSolver
 from .dns.propagation import by_server, ns_names, resolver_servers
 from .dns.registry import zone_type
-from .errors import CREDENTIALS_HINT, AccountKeyRefused, CaaForbidsCa, KeyVaultAcmeError, PreflightError, SpecError
+from .errors import (
+    CREDENTIALS_HINT,
+    AccountKeyRefused,
+    CaaForbidsCa,
+    KeyVaultAcmeError,
+    PreflightError,
+    SpecError,
+    one_line,
+)
 from .keyvault import CHAIN_SUFFIX, is_managed
 from .model import CertificateSpec, CheckResult, Zone
 from .names import counted, zone_for
@@ -37,10 +45,6 @@ STEPS = ("spec", "credentials", "vault", "CA directory", "profile", "zones writa
          "dns-persist-01 record", "CAA", "leftovers")
 TOKEN_SCOPES = {"Key Vault": "https://vault.azure.net/.default",
                 "Azure Resource Manager": "https://management.azure.com/.default"}
-
-
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def finding(error: BaseException) -> str:

@@ -263,3 +263,8 @@ def with_note(error: KeyVaultAcmeError, note: str) -> KeyVaultAcmeError:
         return type(error)(f"{error}; {note}")
     except TypeError:  # a class with other arguments: the note still reaches the reader
         return KeyVaultAcmeError(f"{error}; {note}")
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line (its text's whitespace collapsed), for logs and messages; its class when it has none."""
+    return " ".join(str(error).split()) or type(error).__name__

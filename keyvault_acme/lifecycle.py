@@ -21,29 +21,26 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, fields, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from cryptography import x509
 
 from .access import ACCESS_BACKOFF, RBAC_PROPAGATION, may_still_settle, settles_at
+from .ari import AriLookup, RenewalInfoReader
+from .claims import PendingClaims, claim_key
 from .config import revocation_reason
-from .dns.base import Challenge, ChecksAccess, DnsProvider, authoritative_hint
+from .dns.base import ChecksAccess, DnsProvider, authoritative_hint
 from .errors import (
-    CertificateBusy,
-    CertificateDeletedButRecoverable,
-    CertificateExpired,
     CertificateMismatch,
-    CertificateNotFound,
     ChainMismatch,
     Deadline,
-    KeyVaultAcmeError,
     KeyVaultError,
     KeyVaultReadOnly,
     PreflightError,
     SpecError,
-    UntrustedDirectory,
+    one_line,
 )
 from .issued import check_issued_chain
 from .keyvault import (
@@ -51,12 +48,8 @@ from .keyvault import (
     MANAGED_BY,
     MANAGED_BY_TAG,
     KeyVault,
-    PendingCsr,
-    dns_names_of,
     is_managed,
     names_key,
-    public_key_label,
-    same_public_key,
     split_pem_chain,
 )
 from .model import CertificateFacts, CertificateSpec, CheckResult, RevokedFacts
@@ -69,24 +62,17 @@ from .renewal import (
     TAG_PROFILE,
     TAG_REVOKED,
     Decision,
-    NoRenewalInfo,
-    RenewalInfo,
-    ari_from_tags,
-    ari_recheck_at,
-    ari_tag,
-    no_ari_from_tags,
-    no_ari_tag,
     renewal_decision,
 )
 from .retry import retry_call
-from .runs import RUN_TAG, RunRecord, creator_gone, leftover_order, leftover_tags, process_alive, this_run
+from .revocation import revoke_current, revoke_every_version
+from .runs import RUN_TAG, leftover_order, leftover_tags, this_run
 from .timefmt import when
 from .wiring import Wiring
 
 # The issuance stack (ACME and JOSE, dnspython, azure-mgmt-dns) is imported where it is first used, not here:
 # reading certificates (`keyvault-acme status`, a refresh) never pays for it, and a CLI start stays short.
 if TYPE_CHECKING:
-    from .acme_client import AcmeClient
     from .dns.challenges import DnsSolver
     from .preflight import CaaCache
 
@@ -96,13 +82,6 @@ def check_spec(spec: CertificateSpec) -> tuple[str, ...]:
     from .preflight import check_spec as checked
 
     return checked(spec)
-
-
-def one_line(error: BaseException) -> str:
-    """:func:`keyvault_acme.checks.one_line`, imported on first use (the checks bring the issuance stack)."""
-    from .checks import one_line as line
-
-    return line(error)
 
 
 def managed_tags(spec: CertificateSpec) -> dict[str, str]:
@@ -119,30 +98,8 @@ PHASES = ("kv_create", "order", "dns_write", "propagation", "validation", "final
 _Facts = TypeVar("_Facts", bound=CertificateFacts)
 
 
-@dataclass(frozen=True)
-class _Claim:
-    """This run's pending operation, and the chain to merge into it when an earlier run obtained one."""
-
-    pending: PendingCsr
-    chain: list[x509.Certificate]
-
-
 # The engine's own tags on a version: what :func:`managed_tags` adds, and the revocation reason.
 ENGINE_TAGS = frozenset({MANAGED_BY_TAG, TAG_DIRECTORY, TAG_KEY, TAG_PROFILE, TAG_REVOKED, RUN_TAG, TAG_ARI})
-ARI_TIMEOUT_S = 10.0  # one renewal-info read; ARI trouble must never hold up a decision for long
-ARI_FAILURE_RECHECK_S = 300.0  # after a failed read, the policy decides for this long before asking again
-
-
-@dataclass(frozen=True)
-class AriLookup:
-    """What :meth:`Engine.renewal_info` found: the CA's answer (maybe cached), or why there is none.
-
-    ``tags``: the version's tags after the engine cached a new answer in them (None when it wrote nothing),
-    so a caller that keeps the facts (the provider's state) can keep the cache too."""
-
-    info: RenewalInfo | None
-    note: str = ""
-    tags: Mapping[str, str] | None = None
 
 
 def refuse_unmanaged(existing: CertificateFacts) -> None:
@@ -152,37 +109,6 @@ def refuse_unmanaged(existing: CertificateFacts) -> None:
         raise CertificateMismatch(
             f"{existing.id} exists and is not managed by keyvault-acme (no tag {MANAGED_BY_TAG}={MANAGED_BY}); "
             "choose another certificate name, or tag it to adopt it")
-
-
-def csr_problem(csr: x509.CertificateSigningRequest, names: Sequence[str], spec: CertificateSpec) -> str | None:
-    """Why Key Vault's CSR does not fit the spec (names or key), or None when it does."""
-    have, want = names_key(dns_names_of(csr)), names_key(names)
-    if have != want:
-        return f"Key Vault's CSR names {', '.join(have)}, the spec {', '.join(want)}"
-    if public_key_label(csr.public_key()) != spec.key.label:
-        return f"Key Vault's CSR has a {public_key_label(csr.public_key())} key, the spec asks for {spec.key.label}"
-    return None
-
-
-def trusted_directory(spec: CertificateSpec, tags: Mapping[str, str], what: str) -> str:
-    """The CA that issued a version, to revoke it or ask it for renewal info: the one its ``acme-directory`` tag
-    names, when that is one the spec configures (``acme.directory_url`` or ``acme.previous_directories``); the
-    spec's CA when the tag is missing.
-
-    Raises UntrustedDirectory naming both otherwise; nothing is sent anywhere then."""
-    tagged = tags.get(TAG_DIRECTORY)
-    if not tagged:
-        return spec.acme.directory_url
-    trusted = spec.acme.trusted_directories()
-    if tagged.startswith("https://") and tagged.rstrip("/") in {url.rstrip("/") for url in trusted}:
-        return tagged
-    shown = tagged if len(tagged) <= 200 else tagged[:200] + "..."
-    raise UntrustedDirectory(
-        f"{what} is tagged {TAG_DIRECTORY}={shown!r}, which is not a CA this stack configures (acme.directory_url "
-        f"{spec.acme.directory_url}" + (f", acme.previous_directories {', '.join(spec.acme.previous_directories)}"
-                                        if spec.acme.previous_directories else "") +
-        "); nothing was sent to any CA and the version is unchanged. If that CA issued it, add its directory "
-        "URL to acme.previous_directories; otherwise someone changed the tag: restore it")
 
 
 class Timings:
@@ -268,11 +194,9 @@ class Engine:
         self.wiring = Wiring(credential, timeout_s=timeout_s)
         self._lock = threading.Lock()
         self._cert_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._pending_ours: set[tuple[str, str]] = set()  # pending operations this engine created, not yet done
+        self._claims = PendingClaims(self.wiring, self.log, timeout_s)
         self._caa: CaaCache | None = None
-        # (directory, serial) -> (ask again after, answer): one CA request per Retry-After within this process
-        # too, and a failed read is not retried on every call.
-        self._ari: dict[tuple[str, str], tuple[datetime, AriLookup]] = {}
+        self._renewal_info = RenewalInfoReader(self.wiring, self.log)
 
     # -- public API -------------------------------------------------------------------------------------
 
@@ -438,67 +362,16 @@ class Engine:
     def _revoke(self, spec: CertificateSpec, reason: str, disable: bool) -> RevokedFacts:
         revocation_reason(reason, "reason", "unspecified")
         deadline = self._deadline()
-        vault = self.wiring.vault(spec.vault_url)
         with self._certificate_lock(spec):
-            facts = vault.certificate(spec.name, deadline=deadline)
-            if facts is None:
-                raise CertificateNotFound(f"{spec.vault_url}/certificates/{spec.name} has no issued version to revoke")
-            if datetime.now(timezone.utc) >= facts.not_after:
-                raise CertificateExpired(f"{facts.id} version {facts.version} expired at {when(facts.not_after)}"
-                                         "; CAs do not revoke expired certificates, and nothing trusts it any more")
-            leaf = split_pem_chain(facts.pem_chain)[0]
-            tags, revoked_now = self._revoke_version(spec, vault, facts.version, leaf, facts.tags, reason, disable,
-                                                     deadline)
-            return RevokedFacts(**{**{f.name: getattr(facts, f.name) for f in fields(facts)}, "tags": tags,
-                                   "revoked_reason": tags[TAG_REVOKED], "enabled": facts.enabled and not disable,
-                                   "already_revoked": not revoked_now})
+            return revoke_current(self.wiring, self.log, spec, reason, disable=disable, deadline=deadline)
 
     def revoke_all(self, spec: CertificateSpec, reason: str = "unspecified") -> list[str]:
-        """Before a destroy: revoke every version this engine issued that is neither expired nor revoked yet
-        (all of them are being deleted), each at the CA that issued it; record and disable each. Expired
-        versions are skipped with a log line: CAs refuse to revoke them, which would block the destroy for
-        good. Returns the serials (hex) revoked now."""
+        """Before a destroy: revoke every version this engine issued that is neither expired nor revoked yet,
+        each at the CA that issued it (:func:`.revocation.revoke_every_version`). Returns the serials revoked."""
         revocation_reason(reason, "reason", "unspecified")
         deadline = self._deadline()
-        vault = self.wiring.vault(spec.vault_url)
-        revoked: list[str] = []
         with self._certificate_lock(spec):
-            for props in vault.versions(spec.name, deadline=deadline):
-                tags = dict(props.tags or {})
-                if not props.x509_thumbprint or tags.get(MANAGED_BY_TAG) != MANAGED_BY or tags.get(TAG_REVOKED):
-                    continue  # never issued, not ours, or revoked already
-                leaf = vault.leaf(spec.name, props.version, deadline=deadline)
-                if leaf is None:
-                    continue
-                if datetime.now(timezone.utc) >= leaf.not_valid_after_utc:
-                    self.log.info("not revoking %s/certificates/%s version %s (serial %x): it expired at %s, and "
-                                  "CAs do not revoke expired certificates", vault.vault_url, spec.name,
-                                  props.version, leaf.serial_number, when(leaf.not_valid_after_utc))
-                    continue
-                self._revoke_version(spec, vault, props.version, leaf, tags, reason, True, deadline)
-                revoked.append(format(leaf.serial_number, "x"))
-        return revoked
-
-    def _revoke_version(self, spec: CertificateSpec, vault: KeyVault, version: str, leaf: x509.Certificate,
-                        tags: Mapping[str, str], reason: str, disable: bool,
-                        deadline: float) -> tuple[dict[str, str], bool]:
-        # At the CA recorded on the version (the spec may have moved to another CA since it was issued), when the
-        # spec trusts that CA: a tag is no authority, anyone allowed to edit tags could name any URL.
-        directory_url = trusted_directory(spec, tags, f"{vault.vault_url}/certificates/{spec.name} version {version}")
-        revoked_now = self.wiring.account(spec, vault, deadline, directory_url=directory_url).revoke(
-            leaf, reason, deadline=deadline)
-        # A certificate the CA had revoked keeps the reason we recorded then: the CA never took this one.
-        recorded = tags.get(TAG_REVOKED) if not revoked_now else None
-        tags = {**dict(tags), TAG_REVOKED: recorded or reason}
-        vault.update(spec.name, version, tags=tags, enabled=False if disable else None, deadline=deadline)
-        if revoked_now:
-            self.log.info("revoked %s/certificates/%s version %s (serial %x, reason %s) at %s", vault.vault_url,
-                          spec.name, version, leaf.serial_number, reason, directory_url)
-        else:
-            self.log.info("%s/certificates/%s version %s (serial %x): the CA at %s had already revoked it; the "
-                          "recorded reason is %s", vault.vault_url, spec.name, version, leaf.serial_number,
-                          directory_url, tags[TAG_REVOKED])
-        return tags, revoked_now
+            return revoke_every_version(self.wiring, self.log, spec, reason, deadline=deadline)
 
     def update_tags(self, spec: CertificateSpec) -> CertificateFacts | None:
         """Give the current version the spec's tags now, without issuing a new one; None when there is none.
@@ -546,94 +419,8 @@ class Engine:
 
     def renewal_info(self, spec: CertificateSpec, facts: CertificateFacts | None, *,
                      now: datetime | None = None) -> AriLookup:
-        """The CA's renewal info for the version ``facts`` (RFC 9773), asked of the CA that issued it.
-
-        Cached on the version (tag ``acme-ari``) until the CA's Retry-After has passed, so ``preview``,
-        ``status`` and ``renew --due`` ask the CA at most once per certificate per Retry-After period whatever
-        process runs them; ``facts`` may be old (the provider's state): the version's current tags are read
-        before asking the CA. Without ARI, or when asking fails, ``info`` is None (or the last answer, while a
-        failure lasts) and ``note`` says why; that absence is cached on the version too (for
-        :data:`ARI_FAILURE_RECHECK_S` after a failure, the default recheck when the CA offers no ARI), so a steady
-        read costs one Key Vault request either way. Nothing here raises: ARI trouble never blocks a renewal.
-        """
-        if facts is None or not facts.pem_chain:
-            return AriLookup(None)
-        now = now or datetime.now(timezone.utc)
-        try:
-            # The same rule as revocation: a tag anyone with tag rights can edit must not send our requests,
-            # on every preview and status, to a CA the stack does not configure.
-            directory = trusted_directory(spec, facts.tags, facts.id)
-        except UntrustedDirectory as e:
-            self.log.warning("%s; the renewal policy decides", one_line(e))
-            return AriLookup(None, f"its {TAG_DIRECTORY} tag names a CA this stack does not configure")
-        cached = ari_from_tags(facts.tags)
-        if cached is not None and cached.fresh(now):
-            return AriLookup(cached)
-        absent = no_ari_from_tags(facts.tags)
-        if absent is not None and absent.fresh(now):
-            return AriLookup(None, absent.note(directory))
-        key = (directory, facts.serial)
-        with self._lock:
-            remembered = self._ari.get(key)
-        if remembered is not None and remembered[0] > now:
-            return remembered[1]
-        deadline = time.monotonic() + min(ARI_TIMEOUT_S, self.timeout_s)
-        lookup, until = self._ask_renewal_info(spec, facts, directory, cached, now, deadline)
-        with self._lock:
-            self._ari[key] = (until, lookup)
-        return lookup
-
-    def _ask_renewal_info(self, spec: CertificateSpec, facts: CertificateFacts, directory: str,
-                          cached: RenewalInfo | None, now: datetime,
-                          deadline: float) -> tuple[AriLookup, datetime]:
-        vault = self.wiring.vault(spec.vault_url)
-        tags: Mapping[str, str] | None = None
-        try:
-            if is_managed(facts):
-                # Another process may have asked already; and a cache write must not put back old tags.
-                tags = vault.version_tags(spec.name, facts.version, deadline=deadline)  # None: version gone
-                current = ari_from_tags(tags or {})
-                if current is not None and current.fresh(now):
-                    return AriLookup(current, tags=tags), current.next_check
-                absent = no_ari_from_tags(tags or {})
-                if absent is not None and absent.fresh(now):
-                    return AriLookup(None, absent.note(directory), tags=tags), absent.next_check
-            client = self.wiring.directory_client(directory)
-            answer = None
-            if client.read_directory(deadline=deadline).renewal_info:
-                leaf = x509.load_pem_x509_certificates(facts.pem_chain.encode())[0]
-                answer = client.renewal_info(leaf, deadline=deadline)
-        except Exception as e:  # noqa: BLE001 - whatever went wrong, the policy decides instead
-            note = f"the CA's renewal info could not be read ({one_line(e)})"
-            self.log.warning("%s version %s: %s; the renewal policy decides", facts.id, facts.version, note)
-            failed = NoRenewalInfo(NoRenewalInfo.FAILED, now + timedelta(seconds=ARI_FAILURE_RECHECK_S))
-            # The last window, while it lasts, still beats the policy: keep it and record nothing over it.
-            written = self._cache_ari(spec, facts, tags, no_ari_tag(failed), deadline) if cached is None else None
-            return AriLookup(cached, note, tags=written), failed.next_check
-        if answer is None:
-            absent = NoRenewalInfo(NoRenewalInfo.NO_ARI, ari_recheck_at(now, None))
-            written = self._cache_ari(spec, facts, tags, no_ari_tag(absent), deadline)
-            return AriLookup(None, absent.note(directory), tags=written), absent.next_check
-        info = RenewalInfo(*answer.window, next_check=ari_recheck_at(now, answer.retry_after_s))
-        self.log.info("%s version %s: the CA suggests renewal between %s and %s%s", facts.id, facts.version,
-                      when(info.start), when(info.end),
-                      f" ({answer.explanation_url})" if answer.explanation_url else "")
-        return AriLookup(info, tags=self._cache_ari(spec, facts, tags, ari_tag(info), deadline)), info.next_check
-
-    def _cache_ari(self, spec: CertificateSpec, facts: CertificateFacts, tags: Mapping[str, str] | None,
-                   value: str, deadline: float) -> Mapping[str, str] | None:
-        """Write ``value`` as the version's ``acme-ari`` tag over its current ``tags`` (None: a version this engine
-        does not manage, whose tags it leaves alone). Returns the tags written, None when nothing was."""
-        if tags is None or time.monotonic() >= deadline:
-            return None
-        written = {**tags, TAG_ARI: value}
-        try:
-            self.wiring.vault(spec.vault_url).update(spec.name, facts.version, tags=written, deadline=deadline)
-        except Exception as e:  # noqa: BLE001 - only the cache is lost: the next run asks the CA again
-            self.log.warning("%s version %s: could not cache the CA's renewal info in its tags (%s)",
-                             facts.id, facts.version, one_line(e))
-            return None
-        return written
+        """The CA's renewal info for the version ``facts``, cached on the version (see :mod:`.ari`)."""
+        return self._renewal_info.lookup(spec, facts, now=now)
 
     def delete(self, vault_url: str, name: str, *, purge: bool = False) -> None:
         """Soft-delete the certificate (and purge it when asked); a certificate already gone is not an error."""
@@ -662,7 +449,7 @@ class Engine:
             # is created in Key Vault (a CA without it fails here, naming the challenges it offers).
             client.persist_challenges(order, deadline=deadline)
         timings.mark("order")
-        claim = self._claim(spec, names, vault, client, {**tags, RUN_TAG: this_run(order.url).tag()}, deadline)
+        claim = self._claims.claim(spec, names, vault, client, {**tags, RUN_TAG: this_run(order.url).tag()}, deadline)
         timings.mark("kv_create")
         if claim.chain:
             # A run obtained this very certificate (Key Vault's key, our names) and could not merge it.
@@ -671,7 +458,7 @@ class Engine:
             return self._merged(spec, names, vault, claim.chain, tags, timings, deadline, adopted=True)
         left_by = leftover_order(dict(previous.tags)) if previous is not None else None
         if previous is not None and left_by:
-            self._remove_stale_values(spec, client, left_by, f"the run that issued version {previous.version}",
+            self._claims.remove_stale_values(spec, client, left_by, f"the run that issued version {previous.version}",
                                       deadline)
         pending = claim.pending
         dns: DnsSolver | None = None
@@ -700,25 +487,14 @@ class Engine:
             vault.store_chain(spec.name, certs, deadline=deadline)
         except BaseException as error:
             # Nothing half-made stays behind: the pending version (and its key) goes, the name stays free.
-            self._abandon(vault, spec, error, max(deadline, time.monotonic() + CLEANUP_MIN_S))
+            self._claims.abandon(vault, spec, error, max(deadline, time.monotonic() + CLEANUP_MIN_S))
             if dns is not None and dns.left_behind and previous is not None:
-                self._record_leftovers(vault, spec, previous, order.url,
+                self._claims.record_leftovers(vault, spec, previous, order.url,
                                        max(deadline, time.monotonic() + CLEANUP_MIN_S))
             raise
         if dns is not None and dns.left_behind:
             tags = {**tags, **leftover_tags(order.url)}  # the next run on the certificate removes them
         return self._merged(spec, names, vault, certs, tags, timings, deadline)
-
-    def _record_leftovers(self, vault: KeyVault, spec: CertificateSpec, previous: CertificateFacts,
-                          order_url: str, deadline: float) -> None:
-        """A failed run's values stayed in DNS and its pending operation is gone: record its order on the
-        version that stays current, for the next run (and ``check``) to find them."""
-        try:
-            vault.update(spec.name, previous.version, tags={**previous.tags, **leftover_tags(order_url)},
-                         deadline=deadline)
-        except KeyVaultAcmeError as e:
-            self.log.warning("%s: could not record the order %s whose challenge values stayed in DNS (%s)",
-                             previous.id, order_url, one_line(e))
 
     def _merged(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault,
                 certs: Sequence[x509.Certificate], tags: Mapping[str, str], timings: Timings, deadline: float, *,
@@ -735,8 +511,7 @@ class Engine:
                 f"{e.finding}{kept}", status=getattr(e, "status", None), code=getattr(e, "code", None))
             raised.retryable = True
             raise raised from None
-        with self._lock:
-            self._pending_ours.discard(self._key(spec))
+        self._claims.released(spec)
         if dict(facts.tags) != dict(tags):  # a Key Vault that did not take the tags with the merge
             vault.update(spec.name, facts.version, tags=tags, deadline=deadline)
             facts = replace(facts, tags=tags)
@@ -748,108 +523,6 @@ class Engine:
         if self._on_timings is not None and not adopted:
             self._on_timings(spec.name, dict(timings.seconds))
         return facts
-
-    def _abandon(self, vault: KeyVault, spec: CertificateSpec, error: BaseException, deadline: float) -> None:
-        """After a failed issuance: discard the pending operation. When that fails too, the operation stays
-        for the next run to reuse; a read-only vault (Key Vault's failover) is then said plainly."""
-        try:
-            self._discard(vault, spec, deadline)
-        except KeyVaultAcmeError as e:
-            self.log.warning("%s/certificates/%s: the pending operation could not be discarded (%s); the next run "
-                             "reuses it", vault.vault_url, spec.name, one_line(e))
-            if isinstance(e, KeyVaultReadOnly) or isinstance(error, KeyVaultReadOnly):
-                raise KeyVaultReadOnly(
-                    f"{getattr(error, 'finding', None) or one_line(error)}; the vault is read-only, so the pending "
-                    f"operation of {spec.name} stays, and the next run after the vault recovers reuses it",
-                    status=getattr(error, "status", None), code=getattr(error, "code", None)) from error
-
-    def _claim(self, spec: CertificateSpec, names: tuple[str, ...], vault: KeyVault, client: AcmeClient,
-               tags: Mapping[str, str], deadline: float) -> "_Claim":
-        """A pending operation whose CSR fits the spec: a new one, or one left behind by a run that is over.
-
-        Key Vault allows one pending operation per certificate, so creating it is the claim on issuing. One
-        that exists already is another run's while it may still be working: taking it over would order twice
-        with one CSR and let the loser's clean-up delete the winner's operation, so that is
-        :class:`CertificateBusy`. Its run is over when this engine made it, when the run's record
-        (:mod:`.runs`) names a process on this host that is gone, or when it is older than any run may last;
-        then it is reused when its CSR fits and replaced otherwise, after removing the challenge values its
-        run left in DNS. A chain already kept for its CSR (a run that failed to merge) is merged at once.
-        """
-        key = self._key(spec)
-        try:
-            pending = vault.create_pending(spec.name, spec.key, names, tags, deadline=deadline)
-        except KeyVaultError as e:
-            if e.status != 409 or isinstance(e, CertificateDeletedButRecoverable):
-                raise
-            found = vault.pending(spec.name, deadline=deadline)
-            fit = (found if found is not None and found.status.lower() == "inprogress"
-                   and not csr_problem(found.csr, names, spec) else None)
-            if fit is not None:
-                chain = vault.stored_chain(spec.name, deadline=deadline)
-                if chain and same_public_key(chain[0].public_key(), fit.csr.public_key()) \
-                        and names_key(dns_names_of(chain[0])) == names_key(names):
-                    with self._lock:
-                        self._pending_ours.add(key)
-                    return _Claim(fit, chain)
-            props = vault.pending_properties(spec.name, deadline=deadline)
-            record = RunRecord.parse((props.tags or {}).get(RUN_TAG) if props is not None else None)
-            if found is not None and key not in self._pending_ours:
-                created = props.created_on if props is not None else None
-                if not creator_gone(record, created, datetime.now(timezone.utc), self.timeout_s,
-                                    host=this_run().host, alive=process_alive):
-                    since = "at an unknown time" if created is None else f"at {when(created)}"
-                    by = f" by {record.describe()}" if record else ""
-                    raise CertificateBusy(
-                        f"{spec.vault_url}/certificates/{spec.name}: another run is issuing this certificate (its "
-                        f"pending operation was created{by} {since}); retry when it has finished, or after "
-                        f"{self.timeout_s:.0f} s (the operation timeout, --timeout) when that run has crashed") \
-                        from None
-            if record is not None and record.order_url:
-                self._remove_stale_values(spec, client, record.order_url, record.describe(), deadline)
-            if fit is None:
-                self.log.info("discarding a stale pending operation of %s/%s", spec.vault_url, spec.name)
-                self._discard(vault, spec, deadline)
-                pending = vault.create_pending(spec.name, spec.key, names, tags, deadline=deadline)
-            else:
-                pending = fit
-                self.log.info("reusing the pending operation of %s/%s left by an earlier run%s", spec.vault_url,
-                              spec.name, f" ({record.describe()})" if record else "")
-                # This run's record replaces the dead one: a third run must see this one as alive.
-                if props is not None:
-                    vault.update(spec.name, props.version, tags=tags, deadline=deadline)
-        with self._lock:
-            self._pending_ours.add(key)
-        problem = csr_problem(pending.csr, names, spec)
-        if problem:
-            self._discard(vault, spec, deadline)
-            raise CertificateMismatch(f"{spec.vault_url}/certificates/{spec.name}: {problem}; nothing was ordered")
-        return _Claim(pending, [])
-
-    def _remove_stale_values(self, spec: CertificateSpec, client: AcmeClient, order_url: str, who: str,
-                             deadline: float) -> None:
-        """Remove the DNS-01 values ``who`` published for the order ``order_url`` (provably ours: computed from
-        that order's tokens and our account key), so a killed run, or one whose clean-up failed, leaves
-        nothing behind for long."""
-        from .dns.challenges import CLEANUP_BUDGET_S, DnsSolver
-
-        try:
-            values = client.challenge_values(order_url, deadline=deadline)
-            if not values:
-                return
-            solver = DnsSolver(self.wiring.providers(spec, deadline), resolvers=spec.resolvers)
-            left = solver.remove([Challenge(i, v) for i, v in values],
-                                 deadline=min(deadline, time.monotonic() + CLEANUP_BUDGET_S))
-        except KeyVaultAcmeError as e:
-            self.log.warning("%s/certificates/%s: could not remove the challenge values of %s (%s)", spec.vault_url,
-                             spec.name, who, one_line(e))
-            return
-        self.log.info("%s/certificates/%s: removed %s left by %s", spec.vault_url, spec.name,
-                      plural(len(values) - len(left), "stale challenge value"), who)
-
-    def _discard(self, vault: KeyVault, spec: CertificateSpec, deadline: float) -> None:
-        vault.discard_pending(spec.name, deadline=deadline)
-        with self._lock:
-            self._pending_ours.discard(self._key(spec))
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -864,13 +537,9 @@ class Engine:
                 self._caa = CaaCache()
             return self._caa
 
-    @staticmethod
-    def _key(spec: CertificateSpec) -> tuple[str, str]:
-        return spec.vault_url.rstrip("/").lower(), spec.name.lower()
-
     def _certificate_lock(self, spec: CertificateSpec) -> threading.Lock:
         with self._lock:
-            return self._cert_locks.setdefault(self._key(spec), threading.Lock())
+            return self._cert_locks.setdefault(claim_key(spec), threading.Lock())
 
     def persist_records(self, spec: CertificateSpec) -> dict[str, str]:
         """The dns-persist-01 records the spec's names need (record name -> TXT value), from the CA's issuer domain

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Callable, ClassVar, Mapping, Optional, Sequence
 
+from .errors import UntrustedDirectory
 from .model import CertificateFacts, CertificateSpec, RenewalPolicy
 from .names import normalize_names
 from .timefmt import when as readable
@@ -353,3 +354,24 @@ def renewal_decision(facts: Optional[CertificateFacts], spec: CertificateSpec, n
         if decision is not None:
             return decision
     return Decision(False, Reason.UP_TO_DATE, "Up to date")
+
+
+def trusted_directory(spec: CertificateSpec, tags: Mapping[str, str], what: str) -> str:
+    """The CA that issued a version, to revoke it or ask it for renewal info: the one its ``acme-directory`` tag
+    names, when that is one the spec configures (``acme.directory_url`` or ``acme.previous_directories``); the
+    spec's CA when the tag is missing.
+
+    Raises UntrustedDirectory naming both otherwise; nothing is sent anywhere then."""
+    tagged = tags.get(TAG_DIRECTORY)
+    if not tagged:
+        return spec.acme.directory_url
+    trusted = spec.acme.trusted_directories()
+    if tagged.startswith("https://") and tagged.rstrip("/") in {url.rstrip("/") for url in trusted}:
+        return tagged
+    shown = tagged if len(tagged) <= 200 else tagged[:200] + "..."
+    raise UntrustedDirectory(
+        f"{what} is tagged {TAG_DIRECTORY}={shown!r}, which is not a CA this stack configures (acme.directory_url "
+        f"{spec.acme.directory_url}" + (f", acme.previous_directories {', '.join(spec.acme.previous_directories)}"
+                                        if spec.acme.previous_directories else "") +
+        "); nothing was sent to any CA and the version is unchanged. If that CA issued it, add its directory "
+        "URL to acme.previous_directories; otherwise someone changed the tag: restore it")

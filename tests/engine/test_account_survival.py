@@ -93,5 +93,5 @@ def test_an_account_that_exists_without_binding_says_so_and_how_to_fix_it(world,
             engine.issue(spec)
     message = str(failure.value)
     assert unbound.split("/")[-1] in message and "already existed at the CA for this key" in message
-    assert "set acme.account_key_secret to a new secret name" in message
+    assert "a new acme.account_key_secret name" in message and "acme.account_key.name" in message
     assert "challenge" not in message and "challenge" not in failure.value.hint

@@ -13,7 +13,8 @@ from cryptography import x509
 
 from keyvault_acme.account import new_account_key
 from keyvault_acme.acme_client import AcmeClient, ari_cert_id
-from keyvault_acme.lifecycle import ARI_FAILURE_RECHECK_S, Engine
+from keyvault_acme.ari import ARI_FAILURE_RECHECK_S
+from keyvault_acme.lifecycle import Engine
 from keyvault_acme.renewal import TAG_ARI, ari_from_tags, no_ari_from_tags
 from tests.engine.conftest import AZURE_ZONE, unique
 from tests.recording_proxy import RecordingProxy

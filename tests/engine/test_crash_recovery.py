@@ -22,6 +22,7 @@ from keyvault_acme.names import challenge_name
 from keyvault_acme.runs import RUN_TAG, RunRecord, creator_gone, leftover_order, process_alive, process_start
 from tests.engine.conftest import AZURE_ZONE, faults, unique
 from tests.engine.run_issue import spec_json
+from tests.request_counts import counting
 from tests.services import BIND_ZONE
 
 pytestmark = pytest.mark.integration
@@ -217,11 +218,16 @@ def test_a_failing_dns_clean_up_costs_seconds_not_the_certificate(world, credent
     engine = Engine(credential, timeout_s=40)
     caplog.set_level(logging.WARNING, logger="keyvault_acme")
     with faults(emulator, {"status": 503, "host": "management.azure.com", "path": "*/TXT/*", "method": "[PD]*",
-                           "skip": 1}):
+                           "skip": 1}), counting() as counter:
         started = time.monotonic()
         facts = engine.issue(spec)
         took = time.monotonic() - started
     assert facts.names == spec.dns_names and took < 30
+    # Finalized and downloaded before the clean-up was tried: the certificate never waited on DNS.
+    sent = counter.take()
+    download = next(i for i, (m, h, p) in enumerate(sent) if "/certZ/" in p)
+    first_cleanup = next(i for i, (m, h, p) in enumerate(sent) if h == "management.azure.com" and m == "DELETE")
+    assert download < first_cleanup
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(record in w and "left" in w for w in warnings), warnings
     # The value really is still there (the warning is true); the version records the order it came from...
