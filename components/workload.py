@@ -36,7 +36,6 @@ from pulumi_azure_native import (
 from keyvault_acme.access import azure_time
 from keyvault_acme.errors import SpecError
 from keyvault_acme.keyvault import CHAIN_SUFFIX
-from keyvault_acme.model import CloudflareZone, Rfc2136Zone
 from keyvault_acme_pulumi.components.args import CertificateWorkloadArgs
 from keyvault_acme_stack.authorization import check_names
 from keyvault_acme_stack.workload import (
@@ -242,11 +241,11 @@ def engine_secrets(cert: CertificateConfig) -> tuple[str, ...]:
 
 
 def operator_secrets(cert: CertificateConfig) -> tuple[str, ...]:
-    """The secrets of the workload's vault the issuer reads for a certificate and never writes: the TSIG secret of
-    each RFC 2136 zone, the API token of each Cloudflare zone and the EAB key (``acme.eab_hmac``). A secret in another vault gets no grant from the stack:
-    whoever keeps that vault grants Key Vault Secrets User on it (README, permissions)."""
-    refs = [z.tsig_secret if isinstance(z, Rfc2136Zone) else z.api_token
-            for z in cert.spec.zones if isinstance(z, (Rfc2136Zone, CloudflareZone))]
+    """The secrets of the workload's vault the issuer reads for a certificate and never writes: each zone's own
+    (the TSIG secret of an RFC 2136 zone, the API token of a Cloudflare zone) and the EAB key (``acme.eab_hmac``).
+    A secret in another vault gets no grant from the stack: whoever keeps that vault grants Key Vault Secrets User
+    on it (README, permissions)."""
+    refs = [ref for zone in cert.spec.zones for ref in zone.secrets]
     if cert.spec.acme.eab_hmac is not None:
         refs.append(cert.spec.acme.eab_hmac)
     vault = cert.spec.vault_url.rstrip("/").lower()  # the workload's vault

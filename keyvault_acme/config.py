@@ -18,12 +18,9 @@ from .model import (
     ACCOUNT_KEY_KINDS,
     REVOCATION_REASONS,
     AcmeAccount,
-    AzureDnsZone,
     CertificateSpec,
-    CloudflareZone,
     KeySpec,
     RenewalPolicy,
-    Rfc2136Zone,
     SecretRef,
     Zone,
     describe_shape,
@@ -55,7 +52,7 @@ _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 # provider inputs alike; these are the one way each kind of value is read, here and in keyvault_acme_stack.
 
 
-def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
+def require(data: Mapping[str, Any], key: str, where: str) -> Any:
     value = data.get(key)
     if value in (None, "", [], ()):
         raise SpecError(f"{where}{key}", "is required", f"set {where}{key} in the stack config or resource inputs")
@@ -191,52 +188,39 @@ def secret_ref_from(value: Any, field: str) -> SecretRef:
         raise SpecError(field, e.problem, e.fix) from None
 
 
-ZONE_TYPES = ("azure", "rfc2136", "cloudflare")
-
-
 def zone_from_dict(data: Mapping[str, Any], field: str = "zones[]") -> Zone:
-    """One zone: ``type`` names it (azure, rfc2136, cloudflare); without it, resource_id means Azure DNS and
-    server means RFC 2136, as before ``type`` existed."""
+    """One zone: ``type`` names its kind (azure, rfc2136, cloudflare, or a plug-in's, see
+    :mod:`keyvault_acme.dns.registry`); without it, resource_id means Azure DNS and server means RFC 2136, as
+    before ``type`` existed. A setting the kind does not have is refused by name."""
+    from .dns import registry  # the registry's built-in types parse with this module's helpers
+
     if not isinstance(data, Mapping):
-        raise SpecError(field, "must be a mapping", "give resource_id (Azure DNS) or zone/server/tsig_* (RFC 2136)")
-    kind = data.get("type")
-    if kind is not None and kind not in ZONE_TYPES:
-        raise SpecError(f"{field}.type", f"{kind!r} is not a zone type", f"use one of {', '.join(ZONE_TYPES)}")
-    if kind == "cloudflare":
-        unknown = sorted(set(data) - {"type", "zone", "api_token_secret"})
-        if unknown:
-            raise SpecError(f"{field}.{unknown[0]}", "is not a setting of a Cloudflare zone", "give zone and api_token_secret")
-        return CloudflareZone(
-            zone=str(_require(data, "zone", f"{field}.")).lower().rstrip("."),
-            api_token=secret_ref_from(_require(data, "api_token_secret", f"{field}."), f"{field}.api_token_secret"))
-    if kind == "azure" and "resource_id" not in data:
-        raise SpecError(f"{field}.resource_id", "is required", "give the Azure DNS zone's resource id")
-    if kind == "rfc2136" and "server" not in data:
-        raise SpecError(f"{field}.server", "is required", "give the RFC 2136 server as host or host:port")
-    if "resource_id" in data:
-        rfc2136 = sorted(k for k in ("zone", "server", "tsig_key_name", "tsig_secret", "tsig_algorithm") if k in data)
-        if rfc2136:
-            raise SpecError(f"{field}.{rfc2136[0]}", "does not go with resource_id: a zone is either an Azure DNS zone "
-                            "(resource_id) or an RFC 2136 zone (zone, server, tsig_*), not both",
-                            "keep resource_id for Azure DNS, or remove it for RFC 2136")
-        try:
-            return AzureDnsZone(str(data["resource_id"]))
-        except SpecError as e:
-            raise SpecError(f"{field}.resource_id", e.problem, e.fix) from None
-    if "server" in data:
-        algorithm = str(data.get("tsig_algorithm") or "hmac-sha256").lower().rstrip(".")
-        if algorithm not in TSIG_ALGORITHMS:
-            raise SpecError(f"{field}.tsig_algorithm", f"{data.get('tsig_algorithm')!r} is not a supported TSIG algorithm",
-                            f"use one of {', '.join(TSIG_ALGORITHMS)} (as the server's key statement says)")
-        return Rfc2136Zone(
-            zone=str(_require(data, "zone", f"{field}.")),
-            server=server_address(data["server"], f"{field}.server"),
-            tsig_key_name=str(_require(data, "tsig_key_name", f"{field}.")),
-            tsig_secret=secret_ref_from(_require(data, "tsig_secret", f"{field}."), f"{field}.tsig_secret"),
-            tsig_algorithm=algorithm,
-        )
-    raise SpecError(field, "is neither an Azure DNS zone nor an RFC 2136 zone",
-                    "give resource_id, or zone + server + tsig_key_name + tsig_secret")
+        raise SpecError(field, "must be a mapping", "give type and its settings, e.g. resource_id for an Azure DNS zone")
+    if "type" in data:
+        kind = registry.named(str(data["type"]))
+        if kind is None:
+            names = ", ".join(t.name for t in registry.known())
+            raise SpecError(f"{field}.type", f"{shown(data['type'])} is not a zone type", f"use one of {names}")
+        implied = None
+    else:
+        implied = next((t for t in registry.known(plugins=False) if t.implied_by in data), None)
+        if implied is None:
+            raise SpecError(field, "has no type and is neither an Azure DNS zone (resource_id) nor an RFC 2136 zone "
+                            "(server)", f"give type: one of {', '.join(t.name for t in registry.known())}, "
+                            "with its settings")
+        kind = implied
+    settings = {k: v for k, v in data.items() if k != "type"}
+    for key in sorted(settings):
+        if key in kind.settings:
+            continue
+        other = next((t for t in registry.known(plugins=False) if t is not kind and key in t.settings), None)
+        if implied is not None and other is not None:
+            raise SpecError(f"{field}.{key}", f"does not go with {implied.implied_by}: a zone is either "
+                            f"{implied.described} or {other.described}, not both",
+                            f"keep only {implied.implied_by}, or remove it for {other.described}")
+        raise SpecError(f"{field}.{key}", f"is not a setting of {kind.described}",
+                        f"give only {', '.join(kind.settings)}")
+    return kind.parse(settings, field)
 
 
 def key_from_dict(data: Mapping[str, Any] | None) -> KeySpec:
@@ -287,7 +271,7 @@ def acme_from_dict(data: Mapping[str, Any] | None) -> AcmeAccount:
         kwargs["contact"] = tuple(email(c, f"acme.contact[{i}]") for i, c in enumerate(contacts))
     if data.get("eab_kid"):
         kwargs["eab_kid"] = str(data["eab_kid"])
-        kwargs["eab_hmac"] = secret_ref_from(_require(data, "eab_hmac", "acme."), "acme.eab_hmac")
+        kwargs["eab_hmac"] = secret_ref_from(require(data, "eab_hmac", "acme."), "acme.eab_hmac")
     if data.get("previous_directories"):
         kwargs["previous_directories"] = _strings(data["previous_directories"], "acme.previous_directories")
     return AcmeAccount(**kwargs)
@@ -309,8 +293,8 @@ def certificate_spec_from_dict(data: Mapping[str, Any], *, defaults: Mapping[str
     unknown = set(merged) - _SPEC_KEYS
     if unknown:
         raise SpecError(", ".join(sorted(unknown)), "unknown setting", f"use only {', '.join(sorted(_SPEC_KEYS))}")
-    name = str(_require(merged, "name", ""))
-    vault_url = str(_require(merged, "vault_url", "")).rstrip("/")
+    name = str(require(merged, "name", ""))
+    vault_url = str(require(merged, "vault_url", "")).rstrip("/")
     if not vault_url.startswith("https://"):
         raise SpecError("vault_url", f"{vault_url!r} is not an https URL", "use https://<vault>.vault.azure.net")
     zones = merged.get("zones") or ()
@@ -331,7 +315,7 @@ def certificate_spec_from_dict(data: Mapping[str, Any], *, defaults: Mapping[str
     return CertificateSpec(
         vault_url=vault_url,
         name=name,
-        dns_names=_strings(_require(merged, "dns_names", ""), "dns_names"),
+        dns_names=_strings(require(merged, "dns_names", ""), "dns_names"),
         zones=tuple(zone_from_dict(z, f"zones[{i}]") for i, z in enumerate(zones)),
         acme=acme_from_dict(merged.get("acme")),
         key=key_from_dict(merged.get("key")),
@@ -368,13 +352,13 @@ def persist_until(value: Any) -> int | None:
 def spec_to_dict(spec: CertificateSpec) -> dict[str, Any]:
     """The inverse of :func:`certificate_spec_from_dict`: plain data for Pulumi inputs and stack files."""
 
+    from .dns.registry import zone_type
+
     def zone(z: Zone) -> dict[str, Any]:
-        if isinstance(z, AzureDnsZone):
-            return {"resource_id": z.resource_id}
-        if isinstance(z, CloudflareZone):
-            return {"type": "cloudflare", "zone": z.zone, "api_token_secret": z.api_token.secret_id}
-        return {"zone": z.zone, "server": z.server, "tsig_key_name": z.tsig_key_name,
-                "tsig_secret": z.tsig_secret.secret_id, "tsig_algorithm": z.tsig_algorithm}
+        kind = zone_type(z)
+        # A kind that a setting implies is written without ``type``, as before it existed: existing
+        # resources' inputs stay the same.
+        return kind.to_dict(z) if kind.implied_by else {"type": kind.name, **kind.to_dict(z)}
 
     acme: dict[str, Any] = {"directory_url": spec.acme.directory_url, "account_key_secret": spec.acme.account_key_secret}
     if spec.acme.account_key_kind != "secret":  # absent for the default: existing resources' inputs stay the same

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Mapping, Union
+from typing import Mapping, Protocol
 
 from .errors import SpecError
 
@@ -171,6 +171,10 @@ class AzureDnsZone:
     def resource_group(self) -> str:
         return self._part("rg")
 
+    @property
+    def secrets(self) -> tuple[SecretRef, ...]:
+        return ()  # written with the engine's own Azure identity
+
 
 @dataclass(frozen=True)
 class Rfc2136Zone:
@@ -186,6 +190,10 @@ class Rfc2136Zone:
     def name(self) -> str:
         return self.zone.lower().rstrip(".")
 
+    @property
+    def secrets(self) -> tuple[SecretRef, ...]:
+        return (self.tsig_secret,)
+
 
 @dataclass(frozen=True)
 class CloudflareZone:
@@ -198,8 +206,24 @@ class CloudflareZone:
     def name(self) -> str:
         return self.zone.lower().rstrip(".")
 
+    @property
+    def secrets(self) -> tuple[SecretRef, ...]:
+        return (self.api_token,)
 
-Zone = Union[AzureDnsZone, Rfc2136Zone, CloudflareZone]
+
+class Zone(Protocol):
+    """A DNS zone of a spec, of any type the registry knows (:mod:`keyvault_acme.dns.registry`): the built-in
+    ones above or a plug-in's frozen dataclass."""
+
+    @property
+    def name(self) -> str:
+        """The zone's apex: lower case, no trailing dot."""
+        ...
+
+    @property
+    def secrets(self) -> tuple[SecretRef, ...]:
+        """The Key Vault secrets its provider reads (a TSIG key, an API token), so the stack can grant them."""
+        ...
 
 
 ACCOUNT_KEY_KINDS = ("secret", "key")

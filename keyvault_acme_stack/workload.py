@@ -28,7 +28,7 @@ from keyvault_acme.config import (
     zone_from_dict,
 )
 from keyvault_acme.errors import SpecError, shown
-from keyvault_acme.model import AzureDnsZone, CertificateSpec, CloudflareZone, Rfc2136Zone, describe_shape
+from keyvault_acme.model import AzureDnsZone, CertificateSpec, Zone, describe_shape
 from keyvault_acme.names import challenge_name, normalize_names, zone_for
 
 from . import authorization
@@ -91,9 +91,9 @@ _IDENTITY_ID = re.compile(
 _ARM_ID = re.compile(r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/\s]+/providers/[^/\s]+/.+", re.IGNORECASE)
 
 
-# Zones outside Azure DNS: the stack grants no Azure role there; the engine writes their records with the
-# zone's own credential (a TSIG key, a Cloudflare API token) read from Key Vault.
-OtherZone = Rfc2136Zone | CloudflareZone
+# Zones outside Azure DNS (RFC 2136, Cloudflare, a plug-in's): the stack grants no Azure role there; the engine
+# writes their records with the zone's own credential (``Zone.secrets``: a TSIG key, an API token) from Key Vault.
+OtherZone = Zone
 
 
 # ---------------------------------------------------------------------------------------------- types

@@ -92,8 +92,8 @@ class DnsSolver:
             self._present(placements, presented, deadline)
             started = time.monotonic()
             timeout = self.propagation_timeout or max(
-                getattr(self.providers[z], "propagation_timeout", DEFAULT_PROPAGATION_TIMEOUT)
-                for z in {p.zone for p in placements})
+                (self.providers[z].propagation_timeout for z in {p.zone for p in placements}),
+                default=DEFAULT_PROPAGATION_TIMEOUT)
             expectations = [Expectation(p.record, p.value, tuple(self.servers(p.zone))) for p in placements]
             # One line per order, not per poll: what an operator watching a slow propagation wants to know.
             log.info("waiting for DNS propagation of %s on %s (up to %.0f s)",
