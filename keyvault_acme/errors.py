@@ -34,6 +34,19 @@ class KeyVaultAcmeError(Exception):
         """What went wrong without the hint: for reports that show the hint separately, as the fix."""
         return super().__str__()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (keyvault_acme.bulk's workers): the default pickling calls
+        # ``cls(*args)``, which fails for every subclass whose __init__ takes other arguments, and the pool
+        # then reports a broken process instead of the error.
+        return _rebuilt, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuilt(cls: type[KeyVaultAcmeError], args: tuple[Any, ...], state: dict[str, Any]) -> KeyVaultAcmeError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 def shown(value: object) -> str:
     """A short repr of any input value for an error message: long strings, lists and mappings are cut, deep ones
