@@ -13,6 +13,7 @@ Cloudflare's SDK, and a process that never parses a zone never looks for plug-in
 from __future__ import annotations
 
 import importlib
+import threading
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
@@ -72,22 +73,33 @@ def register(zone_type: ZoneType) -> None:
     _BY_CLASS[zone_type.zone_class] = zone_type
 
 
+# Several threads may parse their first specs at once (keyvault_acme.bulk's workers): a thread must not see the
+# tables while another is still filling them, so loading happens under a lock and is marked done after it.
+_loading = threading.RLock()
+
+
 def _builtins() -> None:
-    if not _loaded["builtins"]:
-        _loaded["builtins"] = True
-        importlib.import_module(".zones", __package__)  # registers azure, rfc2136 and cloudflare
+    if _loaded["builtins"]:
+        return
+    with _loading:
+        if not _loaded["builtins"]:
+            importlib.import_module(".zones", __package__)  # registers azure, rfc2136 and cloudflare
+            _loaded["builtins"] = True
 
 
 def _plugins() -> None:
     """Zone types other packages declare; read once, and only when a name is not built in."""
     if _loaded["plugins"]:
         return
-    _loaded["plugins"] = True
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        found = entry.load()
-        if not isinstance(found, ZoneType):
-            raise TypeError(f"entry point {entry.name} = {entry.value} in {ENTRY_POINT_GROUP} is not a ZoneType")
-        register(found)
+    with _loading:
+        if _loaded["plugins"]:
+            return
+        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            found = entry.load()
+            if not isinstance(found, ZoneType):
+                raise TypeError(f"entry point {entry.name} = {entry.value} in {ENTRY_POINT_GROUP} is not a ZoneType")
+            register(found)
+        _loaded["plugins"] = True
 
 
 def named(name: str) -> ZoneType | None:
