@@ -504,7 +504,8 @@ class AcmeClient:
                                   count=True)
         if order.status == "invalid":
             raise self._order_failure(order, deadline)
-        VALIDATION_PACE.observed(self.directory_url, time.monotonic() - answered, first_poll_done=polls == 1)
+        VALIDATION_PACE.observed(self.directory_url, time.monotonic() - answered, first_poll_done=polls == 1,
+                                 waited=first_wait or 0.0)
         log.info("the CA validated %s in %.1f s", names, time.monotonic() - started)
         return order
 
@@ -765,8 +766,12 @@ class ValidationPace:
             seconds = self._seconds.get(directory_url)
         return None if seconds is None else min(seconds, self.CAP_S)
 
-    def observed(self, directory_url: str, seconds: float, *, first_poll_done: bool) -> None:
-        sample = seconds * self.NUDGE if first_poll_done else seconds
+    def observed(self, directory_url: str, seconds: float, *, first_poll_done: bool, waited: float = 0.0) -> None:
+        """``seconds`` from answering the challenges to the poll that found the order done, after a first wait
+        of ``waited``. When that first poll found it done, the CA took at most the wait plus the poll's own
+        round trip, maybe far less: the sample is a little under the wait alone, or the round trip would hold
+        the estimate at several times itself however fast the CA is."""
+        sample = waited * self.NUDGE if first_poll_done else seconds
         with self._lock:
             before = self._seconds.get(directory_url)
             self._seconds[directory_url] = sample if before is None else \
