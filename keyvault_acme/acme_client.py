@@ -517,15 +517,23 @@ class AcmeClient:
         certificate's issuer common name matches; the default chain when none does.
         """
         deadline = self._deadline(deadline)
+        first_wait: Optional[float] = None
+        finalized: Optional[float] = None  # when the CA took the CSR: the issuance pace is learnt from it
         if order.status == "ready":
             csr = x509.load_der_x509_csr(csr_der)
             response = self._post(order.finalize, messages.CertificateRequest(csr=csr), "finalize the order", deadline)
+            finalized = time.monotonic()
             order = _order(order.url, response.json())
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            first_wait = ISSUANCE_PACE.expected(self.directory_url) if order.status == "processing" else None
         else:
             retry_after = None
-        order = self._poll(order, {"pending", "ready", "processing"}, "wait for the certificate", deadline,
-                           retry_after=retry_after)
+        learning = finalized is not None and order.status == "processing" and retry_after is None
+        order, polls = self._poll(order, {"pending", "ready", "processing"}, "wait for the certificate", deadline,
+                                  retry_after=retry_after, first_wait=first_wait, count=True)
+        if learning and finalized is not None and order.status == "valid":
+            ISSUANCE_PACE.observed(self.directory_url, time.monotonic() - finalized,
+                                   first_poll_done=polls == 1 and first_wait is not None, waited=first_wait or 0.0)
         if order.status != "valid" or not order.certificate:
             raise self._order_failure(order, deadline)
         response = self._post(order.certificate, None, "download the certificate", deadline)
@@ -712,10 +720,13 @@ class AcmeClient:
         how many polls it took."""
         waiter = Waiter(f"ACME: {what}", deadline=deadline, backoff=self.poll_backoff)
         polls = 0
-        if first_wait and retry_after is None:
-            retry_after = min(first_wait, max(0.0, waiter.remaining / 2))
+        # The CA's own Retry-After wins over what we learnt; a learnt wait is taken as it is (it may be shorter
+        # than the backoff's first step), and the backoff starts only after the first poll.
+        paused = first_wait is not None and retry_after is None
+        if paused:
+            waiter.pause(min(first_wait or 0.0, max(0.0, waiter.remaining / 2)))
         while order.status in waiting:
-            if polls or retry_after is not None or order.status == "processing":
+            if polls or retry_after is not None or (order.status == "processing" and not paused):
                 waiter.sleep(retry_after)
             polls += 1
             response = self._get(order.url, what, deadline)
@@ -743,10 +754,11 @@ class AcmeClient:
                 if link.get("rel") == rel and "url" in link]
 
 
-class ValidationPace:
-    """How long each CA recently took to validate an order's challenges, in this process (an exponentially
-    weighted mean per directory URL), so the first poll after answering waits about that long: a CA that takes
-    2 s is not asked ten times on a doubling backoff from 5 ms, and a fast one is asked once.
+class Pace:
+    """How long each CA recently took for one step of an order (validating its challenges, issuing after
+    finalize), in this process (an exponentially weighted mean per directory URL), so the first poll waits
+    about that long: a CA that takes 2 s is not asked ten times on a doubling backoff from 5 ms, and one that
+    takes 1 ms is asked once after about 1 ms, not after the backoff's first 5 ms.
 
     Only ever a first wait before polling, never a sleep in place of it: the poll decides, and the backoff
     takes over when the order is still pending. When the first poll already found the order done, the CA
@@ -778,7 +790,8 @@ class ValidationPace:
                 (1 - self.WEIGHT) * before + self.WEIGHT * sample
 
 
-VALIDATION_PACE = ValidationPace()
+VALIDATION_PACE = Pace()  # answering the challenges -> the order is ready (or invalid)
+ISSUANCE_PACE = Pace()  # finalize -> the order is valid, with its certificate
 
 
 def each(fn, items: Sequence[Any], workers: int = 8) -> list[Any]:

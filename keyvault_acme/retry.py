@@ -95,6 +95,12 @@ class Waiter:
             delay = max(delay, retry_after)
         self._sleep(min(delay, remaining))
 
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (no longer than the deadline allows), outside the backoff: a wait learnt from the
+        server's recent pace, before the first attempt."""
+        if seconds > 0:
+            self._sleep(min(seconds, max(0.0, self.remaining)))
+
     def _deadline(self, last_error: BaseException | None) -> Deadline:
         detail = f"; last error: {last_error}" if last_error else ""
         err = Deadline(f"{self.what}: gave up at the deadline after {self.attempts} attempts{detail}")

@@ -103,9 +103,9 @@ def test_retry_call_reraises_other_errors_and_chains_the_last_at_the_deadline():
 
 
 def test_the_validation_pace_follows_the_ca_up_and_down_and_is_capped():
-    from keyvault_acme.acme_client import ValidationPace
+    from keyvault_acme.acme_client import Pace
 
-    pace, ca = ValidationPace(), "https://ca.test/dir"
+    pace, ca = Pace(), "https://ca.test/dir"
     assert pace.expected(ca) is None  # nothing known: the first poll goes at once
     pace.observed(ca, 2.0, first_poll_done=False)
     assert pace.expected(ca) == 2.0 and pace.expected("https://other.test/dir") is None  # per CA
@@ -120,16 +120,16 @@ def test_the_validation_pace_follows_the_ca_up_and_down_and_is_capped():
         pace.observed(ca, 3.0, first_poll_done=False)
     assert 2.9 < pace.expected(ca) <= 3.0
     pace.observed(ca, 600.0, first_poll_done=False)
-    assert pace.expected(ca) == ValidationPace.CAP_S
+    assert pace.expected(ca) == Pace.CAP_S
 
 
 def test_a_polls_own_round_trip_does_not_hold_the_validation_pace_up():
     # What validate() sees when the first poll finds the order done is the wait plus that poll's round trip (a
     # signed POST, ~4 ms to Pebble). Taking that as the CA's time held the estimate near 6 round trips (~25 ms)
     # for a CA that validates in 1 ms: the whole of the benchmark's "validation" phase.
-    from keyvault_acme.acme_client import ValidationPace
+    from keyvault_acme.acme_client import Pace
 
-    pace, ca, round_trip, validates_in = ValidationPace(), "https://ca.test/dir", 0.004, 0.001
+    pace, ca, round_trip, validates_in = Pace(), "https://ca.test/dir", 0.004, 0.001
     pace.observed(ca, 0.030, first_poll_done=False)
     for _ in range(200):
         waited = pace.expected(ca) or 0.0
