@@ -123,3 +123,17 @@ def test_retry_after_from_the_ca_paces_the_first_poll(sleeps):
     client = _client_answering(["valid"])
     client._poll(_order_in("processing"), {"processing"}, "wait", time.monotonic() + 5, retry_after=2.0)
     assert sleeps == [2.0]
+
+
+def test_a_learnt_wait_is_taken_as_it_is_before_the_first_poll_and_the_backoff_starts_after_it(sleeps):
+    # A CA that issues in about 1 ms is first asked after about 1 ms, not after the backoff's first 5 ms.
+    client = _client_answering(["processing", "valid"])
+    order = client._poll(_order_in("processing"), {"processing"}, "wait", time.monotonic() + 5, first_wait=0.001)
+    assert order.status == "valid" and sleeps == [0.001, 0.005]
+
+
+def test_the_cas_retry_after_wins_over_a_learnt_wait(sleeps):
+    client = _client_answering(["valid"])
+    client._poll(_order_in("processing"), {"processing"}, "wait", time.monotonic() + 5, retry_after=2.0,
+                 first_wait=0.001)
+    assert sleeps == [2.0]
