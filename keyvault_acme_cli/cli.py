@@ -944,8 +944,26 @@ def _ctrl_c_exits() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None, *, engine: "Engine | None" = None,
          now: Callable[[], datetime] | None = None) -> int:
     """Run the CLI; returns the exit code. ``engine`` lets a caller (the demo) share one engine."""
+    if argv is None:  # the command line itself (console script, python -m): the process ends when this returns
+        _no_collection_at_exit()
     with _ctrl_c_exits():
         return _main(argv, engine=engine, now=now)
+
+
+def _no_collection_at_exit() -> None:
+    """Spare the process the garbage collector's passes over everything the run imported and built, at exit.
+
+    Interpreter shutdown collects the whole heap more than once while it tears the ~800 modules of an issuance
+    down: 60-80 ms of a half-second ``keyvault-acme issue``, for memory the operating system takes back anyway.
+    gc.freeze() in an exit handler takes what exists then out of the collector's sight. Everything else about
+    exit stays: the other exit handlers run (logging's flush among them), modules are torn down, output is
+    flushed. Only finalizers of objects that nothing but a collection would free are skipped, and Python runs
+    those at exit on a best-effort basis anyway; this package writes and closes its files in ``with`` blocks.
+    """
+    import atexit
+    import gc
+
+    atexit.register(gc.freeze)
 
 
 def _main(argv: Sequence[str] | None, *, engine: "Engine | None", now: Callable[[], datetime] | None) -> int:

@@ -214,3 +214,18 @@ def test_python_dash_m_runs_the_same_cli():
                             cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: keyvault-acme")
+
+
+def test_only_the_command_line_itself_skips_collection_at_exit(monkeypatch, capsys):
+    """The console script (argv from sys.argv) freezes the heap at exit to spare the shutdown's collections; a
+    program calling main() with its own arguments goes on living, and its garbage must stay collectable."""
+    import atexit
+    import gc
+
+    registered: list = []
+    monkeypatch.setattr(atexit, "register", lambda fn, *a, **k: registered.append(fn))
+    assert run_main(capsys, "--config", str(DEV_STACK), "issue", "no-such-certificate")[0] == 2
+    assert gc.freeze not in registered
+    monkeypatch.setattr(sys, "argv", ["keyvault-acme", "--config", str(DEV_STACK), "issue", "no-such-certificate"])
+    assert cli.main() == 2
+    assert registered == [gc.freeze]
