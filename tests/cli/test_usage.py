@@ -216,16 +216,19 @@ def test_python_dash_m_runs_the_same_cli():
     assert result.stdout.startswith("usage: keyvault-acme")
 
 
-def test_only_the_command_line_itself_skips_collection_at_exit(monkeypatch, capsys):
-    """The console script (argv from sys.argv) freezes the heap at exit to spare the shutdown's collections; a
-    program calling main() with its own arguments goes on living, and its garbage must stay collectable."""
+def test_only_the_command_line_itself_changes_garbage_collection(monkeypatch, capsys):
+    """The console script (argv from sys.argv) collects no garbage while starting and none at exit; a program
+    calling main() with its own arguments goes on living, and keeps its collector as it was."""
     import atexit
     import gc
 
-    registered: list = []
-    monkeypatch.setattr(atexit, "register", lambda fn, *a, **k: registered.append(fn))
+    calls: list = []
+    monkeypatch.setattr(atexit, "register", lambda fn, *a, **k: calls.append(("at exit", fn)))
+    for name in ("disable", "enable", "freeze"):
+        monkeypatch.setattr(gc, name, lambda name=name: calls.append(name))
     assert run_main(capsys, "--config", str(DEV_STACK), "issue", "no-such-certificate")[0] == 2
-    assert gc.freeze not in registered
+    assert calls == []
     monkeypatch.setattr(sys, "argv", ["keyvault-acme", "--config", str(DEV_STACK), "issue", "no-such-certificate"])
     assert cli.main() == 2
-    assert registered == [gc.freeze]
+    # Start-up without collection; a command that built no engine collects again when it returns.
+    assert calls == [("at exit", gc.freeze), "disable", "freeze", "enable"]
