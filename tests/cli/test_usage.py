@@ -214,3 +214,21 @@ def test_python_dash_m_runs_the_same_cli():
                             cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: keyvault-acme")
+
+
+def test_only_the_command_line_itself_changes_garbage_collection(monkeypatch, capsys):
+    """The console script (argv from sys.argv) collects no garbage while starting and none at exit; a program
+    calling main() with its own arguments goes on living, and keeps its collector as it was."""
+    import atexit
+    import gc
+
+    calls: list = []
+    monkeypatch.setattr(atexit, "register", lambda fn, *a, **k: calls.append(("at exit", fn)))
+    for name in ("disable", "enable", "freeze"):
+        monkeypatch.setattr(gc, name, lambda name=name: calls.append(name))
+    assert run_main(capsys, "--config", str(DEV_STACK), "issue", "no-such-certificate")[0] == 2
+    assert calls == []
+    monkeypatch.setattr(sys, "argv", ["keyvault-acme", "--config", str(DEV_STACK), "issue", "no-such-certificate"])
+    assert cli.main() == 2
+    # Start-up without collection; a command that built no engine collects again when it returns.
+    assert calls == [("at exit", gc.freeze), "disable", "freeze", "enable"]

@@ -3,6 +3,7 @@
 import contextlib
 import http.server
 import socket
+import ssl
 import threading
 import warnings
 
@@ -112,13 +113,23 @@ def https_server(tmp_path, served_as: str):
         server.server_close()
 
 
-def test_a_ca_bundle_is_loaded_once_and_still_verifies(tmp_path, no_proxy_env):
+def test_a_ca_bundle_is_loaded_once_and_still_verifies(tmp_path, no_proxy_env, monkeypatch):
+    loads = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(self, cafile=None, *args, **kwargs):
+        loads.append(cafile)
+        return load(self, cafile, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
     with https_server(tmp_path, "127.0.0.1") as (url, bundle):
         verifying_context.cache_clear()
         for _ in range(2):  # two sessions, two connections
             with new_session() as session:
                 assert session.get(url, verify=bundle, timeout=5).text == "ok"
         assert verifying_context.cache_info().misses == 1
+        # Parsed once per process: not again into the shared context at each new connection.
+        assert loads.count(bundle) == 1
 
 
 def test_a_certificate_for_another_host_is_refused(tmp_path, no_proxy_env):
