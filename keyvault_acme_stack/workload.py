@@ -27,6 +27,7 @@ from keyvault_acme.config import (
     spec_to_dict,
     zone_from_dict,
 )
+from keyvault_acme.dns import registry
 from keyvault_acme.errors import SpecError, shown
 from keyvault_acme.model import AzureDnsZone, CertificateSpec, Zone, describe_shape
 from keyvault_acme.names import challenge_name, normalize_names, zone_for
@@ -464,12 +465,19 @@ def _zone(entry: Any, fld: str, subscription_id: str, resource_group: str) -> Dn
     if not isinstance(entry, Mapping):
         raise SpecError(fld, "must be a mapping", "give name (a new zone), resource_id (existing), zone/server/tsig_* (RFC 2136) "
                         "or type: cloudflare with zone/api_token_secret")
-    settings(entry, fld, SETTINGS["zones[]"])
+    if "type" in entry:
+        kind = registry.named(str(entry["type"]))
+        if kind is None:
+            zone_from_dict(entry, fld)  # refuses the type, naming the ones there are
+        # A plug-in's zone type brings its own settings; zone_from_dict refuses any it does not declare.
+        settings(entry, fld, tuple(dict.fromkeys(SETTINGS["zones[]"] + (kind.settings if kind else ()))))
+    else:
+        settings(entry, fld, SETTINGS["zones[]"])
     scope = str(entry.get("challenge_scope") or "record_set")
     if scope not in CHALLENGE_SCOPES:
         raise SpecError(f"{fld}.challenge_scope", f"{scope!r} is not a scope", "use record_set (default) or zone")
     rest = {k: v for k, v in entry.items() if k != "challenge_scope"}
-    if "name" in rest:
+    if "name" in rest and rest.get("type", "azure") == "azure":
         extra = sorted(set(rest) - {"name"})
         if extra:
             raise SpecError(f"{fld}.{extra[0]}", "does not go with name", "name creates a zone; use resource_id for an existing one")

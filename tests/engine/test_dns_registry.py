@@ -212,3 +212,21 @@ assert not errors, errors
     for _ in range(3):
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr[-600:]
+
+
+def test_a_stack_file_takes_a_plugin_zone_and_grants_its_secret(plugin):
+    from components.workload import operator_secrets
+    from keyvault_acme_stack.workload import parse_workload_config
+
+    sub = "11111111-1111-1111-1111-111111111111"
+    values = {"workload": "shop", "environment": "dev", "location": "westeurope", "subscription_id": sub,
+              "tenant_id": "22222222-2222-2222-2222-222222222222",
+              "zones": [{**ZONE, "key_secret": "https://kv-shop-dev.vault.azure.net/secrets/nsupdate-key"}],
+              "allowlist": {"suffixes": ["plug.test"]},
+              "certificates": [{"name": "www", "dns_names": ["www.plug.test"]}]}
+    config = parse_workload_config(values)
+    [cert] = config.certificates
+    assert isinstance(cert.spec.zones[0], NsupdateZone) and operator_secrets(cert) == ("nsupdate-key",)
+    with pytest.raises(SpecError) as err:
+        parse_workload_config({**values, "zones": [{**ZONE, "tsig_secret": "x"}]})
+    assert err.value.field == "zones[0].tsig_secret" and "nsupdate zone" in err.value.problem
