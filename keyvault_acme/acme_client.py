@@ -211,16 +211,27 @@ class _Problem(Exception):
         return self.problem.code if self.problem is not None else None
 
 
+def acme_session() -> requests.Session:
+    """An HTTP session for talking to a CA: https only (redirects included) and answers bounded in size."""
+    return new_session(https_only=True, max_body=MAX_RESPONSE_BYTES)
+
+
 class _Network(acme_client.ClientNetwork):
     """ClientNetwork that keeps the response facts with each error, hands out nonces thread-safely and
     uses the engine's HTTP session (:mod:`keyvault_acme.transport`)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, session: Optional[requests.Session] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.session.close()
-        # https only, redirects included, and bounded answers: see keyvault_acme.transport.
-        self.session = new_session(https_only=True, max_body=MAX_RESPONSE_BYTES)
+        # https only, redirects included, and bounded answers: see keyvault_acme.transport. A session handed in
+        # (one per CA and process, see acme_session) is shared with other clients of that CA: its connection too.
+        self._shared_session = session is not None
+        self.session = session if session is not None else acme_session()
         self._nonce_lock = threading.Lock()
+
+    def __del__(self) -> None:
+        if not self._shared_session:  # the library closes its session when the network goes; not a shared one
+            super().__del__()
 
     # An instance method over the library's classmethod: the library calls it on the instance, and the error's
     # nonce goes into this instance's pool. acme is pinned to one major; tests/engine/test_acme_library.py
@@ -267,7 +278,7 @@ class AcmeClient:
                  alg: Optional[jose.JWASignature] = None, timeout: float = DEFAULT_TIMEOUT,
                  backoff: Backoff = DEFAULT_BACKOFF, poll_backoff: Backoff = POLL_BACKOFF,
                  network_timeout: int = 30, user_agent: str = USER_AGENT,
-                 directory: Optional[messages.Directory] = None) -> None:
+                 directory: Optional[messages.Directory] = None, session: Optional[requests.Session] = None) -> None:
         self.directory_url = directory_url
         self.timeout = timeout
         self.backoff = backoff  # between retries of a failed request
@@ -276,7 +287,7 @@ class AcmeClient:
         self._contact = tuple(contact)
         self._eab = (eab_kid, eab_hmac_key) if eab_kid and eab_hmac_key else None
         self._net = _Network(key=account_key, alg=alg or _signing_alg(account_key), user_agent=user_agent,
-                             timeout=network_timeout)
+                             timeout=network_timeout, session=session)
         self._lock = threading.RLock()  # registration reads the directory under the same lock
         # ``directory``: the CA's directory as another client of this process fetched it (one fetch per process
         # and CA; it changes only with a CA release).

@@ -44,6 +44,7 @@ class Wiring:
         self._dns_clients: AzureDnsClients | None = None
         self._tsig: dict[str, tuple[float, str]] = {}
         self._dir_clients: dict[str, AcmeClient] = {}
+        self._acme_sessions: dict[str, Any] = {}  # directory URL -> the one HTTP session of this process for that CA
         self._accounts: AccountCache[AcmeClient] | None = None
 
     @property
@@ -118,7 +119,8 @@ class Wiring:
             # One directory fetch per process and CA: the directory reader's, shared.
             directory = self.directory_client(acme.directory_url).directory_document(deadline=deadline)
             client = AcmeClient(acme.directory_url, jwk, alg=alg, contact=acme.contact, eab_kid=acme.eab_kid,
-                                eab_hmac_key=eab, timeout=self.timeout_s, directory=directory)
+                                eab_hmac_key=eab, timeout=self.timeout_s, directory=directory,
+                                session=self._acme_session(acme.directory_url))
             client.account_url(deadline=deadline)
             return client
 
@@ -161,12 +163,24 @@ class Wiring:
         from .account import new_account_key
         from .acme_client import AcmeClient
 
+        session = self._acme_session(directory_url)
         with self._lock:
             client = self._dir_clients.get(directory_url)
             if client is None:
                 client = self._dir_clients[directory_url] = AcmeClient(directory_url, new_account_key(),
-                                                                       timeout=self.timeout_s)
+                                                                       timeout=self.timeout_s, session=session)
             return client
+
+    def _acme_session(self, directory_url: str) -> Any:
+        """One HTTP session per CA for this engine: the directory reader and every account's client share its
+        connections (a second TLS handshake with the CA cost each process a few milliseconds)."""
+        from .acme_client import acme_session
+
+        with self._lock:
+            session = self._acme_sessions.get(directory_url)
+            if session is None:
+                session = self._acme_sessions[directory_url] = acme_session()
+            return session
 
     # -- DNS --------------------------------------------------------------------------------------------
 

@@ -94,3 +94,24 @@ def test_a_warm_azure_dns_issuance_makes_only_the_requests_it_needs(world, crede
     from tests.engine.test_azure_dns import record_set
     with pytest.raises(ResourceNotFoundError):
         record_set(engine.wiring._azure_dns(), AZURE_ZONE, f"_acme-challenge.{spec.dns_names[0]}")
+
+
+def test_a_process_opens_one_connection_to_the_ca(world, credential, monkeypatch):
+    # The directory reader (preflight, ARI) and the account's client once had a session each: two TLS handshakes
+    # with the CA in every process, a CLI run's included.
+    import urllib3.connectionpool
+
+    opened: list[str] = []
+    original = urllib3.connectionpool.HTTPSConnectionPool._new_conn
+
+    def new_conn(pool):
+        opened.append(f"{pool.host}:{pool.port}")
+        return original(pool)
+
+    monkeypatch.setattr(urllib3.connectionpool.HTTPSConnectionPool, "_new_conn", new_conn)
+    engine = Engine(credential)
+    spec = world.spec([unique(AZURE_ZONE)])
+    facts = engine.issue(spec)
+    assert engine.decide(spec, facts).decided_by == "ari"  # the CA's renewal info, read by the directory reader
+    ca = world.directory_url.split("/")[2]
+    assert opened.count(ca) == 1, opened
