@@ -450,6 +450,22 @@ class AcmeClient:
                                        challenge_url=dns01.uri, authorization_url=url))
         return result
 
+    def deactivate_pending(self, order: Order, *, deadline: Optional[float] = None) -> list[str]:
+        """Deactivate the order's authorizations still pending (RFC 8555 7.5.2): an order given up before its
+        challenges were answered, so it does not sit at the CA for days counting against the account's pending
+        authorizations (Let's Encrypt allows 300). Valid ones stay valid for reuse; answered ones are the CA's.
+        Returns the identifiers deactivated."""
+        deadline = self._deadline(deadline)
+        bodies = each(lambda url: self._get(url, "read an authorization", deadline).json(), order.authorizations)
+        done = []
+        for url, body in zip(order.authorizations, bodies):
+            authz = messages.Authorization.from_json(body)
+            if authz.status == messages.STATUS_PENDING:
+                self._post(url, messages.UpdateAuthorization(status=messages.STATUS_DEACTIVATED),
+                           f"deactivate the authorization for {authz.identifier.value}", deadline)
+                done.append(("*." if authz.wildcard else "") + authz.identifier.value)
+        return done
+
     def persist_challenges(self, order: Order, *, deadline: Optional[float] = None) -> list[PersistChallenge]:
         """The dns-persist-01 challenges still to answer; PreflightError when the CA offers none for a name (there
         is no fallback to dns-01: a certificate on dns-persist-01 has no right to write DNS records)."""

@@ -33,6 +33,7 @@ from .claims import PendingClaims, claim_key
 from .config import revocation_reason
 from .dns.base import ChecksAccess, DnsProvider, authoritative_hint
 from .errors import (
+    CertificateBusy,
     CertificateMismatch,
     ChainMismatch,
     Deadline,
@@ -171,6 +172,21 @@ class _TimedSolver:
             yield placements
             self._timings.mark("validation")
         self._timings.mark("dns_cleanup")
+
+
+def _give_up(client: Any, order: Any, deadline: float, log: logging.Logger) -> None:
+    """Deactivate what the order still has pending at the CA, at the end of a run that failed before answering
+    its challenges; best effort and briefly: the run's own error is the one to report."""
+    from .dns.challenges import CLEANUP_MIN_S
+
+    try:
+        dropped = client.deactivate_pending(order, deadline=max(deadline, time.monotonic() + CLEANUP_MIN_S))
+    except Exception as e:  # noqa: BLE001 - never hides the run's error
+        log.warning("could not deactivate the pending authorizations of %s: %s", order.url, one_line(e))
+        return
+    if dropped:
+        log.info("deactivated the unanswered authorizations of %s (%s): the CA no longer counts them as pending",
+                 order.url, ", ".join(dropped))
 
 
 class Engine:
@@ -444,12 +460,19 @@ class Engine:
         # The order comes first so that the claim (the pending operation) records it: a run killed with its
         # challenge records up leaves the next run what it needs to find and remove exactly those values.
         order = client.new_order(names, profile=spec.profile, replaces=replaces, deadline=deadline)
-        if spec.challenge == DNS_PERSIST_01:
-            # Whether the CA offers dns-persist-01 shows only in an order's authorizations: look before anything
-            # is created in Key Vault (a CA without it fails here, naming the challenges it offers).
-            client.persist_challenges(order, deadline=deadline)
-        timings.mark("order")
-        claim = self._claims.claim(spec, names, vault, client, {**tags, RUN_TAG: this_run(order.url).tag()}, deadline)
+        try:
+            if spec.challenge == DNS_PERSIST_01:
+                # Whether the CA offers dns-persist-01 shows only in an order's authorizations: look before
+                # anything is created in Key Vault (a CA without it fails here, naming the challenges it offers).
+                client.persist_challenges(order, deadline=deadline)
+            timings.mark("order")
+            claim = self._claims.claim(spec, names, vault, client, {**tags, RUN_TAG: this_run(order.url).tag()},
+                                       deadline)
+        except CertificateBusy:
+            raise  # another run is issuing these names: a CA that reuses pending authorizations may share them
+        except Exception:
+            _give_up(client, order, deadline, self.log)
+            raise
         timings.mark("kv_create")
         if claim.chain:
             # A run obtained this very certificate (Key Vault's key, our names) and could not merge it.
@@ -486,8 +509,11 @@ class Engine:
                                     "operation (and the key Key Vault made for it) is discarded") from None
             vault.store_chain(spec.name, certs, deadline=deadline)
         except BaseException as error:
-            # Nothing half-made stays behind: the pending version (and its key) goes, the name stays free.
+            # Nothing half-made stays behind: the pending version (and its key) goes, the name stays free, and
+            # the order's unanswered authorizations are deactivated at the CA.
             self._claims.abandon(vault, spec, error, max(deadline, time.monotonic() + CLEANUP_MIN_S))
+            if isinstance(error, Exception):  # Ctrl-C stops at once
+                _give_up(client, order, deadline, self.log)
             if dns is not None and dns.left_behind and previous is not None:
                 self._claims.record_leftovers(vault, spec, previous, order.url,
                                        max(deadline, time.monotonic() + CLEANUP_MIN_S))

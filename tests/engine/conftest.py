@@ -137,3 +137,27 @@ def world(azure_env, credential, vault_url, pebble, bind, tsig_ref_store) -> Wor
         tsig_ref_store[vault_url] = SecretRef(f"{vault_url}/secrets/bind-tsig")
         assert secret.value == bind.tsig_secret_b64
     return World(vault_url, pebble.directory_url, bind, azure_env, tsig_ref_store[vault_url])
+
+
+@pytest.fixture
+def orders_made(monkeypatch) -> list:
+    """Every order an ACME client of this process creates during the test, to see what is left at the CA."""
+    from keyvault_acme.acme_client import AcmeClient
+
+    made: list = []
+    new_order = AcmeClient.new_order
+
+    def recording(self, *args, **kwargs):
+        made.append(new_order(self, *args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(AcmeClient, "new_order", recording)
+    return made
+
+
+def authorization_states(engine, spec, order) -> list[str]:
+    """The CA's status of each of ``order``'s authorizations, read with the spec's own account."""
+    import time as _time
+
+    account = engine.wiring.account(spec, engine.wiring.vault(spec.vault_url), _time.monotonic() + 30)
+    return [account._get(url, "read", _time.monotonic() + 30).json()["status"] for url in order.authorizations]

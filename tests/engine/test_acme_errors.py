@@ -2,8 +2,10 @@
 import time
 from datetime import datetime, timedelta, timezone
 
+import josepy as jose
 import pytest
 from acme import messages
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyvault_acme import acme_client, errors
 from keyvault_acme.acme_client import AcmeClient, Order, _choose_chain, problem_error
@@ -137,3 +139,28 @@ def test_the_cas_retry_after_wins_over_a_learnt_wait(sleeps):
     client._poll(_order_in("processing"), {"processing"}, "wait", time.monotonic() + 5, retry_after=2.0,
                  first_wait=0.001)
     assert sleeps == [2.0]
+
+
+def test_giving_up_an_order_deactivates_only_its_pending_authorizations():
+    # Valid ones stay for reuse by the next order; answered (processing, invalid) ones are the CA's to settle.
+    client = AcmeClient("https://ca.example/dir", jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1())))
+    states = {f"https://ca.example/authz/{s}": s for s in ("valid", "pending", "invalid", "processing")}
+    posted = []
+
+    class Response:
+        def __init__(self, body):
+            self.body = body
+
+        def json(self):
+            return self.body
+
+    def authz(url):
+        return {"status": states[url], "identifier": {"type": "dns", "value": url.rsplit("/", 1)[1] + ".example"},
+                "challenges": []}
+
+    client._get = lambda url, what, deadline: Response(authz(url))
+    client._post = lambda url, body, what, deadline: posted.append((url, body.json_dumps()))
+    order = Order(url="https://ca.example/order/1", status="pending", identifiers=(),
+                  authorizations=tuple(states), finalize="https://ca.example/finalize/1")
+    assert client.deactivate_pending(order, deadline=time.monotonic() + 5) == ["pending.example"]
+    assert posted == [("https://ca.example/authz/pending", '{"status": "deactivated"}')]

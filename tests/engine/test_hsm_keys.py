@@ -12,7 +12,7 @@ from azure.keyvault.keys import KeyClient, KeyType
 from keyvault_acme import keyvault as kv
 from keyvault_acme.errors import HsmNotAvailable
 from keyvault_acme.model import KeySpec
-from tests.engine.conftest import AZURE_ZONE, World, unique
+from tests.engine.conftest import AZURE_ZONE, World, authorization_states, unique
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def test_premium_vault_issues_a_certificate_whose_key_is_an_hsm_key(world, engin
     assert engine.issue(spec).version == facts.version
 
 
-def test_standard_vault_refuses_hsm_keys_clearly_and_nothing_is_left(world, engine, credential):
+def test_standard_vault_refuses_hsm_keys_clearly_and_nothing_is_left(world, engine, credential, orders_made):
     standard = vault_of_sku(world, "standard")
     spec = standard.spec([unique(AZURE_ZONE)], key=KeySpec("EC-HSM"))
     with pytest.raises(HsmNotAvailable) as err:
@@ -46,6 +46,10 @@ def test_standard_vault_refuses_hsm_keys_clearly_and_nothing_is_left(world, engi
     assert "premium vault" in text and "key.kty" in text  # and ours: what to change
     client = CertificateClient(spec.vault_url, credential)
     assert [p.name for p in client.list_properties_of_certificates()] == []
+    # Nor at the CA: the order was made before Key Vault refused, and its authorization is deactivated rather
+    # than left pending for a week (the CA counts pending authorizations against the account).
+    [order] = orders_made
+    assert authorization_states(engine, spec, order) == ["deactivated"]
 
 
 def test_emulator_keys_follow_the_vault_sku(world, credential):

@@ -18,7 +18,7 @@ from keyvault_acme.account import earliest_second_is_over, first_version, key_fr
 from keyvault_acme.errors import KeyVaultAcmeError, KeyVaultReadOnly
 from keyvault_acme.lifecycle import Engine
 from keyvault_acme.model import KeySpec
-from tests.engine.conftest import AZURE_ZONE, faults, forbid_value_reads, unique
+from tests.engine.conftest import AZURE_ZONE, authorization_states, faults, forbid_value_reads, unique
 from tests.services import BIND_ZONE
 
 pytestmark = pytest.mark.integration
@@ -284,11 +284,14 @@ def test_two_engines_issuing_one_certificate_do_not_share_a_pending_operation(wo
     assert second.issue(spec) == facts  # afterwards the second run just adopts it
 
 
-def test_a_failed_order_discards_its_pending_operation(world, engine, emulator, credential):
+def test_a_failed_order_discards_its_pending_operation(world, engine, emulator, credential, orders_made):
     spec = world.spec([unique(AZURE_ZONE)])
     with faults(emulator, {"status": 400, "host": "management.azure.com", "path": "*/TXT/*", "method": "PUT"}):
         with pytest.raises(KeyVaultAcmeError, match="Azure DNS"):
             engine.issue(spec)
+    # The CA does not keep the order's authorization pending for a week either: it was never answered.
+    [order] = orders_made
+    assert authorization_states(engine, spec, order) == ["deactivated"]
     # Key Vault keeps the never-completed version (disabled, without a certificate), as the real service does:
     # nothing issued, no pending operation, and the next attempt simply creates a new version.
     assert engine.inspect(spec.vault_url, spec.name) is None
