@@ -45,6 +45,8 @@ Parser = Callable[[Mapping[str, Any], str], Zone]
 
 @dataclass(frozen=True)
 class ZoneType:
+    """One kind of zone: how configuration writes it and which provider writes its records."""
+
     name: str  # the zone's ``type`` in configuration
     zone_class: type
     build: Factory
@@ -65,10 +67,10 @@ _loaded = {"builtins": False, "plugins": False}
 
 def register(zone_type: ZoneType) -> None:
     """Make ``zone_type`` known; a second type of the same name or zone class is refused, not replaced."""
-    for known in (_BY_NAME.get(zone_type.name), _BY_CLASS.get(zone_type.zone_class)):
-        if known is not None and known != zone_type:
+    for existing in (_BY_NAME.get(zone_type.name), _BY_CLASS.get(zone_type.zone_class)):
+        if existing is not None and existing != zone_type:
             raise ValueError(f"zone type {zone_type.name!r} ({zone_type.zone_class.__name__}) clashes with "
-                             f"the registered {known.name!r} ({known.zone_class.__name__})")
+                             f"the registered {existing.name!r} ({existing.zone_class.__name__})")
     _BY_NAME[zone_type.name] = zone_type
     _BY_CLASS[zone_type.zone_class] = zone_type
 
