@@ -198,6 +198,15 @@ class PersistVerifier(Protocol):
 
 
 # -- the network layer ------------------------------------------------------------------------------------
+def _problem_document(response: requests.Response) -> Optional[messages.Error]:
+    """The response's ACME problem document (RFC 8555 6.7), None when it has none."""
+    try:
+        body = response.json()
+        return messages.Error.from_json(body) if isinstance(body, dict) and body.get("type") else None
+    except (ValueError, jose.DeserializationError):
+        return None
+
+
 class _Problem(Exception):
     """A failed response: the problem document (when there is one), the HTTP status and Retry-After."""
 
@@ -249,7 +258,14 @@ class _Network(acme_client.ClientNetwork):
         except acme_errors.ClientError:
             if response.ok:
                 raise
-            raise _Problem(None, response.status_code, response.headers.get("Retry-After"), response.text) from None
+            # The library raises ConflictError for any 409 before reading its body, which is a problem document
+            # all the same (RFC 9773's alreadyReplaced is a 409): keep the CA's type and words.
+            document = _problem_document(response)
+            if document is not None and self.REPLAY_NONCE_HEADER in response.headers:
+                with contextlib.suppress(acme_errors.Error):
+                    self._add_nonce(response)
+            raise _Problem(document, response.status_code, response.headers.get("Retry-After"),
+                           "" if document else response.text) from None
 
     def _get_nonce(self, url: str, new_nonce_url: str) -> str:
         with self._nonce_lock:

@@ -24,6 +24,13 @@ class Seen:
     path: str
     headers: dict[str, str]
     payload: Any = None  # the decoded JWS payload of a POST ("" for POST-as-GET), None for GET/HEAD
+    status: Optional[int] = None  # of the answer, once sent
+    problem: Optional[str] = None  # the answer's ACME problem type, when it was one
+
+    @property
+    def nonce_refused(self) -> bool:
+        """Pebble refuses a share of good nonces on purpose; the client sends the same request again."""
+        return self.problem == "urn:ietf:params:acme:error:badNonce"
 
 
 @dataclass
@@ -47,7 +54,7 @@ class RecordingProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                proxy._record(self.command, self.path, dict(self.headers.items()), body)
+                seen = proxy._record(self.command, self.path, dict(self.headers.items()), body)
                 answer = proxy.fail(self.command, self.path) if proxy.fail else None
                 if answer is None:
                     conn = http.client.HTTPSConnection("127.0.0.1", proxy.pebble.port, timeout=30,
@@ -60,6 +67,7 @@ class RecordingProxy:
                     finally:
                         conn.close()
                 status, headers, data = answer
+                seen.status, seen.problem = status, _problem_type(data) if status >= 400 else None
                 self.send_response(status)
                 for key, value in headers.items():
                     if key.lower() not in ("content-length", "transfer-encoding", "connection"):
@@ -89,7 +97,7 @@ class RecordingProxy:
     def directory_url(self) -> str:
         return f"https://127.0.0.1:{self._server.server_address[1]}/dir"
 
-    def _record(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+    def _record(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Seen:
         payload = None
         if method == "POST" and body:
             try:
@@ -98,7 +106,17 @@ class RecordingProxy:
                 payload = json.loads(decoded) if decoded else ""
             except (ValueError, KeyError):
                 payload = None
-        self.seen.append(Seen(method, path, headers, payload))
+        seen = Seen(method, path, headers, payload)
+        self.seen.append(seen)
+        return seen
 
     def requests_to(self, fragment: str) -> list[Seen]:
         return [s for s in self.seen if fragment in s.path]
+
+
+def _problem_type(body: bytes) -> Optional[str]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    return document.get("type") if isinstance(document, dict) else None
