@@ -449,14 +449,13 @@ class AcmeClient:
     def dns_challenges(self, order: Order, *, deadline: Optional[float] = None) -> list[DnsChallenge]:
         """The DNS-01 challenges still to solve (authorizations already valid, e.g. reused, need none)."""
         deadline = self._deadline(deadline)
-        bodies = each(lambda url: self._get(url, "read an authorization", deadline).json(), order.authorizations)
+        bodies = self._authorizations(order, deadline)
         result = []
         for url, body in zip(order.authorizations, bodies):
             authz = messages.Authorization.from_json(body)
             if authz.status == messages.STATUS_VALID:
                 continue
-            name = authz.identifier.value
-            identifier = f"*.{name}" if authz.wildcard else name
+            identifier = _identifier(authz)
             if authz.status != messages.STATUS_PENDING:
                 raise _authz_error(authz, identifier)
             dns01 = next((c for c in authz.challenges if isinstance(c.chall, acme_challenges.DNS01)), None)
@@ -472,21 +471,21 @@ class AcmeClient:
         authorizations (Let's Encrypt allows 300). Valid ones stay valid for reuse; answered ones are the CA's.
         Returns the identifiers deactivated."""
         deadline = self._deadline(deadline)
-        bodies = each(lambda url: self._get(url, "read an authorization", deadline).json(), order.authorizations)
+        bodies = self._authorizations(order, deadline)
         done = []
         for url, body in zip(order.authorizations, bodies):
             authz = messages.Authorization.from_json(body)
             if authz.status == messages.STATUS_PENDING:
                 self._post(url, messages.UpdateAuthorization(status=messages.STATUS_DEACTIVATED),
                            f"deactivate the authorization for {authz.identifier.value}", deadline)
-                done.append(("*." if authz.wildcard else "") + authz.identifier.value)
+                done.append(_identifier(authz))
         return done
 
     def persist_challenges(self, order: Order, *, deadline: Optional[float] = None) -> list[PersistChallenge]:
         """The dns-persist-01 challenges still to answer; PreflightError when the CA offers none for a name (there
         is no fallback to dns-01: a certificate on dns-persist-01 has no right to write DNS records)."""
         deadline = self._deadline(deadline)
-        bodies = each(lambda url: self._get(url, "read an authorization", deadline).json(), order.authorizations)
+        bodies = self._authorizations(order, deadline)
         result = []
         for url, body in zip(order.authorizations, bodies):
             status = body.get("status")
@@ -516,7 +515,7 @@ class AcmeClient:
         deadline = self._deadline(deadline)
         try:
             order = self.resume_order(order_url, deadline=deadline)
-            bodies = each(lambda url: self._get(url, "read an authorization", deadline).json(), order.authorizations)
+            bodies = self._authorizations(order, deadline)
         except errors.AcmeError as e:
             if e.status in (404, 403) or e.problem_type.endswith((":malformed", ":unauthorized")):
                 return []  # expired and gone at the CA, or not this account's: nothing we can prove ours
@@ -524,7 +523,7 @@ class AcmeClient:
         values = []
         for body in bodies:
             authz = messages.Authorization.from_json(body)
-            identifier = ("*." if authz.wildcard else "") + authz.identifier.value
+            identifier = _identifier(authz)
             values += [(identifier, c.chall.validation(self._key)) for c in authz.challenges
                        if isinstance(c.chall, acme_challenges.DNS01)]
         return values
@@ -778,12 +777,15 @@ class AcmeClient:
             order = _order(order.url, response.json())
         return (order, polls) if count else order
 
+    def _authorizations(self, order: Order, deadline: float) -> list[dict[str, Any]]:
+        """The order's authorizations as the CA sends them (JSON), a few read at once."""
+        return each(lambda url: self._get(url, "read an authorization", deadline).json(), order.authorizations)
+
     def _order_failure(self, order: Order, deadline: float) -> errors.AcmeError:
         for url in order.authorizations:
             authz = messages.Authorization.from_json(self._get(url, "read an authorization", deadline).json())
             if authz.status == messages.STATUS_INVALID:
-                name = authz.identifier.value
-                return _authz_error(authz, f"*.{name}" if authz.wildcard else name)
+                return _authz_error(authz, _identifier(authz))
         raw = self._get(order.url, "read the order", deadline).json()
         if raw.get("error"):
             return problem_error(messages.Error.from_json(raw["error"]))
@@ -864,6 +866,11 @@ def problem_error(problem: messages.Error, *, status: Optional[int] = None,
         seconds = parse_retry_after(retry_after)
         kw["retry_after"] = (datetime.now(timezone.utc) + timedelta(seconds=seconds)) if seconds is not None else None
     return cls(detail, **kw)
+
+
+def _identifier(authz: messages.Authorization) -> str:
+    """The name an authorization is for, as the order asked for it (``*.example.com`` for a wildcard)."""
+    return ("*." if authz.wildcard else "") + authz.identifier.value
 
 
 def _authz_error(authz: messages.Authorization, identifier: str) -> errors.AcmeError:
