@@ -250,10 +250,7 @@ class _Network(acme_client.ClientNetwork):
         try:
             return super()._check_response(response, content_type=content_type)
         except messages.Error as problem:
-            # The error response carries a fresh nonce: keep it and save a newNonce round trip.
-            if self.REPLAY_NONCE_HEADER in response.headers:
-                with contextlib.suppress(acme_errors.Error):
-                    self._add_nonce(response)
+            self._keep_nonce(response)
             raise _Problem(problem, response.status_code, response.headers.get("Retry-After")) from None
         except acme_errors.ClientError:
             if response.ok:
@@ -261,11 +258,16 @@ class _Network(acme_client.ClientNetwork):
             # The library raises ConflictError for any 409 before reading its body, which is a problem document
             # all the same (RFC 9773's alreadyReplaced is a 409): keep the CA's type and words.
             document = _problem_document(response)
-            if document is not None and self.REPLAY_NONCE_HEADER in response.headers:
-                with contextlib.suppress(acme_errors.Error):
-                    self._add_nonce(response)
+            if document is not None:
+                self._keep_nonce(response)
             raise _Problem(document, response.status_code, response.headers.get("Retry-After"),
                            "" if document else response.text) from None
+
+    def _keep_nonce(self, response: requests.Response) -> None:
+        # An error response carries a fresh nonce: keep it and save a newNonce round trip.
+        if self.REPLAY_NONCE_HEADER in response.headers:
+            with contextlib.suppress(acme_errors.Error):
+                self._add_nonce(response)
 
     def _get_nonce(self, url: str, new_nonce_url: str) -> str:
         with self._nonce_lock:
@@ -559,21 +561,18 @@ class AcmeClient:
         certificate's issuer common name matches; the default chain when none does.
         """
         deadline = self._deadline(deadline)
-        first_wait: Optional[float] = None
-        finalized: Optional[float] = None  # when the CA took the CSR: the issuance pace is learnt from it
+        retry_after = first_wait = None
+        finalized: Optional[float] = None  # when the CA took the CSR, if this run learns the CA's pace from it
         if order.status == "ready":
             csr = x509.load_der_x509_csr(csr_der)
             response = self._post(order.finalize, messages.CertificateRequest(csr=csr), "finalize the order", deadline)
-            finalized = time.monotonic()
             order = _order(order.url, response.json())
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            first_wait = ISSUANCE_PACE.expected(self.directory_url) if order.status == "processing" else None
-        else:
-            retry_after = None
-        learning = finalized is not None and order.status == "processing" and retry_after is None
+            if order.status == "processing" and retry_after is None:  # the CA sets no pace: our own, learnt
+                finalized, first_wait = time.monotonic(), ISSUANCE_PACE.expected(self.directory_url)
         order, polls = self._poll(order, {"pending", "ready", "processing"}, "wait for the certificate", deadline,
                                   retry_after=retry_after, first_wait=first_wait, count=True)
-        if learning and finalized is not None and order.status == "valid":
+        if finalized is not None and order.status == "valid":
             ISSUANCE_PACE.observed(self.directory_url, time.monotonic() - finalized,
                                    first_poll_done=polls == 1 and first_wait is not None, waited=first_wait or 0.0)
         if order.status != "valid" or not order.certificate:

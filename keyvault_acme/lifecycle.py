@@ -74,6 +74,7 @@ from .wiring import Wiring
 # The issuance stack (ACME and JOSE, dnspython, azure-mgmt-dns) is imported where it is first used, not here:
 # reading certificates (`keyvault-acme status`, a refresh) never pays for it, and a CLI start stays short.
 if TYPE_CHECKING:
+    from .acme_client import AcmeClient, Order
     from .dns.challenges import DnsSolver
     from .preflight import CaaCache
 
@@ -174,7 +175,7 @@ class _TimedSolver:
         self._timings.mark("dns_cleanup")
 
 
-def _give_up(client: Any, order: Any, deadline: float, log: logging.Logger) -> None:
+def _give_up(client: "AcmeClient", order: "Order", deadline: float, log: logging.Logger) -> None:
     """Deactivate what the order still has pending at the CA, at the end of a run that failed before answering
     its challenges; best effort and briefly: the run's own error is the one to report."""
     from .dns.challenges import CLEANUP_MIN_S
