@@ -465,14 +465,11 @@ def _zone(entry: Any, fld: str, subscription_id: str, resource_group: str) -> Dn
     if not isinstance(entry, Mapping):
         raise SpecError(fld, "must be a mapping", "give name (a new zone), resource_id (existing), zone/server/tsig_* (RFC 2136) "
                         "or type: cloudflare with zone/api_token_secret")
-    if "type" in entry:
-        kind = registry.named(str(entry["type"]))
-        if kind is None:
-            zone_from_dict(entry, fld)  # refuses the type, naming the ones there are
-        # A plug-in's zone type brings its own settings; zone_from_dict refuses any it does not declare.
-        settings(entry, fld, tuple(dict.fromkeys(SETTINGS["zones[]"] + (kind.settings if kind else ()))))
-    else:
-        settings(entry, fld, SETTINGS["zones[]"])
+    declared = registry.named(str(entry["type"])) if "type" in entry else None
+    if "type" in entry and declared is None:
+        zone_from_dict(entry, fld)  # refuses the type, naming the ones there are
+    # A plug-in's zone type brings its own settings; zone_from_dict refuses any the type does not declare.
+    settings(entry, fld, tuple(dict.fromkeys(SETTINGS["zones[]"] + (declared.settings if declared else ()))))
     scope = str(entry.get("challenge_scope") or "record_set")
     if scope not in CHALLENGE_SCOPES:
         raise SpecError(f"{fld}.challenge_scope", f"{scope!r} is not a scope", "use record_set (default) or zone")
