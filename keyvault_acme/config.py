@@ -196,7 +196,7 @@ def zone_from_dict(data: Mapping[str, Any], field: str = "zones[]") -> Zone:
 
     if not isinstance(data, Mapping):
         raise SpecError(field, "must be a mapping", "give type and its settings, e.g. resource_id for an Azure DNS zone")
-    built_in = registry.known(plugins=False)
+    registered = registry.known(plugins=False)  # no scan for plug-ins: a zone naming none needs none
     if "type" in data:
         kind = registry.named(str(data["type"]))
         if kind is None:
@@ -204,7 +204,7 @@ def zone_from_dict(data: Mapping[str, Any], field: str = "zones[]") -> Zone:
             raise SpecError(f"{field}.type", f"{shown(data['type'])} is not a zone type", f"use one of {names}")
         implied = None
     else:
-        implied = next((t for t in built_in if t.implied_by in data), None)
+        implied = next((t for t in registered if t.implied_by in data), None)
         if implied is None:
             # Only the two types older than ``type`` are implied by a setting.
             raise SpecError(field, "has no type and is neither an Azure DNS zone (resource_id) nor an RFC 2136 zone "
@@ -215,7 +215,7 @@ def zone_from_dict(data: Mapping[str, Any], field: str = "zones[]") -> Zone:
     for key in sorted(settings):
         if key in kind.settings:
             continue
-        other = next((t for t in built_in if t is not kind and key in t.settings), None)
+        other = next((t for t in registered if t is not kind and key in t.settings), None)
         if implied is not None and other is not None:
             raise SpecError(f"{field}.{key}", f"does not go with {implied.implied_by}: a zone is either "
                             f"{implied.described} or {other.described}, not both",
